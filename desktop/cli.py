@@ -1,0 +1,223 @@
+"""`slidetally-cli`: classify folders, list models and benchmark, without the GUI."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import os
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from desktop.core.analysis import Analysis, FolderError
+from desktop.core.export import ExportError, export_csv
+from desktop.core.imaging import UnreadableImage, load_prepared
+from desktop.core.model import Model, ModelError, ModelInfo, discover_models
+from desktop.core.pipeline import Progress
+from desktop.core.resources import resource, user_data_dir, user_models_dir
+from desktop.core.scan import scan_folder
+from desktop.core.summary import counts, differential, idc_summary
+
+
+class CliError(Exception):
+    pass
+
+
+def _pick_model(name: str | None, folder: Path | None = None) -> Model:
+    if name and Path(name).suffix == ".onnx":
+        return Model(Path(name))
+    infos, problems = discover_models()
+    for problem in problems:
+        print(f"warning: skipped model: {problem}", file=sys.stderr)
+    if not infos:
+        raise CliError("no usable model found in resources/models or the user models folder")
+    if name:
+        match = [i for i in infos if name in (i.key, i.task)]
+        if not match:
+            raise CliError(f"no model named {name!r}; available: {', '.join(i.key for i in infos)}")
+        return Model(match[0].path)
+    if folder is not None:
+        # Guess the assay from the folder's first image: patches are small.
+        files = scan_folder(folder)[:1]
+        if files and files[0].size < 20_000:
+            patch_models = [i for i in infos if i.task == "idc-patch"]
+            if patch_models:
+                return Model(patch_models[0].path)
+    return Model(next((i for i in infos if i.task == "blood-differential"), infos[0]).path)
+
+
+class ProgressBar:
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        if not self.tty or (now - self.last < 0.1 and p.done < p.total):
+            return
+        self.last = now
+        width = 30
+        filled = int(width * p.done / max(p.total, 1))
+        eta = f"{p.eta_s:4.0f}s" if p.eta_s != float("inf") else "  ?s"
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total} "
+                          f"{p.images_per_s:6.0f} img/s ETA {eta}")
+        if p.done >= p.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def cmd_classify(args) -> int:
+    folder = Path(args.folder)
+    model = _pick_model(args.model, folder if folder.is_dir() else None)
+    analysis = Analysis(folder, model, Path(args.data_dir) if args.data_dir else user_data_dir())
+    todo = analysis.plan()
+    cancel = threading.Event()
+    try:
+        analysis.run(todo, ProgressBar(), cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        print("\ncancelled: what was classified is kept", file=sys.stderr)
+        return 130
+    cells = analysis.store.cells()
+    info = model.info
+    when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    if args.csv or args.summary:
+        export_csv(cells, info, Path(args.csv) if args.csv else None, Path(args.summary) if args.summary else None,
+                   folder=str(folder.resolve()), operator=args.operator, when=when,
+                   signed=analysis.store.meta("signed_by") or "")
+    print_summary(cells, info, len(todo))
+    return 0
+
+
+def print_summary(cells, info: ModelInfo, classified_now: int) -> None:
+    tally = counts(cells, info)
+    print(f"{info.display_name} (v{info.version}): {tally.total} images, {classified_now} classified now, "
+          f"{tally.pending_review} to review, {tally.unreadable} unreadable")
+    for c in info.classes:
+        print(f"  {c.label:<24} AI {tally.ai[c.key]:>6}   final {tally.final[c.key]:>6}")
+    if info.task == "blood-differential":
+        diff = differential(cells, info)
+        print(f"  WBC counted {diff.wbc}, platelets {diff.platelets}")
+        for r in diff.rows:
+            if r.percent is not None:
+                unit = "/100 WBC" if r.key == "erythroblast" else "%"
+                print(f"  {r.label:<24} {r.percent:6.1f} {unit} {r.flag}")
+        for w in diff.warnings:
+            print(f"  ! {w}")
+    else:
+        slide = idc_summary(cells, info)
+        if slide.fraction is not None:
+            print(f"  IDC fraction {100 * slide.fraction:.1f}% ({slide.idc}/{slide.patches} patches)")
+
+
+def cmd_models(args) -> int:
+    folders = (Path(args.folder),) if args.folder else (resource("models"), user_models_dir())
+    infos, problems = discover_models(*folders)
+    for info in infos:
+        m = info.metrics
+        extra = f"  macro-F1 {m['macro_f1']:.3f}" if "macro_f1" in m else ""
+        acc = f"test accuracy {m['accuracy']:.4f}" if "accuracy" in m else "no metrics"
+        print(f"{info.key:<16} v{info.version:<8} {info.task:<20} {acc}{extra}  n={m.get('n', '?')}  ({info.display_name})")
+    for problem in problems:
+        print(f"skipped: {problem}")
+    return 0 if infos else 1
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def cmd_bench(args) -> int:
+    """Decode+resize alone (D), model alone (M), end to end (E), in one run, on all cores."""
+    folder = Path(args.folder)
+    model = _pick_model(args.model, folder)
+    files = scan_folder(folder)
+    if not files:
+        raise CliError(f"no images in {folder}")
+    items = (files * (args.images // len(files) + 1))[: args.images]
+    spec = model.info.input
+    workers = os.cpu_count() or 1
+
+    def decode_all():
+        def one(chunk):
+            for f in chunk:
+                try:
+                    load_prepared(f.path, spec)
+                except UnreadableImage:
+                    pass
+        chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, chunks))
+
+    import numpy as np
+
+    batch = np.stack([load_prepared(f.path, spec) for f in files[:args.batch]] * (args.batch // min(len(files), args.batch) + 1))[:args.batch]
+
+    def infer_all():
+        for _ in range(len(items) // args.batch):
+            model.predict(batch)
+
+    def end_to_end():
+        with tempfile.TemporaryDirectory() as tmp:
+            # distinct relative names so the store keeps every row
+            from desktop.core.scan import SourceFile
+            unique = [SourceFile(f.path, f"{i}/{f.relative}", f.size, f.mtime) for i, f in enumerate(items)]
+            analysis = Analysis(folder, model, Path(tmp))
+            analysis.run(unique, batch_size=args.batch)
+            analysis.store.close()
+
+    results = {}
+    for name, fn, n in (("decode+resize", decode_all, len(items)), ("model", infer_all, (len(items) // args.batch) * args.batch),
+                        ("end-to-end", end_to_end, len(items))):
+        fn() if name != "end-to-end" else None  # warm-up (caches, ORT arena)
+        start = time.perf_counter()
+        fn()
+        results[name] = n / (time.perf_counter() - start)
+    d, m, e = results["decode+resize"], results["model"], results["end-to-end"]
+    limit = 1 / (1 / d + 1 / m)
+    print(f"model {model.info.key} v{model.info.version}, {len(items)} images from {folder}, {workers} cores")
+    print(f"  D decode+resize  {d:8.0f} img/s")
+    print(f"  M model alone    {m:8.0f} img/s (batch {args.batch})")
+    print(f"  E end-to-end     {e:8.0f} img/s (read+decode+resize+infer+store)")
+    print(f"  limit 1/(1/D+1/M) {limit:7.0f} img/s; E / limit = {e / limit:.2f}")
+    print(f"  peak RSS {_rss_mb():.0f} MB")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slidetally-cli", description="SlideTally without the GUI.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("classify", help="classify a folder of images and print the counts")
+    p.add_argument("folder")
+    p.add_argument("--model", help="model key (e.g. blood-pbc8), task, or path to an .onnx file")
+    p.add_argument("--csv", help="write the per-image CSV here")
+    p.add_argument("--summary", help="write the summary CSV here")
+    p.add_argument("--operator", default=getpass.getuser(), help="name in the export header")
+    p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
+    p.set_defaults(func=cmd_classify)
+    p = sub.add_parser("models", help="list the models with their test metrics")
+    p.add_argument("--folder", help="look only in this folder")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("bench", help="images/s for decode, model and end to end; peak memory")
+    p.add_argument("folder")
+    p.add_argument("--model")
+    p.add_argument("--images", type=int, default=2000, help="how many images (the folder is repeated)")
+    p.add_argument("--batch", type=int, default=64)
+    p.set_defaults(func=cmd_bench)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, ModelError, FolderError, ExportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

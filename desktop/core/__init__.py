@@ -1,0 +1,1 @@
+"""Qt-free, TensorFlow-free engine: imaging, inference, sessions, summaries, export."""

@@ -1,0 +1,108 @@
+"""CSV export: per-image and summary files, UTF-8 with BOM (Excel), RFC 4180 quoting,
+a header block naming model, operator and time, written atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from desktop.core.model import ModelInfo
+from desktop.core.store import Cell
+from desktop.core.summary import Differential, counts, differential, idc_summary
+
+
+class ExportError(Exception):
+    """The export could not be written; nothing partial was left behind."""
+
+
+def write_atomically(path: Path, text: str, encoding: str = "utf-8-sig") -> None:
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ExportError(f"Cannot write in {path.parent}: {exc.strerror or exc}. Choose another folder.") from exc
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ExportError(f"Could not write {path.name}: {exc.strerror or exc}") from exc
+
+
+def _header(info: ModelInfo, folder: str, operator: str, when: str, signed: str) -> list[list[str]]:
+    return [
+        ["# SlideTally export"],
+        ["# folder", folder],
+        ["# model", info.display_name, info.key, f"version {info.version}"],
+        ["# operator", operator],
+        ["# exported", when],
+        ["# signed off", signed],
+    ]
+
+
+def _render(rows: list[list]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def per_image_rows(cells: list[Cell], info: ModelInfo) -> list[list]:
+    keys = info.class_keys
+    rows = [["file", "ai_class", "ai_confidence", "second_class", "final_class", "changed", "review", "review_reason",
+             "confirmed", "unfamiliar", "ood_score", "unreadable", "reviewer", "x", "y"] + [f"p_{k}" for k in keys]]
+    for c in cells:
+        probs = [f"{p:.4f}" for p in c.probabilities] if c.probabilities else [""] * len(keys)
+        rows.append([
+            c.relative, c.ai_class or "", f"{c.confidence:.4f}" if not c.unreadable else "", c.second_class or "",
+            (c.final_class or c.ai_class or "") if not c.needs_review else "", int(c.changed), int(c.review),
+            c.review_reason, int(c.confirmed), int(c.unfamiliar),
+            f"{c.ood_score:.4f}" if c.ood_score is not None else "", c.unreadable, c.reviewer or "",
+            "" if c.x is None else c.x, "" if c.y is None else c.y, *probs,
+        ])
+    return rows
+
+
+def summary_rows(cells: list[Cell], info: ModelInfo, diff: Differential | None = None) -> list[list]:
+    tally = counts(cells, info)
+    rows: list[list] = [["section", "class", "label", "ai_count", "final_count", "value", "unit", "reference", "flag"]]
+    diff_rows = {r.key: r for r in diff.rows} if diff else {}
+    for c in info.classes:
+        r = diff_rows.get(c.key)
+        value = "" if r is None or r.percent is None else f"{r.percent:.1f}"
+        unit = "" if r is None or r.percent is None else ("per 100 WBC" if c.group == "nrbc" else "% of WBC")
+        ref = "" if r is None or r.interval is None else f"{r.interval[0]:g}-{r.interval[1]:g}"
+        rows.append(["count", c.key, c.label, tally.ai[c.key], tally.final[c.key], value, unit, ref,
+                     r.flag if r else ""])
+    rows.append(["total", "images", "", tally.total, sum(tally.final.values()), "", "", "", ""])
+    rows.append(["total", "review_pending", "", tally.pending_review, "", "", "", "", ""])
+    rows.append(["total", "unfamiliar_excluded", "", tally.unfamiliar_excluded, "", "", "", "", ""])
+    rows.append(["total", "unreadable", "", tally.unreadable, "", "", "", "", ""])
+    if diff:
+        rows.append(["differential", "wbc_counted", "", "", diff.wbc, "", "", f"target {diff.target}", ""])
+        rows.append(["differential", "platelets", "", "", diff.platelets, "", "counted apart", "", ""])
+        nrbc = "" if diff.nrbc_per_100_wbc is None else f"{diff.nrbc_per_100_wbc:.1f}"
+        rows.append(["differential", "nrbc_per_100_wbc", "", "", "", nrbc, "per 100 WBC", "", ""])
+        for w in diff.warnings:
+            rows.append(["warning", "", w, "", "", "", "", "", ""])
+    if info.task == "idc-patch":
+        slide = idc_summary(cells, info)
+        value = "" if slide.fraction is None else f"{100 * slide.fraction:.1f}"
+        rows.append(["slide", "idc_fraction", "IDC patches / classified patches", "", slide.idc, value, "%", "", ""])
+    return rows
+
+
+def export_csv(cells: list[Cell], info: ModelInfo, per_image: Path | None, summary: Path | None, *, folder: str,
+               operator: str, when: str, signed: str = "", target: int = 100) -> None:
+    head = _header(info, folder, operator, when, signed)
+    if per_image:
+        write_atomically(per_image, _render(head + [[]] + per_image_rows(cells, info)))
+    if summary:
+        diff = differential(cells, info, target=target) if info.task == "blood-differential" else None
+        write_atomically(summary, _render(head + [[]] + summary_rows(cells, info, diff)))

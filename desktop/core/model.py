@@ -1,0 +1,200 @@
+"""Load an ONNX model that honours the SlideTally contract, and check that it does.
+
+A damaged, foreign or incompatible file raises `ModelError` naming the file and the
+problem; the app then lists the other models and says which one it skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from desktop.core.imaging import INTERPOLATIONS, SMALL_INPUT_RULES, InputSpec
+
+SCHEMA_PREFIX = "slidetally/"
+TASKS = ("blood-differential", "idc-patch")
+REQUIRED_KEYS = ("slidetally.schema", "task", "display_name", "version", "classes", "input_size")
+
+
+class ModelError(Exception):
+    """A model file that cannot be used, with a sentence a technician can act on."""
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    key: str
+    label: str
+    group: str
+    hotkey: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything the app reads from a model's metadata."""
+
+    path: Path
+    task: str
+    display_name: str
+    version: str
+    classes: tuple[ClassInfo, ...]
+    input: InputSpec
+    temperature: float
+    review_threshold: float
+    decision_threshold: float
+    ood_threshold: float | None
+    metrics: dict = field(default_factory=dict, compare=False)
+    dataset: dict = field(default_factory=dict, compare=False)
+    provenance: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str:
+        return self.path.stem
+
+    @property
+    def class_keys(self) -> list[str]:
+        return [c.key for c in self.classes]
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metrics.get("accuracy")
+
+    def label_of(self, key: str) -> str:
+        return next((c.label for c in self.classes if c.key == key), key)
+
+    def group_of(self, key: str) -> str:
+        return next((c.group for c in self.classes if c.key == key), "")
+
+    @property
+    def identity(self) -> str:
+        """What a stored session is bound to: a different model means reclassify."""
+        return f"{self.key}@{self.version}:{self.provenance.get('date', '')}"
+
+
+def _json(meta: dict[str, str], key: str, path: Path):
+    try:
+        return json.loads(meta[key])
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ModelError(f"{path.name}: metadata '{key}' is not valid JSON") from exc
+
+
+def parse_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if "slidetally.schema" in missing:
+        raise ModelError(f"{path.name} is not a SlideTally model (no 'slidetally.schema' in its metadata)")
+    if missing:
+        raise ModelError(f"{path.name}: metadata is missing {', '.join(missing)}")
+    if not meta["slidetally.schema"].startswith(SCHEMA_PREFIX):
+        raise ModelError(f"{path.name}: unknown schema {meta['slidetally.schema']!r}")
+    if meta["task"] not in TASKS:
+        raise ModelError(f"{path.name}: task {meta['task']!r} is not one this app knows ({', '.join(TASKS)})")
+    raw_classes = _json(meta, "classes", path)
+    try:
+        classes = tuple(ClassInfo(str(c["key"]), str(c.get("label", c["key"])), str(c.get("group", "")),
+                                  str(c.get("hotkey", ""))) for c in raw_classes)
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"{path.name}: metadata 'classes' must be a list of {{key, label, group, hotkey}}") from exc
+    if len(classes) < 2:
+        raise ModelError(f"{path.name}: a model needs at least two classes")
+    size = _json(meta, "input_size", path)
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 8 <= v <= 1024 for v in size)):
+        raise ModelError(f"{path.name}: metadata 'input_size' must be [height, width]")
+    resize = meta.get("resize", "area")
+    small = meta.get("small_input", "resize")
+    if resize not in INTERPOLATIONS:
+        raise ModelError(f"{path.name}: unknown resize method {resize!r}")
+    if small not in SMALL_INPUT_RULES:
+        raise ModelError(f"{path.name}: unknown small_input rule {small!r}")
+
+    def number(key: str, default: float | None) -> float | None:
+        try:
+            return float(meta[key]) if key in meta else default
+        except ValueError as exc:
+            raise ModelError(f"{path.name}: metadata '{key}' is not a number") from exc
+
+    return ModelInfo(
+        path=path, task=meta["task"], display_name=meta["display_name"], version=meta["version"], classes=classes,
+        input=InputSpec(size[0], size[1], resize, small),
+        temperature=number("temperature", 1.0), review_threshold=number("review_threshold", 0.0),
+        decision_threshold=number("decision_threshold", 0.5), ood_threshold=number("ood_threshold", None),
+        metrics=_json(meta, "metrics", path) if "metrics" in meta else {},
+        dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
+        provenance=_json(meta, "provenance", path) if "provenance" in meta else {},
+    )
+
+
+def session_options(threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # One inference thread per core; decoding runs in its own threads beside it.
+    options.intra_op_num_threads = threads or max(1, min(8, os.cpu_count() or 1))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+class Model:
+    """An ONNX Runtime session with the model's contract attached."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own types for damaged files
+            raise ModelError(f"{path.name} is damaged or not an ONNX model ({str(exc).splitlines()[0][:160]})") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.info = parse_metadata(meta, path)
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        name = self.info.path.name
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != "image" or inputs[0].type != "tensor(uint8)":
+            raise ModelError(f"{name}: the model must take one uint8 input named 'image'")
+        shape = inputs[0].shape
+        if len(shape) != 4 or shape[3] != 3 or list(shape[1:3]) != [self.info.input.height, self.info.input.width]:
+            raise ModelError(f"{name}: input shape {shape} does not match input_size in its metadata")
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        if "probabilities" not in outputs:
+            raise ModelError(f"{name}: the model has no 'probabilities' output")
+        n = outputs["probabilities"].shape[-1]
+        if isinstance(n, int) and n != len(self.info.classes):
+            raise ModelError(f"{name}: {n} outputs but {len(self.info.classes)} classes in its metadata")
+        self.has_ood = "ood_score" in outputs and self.info.ood_threshold is not None
+        self._outputs = ["probabilities", "ood_score"] if self.has_ood else ["probabilities"]
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities [N, C] and Unfamiliar scores [N] (or None) for a uint8 batch."""
+        result = self.session.run(self._outputs, {"image": images})
+        return result[0], (result[1] if self.has_ood else None)
+
+
+def find_model_files(*folders: Path) -> list[Path]:
+    files: list[Path] = []
+    for folder in folders:
+        if folder and Path(folder).is_dir():
+            files += sorted(Path(folder).glob("*.onnx"))
+    return files
+
+
+def discover_models(*folders: Path) -> tuple[list[ModelInfo], list[str]]:
+    """Every usable model in the folders, and a plain message for each file that is not."""
+    from desktop.core.resources import resource, user_models_dir
+
+    folders = folders or (resource("models"), user_models_dir())
+    infos, problems = [], []
+    for path in find_model_files(*folders):
+        try:
+            infos.append(Model(path, threads=1).info)
+        except ModelError as exc:
+            problems.append(str(exc))
+    return infos, problems

@@ -1,0 +1,120 @@
+"""Batched classification of many images: decoding runs in worker threads while the model
+infers the previous batch; results stream out per batch; cancel stops within one batch.
+
+OpenCV and ONNX Runtime release the GIL, so threads keep every core busy without the cost
+of pickling pixels between processes. At most `workers + 2` batches are in flight, so
+memory stays flat whatever the number of images.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from desktop.core.imaging import UnreadableImage, load_image, prepare
+from desktop.core.model import Model
+from desktop.core.results import Call, make_calls
+from desktop.core.slide import Tile
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    images_per_s: float
+
+    @property
+    def eta_s(self) -> float:
+        return (self.total - self.done) / self.images_per_s if self.images_per_s > 0 else float("inf")
+
+
+class _TissueImages:
+    """Decodes each large tissue image once, however many of its tiles are asked for."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cache: dict = {}
+
+    def get(self, path):
+        with self._lock:
+            if path not in self._cache:
+                self._cache.clear()  # one tissue image at a time keeps memory bounded
+                self._cache[path] = load_image(path)
+            return self._cache[path]
+
+
+def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[np.ndarray, list, list[Call]]:
+    """Decode and fit a batch; unreadable files become calls that carry the reason."""
+    spec = model.info.input
+    pixels = np.empty((len(items), spec.height, spec.width, 3), dtype=np.uint8)
+    good, bad = [], []
+    for item in items:
+        try:
+            if isinstance(item, Tile):
+                rgb = tissue.get(item.path)[item.y:item.y + item.height, item.x:item.x + item.width]
+            else:
+                rgb = load_image(item.path)
+            pixels[len(good)] = prepare(rgb, spec)
+            good.append(item)
+        except UnreadableImage as exc:
+            bad.append(Call(item.relative, item.size, item.mtime, unreadable=str(exc), review=True,
+                            review_reason=f"unreadable: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - any decoder failure must not stop the batch
+            bad.append(Call(item.relative, item.size, item.mtime, unreadable=f"could not decode ({exc})",
+                            review=True, review_reason="unreadable"))
+    return pixels[:len(good)], good, bad
+
+
+def batches(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def classify(
+    model: Model,
+    items: list,
+    on_calls: Callable[[list[Call]], None],
+    on_progress: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+) -> int:
+    """Classify `items` (SourceFile or Tile); returns how many were done before any cancel."""
+    import os
+
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    cancel = cancel or threading.Event()
+    tissue = _TissueImages()
+    done, start = 0, time.perf_counter()
+    pending: deque[Future] = deque()
+    chunks = iter(batches(items, batch_size))
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        def top_up():
+            while len(pending) < workers + 2 and not cancel.is_set():
+                chunk = next(chunks, None)
+                if chunk is None:
+                    return
+                pending.append(pool.submit(decode_batch, chunk, model, tissue))
+
+        top_up()
+        while pending and not cancel.is_set():
+            pixels, good, bad = pending.popleft().result()
+            top_up()
+            calls = bad
+            if len(good):
+                probabilities, ood = model.predict(pixels)
+                calls = make_calls(model.info, good, probabilities, ood) + bad
+            on_calls(calls)
+            done += len(calls)
+            if on_progress:
+                elapsed = max(time.perf_counter() - start, 1e-6)
+                on_progress(Progress(done, len(items), done / elapsed))
+        for future in pending:
+            future.cancel()
+    return done

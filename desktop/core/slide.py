@@ -1,0 +1,69 @@
+"""Slides for the IDC assay: patch positions from file names, tiling a large tissue image,
+and the heat map reassembled from patch positions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PATCH_XY = re.compile(r"_x(\d+)_y(\d+)")
+TILE_SUFFIX = re.compile(r"#x(\d+)_y(\d+)$")
+# A tissue image (not a patch) is one at least this many patches wide and high.
+TILE_MIN_PATCHES = 4
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A patch cut from a large tissue image at native resolution."""
+
+    path: Path
+    relative: str
+    size: int
+    mtime: float
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+def patch_position(relative: str) -> tuple[int, int] | None:
+    """(x, y) pixel offset of a patch, from `..._x<X>_y<Y>...` or a tile's `#x<X>_y<Y>`."""
+    match = TILE_SUFFIX.search(relative) or PATCH_XY.search(Path(relative).name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def is_background(tile: np.ndarray, white_level: int = 220, max_tissue: float = 0.25) -> bool:
+    """Mostly white (empty glass) tiles are skipped: less than a quarter of the pixels are tissue."""
+    grey = tile.mean(axis=2)
+    saturation = tile.max(axis=2).astype(np.int16) - tile.min(axis=2)
+    tissue = (grey < white_level) | (saturation > 25)
+    return tissue.mean() < max_tissue
+
+
+def tile_image(rgb: np.ndarray, source, patch: int = 50) -> list[Tile]:
+    """Cut an RGB image into patch x patch tiles and keep the ones with tissue."""
+    tiles = []
+    height, width = rgb.shape[:2]
+    for y in range(0, height, patch):
+        for x in range(0, width, patch):
+            piece = rgb[y:y + patch, x:x + patch]
+            if piece.shape[0] < patch // 2 or piece.shape[1] < patch // 2 or is_background(piece):
+                continue
+            tiles.append(Tile(source.path, f"{source.relative}#x{x}_y{y}", source.size, source.mtime,
+                              x, y, piece.shape[1], piece.shape[0]))
+    return tiles
+
+
+def heat_map(positions: list[tuple[int, int]], values: list[float], patch: int = 50) -> np.ndarray:
+    """A (rows, cols) array of values at patch positions; NaN where there is no patch."""
+    if not positions:
+        return np.full((0, 0), np.nan)
+    cols = max(x for x, _ in positions) // patch + 1
+    rows = max(y for _, y in positions) // patch + 1
+    grid = np.full((rows, cols), np.nan, dtype=np.float32)
+    for (x, y), v in zip(positions, values):
+        grid[y // patch, x // patch] = v
+    return grid

@@ -1,0 +1,159 @@
+"""Counts and the assay summaries: the blood differential with flags, and the IDC fraction."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from desktop.core.model import ModelInfo
+from desktop.core.slide import heat_map, patch_position
+from desktop.core.store import Cell
+
+DEFAULT_TARGET_WBC = 100
+
+
+@dataclass(frozen=True)
+class ReferenceIntervals:
+    intervals: dict[str, tuple[float, float]]
+    source: str
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> ReferenceIntervals:
+        from desktop.core.resources import resource
+
+        data = json.loads((path or resource("reference_intervals.json")).read_text(encoding="utf-8"))
+        return cls({k: (float(v[0]), float(v[1])) for k, v in data["intervals"].items()}, data.get("source", ""))
+
+
+@dataclass
+class Counts:
+    """AI and final counts per class, and what is left out of the final count."""
+
+    ai: dict[str, int]
+    final: dict[str, int]
+    total: int
+    unreadable: int
+    pending_review: int  # Review cells not yet confirmed: not counted in `final`
+    unfamiliar_excluded: int  # of those, flagged Unfamiliar
+    confirmed_review: int
+    review_total: int
+
+
+def counts(cells: list[Cell], info: ModelInfo) -> Counts:
+    ai: Counter = Counter()
+    final: Counter = Counter()
+    pending = unfamiliar = confirmed = review_total = unreadable = 0
+    for c in cells:
+        if c.unreadable:
+            unreadable += 1
+            continue
+        ai[c.ai_class] += 1
+        if c.review:
+            review_total += 1
+            confirmed += c.confirmed
+        if c.needs_review:
+            pending += 1
+            unfamiliar += c.unfamiliar
+            continue
+        final[c.final_class or c.ai_class] += 1
+    keys = info.class_keys
+    return Counts({k: ai.get(k, 0) for k in keys}, {k: final.get(k, 0) for k in keys}, len(cells), unreadable,
+                  pending, unfamiliar, confirmed, review_total)
+
+
+@dataclass
+class DifferentialRow:
+    key: str
+    label: str
+    count: int
+    percent: float | None  # % of WBC (WBC classes) or per 100 WBC (NRBC)
+    interval: tuple[float, float] | None
+    flag: str  # "", "H" or "L"
+
+
+@dataclass
+class Differential:
+    rows: list[DifferentialRow]
+    wbc: int
+    platelets: int
+    nrbc_per_100_wbc: float | None
+    target: int
+    excluded: int
+    unfamiliar_excluded: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _flag(value: float | None, interval: tuple[float, float] | None) -> str:
+    if value is None or interval is None:
+        return ""
+    if value > interval[1] + 1e-9:
+        return "H"
+    if value < interval[0] - 1e-9:
+        return "L"
+    return ""
+
+
+def differential(cells: list[Cell], info: ModelInfo, reference: ReferenceIntervals | None = None,
+                 target: int = DEFAULT_TARGET_WBC) -> Differential:
+    """WBC classes as % of all WBC, erythroblasts per 100 WBC, platelets apart.
+
+    Only final calls count: Review cells wait until the technician confirms them.
+    """
+    reference = reference or ReferenceIntervals.load()
+    tally = counts(cells, info)
+    groups = {c.key: c.group for c in info.classes}
+    wbc = sum(n for k, n in tally.final.items() if groups[k] == "wbc")
+    nrbc = sum(n for k, n in tally.final.items() if groups[k] == "nrbc")
+    platelets = sum(n for k, n in tally.final.items() if groups[k] == "platelet")
+    rows = []
+    for c in info.classes:
+        n = tally.final[c.key]
+        if c.group == "wbc" or c.group == "nrbc":
+            value = 100.0 * n / wbc if wbc else None
+        else:
+            value = None
+        interval = reference.intervals.get(c.key)
+        rows.append(DifferentialRow(c.key, c.label, n, value, interval, _flag(value, interval)))
+    nrbc_per_100 = 100.0 * nrbc / wbc if wbc else None
+    warnings = []
+    if wbc < target:
+        warnings.append(f"Only {wbc} white cells counted; the target is {target}. Percentages are imprecise.")
+    if tally.pending_review:
+        warnings.append(f"{tally.pending_review} cell(s) in Review are not counted until confirmed"
+                        + (f" ({tally.unfamiliar_excluded} flagged Unfamiliar)." if tally.unfamiliar_excluded else "."))
+    if tally.unreadable:
+        warnings.append(f"{tally.unreadable} file(s) could not be read.")
+    return Differential(rows, wbc, platelets, nrbc_per_100, target, tally.pending_review, tally.unfamiliar_excluded,
+                        warnings)
+
+
+@dataclass
+class SlideSummary:
+    patches: int
+    idc: int
+    fraction: float | None
+    pending_review: int
+    heat: np.ndarray  # P(IDC) per patch position, NaN where no patch
+    calls: np.ndarray  # final call per position: 1 IDC, 0 not, NaN none
+
+
+def idc_summary(cells: list[Cell], info: ModelInfo, patch: int = 50) -> SlideSummary:
+    tally = counts(cells, info)
+    positive = info.class_keys[1]
+    usable = [c for c in cells if not c.unreadable]
+    positions, probs, calls = [], [], []
+    for c in usable:
+        pos = (c.x, c.y) if c.x is not None else patch_position(c.relative)
+        if pos is None:
+            continue
+        positions.append(pos)
+        probs.append(c.probabilities[1] if len(c.probabilities) > 1 else np.nan)
+        calls.append(1.0 if (c.final_class or c.ai_class) == positive else 0.0)
+    n = sum(tally.final.values())
+    idc = tally.final.get(positive, 0)
+    return SlideSummary(n, idc, idc / n if n else None, tally.pending_review,
+                        heat_map(positions, probs, patch), heat_map(positions, calls, patch))

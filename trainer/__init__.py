@@ -1,0 +1,1 @@
+"""Training, evaluation, calibration and ONNX export of SlideTally's CNNs (TensorFlow)."""

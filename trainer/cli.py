@@ -1,0 +1,36 @@
+"""`slidetally-train blood|idc --data DIR --out DIR`: one resumable training run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_DATA = {"blood": "../shared/data/pbc", "idc": "../shared/data/idc"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slidetally-train", description=__doc__)
+    parser.add_argument("task", choices=("blood", "idc"))
+    parser.add_argument("--data", type=Path, help="labelled image folder (default: ../shared/data/<task>)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (resumes if it exists)")
+    parser.add_argument("--epochs", type=int, help="epochs for our model (default: the task's)")
+    parser.add_argument("--seed-epochs", type=int, help="maximum epochs for the reference model")
+    parser.add_argument("--limit", type=int, help="images per class (blood) or patients (idc), for quick runs")
+    parser.add_argument("--skip-seed", action="store_true", help="do not train the reference model")
+    parser.add_argument("--external", type=Path, default=Path("../shared/data/external_bccd"),
+                        help="another lab's images, for evaluation only (blood)")
+    parser.add_argument("--ship", type=Path, help="copy model, card and figures here (e.g. resources/models)")
+    parser.add_argument("--no-lab-book", action="store_true", help="do not append to trainer/lab_book.jsonl")
+    args = parser.parse_args(argv)
+    data = args.data or Path(DEFAULT_DATA[args.task])
+    if not data.is_dir():
+        parser.error(f"data folder not found: {data}")
+    from trainer.train import run  # TensorFlow loads only now, after the arguments are checked
+
+    run(args.task, data, args.out, epochs=args.epochs, seed_epochs=args.seed_epochs, limit=args.limit,
+        ship=args.ship, external=args.external, record=not args.no_lab_book, skip_seed=args.skip_seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

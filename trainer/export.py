@@ -1,0 +1,108 @@
+"""Export a trained Keras model to the ONNX model contract, and prove the export.
+
+The exported graph takes uint8 RGB pixels, applies the temperature, and adds the
+Unfamiliar score: a Mahalanobis distance of pooled features (two depths) to the nearest
+class mean, with one covariance shared by all classes, fitted on the training split.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportError(Exception):
+    """The ONNX file does not reproduce the Keras model; nothing is written."""
+
+
+def feature_model(model: keras.Model) -> keras.Model:
+    """The model with a second output: the features the Unfamiliar detector measures."""
+    names = [layer.name for layer in model.layers]
+    if "features" in names:
+        features = model.get_layer("features").output
+    else:
+        pooled = [model.get_layer(n).output for n in names if n.startswith("gap")][-2:]
+        features = keras.layers.Concatenate(name="features")(pooled) if len(pooled) > 1 else pooled[0]
+    return keras.Model(model.inputs, [model.get_layer("logits").output, features])
+
+
+def fit_ood(features: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Class means and a whitening matrix W (W W^T = inverse shared covariance)."""
+    centre = features.mean(axis=0)
+    features = features - centre
+    means = np.stack([features[labels == k].mean(axis=0) for k in range(n_classes)])
+    centred = features - means[labels]
+    cov = centred.T @ centred / len(features)
+    cov += np.eye(cov.shape[0]) * (1e-2 * np.trace(cov) / cov.shape[0])
+    whiten = np.linalg.cholesky(np.linalg.inv(cov))
+    # Centring first keeps the whitened values small, so float32 sums agree across runtimes.
+    return {"centre": centre.astype(np.float32), "means": means.astype(np.float32), "whiten": whiten.astype(np.float32)}
+
+
+def serving_function(model: keras.Model, temperature: float, ood: dict[str, np.ndarray], height: int, width: int):
+    extractor = feature_model(model)
+    # numpy here, tf.constant inside: captured tensors would become extra graph inputs.
+    centre_np, whiten_np = ood["centre"], ood["whiten"]
+    whitened_means_np = ood["means"] @ ood["whiten"]
+    dim = float(whiten_np.shape[0])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name="image")])
+    def serve(image):
+        logits, features = extractor(tf.cast(image, tf.float32), training=False)
+        probabilities = tf.nn.softmax(logits / temperature, axis=-1)
+        z = tf.matmul(features - tf.constant(centre_np), tf.constant(whiten_np))
+        centred = z[:, None, :] - tf.constant(whitened_means_np)[None, :, :]
+        distances = tf.reduce_sum(tf.square(centred), axis=-1) / dim
+        return {"probabilities": probabilities, "ood_score": tf.reduce_min(distances, axis=-1)}
+
+    return serve
+
+
+def to_onnx(serve, metadata: dict) -> onnx.ModelProto:
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=OPSET)
+    names = {o.name for o in proto.graph.output}
+    if names != {"probabilities", "ood_score"}:
+        raise ExportError(f"unexpected output names {sorted(names)}")
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key = key
+        entry.value = value if isinstance(value, str) else json.dumps(value)
+    proto.producer_name = "slidetally-trainer"
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def prove_parity(serve, proto: onnx.ModelProto, images: np.ndarray) -> dict:
+    """Keras and ONNX Runtime must agree on every image: |dp| <= 1e-4 and the same top-1."""
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    worst_p, worst_ood, same_top1 = 0.0, 0.0, True
+    for start in range(0, len(images), 128):
+        batch = images[start:start + 128]
+        expected = {k: v.numpy() for k, v in serve(tf.constant(batch)).items()}
+        probs, ood = session.run(["probabilities", "ood_score"], {"image": batch})
+        worst_p = max(worst_p, float(np.abs(probs - expected["probabilities"]).max()))
+        rel = np.abs(ood - expected["ood_score"]) / np.maximum(np.abs(expected["ood_score"]), 1.0)
+        worst_ood = max(worst_ood, float(rel.max()))
+        same_top1 &= bool((probs.argmax(1) == expected["probabilities"].argmax(1)).all())
+    result = {"n": int(len(images)), "max_abs_dprob": worst_p, "max_rel_dood": worst_ood, "same_top1": same_top1}
+    if worst_p > PARITY_TOLERANCE or not same_top1 or worst_ood > 1e-3:
+        raise ExportError(f"ONNX does not match Keras: {result}")
+    return result
+
+
+def write_model(proto: onnx.ModelProto, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".onnx.tmp")
+    tmp.write_bytes(proto.SerializeToString())
+    tmp.replace(path)

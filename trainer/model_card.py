@@ -1,0 +1,103 @@
+"""Write the model card (markdown) from a run's results: data, split, metrics, limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CITATIONS = {
+    "blood-differential": (
+        "PBC dataset: Acevedo A., Merino A., Alférez S., Molina Á., Boldú L., Rodellar J. *A dataset of "
+        "microscopic peripheral blood cell images for development of automatic recognition systems.* "
+        "Data in Brief 30 (2020) 105474; Mendeley Data snkd93bnjr, CC BY 4.0. CellaVision DM96, "
+        "Hospital Clinic of Barcelona, May-Grünwald-Giemsa, normal donors. Used here downscaled by 2 (INTER_AREA)."
+    ),
+    "idc-patch": (
+        "Breast Histopathology Images (Kaggle, P. Mooney), from Janowczyk A., Madabhushi A. *Deep learning for "
+        "digital pathology image analysis*, J Pathol Inform 2016;7:29, and Cruz-Roa A. et al., SPIE Medical "
+        "Imaging 2014. A 20,605-patch subset of 259 patients."
+    ),
+}
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None or v != v else f"{100 * v:.1f}%"
+
+
+def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
+    ours, seed = results["ours"], results.get("seed")
+    key = cfg.key
+    lines = [
+        f"# Model card: {cfg.display_name}", "",
+        f"File `{key}.onnx`, version {cfg.version}, task `{cfg.task}`, schema `{metadata['slidetally.schema']}`.",
+        f"Trained by `slidetally-train` (git {metadata['provenance']['trainer_git_sha']}, TensorFlow "
+        f"{metadata['provenance']['tensorflow']}, {metadata['provenance']['date']}).", "",
+        "## Data", "", CITATIONS[cfg.task], "",
+        f"Split hash `{results['split_hash']}` (file lists in the run's `split.json`). Counts per split:", "",
+        "| split | " + " | ".join(results["classes"]) + " |", "|---|" + "---|" * len(results["classes"]),
+    ]
+    for split, counts in results["counts"].items():
+        lines.append(f"| {split} | " + " | ".join(str(counts[c]) for c in results["classes"]) + " |")
+    lines += ["", "## Input", "",
+              f"uint8 RGB `[N, {cfg.input_size}, {cfg.input_size}, 3]`; any image is decoded to RGB and "
+              f"`cv2.resize`d with INTER_AREA; smaller images: `{cfg.small_input}`. Scaling is inside the graph.", "",
+              "## Results on the test split (touched once)", "",
+              "| metric | reference recipe (seed) | ours |", "|---|---|---|"]
+    rows = [("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"), ("macro-F1", "macro_f1")]
+    if cfg.task == "idc-patch":
+        rows += [("F1 (IDC)", "f1_idc"), ("ROC AUC", "roc_auc"), ("PR AUC", "pr_auc")]
+    for label, k in rows:
+        s = f"{seed[k]:.4f}" if seed and k in seed else "-"
+        lines.append(f"| {label} | {s} | {ours[k]:.4f} |")
+    lines.append(f"| ECE before → after temperature (T={results['temperature']:.3f}) | - | "
+                 f"{ours['ece_before']:.4f} → {ours['ece_after']:.4f} |")
+    lines += ["", "Per class (ours):", "", "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
+    for c, v in ours["per_class"].items():
+        lines.append(f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1-score']:.3f} | {int(v['support'])} |")
+    lines += ["", f"![confusion matrix](figures/{key}-confusion.png)", "",
+              f"![loss and accuracy per epoch](figures/{key}-curves.png)", "",
+              f"![reliability](figures/{key}-reliability.png)", ""]
+    if cfg.task == "idc-patch":
+        lines += [f"Decision threshold P(IDC) ≥ {results['decision_threshold']} (chosen on val for balanced accuracy).", "",
+                  "### Per-patient IDC fraction (test patients)", "",
+                  f"Mean absolute error, complete slides: {_pct(ours.get('complete_fraction_mae'))}; "
+                  f"all test patients: {_pct(ours.get('all_patients_fraction_mae'))}.", "",
+                  "| patient | patches | true IDC | predicted IDC |", "|---|---|---|---|"]
+        for pid in ours["complete_patients"]:
+            v = ours["patients"][pid]
+            lines.append(f"| {pid} (complete) | {v['n']} | {_pct(v['true'])} | {_pct(v['predicted'])} |")
+        lines += ["", f"![heat maps](figures/{key}-heatmaps.png)", ""]
+    lines += ["## Review threshold (chosen on val)", "",
+              f"Calls with top probability below **{results['review_threshold']}** go to Review.", "",
+              "| threshold | sent to Review | accuracy of the rest |", "|---|---|---|"]
+    for r in results["review_tradeoff_val"]:
+        lines.append(f"| {r['threshold']} | {_pct(r['review_share'])} | {_pct(r['accepted_accuracy'])} |")
+    lines += ["", "## Speed", "",
+              f"ONNX Runtime alone, {results['speed_images_per_s']:.0f} images/s on this machine's CPU cores "
+              f"(batch {64 if cfg.task == 'blood-differential' else 256}). Training: {results['training_minutes']:.1f} min "
+              "on 2 CPU cores.", "",
+              f"Export parity (Keras vs ONNX Runtime, {results['parity']['n']} test images): max |Δp| "
+              f"{results['parity']['max_abs_dprob']:.2e}, top-1 identical: {results['parity']['same_top1']}.", "",
+              "## Limits", "",
+              f"Unfamiliar detector: Mahalanobis distance of pooled features to the nearest class mean; threshold "
+              f"{results['ood_threshold']:.3f} = 99th percentile on val (≈1% of in-domain images flagged by design).", "",
+              "| condition | n | accuracy | Unfamiliar | accepted | accuracy of accepted | wrong calls caught |",
+              "|---|---|---|---|---|---|---|"]
+    for name, r in results["robustness"].items():
+        lines.append(f"| {name} | {r['n']} | {_pct(r['accuracy'])} | {_pct(r['unfamiliar_share'])} | "
+                     f"{_pct(r['accepted_share'])} | {_pct(r['accepted_accuracy'])} | {_pct(r['wrong_caught'])} |")
+    for name, r in results["robustness"].items():
+        if name in ("in_domain", "other lab (BCCD)"):
+            lines += ["", f"Accepted-call accuracy vs share accepted, {name} (confidence bar swept, Unfamiliar excluded):", "",
+                      "| confidence ≥ | accepted | accuracy of accepted |", "|---|---|---|"]
+            lines += [f"| {c['threshold']} | {_pct(c['accepted_share'])} | {_pct(c['accepted_accuracy'])} |" for c in r["curve"]]
+            lines += ["", "Per-class accuracy: " + ", ".join(f"{c} {_pct(v)}" for c, v in r["per_class_accuracy"].items())]
+    if cfg.task == "blood-differential":
+        lines += ["", "- Trained on one analyser (CellaVision DM96), one hospital, one stain, normal donors only: "
+                  "blasts, atypical lymphocytes, smudge cells and other pathological cells are not among the classes "
+                  "and will be forced into one of the 8 (or flagged Unfamiliar).",
+                  "- Images from other labs (see the BCCD row) are much less reliable: verify every call."]
+    else:
+        lines += ["", "- Patches at 2.5x from one source collection; other scanners, stains or magnifications are "
+                  "outside what was tested.", "- A patch-level call is not a diagnosis: the IDC fraction is an aid to "
+                  "the pathologist's reading of the slide."]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,440 @@
+"""One training run, top to bottom: split → decode once → seed model → our model →
+calibrate → evaluate on test (once) → Unfamiliar detector → export + parity → card.
+
+Every step writes into the run folder; a run that is stopped resumes where it was
+(Keras BackupAndRestore per model, finished models and decoded arrays are reused).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from desktop.core.imaging import InputSpec, UnreadableImage, load_prepared  # noqa: E402
+from trainer import architectures, calibration, evaluate, export, lab_book  # noqa: E402
+from trainer.augment import AugmentConfig, augment_batch, stain_shift  # noqa: E402
+from trainer.data import SPLITS, Dataset, cached_arrays, patch_xy, split_blood, split_idc  # noqa: E402
+from trainer.model_card import write_card  # noqa: E402
+
+SCHEMA = "slidetally/1"
+BLOOD_CLASSES = {
+    "basophil": ("Basophil", "wbc"),
+    "eosinophil": ("Eosinophil", "wbc"),
+    "erythroblast": ("Erythroblast (NRBC)", "nrbc"),
+    "ig": ("Immature granulocyte", "wbc"),
+    "lymphocyte": ("Lymphocyte", "wbc"),
+    "monocyte": ("Monocyte", "wbc"),
+    "neutrophil": ("Neutrophil", "wbc"),
+    "platelet": ("Platelet", "platelet"),
+}
+IDC_CLASSES = {"normal": ("No IDC", "tissue"), "idc": ("IDC", "tumour")}
+
+
+@dataclass
+class TaskConfig:
+    key: str  # file stem of the shipped model
+    task: str
+    display_name: str
+    input_size: int
+    small_input: str
+    widths: tuple[int, ...]
+    epochs: int
+    seed_epochs: int
+    batch: int
+    learning_rate: float
+    balanced: bool  # class weights against imbalance
+    review_accuracy: float  # accepted calls must reach this on val ...
+    review_budget: float  # ... sending at most this share to Review
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    version: str = "1.0.0"
+
+
+TASKS = {
+    "blood": TaskConfig("blood-pbc8", "blood-differential", "Blood smear differential (PBC, 8 classes)",
+                        96, "resize", (32, 64, 128, 256), epochs=30, seed_epochs=40, batch=64,
+                        learning_rate=3e-3, balanced=False, review_accuracy=0.995, review_budget=0.08),
+    "idc": TaskConfig("breast-idc", "idc-patch", "Breast histopathology IDC (50x50 patches)",
+                      50, "pad-white", (16, 32, 64, 128), epochs=40, seed_epochs=30, batch=128,
+                      learning_rate=3e-3, balanced=True, review_accuracy=0.95, review_budget=0.15,
+                      augment=AugmentConfig(hed_sigma=0.08, scale_prob=0.3, scale_min=0.85, scale_max=1.15)),
+}
+
+
+def log(message: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+# --- training ---------------------------------------------------------------------------
+
+def _train_ds(x, y, batch, augment: AugmentConfig | None, weights=None):
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=1, reshuffle_each_iteration=True)
+    ds = ds.batch(batch, drop_remainder=len(x) > batch)
+    if augment is not None:
+        ds = ds.map(lambda a, b: augment_batch(a, b, augment), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
+    if weights is not None:
+        w = tf.constant(weights, tf.float32)
+        ds = ds.map(lambda a, b: (a, b, tf.gather(w, b)))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _val_ds(x, y, batch):
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(256).map(lambda a, b: (tf.cast(a, tf.float32), b))
+
+
+def class_weights(y: np.ndarray, n: int) -> np.ndarray:
+    counts = np.bincount(y, minlength=n).astype(np.float64)
+    return (len(y) / (n * np.maximum(counts, 1))).astype(np.float32)
+
+
+def train_model(name, model, arrays, cfg: TaskConfig, out: Path, epochs: int, seed_style: bool) -> tuple[keras.Model, float]:
+    """Fit one model (resumable); seed models keep the reference recipe (Adam + early stopping)."""
+    path = out / f"{name}.keras"
+    if path.exists():
+        log(f"{name}: already trained, reusing {path.name}")
+        meta = json.loads((out / f"{name}.train.json").read_text())
+        return keras.models.load_model(path), meta["minutes"]
+    (x_train, y_train), (x_val, y_val) = arrays["train"], arrays["val"]
+    n_classes = int(max(y_train.max(), y_val.max()) + 1)
+    weights = class_weights(y_train, n_classes) if cfg.balanced and not seed_style else None
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if seed_style:
+        optimizer = keras.optimizers.Adam()
+        callbacks = [keras.callbacks.EarlyStopping("val_accuracy", min_delta=0.005, patience=5, restore_best_weights=True)]
+        train = _train_ds(x_train, y_train, 32, None)
+    else:
+        steps = epochs * max(1, len(x_train) // cfg.batch)
+        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate * 0.1, steps, warmup_target=cfg.learning_rate,
+                                                          warmup_steps=max(1, steps // 20))
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=1e-4)
+        callbacks = []
+        train = _train_ds(x_train, y_train, cfg.batch, cfg.augment, weights)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    callbacks += [
+        keras.callbacks.BackupAndRestore(str(out / f"backup-{name}")),
+        keras.callbacks.CSVLogger(str(out / f"{name}.history.csv"), append=True),
+    ]
+    log(f"{name}: training {model.count_params():,} parameters for up to {epochs} epochs on {len(x_train)} images")
+    start = time.perf_counter()
+    model.fit(train, validation_data=_val_ds(x_val, y_val, 256), epochs=epochs, callbacks=callbacks, verbose=2)
+    minutes = (time.perf_counter() - start) / 60
+    model.save(path)
+    (out / f"{name}.train.json").write_text(json.dumps({"minutes": minutes}))
+    shutil.rmtree(out / f"backup-{name}", ignore_errors=True)
+    return model, minutes
+
+
+def predict(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and Unfamiliar features for a uint8 array, in batches."""
+    extractor = export.feature_model(model)
+    logits, feats = [], []
+    for start in range(0, len(x), 256):
+        lo, fe = extractor(tf.cast(x[start:start + 256], tf.float32), training=False)
+        logits.append(lo.numpy())
+        feats.append(fe.numpy())
+    return np.concatenate(logits), np.concatenate(feats)
+
+
+def ood_scores(features: np.ndarray, ood: dict) -> np.ndarray:
+    z = (features - ood["centre"]) @ ood["whiten"]
+    wm = ood["means"] @ ood["whiten"]
+    return (((z[:, None, :] - wm[None]) ** 2).sum(-1) / z.shape[1]).min(axis=1)
+
+
+def bench_onnx(proto_bytes: bytes, shape: tuple[int, int], batch: int, seconds: float = 3.0) -> float:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    session = ort.InferenceSession(proto_bytes, options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).integers(0, 255, (batch, *shape, 3), dtype=np.uint8)
+    for _ in range(3):
+        session.run(None, {"image": x})
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        session.run(None, {"image": x})
+        n += batch
+    return n / (time.perf_counter() - start)
+
+
+# --- robustness -------------------------------------------------------------------------
+
+STAIN_SHIFTS = {
+    "haematoxylin +30%": ((1.3, 1.0, 1.0), (0.0, 0.0, 0.0)),
+    "eosin +30%": ((1.0, 1.3, 1.0), (0.0, 0.0, 0.0)),
+    "pale (all stains -30%)": ((0.7, 0.7, 0.7), (0.0, 0.0, 0.0)),
+    "blue cast": ((1.0, 1.0, 1.0), (0.08, -0.04, 0.0)),
+}
+
+
+def external_blood(folder: Path, classes: list[str], spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for k, name in enumerate(classes):
+        for path in sorted((folder / name).glob("*")) if (folder / name).is_dir() else []:
+            try:
+                xs.append(load_prepared(path, spec))
+                ys.append(k)
+            except UnreadableImage:
+                continue
+    return (np.stack(xs), np.array(ys)) if xs else (np.empty((0, *spec_shape(spec), 3), np.uint8), np.empty(0, int))
+
+
+def spec_shape(spec: InputSpec) -> tuple[int, int]:
+    return spec.height, spec.width
+
+
+def robustness(model, cfg, classes, arrays, temperature, review_t, ood, ood_t, external: Path | None, spec) -> dict:
+    """Accepted-call accuracy vs share accepted: in-domain, under stain shifts, at another lab."""
+    result: dict = {}
+
+    def assess(x, y, label_subset=None):
+        logits, feats = predict(model, x)
+        probs = calibration.softmax(logits, temperature)
+        if label_subset is not None:  # the other lab has only some classes: still judge the full call
+            pass
+        preds = probs.argmax(1)
+        correct = preds == y
+        unfamiliar = ood_scores(feats, ood) > ood_t
+        conf = probs.max(1)
+        accepted = (conf >= review_t) & ~unfamiliar
+        wrong = ~correct
+        per_class = {classes[k]: float(correct[y == k].mean()) for k in np.unique(y)}
+        return {
+            "n": int(len(y)),
+            "accuracy": float(correct.mean()),
+            "per_class_accuracy": per_class,
+            "unfamiliar_share": float(unfamiliar.mean()),
+            "accepted_share": float(accepted.mean()),
+            "accepted_accuracy": float(correct[accepted].mean()) if accepted.any() else float("nan"),
+            "wrong_caught": float((~accepted)[wrong].mean()) if wrong.any() else float("nan"),
+            "curve": calibration.accepted_curve(correct, conf, unfamiliar),
+        }
+
+    x_test, y_test = arrays["test"]
+    result["in_domain"] = assess(x_test, y_test)
+    for name, (scale, shift) in STAIN_SHIFTS.items():
+        result[f"stain shift: {name}"] = assess(stain_shift(x_test, scale, shift), y_test)
+    if external is not None and external.is_dir():
+        x_ext, y_ext = external_blood(external, classes, spec)
+        if len(x_ext):
+            result["other lab (BCCD)"] = assess(x_ext, y_ext)
+    return result
+
+
+def idc_patients(dataset: Dataset, split: str, probs: np.ndarray, threshold: float, labels: np.ndarray) -> dict:
+    """Per-patient IDC fraction, predicted vs true (what a pathologist reads off the slide)."""
+    per: dict[str, list] = {}
+    for item, p, y in zip(dataset.items[split], probs, labels):
+        per.setdefault(item.group, []).append((p >= threshold, y))
+    return {pid: {"n": len(v), "true": float(np.mean([t for _, t in v])), "predicted": float(np.mean([c for c, _ in v]))}
+            for pid, v in per.items()}
+
+
+def idc_maps(dataset: Dataset, split: str, p_idc: np.ndarray, patients: list[str]):
+    maps = []
+    for pid in patients:
+        cells = [(patch_xy(i.path), p, i.label) for i, p in zip(dataset.items[split], p_idc) if i.group == pid]
+        cells = [c for c in cells if c[0]]
+        if not cells:
+            continue
+        w = max(x for (x, _), _, _ in cells) // 50 + 1
+        h = max(y for (_, y), _, _ in cells) // 50 + 1
+        predicted = np.full((h, w), np.nan)
+        truth = np.full((h, w), np.nan)
+        for (x, y), p, label in cells:
+            predicted[y // 50, x // 50] = p
+            truth[y // 50, x // 50] = label
+        maps.append((pid, predicted, truth))
+    return maps
+
+
+# --- the run ------------------------------------------------------------------------------
+
+def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs: int | None = None,
+        limit: int | None = None, ship: Path | None = None, external: Path | None = None,
+        record: bool = True, skip_seed: bool = False) -> dict:
+    cfg = TASKS[task]
+    out.mkdir(parents=True, exist_ok=True)
+    epochs = epochs or cfg.epochs
+    seed_epochs = seed_epochs or cfg.seed_epochs
+    spec = InputSpec(cfg.input_size, cfg.input_size, "area", cfg.small_input)
+
+    log(f"1/8 split {data}")
+    if task == "blood":
+        dataset = split_blood(data, limit_per_class=limit)
+    else:
+        patients = sorted(p.name for p in data.iterdir() if p.is_dir())[:limit] if limit else None
+        dataset = split_idc(data, patients)
+    classes = dataset.classes
+    n_classes = len(classes)
+    log(f"    split {dataset.split_hash()}: " + json.dumps({s: len(dataset.items[s]) for s in SPLITS})
+        + f"; dropped {len(dataset.report['duplicates_dropped'])} duplicates, "
+        f"{len(dataset.report['label_conflicts_dropped'])} label conflicts")
+    for conflict in dataset.report["label_conflicts_dropped"]:
+        log(f"    label conflict dropped: {conflict}")
+
+    log("2/8 decode once (the app's own preprocessing) and cache")
+    arrays = cached_arrays(dataset, spec, out)
+    dataset.save_lists(out)
+    x_test, y_test = arrays["test"]
+    x_val, y_val = arrays["val"]
+    shape = (cfg.input_size, cfg.input_size, 3)
+
+    results: dict = {"task": task, "classes": classes, "split_hash": dataset.split_hash(), "counts": dataset.counts()}
+    histories = {}
+    if not skip_seed:
+        log("3/8 seed model (the reference recipe)")
+        seed_builder = architectures.seed_blood if task == "blood" else architectures.seed_idc
+        keras.utils.set_random_seed(1)
+        seed, seed_minutes = train_model("seed", seed_builder(shape, n_classes), arrays, cfg, out, seed_epochs, True)
+        seed_logits, _ = predict(seed, x_test)
+        results["seed"] = evaluate.classification_metrics(y_test, seed_logits.argmax(1), classes)
+        if task == "idc":
+            results["seed"].update(evaluate.binary_metrics(y_test, calibration.softmax(seed_logits)[:, 1], 0.5))
+        histories["seed"] = evaluate.read_history(out / "seed.history.csv")
+        if record:
+            _record(cfg, "seed", seed, seed_minutes, histories["seed"], results["seed"], {"recipe": "reference"})
+
+    log("4/8 our model")
+    keras.utils.set_random_seed(2)
+    ours = architectures.slidenet(shape, n_classes, cfg.widths, name="slidenet")
+    ours, minutes = train_model("slidenet", ours, arrays, cfg, out, epochs, False)
+    histories["slidenet"] = evaluate.read_history(out / "slidenet.history.csv")
+
+    log("5/8 calibrate on val")
+    val_logits, _ = predict(ours, x_val)
+    temperature = calibration.fit_temperature(val_logits, y_val)
+    val_probs = calibration.softmax(val_logits, temperature)
+    decision = 0.5
+    if task == "idc":
+        decision = calibration.balanced_accuracy_threshold(val_probs[:, 1], y_val)
+    val_preds = (val_probs[:, 1] >= decision).astype(int) if task == "idc" else val_probs.argmax(1)
+    tradeoff = calibration.review_tradeoff(val_probs, y_val, val_preds)
+    review_t = calibration.choose_review_threshold(tradeoff, cfg.review_accuracy, cfg.review_budget)
+    log(f"    temperature {temperature:.3f}, review threshold {review_t}, decision threshold {decision}")
+
+    log("6/8 evaluate on the test split (once)")
+    test_logits, test_feats = predict(ours, x_test)
+    raw = calibration.softmax(test_logits)
+    probs = calibration.softmax(test_logits, temperature)
+    preds = (probs[:, 1] >= decision).astype(int) if task == "idc" else probs.argmax(1)
+    ece_before, table_before = calibration.reliability(raw, y_test)
+    ece_after, table_after = calibration.reliability(probs, y_test)
+    ours_metrics = evaluate.classification_metrics(y_test, preds, classes)
+    ours_metrics.update({"ece_before": ece_before, "ece_after": ece_after})
+    if task == "idc":
+        ours_metrics.update(evaluate.binary_metrics(y_test, probs[:, 1], decision))
+        patients = idc_patients(dataset, "test", probs[:, 1], decision, y_test)
+        complete = [p for p in dataset.report["patients"]["test"] if patients.get(p, {}).get("n", 0) > 300]
+        ours_metrics["patients"] = patients
+        ours_metrics["complete_patients"] = complete
+        if complete:
+            ours_metrics["complete_fraction_mae"] = float(np.mean([abs(patients[p]["predicted"] - patients[p]["true"]) for p in complete]))
+        ours_metrics["all_patients_fraction_mae"] = float(np.mean([abs(v["predicted"] - v["true"]) for v in patients.values()]))
+        evaluate.plot_heatmaps(idc_maps(dataset, "test", probs[:, 1], complete), out / "heatmaps.png")
+    results["ours"] = ours_metrics
+    results.update({"temperature": temperature, "review_threshold": review_t, "decision_threshold": decision,
+                    "review_tradeoff_val": tradeoff})
+    evaluate.plot_confusion(ours_metrics["confusion"], classes, out / "confusion.png", f"{cfg.key}: test split")
+    evaluate.plot_curves(histories, out / "curves.png")
+    evaluate.plot_reliability(table_before, table_after, (ece_before, ece_after), out / "reliability.png")
+    log(f"    test accuracy {ours_metrics['accuracy']:.4f}, macro-F1 {ours_metrics['macro_f1']:.4f}, "
+        f"ECE {ece_before:.4f} -> {ece_after:.4f}")
+
+    log("7/8 Unfamiliar detector (Mahalanobis, two depths) fitted on train, threshold on val")
+    _, train_feats = predict(ours, arrays["train"][0])
+    ood = export.fit_ood(train_feats, arrays["train"][1], n_classes)
+    _, val_feats = predict(ours, x_val)
+    ood_t = float(np.percentile(ood_scores(val_feats, ood), 99.0))
+    results["ood_threshold"] = ood_t
+    results["robustness"] = robustness(ours, cfg, classes, arrays, temperature, review_t, ood, ood_t,
+                                       external if task == "blood" else None, spec)
+
+    log("8/8 export to ONNX and prove parity")
+    serve = export.serving_function(ours, temperature, ood, cfg.input_size, cfg.input_size)
+    metadata = build_metadata(cfg, classes, results, dataset, temperature, review_t, decision, ood_t)
+    proto = export.to_onnx(serve, metadata)
+    parity_images = x_test[:max(256, min(len(x_test), 512))]
+    results["parity"] = export.prove_parity(serve, proto, parity_images)
+    results["speed_images_per_s"] = bench_onnx(proto.SerializeToString(), (cfg.input_size, cfg.input_size),
+                                               64 if task == "blood" else 256)
+    results["training_minutes"] = minutes
+    export.write_model(proto, out / f"{cfg.key}.onnx")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    write_card(out / f"{cfg.key}.card.md", cfg, results, metadata)
+    if record:
+        _record(cfg, "slidenet", ours, minutes, histories["slidenet"], ours_metrics,
+                {"widths": cfg.widths, "epochs": epochs, "batch": cfg.batch, "lr": cfg.learning_rate,
+                 "augment": cfg.augment.as_dict(), "balanced": cfg.balanced})
+    if ship:
+        ship_model(out, ship, cfg.key)
+    log(f"done: {out / (cfg.key + '.onnx')}")
+    return results
+
+
+def _record(cfg, name, model, minutes, history, metrics_, params) -> None:
+    lab_book.append({
+        "date": dt.datetime.now().isoformat(timespec="seconds"), "task": cfg.task, "name": name,
+        "parameters": int(model.count_params()), "hyper": params,
+        "epochs": len(history.get("loss", [])),
+        "train_accuracy": history.get("accuracy", [None])[-1], "val_accuracy": history.get("val_accuracy", [None])[-1],
+        "test_accuracy": metrics_["accuracy"], "macro_f1": metrics_["macro_f1"], "minutes": minutes,
+        "git_sha": lab_book.git_sha(), "notes": "",
+    })
+
+
+def build_metadata(cfg, classes, results, dataset, temperature, review_t, decision, ood_t) -> dict:
+    table = BLOOD_CLASSES if cfg.task == "blood-differential" else IDC_CLASSES
+    ours = results["ours"]
+    metrics_ = {"accuracy": ours["accuracy"], "macro_f1": ours["macro_f1"], "balanced_accuracy": ours["balanced_accuracy"],
+                "per_class_recall": {c: v["recall"] for c, v in ours["per_class"].items()}, "n": ours["n"],
+                "ece": ours["ece_after"]}
+    for key in ("f1_idc", "roc_auc", "pr_auc", "complete_fraction_mae"):
+        if key in ours:
+            metrics_[key] = ours[key]
+    return {
+        "slidetally.schema": SCHEMA,
+        "task": cfg.task,
+        "display_name": cfg.display_name,
+        "version": cfg.version,
+        "classes": [{"key": c, "label": table.get(c, (c.title(), "other"))[0], "group": table.get(c, ("", "other"))[1],
+                     "hotkey": str(i + 1)} for i, c in enumerate(classes)],
+        "input_size": [cfg.input_size, cfg.input_size],
+        "resize": "area",
+        "small_input": cfg.small_input,
+        "temperature": round(temperature, 6),
+        "review_threshold": review_t,
+        "decision_threshold": decision,
+        "ood_threshold": round(ood_t, 6),
+        "metrics": metrics_,
+        "dataset": {"name": "PBC (Acevedo et al. 2020)" if cfg.task == "blood-differential" else
+                    "Breast Histopathology Images (Janowczyk & Madabhushi 2016)",
+                    "split_hash": dataset.split_hash(), "counts": dataset.counts()},
+        "provenance": {"trainer_git_sha": lab_book.git_sha(), "tensorflow": tf.__version__, "keras": keras.__version__,
+                       "onnxruntime": ort.__version__, "python": platform.python_version(),
+                       "date": dt.datetime.now().isoformat(timespec="seconds")},
+    }
+
+
+def ship_model(out: Path, ship: Path, key: str) -> None:
+    """Copy the model, its card and its figures into resources/models/."""
+    ship.mkdir(parents=True, exist_ok=True)
+    figures = ship / "figures"
+    figures.mkdir(exist_ok=True)
+    shutil.copy2(out / f"{key}.onnx", ship / f"{key}.onnx")
+    shutil.copy2(out / f"{key}.card.md", ship / f"{key}.card.md")
+    for png in ("confusion", "curves", "reliability", "heatmaps"):
+        if (out / f"{png}.png").exists():
+            shutil.copy2(out / f"{png}.png", figures / f"{key}-{png}.png")
