@@ -87,3 +87,22 @@ class Analysis:
                 on_calls(calls)
 
         return classify(self.model, todo, store_calls, on_progress, cancel, batch_size=batch_size)
+
+
+def guess_task(folder: Path, sample: int = 5) -> str | None:
+    """'idc-patch' when the folder's first images are small patches, 'blood-differential'
+    when they are larger single-cell images, None when there is nothing to judge."""
+    try:
+        files = scan_folder(Path(folder))[:sample]
+    except OSError:
+        return None
+    sizes = []
+    for f in files:
+        try:
+            rgb = load_image(f.path)
+        except UnreadableImage:
+            continue
+        sizes.append(max(rgb.shape[:2]))
+    if not sizes:
+        return None
+    return "idc-patch" if max(sizes) <= 64 or min(sizes) >= 1000 else "blood-differential"

@@ -67,3 +67,38 @@ def heat_map(positions: list[tuple[int, int]], values: list[float], patch: int =
     for (x, y), v in zip(positions, values):
         grid[y // patch, x // patch] = v
     return grid
+
+
+def build_mosaic(images: list[tuple[tuple[int, int], np.ndarray]], patch: int = 50, cell_px: int = 10) -> np.ndarray:
+    """Reassemble the slide from its patches, each shrunk to cell_px (white where none)."""
+    import cv2
+
+    if not images:
+        return np.full((cell_px, cell_px, 3), 255, np.uint8)
+    cols = max(x for (x, _), _ in images) // patch + 1
+    rows = max(y for (_, y), _ in images) // patch + 1
+    mosaic = np.full((rows * cell_px, cols * cell_px, 3), 255, np.uint8)
+    for (x, y), rgb in images:
+        h = max(1, round(rgb.shape[0] * cell_px / patch))
+        w = max(1, round(rgb.shape[1] * cell_px / patch))
+        r, c = (y // patch) * cell_px, (x // patch) * cell_px
+        mosaic[r:r + h, c:c + w] = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)[: cell_px, : cell_px]
+    return mosaic
+
+
+def heat_overlay(heat: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = 10) -> np.ndarray:
+    """P(IDC) drawn in red over the mosaic (alpha grows with the probability)."""
+    import cv2
+
+    rows, cols = heat.shape
+    base = mosaic if mosaic is not None and mosaic.shape[:2] == (rows * cell_px, cols * cell_px) else None
+    if base is None:
+        base = np.full((rows * cell_px, cols * cell_px, 3), 255, np.uint8)
+        known = ~np.isnan(heat)
+        grey = cv2.resize(known.astype(np.uint8) * 40, (cols * cell_px, rows * cell_px), interpolation=cv2.INTER_NEAREST)
+        base = (base - grey[..., None]).astype(np.uint8)
+    p = np.nan_to_num(heat, nan=0.0)
+    p = cv2.resize(p.astype(np.float32), (cols * cell_px, rows * cell_px), interpolation=cv2.INTER_NEAREST)
+    alpha = (0.75 * p)[..., None]
+    red = np.array([220, 20, 30], np.float32)
+    return (base.astype(np.float32) * (1 - alpha) + red * alpha).round().astype(np.uint8)

@@ -92,6 +92,7 @@ class SessionStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._archive_if_other_model()
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout=10000")  # the GUI and the classifier thread share the file
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
@@ -178,16 +179,20 @@ class SessionStore:
             )
 
     # --- reading -------------------------------------------------------------------------
-    def cells(self) -> list[Cell]:
+    def cells(self, where: str = "") -> list[Cell]:
         rows = self.db.execute(
-            """SELECT id, relative, ai_class, confidence, probabilities, second_class, ood_score, unfamiliar, review,
-                      review_reason, unreadable, x, y, final_class, confirmed, reviewer FROM images ORDER BY id"""
+            f"""SELECT id, relative, ai_class, confidence, probabilities, second_class, ood_score, unfamiliar, review,
+                      review_reason, unreadable, x, y, final_class, confirmed, reviewer FROM images {where} ORDER BY id"""
         ).fetchall()
         return [Cell(r[0], r[1], r[2], r[3] or 0.0, tuple(json.loads(r[4] or "[]")), r[5], r[6], bool(r[7]),
                      bool(r[8]), r[9], r[10], r[11], r[12], r[13], bool(r[14]), r[15]) for r in rows]
 
     def cell(self, image_id: int) -> Cell:
-        return next(c for c in self.cells() if c.id == image_id)
+        return self.cells(f"WHERE id={int(image_id)}")[0]
+
+    def cells_after(self, last_id: int) -> list[Cell]:
+        """Rows added since `last_id` (the GUI polls these while a batch runs)."""
+        return self.cells(f"WHERE id>{int(last_id)}")
 
     def audit(self) -> list[tuple]:
         return self.db.execute("SELECT at, who, action, image_id, old, new, reason FROM audit ORDER BY id").fetchall()

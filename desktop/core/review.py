@@ -1,0 +1,50 @@
+"""Which bin of the gallery a cell is in, and how far the review has come."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from desktop.core.store import Cell
+
+ALL = "__all__"
+REVIEW = "__review__"
+UNREADABLE = "__unreadable__"
+
+
+def cell_bin(cell: Cell) -> str:
+    """A class key, or REVIEW (not yet confirmed), or UNREADABLE."""
+    if cell.unreadable:
+        return UNREADABLE
+    if cell.needs_review:
+        return REVIEW
+    return cell.final_class or cell.ai_class or UNREADABLE
+
+
+def in_bin(cell: Cell, bin_key: str) -> bool:
+    return bin_key == ALL or cell_bin(cell) == bin_key
+
+
+@dataclass(frozen=True)
+class ReviewProgress:
+    confirmed: int
+    total: int
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.confirmed
+
+    @property
+    def complete(self) -> bool:
+        return self.confirmed >= self.total
+
+
+def review_progress(cells: list[Cell]) -> ReviewProgress:
+    review = [c for c in cells if c.review and not c.unreadable]
+    return ReviewProgress(sum(c.confirmed for c in review), len(review))
+
+
+def ranked_classes(cell: Cell, keys: list[str]) -> list[tuple[str, float]]:
+    """Class keys ordered by the model's probabilities for this cell (for the right-click menu)."""
+    if not cell.probabilities:
+        return [(k, 0.0) for k in keys]
+    return sorted(zip(keys, cell.probabilities), key=lambda kv: -kv[1])

@@ -1,0 +1,74 @@
+"""`slidetally`: start the GUI. Heavy imports wait until the window is on screen."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+import time
+import traceback
+from pathlib import Path
+
+START = time.perf_counter()
+log = logging.getLogger("slidetally")
+
+
+def setup_logging() -> Path:
+    from desktop.core.resources import user_data_dir
+
+    path = user_data_dir() / "slidetally.log"
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+def install_excepthook(window_getter) -> None:
+    """An unexpected error becomes a plain dialog; the traceback goes to the log file only."""
+    from PySide6.QtWidgets import QMessageBox
+
+    def hook(kind, value, tb):
+        log.error("unexpected error:\n%s", "".join(traceback.format_exception(kind, value, tb)))
+        window = window_getter()
+        QMessageBox.critical(window, "Something went wrong",
+                             f"SlideTally hit an unexpected problem: {value}\n\nYour work is saved. "
+                             "Details are in the log file (Help → About).")
+
+    sys.excepthook = hook
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(argv)
+    app.setOrganizationName("SlideTally")
+    app.setApplicationName("SlideTally")
+    log_path = setup_logging()
+    from desktop.core.resources import resource
+    from desktop.ui.main_window import MainWindow
+
+    icon = resource("icons", "slidetally.png")
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
+    window = MainWindow()
+    install_excepthook(lambda: window)
+    window.show()
+    log.info("window shown after %.2f s (log: %s)", time.perf_counter() - START, log_path)
+    folder = Path(argv[1]) if len(argv) > 1 and not argv[1].startswith("-") else None
+
+    def after_show():
+        window.load_models()
+        if folder is not None:
+            window.open_folder(folder)
+
+    QTimer.singleShot(0, after_show)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

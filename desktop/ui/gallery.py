@@ -1,0 +1,254 @@
+"""The gallery: a virtualised list model of cells with lazily made, cached thumbnails."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QMimeData,
+    QModelIndex,
+    QObject,
+    QRunnable,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    QThreadPool,
+    Signal,
+)
+from PySide6.QtGui import QColor, QImage, QPixmap
+
+from desktop.core.imaging import UnreadableImage, load_image
+from desktop.core.model import ModelInfo
+from desktop.core.review import ALL, cell_bin, in_bin
+from desktop.core.slide import TILE_SUFFIX
+from desktop.core.store import Cell
+
+THUMB = 96
+MIME_IDS = "application/x-slidetally-cell-ids"
+CellRole = Qt.ItemDataRole.UserRole + 1
+ConfidenceRole = Qt.ItemDataRole.UserRole + 2
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def load_cell_image(folder: Path, relative: str) -> np.ndarray:
+    """The cell's pixels: a file, or a tile cut from a tissue image (`name.png#x<X>_y<Y>`)."""
+    match = TILE_SUFFIX.search(relative)
+    if match:
+        rgb = load_image(folder / relative[: match.start()])
+        x, y = int(match.group(1)), int(match.group(2))
+        return rgb[y:y + 50, x:x + 50]
+    return load_image(folder / relative)
+
+
+def thumbnail(folder: Path, relative: str, size: int = THUMB) -> QImage:
+    try:
+        rgb = load_cell_image(folder, relative)
+    except (UnreadableImage, OSError):
+        grey = np.full((size, size, 3), 200, np.uint8)
+        cv2.line(grey, (10, 10), (size - 10, size - 10), (160, 40, 40), 3)
+        cv2.line(grey, (size - 10, 10), (10, size - 10), (160, 40, 40), 3)
+        return to_qimage(grey)
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
+    return to_qimage(small)
+
+
+class _ThumbSignals(QObject):
+    ready = Signal(str, QImage)
+
+
+class _ThumbJob(QRunnable):
+    def __init__(self, folder: Path, relative: str, signals: _ThumbSignals):
+        super().__init__()
+        self.folder, self.relative, self.signals = folder, relative, signals
+
+    def run(self) -> None:
+        self.signals.ready.emit(self.relative, thumbnail(self.folder, self.relative))
+
+
+class ThumbnailCache(QObject):
+    """Thumbnails made in a thread pool on first request; at most `limit` kept (LRU)."""
+
+    changed = Signal(str)
+
+    def __init__(self, limit: int = 4000):
+        super().__init__()
+        self.folder: Path | None = None
+        self.limit = limit
+        self._pixmaps: OrderedDict[str, QPixmap] = OrderedDict()
+        self._asked: set[str] = set()
+        self._pool = QThreadPool()
+        self._pool.setMaxThreadCount(2)
+        self._signals = _ThumbSignals()
+        self._signals.ready.connect(self._store)
+        self.placeholder = QPixmap(THUMB, THUMB)
+        self.placeholder.fill(QColor("#e8e8e8"))
+
+    def reset(self, folder: Path) -> None:
+        self._pool.clear()
+        self.folder = folder
+        self._pixmaps.clear()
+        self._asked.clear()
+
+    def get(self, relative: str) -> QPixmap:
+        pixmap = self._pixmaps.get(relative)
+        if pixmap is not None:
+            self._pixmaps.move_to_end(relative)
+            return pixmap
+        if relative not in self._asked and self.folder is not None:
+            self._asked.add(relative)
+            self._pool.start(_ThumbJob(self.folder, relative, self._signals))
+        return self.placeholder
+
+    def _store(self, relative: str, image: QImage) -> None:
+        self._pixmaps[relative] = QPixmap.fromImage(image)
+        self._asked.discard(relative)
+        while len(self._pixmaps) > self.limit:
+            self._pixmaps.popitem(last=False)
+        self.changed.emit(relative)
+
+    def wait(self) -> None:
+        self._pool.waitForDone()
+
+
+class GalleryModel(QAbstractListModel):
+    """All cells of the session, one row each; the proxy below picks a bin and sorts."""
+
+    def __init__(self, thumbnails: ThumbnailCache):
+        super().__init__()
+        self.cells: list[Cell] = []
+        self.info: ModelInfo | None = None
+        self._row_of: dict[int, int] = {}
+        self._row_of_relative: dict[str, int] = {}
+        self.thumbnails = thumbnails
+        thumbnails.changed.connect(self._thumbnail_ready)
+
+    def reset(self, cells: list[Cell], info: ModelInfo | None) -> None:
+        self.beginResetModel()
+        self.cells = list(cells)
+        self.info = info
+        self._reindex()
+        self.endResetModel()
+
+    def _reindex(self) -> None:
+        self._row_of = {c.id: i for i, c in enumerate(self.cells)}
+        self._row_of_relative = {c.relative: i for i, c in enumerate(self.cells)}
+
+    def upsert(self, cells: list[Cell]) -> None:
+        """Add new cells and replace changed ones, without resetting the view."""
+        new = [c for c in cells if c.id not in self._row_of]
+        for c in cells:
+            row = self._row_of.get(c.id)
+            if row is not None:
+                self.cells[row] = c
+                index = self.index(row)
+                self.dataChanged.emit(index, index)
+        if new:
+            start = len(self.cells)
+            self.beginInsertRows(QModelIndex(), start, start + len(new) - 1)
+            self.cells.extend(new)
+            self._reindex()
+            self.endInsertRows()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
+        return 0 if parent.isValid() else len(self.cells)
+
+    def _label(self, key: str | None) -> str:
+        return self.info.label_of(key) if (self.info and key) else (key or "")
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        cell = self.cells[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            if cell.unreadable:
+                return "unreadable"
+            final = cell.final_class or cell.ai_class
+            mark = "✎ " if cell.changed else ("✓ " if cell.confirmed else "")
+            return f"{mark}{self._label(final)[:14]} {cell.confidence:.2f}"
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.thumbnails.get(cell.relative)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            lines = [cell.relative]
+            if cell.unreadable:
+                lines.append(f"Unreadable: {cell.unreadable}")
+            else:
+                lines.append(f"AI call: {self._label(cell.ai_class)} ({cell.confidence:.1%})")
+                if cell.final_class and cell.changed:
+                    lines.append(f"Final call: {self._label(cell.final_class)} (changed by {cell.reviewer})")
+                if cell.review_reason:
+                    lines.append(f"Review: {cell.review_reason}")
+            return "\n".join(lines)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if cell.unreadable or cell.unfamiliar:
+                return QColor("#b00020")
+            if cell.changed:
+                return QColor("#1d4ed8")
+            if cell.needs_review:
+                return QColor("#b45309")
+            return None
+        if role == CellRole:
+            return cell
+        if role == ConfidenceRole:
+            return cell.confidence
+        return None
+
+    def flags(self, index):
+        base = super().flags(index)
+        return base | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else base
+
+    def mimeTypes(self):  # noqa: N802 - Qt API
+        return [MIME_IDS]
+
+    def mimeData(self, indexes):  # noqa: N802 - Qt API
+        mime = QMimeData()
+        ids = sorted({self.cells[i.row()].id for i in indexes if i.isValid()})
+        mime.setData(MIME_IDS, json.dumps(ids).encode())
+        return mime
+
+    def _thumbnail_ready(self, relative: str) -> None:
+        row = self._row_of_relative.get(relative)
+        if row is not None:
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+
+
+class BinFilter(QSortFilterProxyModel):
+    """Shows one bin (a class, Review, Unreadable or all), least confident first."""
+
+    def __init__(self):
+        super().__init__()
+        self.bin_key = ALL
+        self.setSortRole(ConfidenceRole)
+        self.setDynamicSortFilter(True)
+
+    def set_bin(self, bin_key: str) -> None:
+        self.bin_key = bin_key
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, row, parent):  # noqa: N802 - Qt API
+        cell = self.sourceModel().cells[row]
+        return in_bin(cell, self.bin_key)
+
+    def counts(self) -> dict[str, int]:
+        tally: dict[str, int] = {}
+        for cell in self.sourceModel().cells:
+            key = cell_bin(cell)
+            tally[key] = tally.get(key, 0) + 1
+        return tally
+
+    @staticmethod
+    def thumb_size() -> QSize:
+        return QSize(THUMB, THUMB)

@@ -1,0 +1,141 @@
+"""The live summary: counts, differential with flags, review progress, bar chart, heat map."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPixmap
+from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
+
+from desktop.core.model import ModelInfo
+from desktop.core.review import review_progress
+from desktop.core.store import Cell
+from desktop.core.summary import ReferenceIntervals, counts, differential, idc_summary
+from desktop.ui.heatmap import heat_overlay_image
+
+
+class BarChart(QWidget):
+    """Final count per class as horizontal bars."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[tuple[str, int]] = []
+        self.setMinimumHeight(150)
+
+    def set_rows(self, rows: list[tuple[str, int]]) -> None:
+        self.rows = rows
+        self.setMinimumHeight(18 * len(rows) + 10)
+        self.update()
+
+    def paintEvent(self, event):  # noqa: N802 - Qt API
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        top = max((n for _, n in self.rows), default=0) or 1
+        label_w, y = 130, 4
+        width = max(10, self.width() - label_w - 50)
+        for label, n in self.rows:
+            painter.setPen(QColor("#333"))
+            painter.drawText(QRectF(0, y, label_w - 6, 16), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, label)
+            painter.fillRect(QRectF(label_w, y + 2, width * n / top, 12), QColor("#3b82f6"))
+            painter.drawText(QRectF(label_w + width * n / top + 4, y, 46, 16), Qt.AlignmentFlag.AlignVCenter, str(n))
+            y += 18
+        painter.end()
+
+
+class SummaryPanel(QWidget):
+    target_changed = Signal(int)
+
+    def __init__(self):
+        super().__init__()
+        self.reference = ReferenceIntervals.load()
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.target = QSpinBox()
+        self.target.setRange(10, 10000)
+        self.target.setValue(100)
+        self.target.setSuffix(" WBC")
+        self.target.setToolTip("White cells to count before the differential is reported")
+        self.target.valueChanged.connect(self.target_changed)
+        self.target_row = QLabel("Target count")
+        form.addRow(self.target_row, self.target)
+        self.review_bar = QProgressBar()
+        self.review_bar.setFormat("Review: %v of %m confirmed")
+        form.addRow("Review", self.review_bar)
+        layout.addLayout(form)
+        self.text = QTextBrowser()
+        self.text.setOpenExternalLinks(False)
+        layout.addWidget(self.text, 3)
+        self.chart = BarChart()
+        layout.addWidget(self.chart)
+        self.heat = QLabel()
+        self.heat.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.heat.setMinimumHeight(10)
+        layout.addWidget(self.heat, 2)
+        self._mosaic: np.ndarray | None = None
+
+    def set_mosaic(self, mosaic: np.ndarray | None) -> None:
+        self._mosaic = mosaic
+
+    def show_summary(self, cells: list[Cell], info: ModelInfo | None, signed: str = "") -> None:
+        if info is None:
+            self.text.setHtml("<p>Open a folder of images (Ctrl+O) or drop it on the window.</p>")
+            self.chart.set_rows([])
+            return
+        blood = info.task == "blood-differential"
+        self.target.setVisible(blood)
+        self.target_row.setVisible(blood)
+        progress = review_progress(cells)
+        self.review_bar.setMaximum(max(progress.total, 1))
+        self.review_bar.setValue(progress.confirmed if progress.total else 1)
+        tally = counts(cells, info)
+        self.chart.set_rows([(c.label, tally.final[c.key]) for c in info.classes])
+        parts = [f"<h3>{html.escape(info.display_name)}</h3>"]
+        if signed:
+            parts.append(f"<p style='color:#166534'><b>Signed off</b> by {html.escape(signed)}</p>")
+        parts.append(f"<p>{tally.total} images · {tally.pending_review} awaiting review · {tally.unreadable} unreadable</p>")
+        if blood:
+            parts.append(self._differential_html(cells, info))
+            self.heat.clear()
+            self.heat.setVisible(False)
+        else:
+            parts.append(self._idc_html(cells, info))
+        self.text.setHtml("".join(parts))
+
+    def _differential_html(self, cells, info) -> str:
+        diff = differential(cells, info, self.reference, self.target.value())
+        rows = ["<table cellspacing=0 cellpadding=3 width='100%'>",
+                "<tr><th align=left>Class</th><th align=right>AI</th><th align=right>Final</th>"
+                "<th align=right>Value</th><th align=left>Reference</th><th></th></tr>"]
+        ai = counts(cells, info).ai
+        for r in diff.rows:
+            value = "" if r.percent is None else (f"{r.percent:.1f}/100 WBC" if r.key == "erythroblast" else f"{r.percent:.1f}%")
+            ref = "" if r.interval is None else f"{r.interval[0]:g}–{r.interval[1]:g}"
+            flag = f"<b style='color:#b00020'>{r.flag}</b>" if r.flag else ""
+            rows.append(f"<tr><td>{html.escape(r.label)}</td><td align=right>{ai[r.key]}</td><td align=right>{r.count}</td>"
+                        f"<td align=right>{value}</td><td>{ref}</td><td>{flag}</td></tr>")
+        rows.append("</table>")
+        colour = "#b45309" if diff.wbc < diff.target else "#166534"
+        head = (f"<p><b style='color:{colour}'>WBC counted: {diff.wbc} / {diff.target}</b> · platelets (apart): "
+                f"{diff.platelets}</p>")
+        warnings = "".join(f"<p style='color:#b45309'>⚠ {html.escape(w)}</p>" for w in diff.warnings)
+        return head + "".join(rows) + warnings
+
+    def _idc_html(self, cells, info) -> str:
+        slide = idc_summary(cells, info)
+        if slide.fraction is None:
+            self.heat.setVisible(False)
+            return "<p>No patches classified yet.</p>"
+        text = (f"<p style='font-size:15pt'><b>IDC fraction: {100 * slide.fraction:.1f}%</b></p>"
+                f"<p>{slide.idc} of {slide.patches} classified patches called IDC"
+                + (f"; {slide.pending_review} awaiting review" if slide.pending_review else "") + ".</p>")
+        if slide.heat.size:
+            image = heat_overlay_image(slide.heat, slide.calls, self._mosaic)
+            pixmap = QPixmap.fromImage(image)
+            self.heat.setVisible(True)
+            self.heat.setPixmap(pixmap.scaled(self.heat.width() or 300, max(self.heat.height(), 200),
+                                              Qt.AspectRatioMode.KeepAspectRatio,
+                                              Qt.TransformationMode.SmoothTransformation))
+            self.heat.setToolTip("IDC heat map: red = model's P(IDC), over the slide's patches")
+        return text
