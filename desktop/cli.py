@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from desktop.core.analysis import Analysis, FolderError
+from desktop.core.analysis import Analysis, FolderError, guess_task
 from desktop.core.export import ExportError, export_csv
 from desktop.core.imaging import UnreadableImage, load_prepared
 from desktop.core.model import Model, ModelError, ModelInfo, discover_models
@@ -40,14 +40,9 @@ def _pick_model(name: str | None, folder: Path | None = None) -> Model:
         if not match:
             raise CliError(f"no model named {name!r}; available: {', '.join(i.key for i in infos)}")
         return Model(match[0].path)
-    if folder is not None:
-        # Guess the assay from the folder's first image: patches are small.
-        files = scan_folder(folder)[:1]
-        if files and files[0].size < 20_000:
-            patch_models = [i for i in infos if i.task == "idc-patch"]
-            if patch_models:
-                return Model(patch_models[0].path)
-    return Model(next((i for i in infos if i.task == "blood-differential"), infos[0]).path)
+    task = guess_task(folder) if folder is not None else None
+    task = task or "blood-differential"
+    return Model(next((i for i in infos if i.task == task), infos[0]).path)
 
 
 class ProgressBar:

@@ -236,7 +236,7 @@ class BinFilter(QSortFilterProxyModel):
 
     def set_bin(self, bin_key: str) -> None:
         self.bin_key = bin_key
-        self.invalidateFilter()
+        self.invalidate()
 
     def filterAcceptsRow(self, row, parent):  # noqa: N802 - Qt API
         cell = self.sourceModel().cells[row]

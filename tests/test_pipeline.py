@@ -1,0 +1,128 @@
+"""A folder of good and bad files: every good image is classified, every bad one reported,
+cancel keeps what was done, and the source folder is never written to."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+
+import cv2
+import numpy as np
+from conftest import random_rgb, write_image
+
+from desktop.core.analysis import Analysis
+from desktop.core.model import Model
+from desktop.core.pipeline import classify
+from desktop.core.scan import scan_folder
+
+
+def _folder_digest(folder) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def make_mixed_folder(root):
+    folder = root / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    good = {}
+    for i in range(6):
+        good[f"good_{i}.jpg"] = write_image(folder / f"good_{i}.jpg", random_rgb(i, (60, 60)))
+    (folder / "zero.jpg").write_bytes(b"")
+    full = write_image(folder / "whole.jpg", random_rgb(9, (120, 120))).read_bytes()
+    (folder / "truncated.jpg").write_bytes(full[:500])
+    (folder / "whole.jpg").unlink()
+    (folder / "text.jpg").write_text("hello")
+    rgba = np.dstack([random_rgb(10, (30, 30)), np.full((30, 30), 128, np.uint8)])
+    ok, data = cv2.imencode(".png", rgba)
+    (folder / "rgba.png").write_bytes(data.tobytes())
+    ok, data = cv2.imencode(".tif", (np.arange(900, dtype=np.uint16).reshape(30, 30) * 70))
+    (folder / "sub" / "deep16.tif").write_bytes(data.tobytes())
+    ok, data = cv2.imencode(".png", np.full((20, 20), 90, np.uint8))
+    (folder / "grey.png").write_bytes(data.tobytes())
+    header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + (20000).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00"
+    (folder / "huge.png").write_bytes(header + b"\x00" * 32)
+    write_image(folder / "Zelle_µ_细胞.png", random_rgb(11))
+    (folder / "readme.txt").write_text("not scanned")
+    ok, data = cv2.imencode(".png", random_rgb(12))
+    (folder / "no_extension").write_bytes(data.tobytes())  # an image by content
+    return folder
+
+
+def test_mixed_folder_every_good_image_classified_every_bad_one_reported(tmp_path, tiny_model):
+    folder = make_mixed_folder(tmp_path)
+    before = _folder_digest(folder)
+    analysis = Analysis(folder, Model(tiny_model), tmp_path / "data")
+    todo = analysis.plan()
+    assert "readme.txt" not in {t.relative for t in todo}
+    assert "no_extension" in {t.relative for t in todo}
+    analysis.run(todo, batch_size=4)
+    cells = {c.relative: c for c in analysis.store.cells()}
+    good = ["good_0.jpg", "good_5.jpg", "rgba.png", "sub/deep16.tif", "grey.png", "Zelle_µ_细胞.png", "no_extension"]
+    for name in good:
+        assert cells[name].ai_class is not None and not cells[name].unreadable, name
+    reasons = {name: cells[name].unreadable for name in ("zero.jpg", "truncated.jpg", "text.jpg", "huge.png")}
+    assert "empty" in reasons["zero.jpg"]
+    assert "truncated" in reasons["truncated.jpg"] or "damaged" in reasons["truncated.jpg"]
+    assert "not an image" in reasons["text.jpg"]
+    assert "too large" in reasons["huge.png"]
+    assert _folder_digest(folder) == before  # the source folder is never written to
+
+
+def test_read_only_source_folder_is_fine(tmp_path, tiny_model, good_folder):
+    os.chmod(good_folder, stat.S_IREAD | stat.S_IEXEC)
+    try:
+        analysis = Analysis(good_folder, Model(tiny_model), tmp_path / "data")
+        analysis.run(analysis.plan())
+        assert len(analysis.store.cells()) == 12
+    finally:
+        os.chmod(good_folder, stat.S_IRWXU)
+
+
+def test_cancel_stops_early_and_keeps_what_was_done(tmp_path, tiny_model):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(200):
+        write_image(folder / f"c{i:03d}.png", random_rgb(i, (24, 24)))
+    analysis = Analysis(folder, Model(tiny_model), tmp_path / "data")
+    cancel = threading.Event()
+    seen = []
+
+    def on_progress(p):
+        seen.append(p.done)
+        if p.done >= 20:
+            cancel.set()
+
+    done = analysis.run(analysis.plan(), on_progress, cancel, batch_size=8)
+    assert 20 <= done < 200
+    stored = len(analysis.store.cells())
+    assert stored == done
+    # reopening continues where it stopped instead of starting again
+    again = Analysis(folder, Model(tiny_model), tmp_path / "data")
+    assert len(again.plan()) == 200 - stored
+
+
+def test_reopen_restores_instead_of_reclassifying_and_notices_changes(tmp_path, tiny_model, good_folder):
+    first = Analysis(good_folder, Model(tiny_model), tmp_path / "data")
+    first.run(first.plan())
+    first.store.close()
+    second = Analysis(good_folder, Model(tiny_model), tmp_path / "data")
+    assert second.plan() == []
+    write_image(good_folder / "cell_03.png", random_rgb(99))
+    os.utime(good_folder / "cell_03.png", (1, 1))
+    (good_folder / "cell_04.png").unlink()
+    third = Analysis(good_folder, Model(tiny_model), tmp_path / "data")
+    assert [t.relative for t in third.plan()] == ["cell_03.png"]
+    assert "cell_04.png" not in {c.relative for c in third.store.cells()}
+
+
+def test_progress_reports_rate_and_total(tmp_path, tiny_model, good_folder):
+    progress = []
+    classify(Model(tiny_model), scan_folder(good_folder), lambda calls: None, progress.append, batch_size=5)
+    assert progress[-1].done == progress[-1].total == 12
+    assert progress[-1].images_per_s > 0
