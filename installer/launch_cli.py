@@ -1,0 +1,5 @@
+"""Entry point of the frozen CLI."""
+
+from desktop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The trainer end to end on a handful of real images (1 epoch), and its data rules."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import DATA, random_rgb, shipped, write_image
+
+pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.trainer
+
+from desktop.core.model import Model  # noqa: E402
+from trainer.data import deduplicate, discover_blood, split_blood, split_idc  # noqa: E402
+
+
+def _need(path):
+    if not path.is_dir():
+        pytest.skip(f"{path} not present")
+    return path
+
+
+def test_duplicates_are_dropped_and_label_conflicts_removed(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+    write_image(tmp_path / "a" / "one.png", random_rgb(1))
+    shutil.copy(tmp_path / "a" / "one.png", tmp_path / "a" / "one_copy.png")  # same class: keep one
+    write_image(tmp_path / "a" / "two.png", random_rgb(2))
+    shutil.copy(tmp_path / "a" / "two.png", tmp_path / "b" / "two_elsewhere.png")  # two classes: drop both
+    write_image(tmp_path / "b" / "three.png", random_rgb(3))
+    _, items = discover_blood(tmp_path)
+    kept, report = deduplicate(items)
+    assert sorted(i.path.name for i in kept) == ["one.png", "three.png"]
+    assert len(report["duplicates_dropped"]) == 1 and len(report["label_conflicts_dropped"]) == 1
+
+
+def test_blood_split_is_reproducible_stratified_and_disjoint():
+    root = _need(DATA / "pbc")
+    first, second = split_blood(root, limit_per_class=30), split_blood(root, limit_per_class=30)
+    assert first.split_hash() == second.split_hash()
+    paths = [{str(i.path) for i in first.items[s]} for s in ("train", "val", "test")]
+    assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2])
+    test_counts = first.counts()["test"]
+    assert all(n >= 5 for n in test_counts.values())
+
+
+def test_idc_split_never_puts_a_patient_in_two_splits():
+    root = _need(DATA / "idc")
+    patients = sorted(p.name for p in root.iterdir() if p.is_dir())
+    dataset = split_idc(root, patients[:40])
+    groups = [{i.group for i in dataset.items[s]} for s in ("train", "val", "test")]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    for s in ("train", "val", "test"):
+        assert any(i.label == 1 for i in dataset.items[s]), f"{s} has no IDC"
+
+
+def test_blood_pipeline_end_to_end_on_48_images(tmp_path):
+    from trainer.train import run
+
+    root = _need(DATA / "pbc")
+    results = run("blood", root, tmp_path / "run", epochs=1, seed_epochs=1, limit=6, record=False,
+                  external=DATA / "external_bccd")
+    onnx_path = tmp_path / "run" / "blood-pbc8.onnx"
+    model = Model(onnx_path)  # the desktop core reads the metadata back
+    assert model.info.task == "blood-differential" and len(model.info.classes) == 8
+    assert model.has_ood
+    assert results["parity"]["same_top1"] and results["parity"]["max_abs_dprob"] <= 1e-4
+    for png in ("confusion", "curves", "reliability"):
+        assert (tmp_path / "run" / f"{png}.png").stat().st_size > 1000
+    card = (tmp_path / "run" / "blood-pbc8.card.md").read_text()
+    assert "## Limits" in card and "seed" in card
+
+
+def test_idc_pipeline_end_to_end_on_a_few_patients(tmp_path):
+    from trainer.train import run
+
+    root = _need(DATA / "idc")
+    results = run("idc", root, tmp_path / "run", epochs=1, seed_epochs=1, limit=12, record=False)
+    model = Model(tmp_path / "run" / "breast-idc.onnx")
+    assert model.info.task == "idc-patch" and model.info.input.small_input == "pad-white"
+    assert 0 < model.info.decision_threshold < 1
+    assert "roc_auc" in results["ours"]
+
+
+def test_ood_score_rises_on_a_stain_shifted_copy():
+    from trainer.augment import stain_shift
+
+    model = Model(shipped("blood-pbc8.onnx"))
+    from conftest import SAMPLES
+
+    from desktop.core.imaging import load_prepared
+    from desktop.core.scan import scan_folder
+
+    files = scan_folder(SAMPLES / "blood")[::5]
+    images = np.stack([load_prepared(f.path, model.info.input) for f in files])
+    _, base = model.predict(images)
+    _, shifted = model.predict(stain_shift(images, (1.8, 0.5, 1.0), (0.25, -0.1, 0.0)))
+    assert np.median(shifted) > np.median(base)
+    assert (shifted > base).mean() >= 0.75
