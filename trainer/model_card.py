@@ -82,9 +82,17 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
               f"{results['ood_threshold']:.3f} = 99th percentile on val (≈1% of in-domain images flagged by design).", "",
               "| condition | n | accuracy | Unfamiliar | accepted | accuracy of accepted | wrong calls caught |",
               "|---|---|---|---|---|---|---|"]
+    consistency = results["robustness"].get("full resolution vs half size")
     for name, r in results["robustness"].items():
+        if name == "full resolution vs half size":
+            continue
         lines.append(f"| {name} | {r['n']} | {_pct(r['accuracy'])} | {_pct(r['unfamiliar_share'])} | "
                      f"{_pct(r['accepted_share'])} | {_pct(r['accepted_accuracy'])} | {_pct(r['wrong_caught'])} |")
+    if consistency:
+        lines += ["", f"Full-resolution originals (~360 px, as the analyser saves them) vs the half-size copies the model "
+                  f"was trained on, {consistency['n']} images: same call on {_pct(consistency['agreement'])}; accuracy "
+                  f"{_pct(consistency['accuracy_full'])} (full) vs {_pct(consistency['accuracy_half'])} (half); "
+                  f"max |Δp| {consistency['max_abs_dprob']:.3f}. (Some of these images are in the training split.)"]
     for name, r in results["robustness"].items():
         if name in ("in_domain", "other lab (BCCD)"):
             lines += ["", f"Accepted-call accuracy vs share accepted, {name} (confidence bar swept, Unfamiliar excluded):", "",

@@ -101,13 +101,15 @@ def class_weights(y: np.ndarray, n: int) -> np.ndarray:
     return (len(y) / (n * np.maximum(counts, 1))).astype(np.float32)
 
 
-def train_model(name, model, arrays, cfg: TaskConfig, out: Path, epochs: int, seed_style: bool) -> tuple[keras.Model, float]:
-    """Fit one model (resumable); seed models keep the reference recipe (Adam + early stopping)."""
+def train_model(name, model, arrays, cfg: TaskConfig, out: Path, epochs: int, seed_style: bool):
+    """Fit one model (resumable); seed models keep the reference recipe (Adam + early stopping).
+
+    Returns (model, training minutes, whether it was trained now rather than reused)."""
     path = out / f"{name}.keras"
     if path.exists():
         log(f"{name}: already trained, reusing {path.name}")
         meta = json.loads((out / f"{name}.train.json").read_text())
-        return keras.models.load_model(path), meta["minutes"]
+        return keras.models.load_model(path), meta["minutes"], False
     (x_train, y_train), (x_val, y_val) = arrays["train"], arrays["val"]
     n_classes = int(max(y_train.max(), y_val.max()) + 1)
     weights = class_weights(y_train, n_classes) if cfg.balanced and not seed_style else None
@@ -135,7 +137,7 @@ def train_model(name, model, arrays, cfg: TaskConfig, out: Path, epochs: int, se
     model.save(path)
     (out / f"{name}.train.json").write_text(json.dumps({"minutes": minutes}))
     shutil.rmtree(out / f"backup-{name}", ignore_errors=True)
-    return model, minutes
+    return model, minutes, True
 
 
 def recalibrate_batch_norm(model: keras.Model, x: np.ndarray, batches: int = 200, batch: int = 64) -> None:
@@ -245,11 +247,39 @@ def robustness(model, cfg, classes, arrays, temperature, review_t, ood, ood_t, e
     result["in_domain"] = assess(x_test, y_test)
     for name, (scale, shift) in STAIN_SHIFTS.items():
         result[f"stain shift: {name}"] = assess(stain_shift(x_test, scale, shift), y_test)
+    fullres = external.parent / "pbc_fullres_samples" if external is not None else None
+    if fullres is not None and fullres.is_dir() and cfg.task == "blood-differential":
+        result["full resolution vs half size"] = fullres_consistency(model, classes, spec, fullres,
+                                                                     external.parent / "pbc", temperature)
     if external is not None and external.is_dir():
         x_ext, y_ext = external_blood(external, classes, spec)
         if len(x_ext):
             result["other lab (BCCD)"] = assess(x_ext, y_ext)
     return result
+
+
+def fullres_consistency(model, classes, spec, fullres: Path, halfres: Path, temperature: float) -> dict:
+    """The analyser's originals (~360 px) and the half-size copies trained on must get the same calls."""
+    full, half, labels = [], [], []
+    for k, name in enumerate(classes):
+        for path in sorted((fullres / name).glob("*")):
+            twin = halfres / name / path.name
+            if not twin.exists():
+                continue
+            try:
+                full.append(load_prepared(path, spec))
+                half.append(load_prepared(twin, spec))
+                labels.append(k)
+            except UnreadableImage:
+                continue
+    if not full:
+        return {}
+    y = np.array(labels)
+    p_full = calibration.softmax(predict(model, np.stack(full))[0], temperature)
+    p_half = calibration.softmax(predict(model, np.stack(half))[0], temperature)
+    return {"n": len(y), "agreement": float((p_full.argmax(1) == p_half.argmax(1)).mean()),
+            "accuracy_full": float((p_full.argmax(1) == y).mean()), "accuracy_half": float((p_half.argmax(1) == y).mean()),
+            "max_abs_dprob": float(np.abs(p_full - p_half).max())}
 
 
 def idc_patients(dataset: Dataset, split: str, probs: np.ndarray, threshold: float, labels: np.ndarray) -> dict:
@@ -317,19 +347,20 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
         log("3/8 seed model (the reference recipe)")
         seed_builder = architectures.seed_blood if task == "blood" else architectures.seed_idc
         keras.utils.set_random_seed(1)
-        seed, seed_minutes = train_model("seed", seed_builder(shape, n_classes), arrays, cfg, out, seed_epochs, True)
+        seed, seed_minutes, seed_fresh = train_model("seed", seed_builder(shape, n_classes), arrays, cfg, out,
+                                                     seed_epochs, True)
         seed_logits, _ = predict(seed, x_test)
         results["seed"] = evaluate.classification_metrics(y_test, seed_logits.argmax(1), classes)
         if task == "idc":
             results["seed"].update(evaluate.binary_metrics(y_test, calibration.softmax(seed_logits)[:, 1], 0.5))
         histories["seed"] = evaluate.read_history(out / "seed.history.csv")
-        if record:
+        if record and seed_fresh:
             _record(cfg, "seed", seed, seed_minutes, histories["seed"], results["seed"], {"recipe": "reference"})
 
     log("4/8 our model")
     keras.utils.set_random_seed(2)
     ours = architectures.slidenet(shape, n_classes, cfg.widths, name="slidenet")
-    ours, minutes = train_model("slidenet", ours, arrays, cfg, out, epochs, False)
+    ours, minutes, fresh = train_model("slidenet", ours, arrays, cfg, out, epochs, False)
     recalibrate_batch_norm(ours, arrays["train"][0])
     histories["slidenet"] = evaluate.read_history(out / "slidenet.history.csv")
 
@@ -394,7 +425,7 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     export.write_model(proto, out / f"{cfg.key}.onnx")
     (out / "results.json").write_text(json.dumps(results, indent=1))
     write_card(out / f"{cfg.key}.card.md", cfg, results, metadata)
-    if record:
+    if record and fresh:
         _record(cfg, "slidenet", ours, minutes, histories["slidenet"], ours_metrics,
                 {"widths": cfg.widths, "epochs": epochs, "batch": cfg.batch, "lr": cfg.learning_rate,
                  "augment": cfg.augment.as_dict(), "balanced": cfg.balanced})

@@ -65,6 +65,13 @@ class ModelInfo:
     def label_of(self, key: str) -> str:
         return next((c.label for c in self.classes if c.key == key), key)
 
+    def short_label_of(self, key: str) -> str:
+        """A label that fits under a thumbnail: 'Immature granulocyte' becomes 'IG'."""
+        label = self.label_of(key)
+        if len(label) <= 12:
+            return label
+        return key.upper() if len(key) <= 4 else label.split()[0]
+
     def group_of(self, key: str) -> str:
         return next((c.group for c in self.classes if c.key == key), "")
 

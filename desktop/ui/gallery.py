@@ -177,7 +177,8 @@ class GalleryModel(QAbstractListModel):
                 return "unreadable"
             final = cell.final_class or cell.ai_class
             mark = "✎ " if cell.changed else ("✓ " if cell.confirmed else "")
-            return f"{mark}{self._label(final)[:14]} {cell.confidence:.2f}"
+            short = self.info.short_label_of(final) if self.info and final else (final or "")
+            return f"{mark}{short} {cell.confidence:.2f}"
         if role == Qt.ItemDataRole.DecorationRole:
             return self.thumbnails.get(cell.relative)
         if role == Qt.ItemDataRole.ToolTipRole:

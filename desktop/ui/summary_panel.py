@@ -33,7 +33,7 @@ class BarChart(QWidget):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         top = max((n for _, n in self.rows), default=0) or 1
-        label_w, y = 130, 4
+        label_w, y = 150, 4
         width = max(10, self.width() - label_w - 50)
         for label, n in self.rows:
             painter.setPen(QColor("#333"))
