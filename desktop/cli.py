@@ -123,10 +123,16 @@ def cmd_models(args) -> int:
     return 0 if infos else 1
 
 
-def _rss_mb() -> float:
-    import psutil
+def _peak_rss_mb() -> float:
+    try:
+        import resource
 
-    return psutil.Process().memory_info().rss / 2**20
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    except ImportError:  # Windows
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / 2**20
 
 
 def cmd_bench(args) -> int:
@@ -153,7 +159,8 @@ def cmd_bench(args) -> int:
 
     import numpy as np
 
-    batch = np.stack([load_prepared(f.path, spec) for f in files[:args.batch]] * (args.batch // min(len(files), args.batch) + 1))[:args.batch]
+    one_batch = [load_prepared(f.path, spec) for f in files[: args.batch]]
+    batch = np.stack((one_batch * (args.batch // len(one_batch) + 1))[: args.batch])
 
     def infer_all():
         for _ in range(len(items) // args.batch):
@@ -182,7 +189,7 @@ def cmd_bench(args) -> int:
     print(f"  M model alone    {m:8.0f} img/s (batch {args.batch})")
     print(f"  E end-to-end     {e:8.0f} img/s (read+decode+resize+infer+store)")
     print(f"  limit 1/(1/D+1/M) {limit:7.0f} img/s; E / limit = {e / limit:.2f}")
-    print(f"  peak RSS {_rss_mb():.0f} MB")
+    print(f"  peak RSS {_peak_rss_mb():.0f} MB")
     return 0
 
 

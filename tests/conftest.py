@@ -22,7 +22,6 @@ DATA = ROOT.parent / "shared" / "data"
 def make_tiny_model(path: Path, classes=("a", "b", "c"), size=(16, 16), task="blood-differential",
                     metadata_overrides: dict | None = None, with_ood: bool = True) -> Path:
     """A real ONNX model honouring the contract: mean colour → linear → softmax (+ an ood score)."""
-    import onnx
     from onnx import TensorProto, helper
 
     n = len(classes)
@@ -43,8 +42,8 @@ def make_tiny_model(path: Path, classes=("a", "b", "c"), size=(16, 16), task="bl
         inits += [helper.make_tensor("grey", TensorProto.FLOAT, [3], [128.0] * 3),
                   helper.make_tensor("last", TensorProto.INT64, [1], [1])]
         outputs.append(helper.make_tensor_value_info("ood_score", TensorProto.FLOAT, ["N"]))
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size[0], size[1], 3])],
-                              outputs, inits)
+    image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", size[0], size[1], 3])
+    graph = helper.make_graph(nodes, "tiny", [image], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     groups = ["wbc"] * n

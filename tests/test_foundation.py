@@ -21,7 +21,8 @@ def test_app_imports_without_tensorflow():
 
 
 def test_core_imports_no_qt():
-    code = "import pkgutil, importlib, desktop.core as c\nfor m in pkgutil.iter_modules(c.__path__): importlib.import_module('desktop.core.' + m.name)"
+    code = ("import pkgutil, importlib, desktop.core as c\n"
+            "for m in pkgutil.iter_modules(c.__path__): importlib.import_module('desktop.core.' + m.name)")
     modules = _modules_after(code)
     assert "desktop.core.pipeline" in modules
     assert not any(m.startswith("PySide6") for m in modules)

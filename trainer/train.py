@@ -392,7 +392,8 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
         ours_metrics["patients"] = patients
         ours_metrics["complete_patients"] = complete
         if complete:
-            ours_metrics["complete_fraction_mae"] = float(np.mean([abs(patients[p]["predicted"] - patients[p]["true"]) for p in complete]))
+            errors = [abs(patients[p]["predicted"] - patients[p]["true"]) for p in complete]
+            ours_metrics["complete_fraction_mae"] = float(np.mean(errors))
         ours_metrics["all_patients_fraction_mae"] = float(np.mean([abs(v["predicted"] - v["true"]) for v in patients.values()]))
         evaluate.plot_heatmaps(idc_maps(dataset, "test", probs[:, 1], complete), out / "heatmaps.png")
     results["ours"] = ours_metrics

@@ -162,8 +162,8 @@ class GalleryModel(QAbstractListModel):
             self._reindex()
             self.endInsertRows()
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
-        return 0 if parent.isValid() else len(self.cells)
+    def rowCount(self, parent=None) -> int:  # noqa: N802 - Qt API
+        return 0 if parent is not None and parent.isValid() else len(self.cells)
 
     def _label(self, key: str | None) -> str:
         return self.info.label_of(key) if (self.info and key) else (key or "")

@@ -73,7 +73,8 @@ class BinList(QListWidget):
 
     def dragMoveEvent(self, event):  # noqa: N802 - Qt API
         item = self.itemAt(event.position().toPoint())
-        ok = event.mimeData().hasFormat(MIME_IDS) and item is not None and not str(item.data(Qt.ItemDataRole.UserRole)).startswith("__")
+        key = str(item.data(Qt.ItemDataRole.UserRole)) if item is not None else "__"
+        ok = event.mimeData().hasFormat(MIME_IDS) and not key.startswith("__")
         event.acceptProposedAction() if ok else event.ignore()
 
     def dropEvent(self, event):  # noqa: N802 - Qt API
@@ -159,7 +160,8 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_actions(self) -> None:
-        self.open_action = self._action("&Open folder…", self.choose_folder, QKeySequence.StandardKey.Open, "Open a folder (Ctrl+O)")
+        self.open_action = self._action("&Open folder…", self.choose_folder, QKeySequence.StandardKey.Open,
+                                        "Open a folder (Ctrl+O)")
         self.export_action = self._action("&Export CSV…", self.export_csv, "Ctrl+E")
         self.report_action = self._action("&PDF report…", self.export_pdf, "Ctrl+P")
         self.signoff_action = self._action("&Sign off…", self.sign_off, "Ctrl+Shift+S")

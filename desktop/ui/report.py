@@ -55,7 +55,8 @@ def report_html(cells: list[Cell], info: ModelInfo, *, folder: str, operator: st
         parts.append(f"<p><b>IDC fraction:</b> {fraction} ({slide.idc} of {slide.patches} patches)</p>")
         rows = "".join(f"<tr><td>{e(c.label)}</td><td align=right>{tally.ai[c.key]}</td>"
                        f"<td align=right>{tally.final[c.key]}</td></tr>" for c in info.classes)
-        parts.append(f"<table border=1 cellspacing=0 cellpadding=4><tr><th>Class</th><th>AI</th><th>Final</th></tr>{rows}</table>")
+        parts.append("<table border=1 cellspacing=0 cellpadding=4><tr><th>Class</th><th>AI</th><th>Final</th></tr>"
+                     f"{rows}</table>")
         if heat is not None:
             parts.append("<p>Heat map (red: model's probability of IDC):</p>" + _image_tag(heat))
     parts.append("<p style='font-size:8pt'>Reference intervals: see resources/reference_intervals.json; each laboratory "
