@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--external", type=Path, default=Path("../shared/data/external_bccd"),
                         help="another lab's images, for evaluation only (blood)")
     parser.add_argument("--ship", type=Path, help="copy model, card and figures here (e.g. resources/models)")
+    parser.add_argument("--widths", help="channel widths of our model, e.g. 48,96,192,320 (default: the task's)")
+    parser.add_argument("--scale-min", type=float, help="strongest zoom-in of the scale augmentation (e.g. 0.5)")
+    parser.add_argument("--notes", default="", help="a line for the lab book")
     parser.add_argument("--no-lab-book", action="store_true", help="do not append to trainer/lab_book.jsonl")
     args = parser.parse_args(argv)
     data = args.data or Path(DEFAULT_DATA[args.task])
@@ -28,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.train import run  # TensorFlow loads only now, after the arguments are checked
 
     run(args.task, data, args.out, epochs=args.epochs, seed_epochs=args.seed_epochs, limit=args.limit,
-        ship=args.ship, external=args.external, record=not args.no_lab_book, skip_seed=args.skip_seed)
+        ship=args.ship, external=args.external, record=not args.no_lab_book, skip_seed=args.skip_seed,
+        widths=tuple(int(w) for w in args.widths.split(",")) if args.widths else None, notes=args.notes,
+        scale_min=args.scale_min)
     return 0
 
 

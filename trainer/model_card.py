@@ -48,6 +48,9 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
     for label, k in rows:
         s = f"{seed[k]:.4f}" if seed and k in seed else "-"
         lines.append(f"| {label} | {s} | {ours[k]:.4f} |")
+    if "val_accuracy" in results:
+        lines.append("| accuracy on val (clean images; the split used to choose between runs) | - | "
+                     f"{results['val_accuracy']:.4f} |")
     lines.append(f"| ECE before → after temperature (T={results['temperature']:.3f}) | - | "
                  f"{ours['ece_before']:.4f} → {ours['ece_after']:.4f} |")
     lines += ["", "Per class (ours):", "", "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]

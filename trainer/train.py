@@ -7,6 +7,7 @@ Every step writes into the run folder; a run that is stopped resumes where it wa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -313,8 +314,13 @@ def idc_maps(dataset: Dataset, split: str, p_idc: np.ndarray, patients: list[str
 
 def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs: int | None = None,
         limit: int | None = None, ship: Path | None = None, external: Path | None = None,
-        record: bool = True, skip_seed: bool = False) -> dict:
+        record: bool = True, skip_seed: bool = False, widths: tuple[int, ...] | None = None, notes: str = "",
+        scale_min: float | None = None) -> dict:
     cfg = TASKS[task]
+    if widths:
+        cfg = dataclasses.replace(cfg, widths=widths)
+    if scale_min:
+        cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, scale_min=scale_min, blur_prob=0.2))
     out.mkdir(parents=True, exist_ok=True)
     epochs = epochs or cfg.epochs
     seed_epochs = seed_epochs or cfg.seed_epochs
@@ -374,7 +380,9 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     val_preds = (val_probs[:, 1] >= decision).astype(int) if task == "idc" else val_probs.argmax(1)
     tradeoff = calibration.review_tradeoff(val_probs, y_val, val_preds)
     review_t = calibration.choose_review_threshold(tradeoff, cfg.review_accuracy, cfg.review_budget)
-    log(f"    temperature {temperature:.3f}, review threshold {review_t}, decision threshold {decision}")
+    val_accuracy = float((val_preds == y_val).mean())
+    log(f"    val accuracy {val_accuracy:.4f}, temperature {temperature:.3f}, review threshold {review_t}, "
+        f"decision threshold {decision}")
 
     log("6/8 evaluate on the test split (once)")
     test_logits, test_feats = predict(ours, x_test)
@@ -384,7 +392,7 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     ece_before, table_before = calibration.reliability(raw, y_test)
     ece_after, table_after = calibration.reliability(probs, y_test)
     ours_metrics = evaluate.classification_metrics(y_test, preds, classes)
-    ours_metrics.update({"ece_before": ece_before, "ece_after": ece_after})
+    ours_metrics.update({"ece_before": ece_before, "ece_after": ece_after, "val_accuracy_clean": val_accuracy})
     if task == "idc":
         ours_metrics.update(evaluate.binary_metrics(y_test, probs[:, 1], decision))
         patients = idc_patients(dataset, "test", probs[:, 1], decision, y_test)
@@ -397,7 +405,8 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
         ours_metrics["all_patients_fraction_mae"] = float(np.mean([abs(v["predicted"] - v["true"]) for v in patients.values()]))
         evaluate.plot_heatmaps(idc_maps(dataset, "test", probs[:, 1], complete), out / "heatmaps.png")
     results["ours"] = ours_metrics
-    results.update({"temperature": temperature, "review_threshold": review_t, "decision_threshold": decision,
+    results.update({"val_accuracy": val_accuracy,
+                    "temperature": temperature, "review_threshold": review_t, "decision_threshold": decision,
                     "review_tradeoff_val": tradeoff})
     evaluate.plot_confusion(ours_metrics["confusion"], classes, out / "confusion.png", f"{cfg.key}: test split")
     evaluate.plot_curves(histories, out / "curves.png")
@@ -429,21 +438,22 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     if record and fresh:
         _record(cfg, "slidenet", ours, minutes, histories["slidenet"], ours_metrics,
                 {"widths": cfg.widths, "epochs": epochs, "batch": cfg.batch, "lr": cfg.learning_rate,
-                 "augment": cfg.augment.as_dict(), "balanced": cfg.balanced})
+                 "augment": cfg.augment.as_dict(), "balanced": cfg.balanced}, notes)
     if ship:
         ship_model(out, ship, cfg.key)
     log(f"done: {out / (cfg.key + '.onnx')}")
     return results
 
 
-def _record(cfg, name, model, minutes, history, metrics_, params) -> None:
+def _record(cfg, name, model, minutes, history, metrics_, params, notes: str = "") -> None:
     lab_book.append({
         "date": dt.datetime.now().isoformat(timespec="seconds"), "task": cfg.task, "name": name,
         "parameters": int(model.count_params()), "hyper": params,
         "epochs": len(history.get("loss", [])),
         "train_accuracy": history.get("accuracy", [None])[-1], "val_accuracy": history.get("val_accuracy", [None])[-1],
         "test_accuracy": metrics_["accuracy"], "macro_f1": metrics_["macro_f1"], "minutes": minutes,
-        "git_sha": lab_book.git_sha(), "notes": "",
+        "val_accuracy_clean": metrics_.get("val_accuracy_clean"),
+        "git_sha": lab_book.git_sha(), "notes": notes,
     })
 
 
