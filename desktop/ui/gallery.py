@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -40,11 +41,17 @@ def to_qimage(rgb: np.ndarray) -> QImage:
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
+@lru_cache(maxsize=2)
+def _tissue_image(path: str) -> np.ndarray:
+    """A large tissue image, decoded once for all of its tiles' thumbnails."""
+    return load_image(Path(path))
+
+
 def load_cell_image(folder: Path, relative: str) -> np.ndarray:
     """The cell's pixels: a file, or a tile cut from a tissue image (`name.png#x<X>_y<Y>`)."""
     match = TILE_SUFFIX.search(relative)
     if match:
-        rgb = load_image(folder / relative[: match.start()])
+        rgb = _tissue_image(str(folder / relative[: match.start()]))
         x, y = int(match.group(1)), int(match.group(2))
         return rgb[y:y + 50, x:x + 50]
     return load_image(folder / relative)

@@ -122,7 +122,7 @@ class MainWindow(QMainWindow):
         self.gallery.setModel(self.proxy)
         self.gallery.setViewMode(QListView.ViewMode.IconMode)
         self.gallery.setIconSize(QSize(THUMB, THUMB))
-        self.gallery.setGridSize(QSize(THUMB + 28, THUMB + 34))
+        self.gallery.setGridSize(QSize(THUMB + 46, THUMB + 34))
         self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
         self.gallery.setUniformItemSizes(True)
         self.gallery.setLayoutMode(QListView.LayoutMode.Batched)

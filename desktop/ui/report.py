@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QSizeF
-from PySide6.QtGui import QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
+from PySide6.QtGui import QFont, QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
 
 from desktop.core.model import ModelInfo
 from desktop.core.store import Cell
@@ -73,6 +73,9 @@ def write_pdf(path: Path, html_text: str) -> None:
     writer.setPageMargins(QMarginsF(15, 15, 15, 15), QPageLayout.Unit.Millimeter)
     writer.setResolution(150)
     document = QTextDocument()
+    # lay out in the printer's resolution, so point sizes come out as points on paper
+    document.documentLayout().setPaintDevice(writer)
+    document.setDefaultFont(QFont("DejaVu Sans", 10))
     document.setHtml(html_text)
     document.setPageSize(QSizeF(writer.width(), writer.height()))
     document.print_(writer)
