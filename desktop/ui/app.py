@@ -67,7 +67,26 @@ def main(argv: list[str] | None = None) -> int:
             window.open_folder(folder)
 
     QTimer.singleShot(0, after_show)
+    quit_on_terminate(app)
     return app.exec()
+
+
+def quit_on_terminate(app) -> None:
+    """SIGTERM (logout, shutdown, `kill`) closes the window normally: settings saved, store closed."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def close_all(*_):
+        for widget in app.topLevelWidgets():
+            widget.close()
+        app.quit()
+
+    signal.signal(signal.SIGTERM, close_all)
+    # Python only runs signal handlers between bytecodes: wake the interpreter now and then.
+    app._signal_timer = QTimer()
+    app._signal_timer.timeout.connect(lambda: None)
+    app._signal_timer.start(250)
 
 
 if __name__ == "__main__":
