@@ -185,7 +185,7 @@ class GalleryModel(QAbstractListModel):
             final = cell.final_class or cell.ai_class
             mark = "✎ " if cell.changed else ("✓ " if cell.confirmed else "")
             short = self.info.short_label_of(final) if self.info and final else (final or "")
-            return f"{mark}{short} {cell.confidence:.2f}"
+            return f"{mark}{short}\n{cell.confidence:.0%}"
         if role == Qt.ItemDataRole.DecorationRole:
             return self.thumbnails.get(cell.relative)
         if role == Qt.ItemDataRole.ToolTipRole:
