@@ -69,11 +69,15 @@ def slidenet(
     widths: tuple[int, ...] = (32, 64, 128, 192),
     dropout: float = 0.2,
     name: str = "slidenet",
+    stem_stride: int = 2,
 ) -> keras.Model:
-    """Ours: strided stem, separable residual stages with batch norm, global pooling."""
+    """Ours: a plain stem, separable residual stages with batch norm, global pooling.
+
+    `stem_stride` 2 halves large inputs at once (blood cells, 96 px); small tissue patches
+    (50 px) keep full resolution in the stem (stride 1) so nuclear texture is not lost."""
     inputs = keras.Input(input_shape, name="pixels")
     x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
-    x = _conv_bn(x, widths[0], stride=2, name="stem")
+    x = _conv_bn(x, widths[0], stride=stem_stride, name="stem")
     x = _sep_bn(x, widths[0], "stem2")
     pooled = []
     for i, width in enumerate(widths[1:]):

@@ -60,13 +60,15 @@ class TaskConfig:
     review_accuracy: float  # accepted calls must reach this on val ...
     review_budget: float  # ... sending at most this share to Review
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    stem_stride: int = 2
     version: str = "1.0.0"
 
 
 TASKS = {
     "blood": TaskConfig("blood-pbc8", "blood-differential", "Blood smear differential (PBC, 8 classes)",
-                        96, "resize", (32, 64, 128, 256), epochs=30, seed_epochs=40, batch=64,
-                        learning_rate=3e-3, balanced=False, review_accuracy=0.995, review_budget=0.08),
+                        96, "resize", (48, 96, 192, 320), epochs=30, seed_epochs=40, batch=64,
+                        learning_rate=3e-3, balanced=False, review_accuracy=0.995, review_budget=0.08,
+                        augment=AugmentConfig(scale_min=0.5, blur_prob=0.2)),
     "idc": TaskConfig("breast-idc", "idc-patch", "Breast histopathology IDC (50x50 patches)",
                       50, "pad-white", (16, 32, 64, 128), epochs=40, seed_epochs=30, batch=128,
                       learning_rate=3e-3, balanced=True, review_accuracy=0.95, review_budget=0.15,
@@ -315,10 +317,12 @@ def idc_maps(dataset: Dataset, split: str, p_idc: np.ndarray, patients: list[str
 def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs: int | None = None,
         limit: int | None = None, ship: Path | None = None, external: Path | None = None,
         record: bool = True, skip_seed: bool = False, widths: tuple[int, ...] | None = None, notes: str = "",
-        scale_min: float | None = None) -> dict:
+        scale_min: float | None = None, stem_stride: int | None = None) -> dict:
     cfg = TASKS[task]
     if widths:
         cfg = dataclasses.replace(cfg, widths=widths)
+    if stem_stride:
+        cfg = dataclasses.replace(cfg, stem_stride=stem_stride)
     if scale_min:
         cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, scale_min=scale_min, blur_prob=0.2))
     out.mkdir(parents=True, exist_ok=True)
@@ -365,7 +369,7 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
 
     log("4/8 our model")
     keras.utils.set_random_seed(2)
-    ours = architectures.slidenet(shape, n_classes, cfg.widths, name="slidenet")
+    ours = architectures.slidenet(shape, n_classes, cfg.widths, name="slidenet", stem_stride=cfg.stem_stride)
     ours, minutes, fresh = train_model("slidenet", ours, arrays, cfg, out, epochs, False)
     recalibrate_batch_norm(ours, arrays["train"][0])
     histories["slidenet"] = evaluate.read_history(out / "slidenet.history.csv")
@@ -437,7 +441,8 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     write_card(out / f"{cfg.key}.card.md", cfg, results, metadata)
     if record and fresh:
         _record(cfg, "slidenet", ours, minutes, histories["slidenet"], ours_metrics,
-                {"widths": cfg.widths, "epochs": epochs, "batch": cfg.batch, "lr": cfg.learning_rate,
+                {"widths": cfg.widths, "stem_stride": cfg.stem_stride, "epochs": epochs,
+                 "batch": cfg.batch, "lr": cfg.learning_rate,
                  "augment": cfg.augment.as_dict(), "balanced": cfg.balanced}, notes)
     if ship:
         ship_model(out, ship, cfg.key)
