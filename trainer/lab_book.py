@@ -25,9 +25,11 @@ def append(entry: dict, book: Path = LAB_BOOK) -> None:
 
 
 def render(book: Path = LAB_BOOK) -> None:
-    lines = ["# Lab book", "", "Every training run, appended by the trainer (`lab_book.jsonl`).", "",
-             "| date | task | model | epochs | train acc | val acc | test acc | minutes | git | notes |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["# Lab book", "", "Every training run, appended by the trainer (`lab_book.jsonl`). *val acc* is the",
+             "last epoch's (augmentation off, before batch-norm re-estimation); *val (final)* is the shipped rule's",
+             "accuracy on val after calibration, the figure runs are chosen by. Test is read once per run.", "",
+             "| date | task | model | epochs | train acc | val acc | val (final) | test acc | minutes | git | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for raw in book.read_text(encoding="utf-8").splitlines():
         if not raw.strip():
             continue
@@ -35,7 +37,8 @@ def render(book: Path = LAB_BOOK) -> None:
         fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v if v is not None else "")  # noqa: E731
         lines.append(" | ".join([
             "", e.get("date", "")[:16], e.get("task", ""), e.get("name", ""), str(e.get("epochs", "")),
-            fmt(e.get("train_accuracy")), fmt(e.get("val_accuracy")), fmt(e.get("test_accuracy")),
+            fmt(e.get("train_accuracy")), fmt(e.get("val_accuracy")),
+            fmt(e.get("val_accuracy_clean")), fmt(e.get("test_accuracy")),
             f"{e.get('minutes', 0):.1f}", e.get("git_sha", ""), e.get("notes", ""), "",
         ]).strip())
     book.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")

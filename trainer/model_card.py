@@ -86,6 +86,8 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
               "| condition | n | accuracy | Unfamiliar | accepted | accuracy of accepted | wrong calls caught |",
               "|---|---|---|---|---|---|---|"]
     consistency = results["robustness"].get("full resolution vs half size")
+    fractions = [(name, r["complete_fraction_mae"]) for name, r in results["robustness"].items()
+                 if "complete_fraction_mae" in r]
     for name, r in results["robustness"].items():
         if name == "full resolution vs half size":
             continue
@@ -96,6 +98,9 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
                   f"was trained on, {consistency['n']} images: same call on {_pct(consistency['agreement'])}; accuracy "
                   f"{_pct(consistency['accuracy_full'])} (full) vs {_pct(consistency['accuracy_half'])} (half); "
                   f"max |Δp| {consistency['max_abs_dprob']:.3f}. (Some of these images are in the training split.)"]
+    if fractions:
+        lines += ["", "IDC fraction of the complete test patients, mean absolute error (points) per condition: "
+                  + ", ".join(f"{name} {100 * mae:.1f}" for name, mae in fractions) + "."]
     for name, r in results["robustness"].items():
         if name in ("in_domain", "other lab (BCCD)"):
             lines += ["", f"Accepted-call accuracy vs share accepted, {name} (confidence bar swept, Unfamiliar excluded):", "",

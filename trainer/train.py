@@ -219,16 +219,18 @@ def spec_shape(spec: InputSpec) -> tuple[int, int]:
     return spec.height, spec.width
 
 
-def robustness(model, cfg, classes, arrays, temperature, review_t, ood, ood_t, external: Path | None, spec) -> dict:
-    """Accepted-call accuracy vs share accepted: in-domain, under stain shifts, at another lab."""
+def robustness(model, cfg, classes, arrays, temperature, review_t, ood, ood_t, external: Path | None, spec,
+               decision: float = 0.5, dataset: Dataset | None = None, complete: list[str] | None = None) -> dict:
+    """Accepted-call accuracy vs share accepted: in-domain, under stain shifts, at another lab.
+
+    Calls use the shipped decision rule (the IDC threshold for two classes); for IDC each
+    condition also reports the complete test patients' IDC-fraction error."""
     result: dict = {}
 
-    def assess(x, y, label_subset=None):
+    def assess(x, y, with_patients: bool = False):
         logits, feats = predict(model, x)
         probs = calibration.softmax(logits, temperature)
-        if label_subset is not None:  # the other lab has only some classes: still judge the full call
-            pass
-        preds = probs.argmax(1)
+        preds = (probs[:, 1] >= decision).astype(int) if len(classes) == 2 else probs.argmax(1)
         correct = preds == y
         unfamiliar = ood_scores(feats, ood) > ood_t
         conf = probs.max(1)
@@ -244,12 +246,20 @@ def robustness(model, cfg, classes, arrays, temperature, review_t, ood, ood_t, e
             "accepted_accuracy": float(correct[accepted].mean()) if accepted.any() else float("nan"),
             "wrong_caught": float((~accepted)[wrong].mean()) if wrong.any() else float("nan"),
             "curve": calibration.accepted_curve(correct, conf, unfamiliar),
+            **(_fraction_error(probs[:, 1], y) if with_patients else {}),
         }
 
+    def _fraction_error(p_idc, y):
+        patients = idc_patients(dataset, "test", p_idc, decision, y)
+        return {"complete_fraction_mae": float(np.mean([abs(patients[p]["predicted"] - patients[p]["true"])
+                                                        for p in complete]))}
+
+    per_patient = dataset is not None and bool(complete)
+
     x_test, y_test = arrays["test"]
-    result["in_domain"] = assess(x_test, y_test)
+    result["in_domain"] = assess(x_test, y_test, per_patient)
     for name, (scale, shift) in STAIN_SHIFTS.items():
-        result[f"stain shift: {name}"] = assess(stain_shift(x_test, scale, shift), y_test)
+        result[f"stain shift: {name}"] = assess(stain_shift(x_test, scale, shift), y_test, per_patient)
     fullres = external.parent / "pbc_fullres_samples" if external is not None else None
     if fullres is not None and fullres.is_dir() and cfg.task == "blood-differential":
         result["full resolution vs half size"] = fullres_consistency(model, classes, spec, fullres,
@@ -425,7 +435,8 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     ood_t = float(np.percentile(ood_scores(val_feats, ood), 99.0))
     results["ood_threshold"] = ood_t
     results["robustness"] = robustness(ours, cfg, classes, arrays, temperature, review_t, ood, ood_t,
-                                       external if task == "blood" else None, spec)
+                                       external if task == "blood" else None, spec, decision, dataset,
+                                       ours_metrics.get("complete_patients"))
 
     log("8/8 export to ONNX and prove parity")
     serve = export.serving_function(ours, temperature, ood, cfg.input_size, cfg.input_size)
