@@ -61,6 +61,7 @@ class TaskConfig:
     review_budget: float  # ... sending at most this share to Review
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     stem_stride: int = 2
+    ema: float = 0.0  # >0: ship an exponential moving average of the weights (flatter minimum, steadier across patients)
     version: str = "1.0.0"
 
 
@@ -125,7 +126,8 @@ def train_model(name, model, arrays, cfg: TaskConfig, out: Path, epochs: int, se
         steps = epochs * max(1, len(x_train) // cfg.batch)
         schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate * 0.1, steps, warmup_target=cfg.learning_rate,
                                                           warmup_steps=max(1, steps // 20))
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=1e-4)
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=1e-4, use_ema=cfg.ema > 0,
+                                           ema_momentum=cfg.ema or 0.99)
         callbacks = []
         train = _train_ds(x_train, y_train, cfg.batch, cfg.augment, weights)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
@@ -327,12 +329,14 @@ def idc_maps(dataset: Dataset, split: str, p_idc: np.ndarray, patients: list[str
 def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs: int | None = None,
         limit: int | None = None, ship: Path | None = None, external: Path | None = None,
         record: bool = True, skip_seed: bool = False, widths: tuple[int, ...] | None = None, notes: str = "",
-        scale_min: float | None = None, stem_stride: int | None = None) -> dict:
+        scale_min: float | None = None, stem_stride: int | None = None, ema: float | None = None) -> dict:
     cfg = TASKS[task]
     if widths:
         cfg = dataclasses.replace(cfg, widths=widths)
     if stem_stride:
         cfg = dataclasses.replace(cfg, stem_stride=stem_stride)
+    if ema is not None:
+        cfg = dataclasses.replace(cfg, ema=ema)
     if scale_min:
         cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, scale_min=scale_min, blur_prob=0.2))
     out.mkdir(parents=True, exist_ok=True)
@@ -452,7 +456,7 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     write_card(out / f"{cfg.key}.card.md", cfg, results, metadata)
     if record and fresh:
         _record(cfg, "slidenet", ours, minutes, histories["slidenet"], ours_metrics,
-                {"widths": cfg.widths, "stem_stride": cfg.stem_stride, "epochs": epochs,
+                {"widths": cfg.widths, "stem_stride": cfg.stem_stride, "ema": cfg.ema, "epochs": epochs,
                  "batch": cfg.batch, "lr": cfg.learning_rate,
                  "augment": cfg.augment.as_dict(), "balanced": cfg.balanced}, notes)
     if ship:
