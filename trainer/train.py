@@ -71,7 +71,7 @@ TASKS = {
                         learning_rate=3e-3, balanced=False, review_accuracy=0.995, review_budget=0.08,
                         augment=AugmentConfig(scale_min=0.5, blur_prob=0.2)),
     "idc": TaskConfig("breast-idc", "idc-patch", "Breast histopathology IDC (50x50 patches)",
-                      50, "pad-white", (16, 32, 64, 128), epochs=40, seed_epochs=30, batch=128,
+                      50, "pad-white", (32, 64, 128, 192), epochs=40, seed_epochs=30, batch=128,
                       learning_rate=3e-3, balanced=True, review_accuracy=0.95, review_budget=0.15,
                       augment=AugmentConfig(hed_sigma=0.08, scale_prob=0.3, scale_min=0.85, scale_max=1.15)),
 }
