@@ -86,3 +86,22 @@ def test_resize_uses_the_models_interpolation():
     img = random_rgb(5, (360, 363))
     out = prepare(img, InputSpec(96, 96, "area", "resize"))
     assert np.array_equal(out, cv2.resize(img, (96, 96), interpolation=cv2.INTER_AREA))
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_large_jpeg_decodes_reduced_but_never_below_the_model_input(tmp_path, progressive):
+    smooth = cv2.GaussianBlur(random_rgb(5, (363, 360)), (0, 0), 6)  # a camera image is smooth, noise is not
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)]
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(smooth, cv2.COLOR_RGB2BGR), params)
+    data = encoded.tobytes()
+    from desktop.core.imaging import _jpeg_size, decode_prepared
+
+    assert _jpeg_size(data) == (360, 363)
+    assert decode_image(data, at_least=(96, 96)).shape == (182, 180, 3)  # 1/2, not 1/4 (90 < 96)
+    assert decode_image(data, at_least=(40, 40)).shape == (46, 45, 3)  # 1/8
+    spec = InputSpec(96, 96, "area", "resize")
+    reduced = decode_prepared(data, spec).astype(int)
+    full = prepare(decode_image(data), spec).astype(int)
+    assert np.abs(reduced - full).mean() < 1.5
+    # A linear resize asks for the full decode: no reduction there.
+    assert decode_image(data).shape == (363, 360, 3)

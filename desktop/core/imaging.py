@@ -54,20 +54,60 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a JPEG's start-of-frame marker, without decoding."""
+    pos = 2
+    while pos + 9 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_SOF:
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return None
+
+
 def _header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
-    """Width and height from a PNG header without decoding (guards against huge images)."""
+    """Width and height from a PNG or JPEG header without decoding (guards against huge images)."""
     if fmt == "png" and len(data) >= 24:
         width = int.from_bytes(data[16:20], "big")
         height = int.from_bytes(data[20:24], "big")
         return width, height
+    if fmt == "jpeg":
+        return _jpeg_size(data)
     return None
 
 
-def decode_image(data: bytes) -> np.ndarray:
+def _reduced_flag(size: tuple[int, int] | None, at_least: tuple[int, int] | None) -> int | None:
+    """The largest JPEG decode-time reduction that still leaves `at_least` (w, h) pixels.
+
+    libjpeg scales in the DCT domain, an area average like INTER_AREA, so decoding a
+    360-px cell at half size for a 96-px model costs ~40% less and, measured on 200
+    analyser originals, gave the same calls as the full decode (see the model card)."""
+    if size is None or at_least is None:
+        return None
+    for factor, flag in _REDUCED:
+        if size[0] // factor >= at_least[0] and size[1] // factor >= at_least[1]:
+            return flag
+    return None
+
+
+def decode_image(data: bytes, at_least: tuple[int, int] | None = None) -> np.ndarray:
     """Decode encoded image bytes to an RGB uint8 array (H, W, 3).
 
     Grayscale, RGBA, palette and 16-bit images are converted; anything else raises
-    `UnreadableImage` with the reason.
+    `UnreadableImage` with the reason. With `at_least` (width, height), a large JPEG may
+    be decoded at 1/2, 1/4 or 1/8 size, never smaller than that.
     """
     if not data:
         raise UnreadableImage("empty file (0 bytes)")
@@ -78,7 +118,8 @@ def decode_image(data: bytes) -> np.ndarray:
     if size and size[0] * size[1] > MAX_PIXELS:
         raise UnreadableImage(f"image too large ({size[0]}x{size[1]} pixels)")
     buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    reduced = _reduced_flag(size, at_least) if fmt == "jpeg" else None
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED if reduced is None else reduced)
     if image is None or image.size == 0:
         raise UnreadableImage(f"damaged or truncated {fmt.upper()} file")
     if fmt == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
@@ -140,6 +181,14 @@ def load_image(path: Path) -> np.ndarray:
     return decode_image(read_bytes(path))
 
 
+def decode_prepared(data: bytes, spec: InputSpec) -> np.ndarray:
+    """Decode bytes and fit them to the model input: the app's and the trainer's one path.
+
+    Images shrunk with INTER_AREA may be decoded at a reduced size first (JPEG only)."""
+    at_least = (spec.width, spec.height) if spec.resize == "area" else None
+    return prepare(decode_image(data, at_least), spec)
+
+
 def load_prepared(path: Path, spec: InputSpec) -> np.ndarray:
     """Read, decode and fit one file to the model input."""
-    return prepare(load_image(path), spec)
+    return decode_prepared(read_bytes(path), spec)

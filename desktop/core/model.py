@@ -142,6 +142,9 @@ def session_options(threads: int | None = None):
     options.intra_op_num_threads = threads or max(1, min(8, os.cpu_count() or 1))
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if os.environ.get("SLIDETALLY_ORT_SPIN", "0") != "1":
+        # Idle inference threads would otherwise spin and steal the cores the decoders need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from desktop.core.imaging import UnreadableImage, load_image, prepare
+from desktop.core.imaging import UnreadableImage, load_image, load_prepared, prepare
 from desktop.core.model import Model
 from desktop.core.results import Call, make_calls
 from desktop.core.slide import Tile
@@ -58,9 +58,9 @@ def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[np.ndarray
         try:
             if isinstance(item, Tile):
                 rgb = tissue.get(item.path)[item.y:item.y + item.height, item.x:item.x + item.width]
+                pixels[len(good)] = prepare(rgb, spec)
             else:
-                rgb = load_image(item.path)
-            pixels[len(good)] = prepare(rgb, spec)
+                pixels[len(good)] = load_prepared(item.path, spec)
             good.append(item)
         except UnreadableImage as exc:
             bad.append(Call(item.relative, item.size, item.mtime, unreadable=str(exc), review=True,
