@@ -94,7 +94,8 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
         lines.append(f"| {name} | {r['n']} | {_pct(r['accuracy'])} | {_pct(r['unfamiliar_share'])} | "
                      f"{_pct(r['accepted_share'])} | {_pct(r['accepted_accuracy'])} | {_pct(r['wrong_caught'])} |")
     if consistency:
-        lines += ["", f"Full-resolution originals (~360 px, as the analyser saves them) vs the half-size copies the model "
+        lines += ["", f"Full-resolution originals (~360 px, as the analyser saves them; the app decodes them at half size in "
+                  f"libjpeg, then INTER_AREA) vs the half-size copies the model "
                   f"was trained on, {consistency['n']} images: same call on {_pct(consistency['agreement'])}; accuracy "
                   f"{_pct(consistency['accuracy_full'])} (full) vs {_pct(consistency['accuracy_half'])} (half); "
                   f"max |Δp| {consistency['max_abs_dprob']:.3f}. (Some of these images are in the training split.)"]
