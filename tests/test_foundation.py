@@ -45,3 +45,31 @@ def test_main_window_opens_offscreen(qtbot, tmp_path):
     qtbot.waitExposed(window)
     assert window.isVisible()
     assert window.windowTitle().startswith("SlideTally")
+
+
+def test_qt_callbacks_into_python_keep_reference_counts():
+    """PySide6 6.12.0 dropped a reference to None on every Qt -> Python model call, and
+    Python 3.11 aborts once None's count reaches zero (the app died mid-classification)."""
+    code = (
+        "import sys\n"
+        "from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, Qt, Signal\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "class M(QAbstractListModel):\n"
+        "    def rowCount(self, parent=QModelIndex()): return 1\n"
+        "    def data(self, index, role=0): return None\n"
+        "class S(QObject):\n"
+        "    sig = Signal()\n"
+        "m, s = M(), S()\n"
+        "s.sig.connect(lambda: None)\n"
+        "i = m.index(0, 0)\n"
+        "before = sys.getrefcount(None), sys.getrefcount(True), sys.getrefcount(False)\n"
+        "for _ in range(500): i.data(); s.sig.emit()\n"
+        "after = sys.getrefcount(None), sys.getrefcount(True), sys.getrefcount(False)\n"
+        "print(*[a - b for a, b in zip(after, before)])\n"
+    )
+    env = {**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-500:]
+    deltas = [int(v) for v in out.stdout.split()]
+    assert all(abs(d) < 50 for d in deltas), f"reference counts drift by {deltas} over 500 callbacks"

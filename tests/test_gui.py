@@ -103,3 +103,35 @@ def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     assert restored.final_class == "lymphocyte" and again.store.signed_off
     assert all(c.confirmed for c in again.store.cells())
     again.close()
+
+
+def test_gallery_stays_sorted_as_batches_arrive_and_filters_by_bin(qtbot):
+    import random
+    from dataclasses import replace
+
+    from desktop.core.store import Cell
+    from desktop.ui.gallery import BinFilter, GalleryModel, ThumbnailCache
+
+    def cell(i, conf, cls="lymphocyte"):
+        return Cell(i, f"{i}.jpg", cls, conf, (), None, None, False, conf < 0.5, "", "", None, None, None, False, None)
+
+    model = GalleryModel(ThumbnailCache())
+    proxy = BinFilter()
+    proxy.setSourceModel(model)
+    rng = random.Random(4)
+    cells = [cell(i, rng.random()) for i in range(1, 2001)]
+    model.reset(cells[:300], None)
+    for start in range(300, 2000, 170):  # batches as the classifier delivers them
+        model.upsert(cells[start:start + 170])
+    shown = [model.data(model.index(r), Qt.ItemDataRole.UserRole + 1) for r in range(model.rowCount())]
+    assert [c.id for c in shown] == [c.id for c in sorted(cells, key=lambda c: (c.confidence, c.id))]
+    # a reclassified cell keeps its place and leaves its bin
+    target = cells[1500]
+    row = model.row_of(target.id)
+    model.upsert([replace(target, final_class="monocyte")])
+    assert model.row_of(target.id) == row and model.cells[row].final_class == "monocyte"
+    proxy.set_bin("monocyte")
+    assert proxy.rowCount() == 1
+    proxy.set_bin(REVIEW)
+    review_conf = [proxy.data(proxy.index(r, 0), Qt.ItemDataRole.UserRole + 1).confidence for r in range(proxy.rowCount())]
+    assert review_conf == sorted(review_conf) and all(c < 0.5 for c in review_conf)

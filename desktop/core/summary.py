@@ -98,13 +98,13 @@ def _flag(value: float | None, interval: tuple[float, float] | None) -> str:
 
 
 def differential(cells: list[Cell], info: ModelInfo, reference: ReferenceIntervals | None = None,
-                 target: int = DEFAULT_TARGET_WBC) -> Differential:
+                 target: int = DEFAULT_TARGET_WBC, tally: Counts | None = None) -> Differential:
     """WBC classes as % of all WBC, erythroblasts per 100 WBC, platelets apart.
 
     Only final calls count: Review cells wait until the technician confirms them.
     """
     reference = reference or ReferenceIntervals.load()
-    tally = counts(cells, info)
+    tally = tally or counts(cells, info)
     groups = {c.key: c.group for c in info.classes}
     wbc = sum(n for k, n in tally.final.items() if groups[k] == "wbc")
     nrbc = sum(n for k, n in tally.final.items() if groups[k] == "nrbc")
@@ -141,8 +141,8 @@ class SlideSummary:
     calls: np.ndarray  # final call per position: 1 IDC, 0 not, NaN none
 
 
-def idc_summary(cells: list[Cell], info: ModelInfo, patch: int = 50) -> SlideSummary:
-    tally = counts(cells, info)
+def idc_summary(cells: list[Cell], info: ModelInfo, patch: int = 50, tally: Counts | None = None) -> SlideSummary:
+    tally = tally or counts(cells, info)
     positive = info.class_keys[1]
     usable = [c for c in cells if not c.unreadable]
     positions, probs, calls = [], [], []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -130,44 +131,73 @@ class ThumbnailCache(QObject):
         self._pool.waitForDone()
 
 
+def sort_key(cell: Cell) -> tuple[float, int]:
+    """Least confident first (unreadable files have confidence 0), then in arrival order."""
+    return (cell.confidence, cell.id)
+
+
 class GalleryModel(QAbstractListModel):
-    """All cells of the session, one row each; the proxy below picks a bin and sorts."""
+    """All cells of the session, one row each, least confident first; the proxy picks a bin.
+
+    Rows are kept sorted here, in Python, rather than by a sorting proxy: a proxy sorts by
+    calling `data()` n·log n times, which froze the window for seconds at 20,000 cells."""
 
     def __init__(self, thumbnails: ThumbnailCache):
         super().__init__()
         self.cells: list[Cell] = []
         self.info: ModelInfo | None = None
-        self._row_of: dict[int, int] = {}
-        self._row_of_relative: dict[str, int] = {}
+        self._keys: list[tuple[float, int]] = []
+        self._key_of_id: dict[int, tuple[float, int]] = {}
+        self._key_of_relative: dict[str, tuple[float, int]] = {}
         self.thumbnails = thumbnails
         thumbnails.changed.connect(self._thumbnail_ready)
 
     def reset(self, cells: list[Cell], info: ModelInfo | None) -> None:
         self.beginResetModel()
-        self.cells = list(cells)
+        self.cells = sorted(cells, key=sort_key)
         self.info = info
-        self._reindex()
+        self._keys = [sort_key(c) for c in self.cells]
+        self._key_of_id = {c.id: k for c, k in zip(self.cells, self._keys)}
+        self._key_of_relative = {c.relative: k for c, k in zip(self.cells, self._keys)}
         self.endResetModel()
 
-    def _reindex(self) -> None:
-        self._row_of = {c.id: i for i, c in enumerate(self.cells)}
-        self._row_of_relative = {c.relative: i for i, c in enumerate(self.cells)}
+    def row_of(self, cell_id: int) -> int | None:
+        key = self._key_of_id.get(cell_id)
+        if key is None:
+            return None
+        row = bisect_left(self._keys, key)
+        return row if row < len(self._keys) and self._keys[row] == key else None
 
     def upsert(self, cells: list[Cell]) -> None:
-        """Add new cells and replace changed ones, without resetting the view."""
-        new = [c for c in cells if c.id not in self._row_of]
+        """Add new cells at their sorted places and replace changed ones, without a reset."""
+        new = []
         for c in cells:
-            row = self._row_of.get(c.id)
-            if row is not None:
+            row = self.row_of(c.id)
+            if row is None:
+                new.append(c)
+            elif sort_key(c) == self._keys[row]:
                 self.cells[row] = c
                 index = self.index(row)
                 self.dataChanged.emit(index, index)
-        if new:
-            start = len(self.cells)
-            self.beginInsertRows(QModelIndex(), start, start + len(new) - 1)
-            self.cells.extend(new)
-            self._reindex()
+            else:  # its confidence changed (not expected): move it
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self.cells[row], self._keys[row]
+                self.endRemoveRows()
+                new.append(c)
+        if not new:
+            return
+        new.sort(key=sort_key)
+        groups: dict[int, list[Cell]] = {}
+        for c in new:  # cells that land between the same two existing rows go in as one block
+            groups.setdefault(bisect_left(self._keys, sort_key(c)), []).append(c)
+        for position in sorted(groups, reverse=True):  # back to front: earlier positions stay valid
+            block = groups[position]
+            self.beginInsertRows(QModelIndex(), position, position + len(block) - 1)
+            self.cells[position:position] = block
+            self._keys[position:position] = [sort_key(c) for c in block]
             self.endInsertRows()
+        for c in new:
+            self._key_of_id[c.id] = self._key_of_relative[c.relative] = sort_key(c)
 
     def rowCount(self, parent=None) -> int:  # noqa: N802 - Qt API
         return 0 if parent is not None and parent.isValid() else len(self.cells)
@@ -227,19 +257,20 @@ class GalleryModel(QAbstractListModel):
         return mime
 
     def _thumbnail_ready(self, relative: str) -> None:
-        row = self._row_of_relative.get(relative)
-        if row is not None:
+        key = self._key_of_relative.get(relative)
+        row = bisect_left(self._keys, key) if key is not None else len(self._keys)
+        if row < len(self._keys) and self._keys[row] == key:
             index = self.index(row)
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 
 
 class BinFilter(QSortFilterProxyModel):
-    """Shows one bin (a class, Review, Unreadable or all), least confident first."""
+    """Shows one bin (a class, Review, Unreadable or all) in the source's order (least
+    confident first); it filters only, and re-filters a cell when its call changes."""
 
     def __init__(self):
         super().__init__()
         self.bin_key = ALL
-        self.setSortRole(ConfidenceRole)
         self.setDynamicSortFilter(True)
 
     def set_bin(self, bin_key: str) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import getpass
 import json
 import logging
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QSize, Qt, QThread, QTimer
@@ -103,6 +104,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self._build()
         self._restore_settings()
+        self._summary_at = 0.0
         self.poll = QTimer(self)
         self.poll.setInterval(250)
         self.poll.timeout.connect(self._poll_results)
@@ -117,7 +119,6 @@ class MainWindow(QMainWindow):
         self.gallery_model = GalleryModel(self.thumbnails)
         self.proxy = BinFilter()
         self.proxy.setSourceModel(self.gallery_model)
-        self.proxy.sort(0, Qt.SortOrder.AscendingOrder)
         self.gallery = QListView()
         self.gallery.setModel(self.proxy)
         self.gallery.setViewMode(QListView.ViewMode.IconMode)
@@ -385,7 +386,7 @@ class MainWindow(QMainWindow):
     def _finished(self, done: int, cancelled: bool) -> None:
         self.poll.stop()
         self._end_progress()
-        self._reload()
+        self._poll_results(summary=True)  # the last rows; a full reload would re-layout 20,000 cells
         total = self.gallery_model.rowCount()
         if cancelled:
             self.statusBar().showMessage(f"Cancelled: {done} images classified and kept; reopen the folder to go on.")
@@ -424,13 +425,18 @@ class MainWindow(QMainWindow):
     def is_classifying(self) -> bool:
         return self.thread is not None and self.thread.isRunning()
 
-    def _poll_results(self) -> None:
+    def _poll_results(self, summary: bool = False) -> None:
+        """New rows from the store into the gallery; the summary at most once a second
+        while classifying (it recounts every cell), and always when `summary` is set."""
         if self.store is None:
             return
         new = self.store.cells_after(self._last_id)
         if new:
             self._last_id = max(c.id for c in new)
             self.gallery_model.upsert(new)
+        now = time.monotonic()
+        if summary or (new and now - self._summary_at >= 1.0):
+            self._summary_at = now
             self.refresh_summary()
 
     def _reload(self) -> None:

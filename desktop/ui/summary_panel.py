@@ -96,19 +96,19 @@ class SummaryPanel(QWidget):
             parts.append(f"<p style='color:#166534'><b>Signed off</b> by {html.escape(signed)}</p>")
         parts.append(f"<p>{tally.total} images · {tally.pending_review} awaiting review · {tally.unreadable} unreadable</p>")
         if blood:
-            parts.append(self._differential_html(cells, info))
+            parts.append(self._differential_html(cells, info, tally))
             self.heat.clear()
             self.heat.setVisible(False)
         else:
-            parts.append(self._idc_html(cells, info))
+            parts.append(self._idc_html(cells, info, tally))
         self.text.setHtml("".join(parts))
 
-    def _differential_html(self, cells, info) -> str:
-        diff = differential(cells, info, self.reference, self.target.value())
+    def _differential_html(self, cells, info, tally) -> str:
+        diff = differential(cells, info, self.reference, self.target.value(), tally)
         rows = ["<table cellspacing=0 cellpadding=3 width='100%'>",
                 "<tr><th align=left>Class</th><th align=right>AI</th><th align=right>Final</th>"
                 "<th align=right>Value</th><th align=left>Reference</th><th></th></tr>"]
-        ai = counts(cells, info).ai
+        ai = tally.ai
         for r in diff.rows:
             value = "" if r.percent is None else (f"{r.percent:.1f}/100 WBC" if r.key == "erythroblast" else f"{r.percent:.1f}%")
             ref = "" if r.interval is None else f"{r.interval[0]:g}–{r.interval[1]:g}"
@@ -122,8 +122,8 @@ class SummaryPanel(QWidget):
         warnings = "".join(f"<p style='color:#b45309'>⚠ {html.escape(w)}</p>" for w in diff.warnings)
         return head + "".join(rows) + warnings
 
-    def _idc_html(self, cells, info) -> str:
-        slide = idc_summary(cells, info)
+    def _idc_html(self, cells, info, tally) -> str:
+        slide = idc_summary(cells, info, tally=tally)
         if slide.fraction is None:
             self.heat.setVisible(False)
             return "<p>No patches classified yet.</p>"
