@@ -215,6 +215,11 @@ class GalleryModel(QAbstractListModel):
             final = cell.final_class or cell.ai_class
             mark = "✎ " if cell.changed else ("✓ " if cell.confirmed else "")
             short = self.info.short_label_of(final) if self.info and final else (final or "")
+            if self.info and len(self.info.classes) == 2 and len(cell.probabilities) == 2:
+                # A two-class call is made at the model's threshold, so "No IDC 45%" would
+                # read oddly: show the probability of the positive class instead.
+                positive = self.info.short_label_of(self.info.class_keys[1])
+                return f"{mark}{short}\nP({positive}) {cell.probabilities[1]:.0%}"
             return f"{mark}{short}\n{cell.confidence:.0%}"
         if role == Qt.ItemDataRole.DecorationRole:
             return self.thumbnails.get(cell.relative)
