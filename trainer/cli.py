@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale-min", type=float, help="strongest zoom-in of the scale augmentation (e.g. 0.5)")
     parser.add_argument("--stem-stride", type=int, choices=(1, 2), help="stride of the first convolution (default: the task's)")
     parser.add_argument("--ema", type=float, help="weight-averaging momentum, e.g. 0.998 (0 = off; default: the task's)")
+    parser.add_argument("--hed-sigma", type=float, help="strength of the stain (HED) jitter (default: the task's)")
     parser.add_argument("--notes", default="", help="a line for the lab book")
     parser.add_argument("--no-lab-book", action="store_true", help="do not append to trainer/lab_book.jsonl")
     args = parser.parse_args(argv)
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     run(args.task, data, args.out, epochs=args.epochs, seed_epochs=args.seed_epochs, limit=args.limit,
         ship=args.ship, external=args.external, record=not args.no_lab_book, skip_seed=args.skip_seed,
         widths=tuple(int(w) for w in args.widths.split(",")) if args.widths else None, notes=args.notes,
-        scale_min=args.scale_min, stem_stride=args.stem_stride, ema=args.ema)
+        scale_min=args.scale_min, stem_stride=args.stem_stride, ema=args.ema,
+        hed_sigma=args.hed_sigma)
     return 0
 
 

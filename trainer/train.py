@@ -329,7 +329,8 @@ def idc_maps(dataset: Dataset, split: str, p_idc: np.ndarray, patients: list[str
 def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs: int | None = None,
         limit: int | None = None, ship: Path | None = None, external: Path | None = None,
         record: bool = True, skip_seed: bool = False, widths: tuple[int, ...] | None = None, notes: str = "",
-        scale_min: float | None = None, stem_stride: int | None = None, ema: float | None = None) -> dict:
+        scale_min: float | None = None, stem_stride: int | None = None, ema: float | None = None,
+        hed_sigma: float | None = None) -> dict:
     cfg = TASKS[task]
     if widths:
         cfg = dataclasses.replace(cfg, widths=widths)
@@ -337,6 +338,8 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
         cfg = dataclasses.replace(cfg, stem_stride=stem_stride)
     if ema is not None:
         cfg = dataclasses.replace(cfg, ema=ema)
+    if hed_sigma is not None:
+        cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, hed_sigma=hed_sigma))
     if scale_min:
         cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, scale_min=scale_min, blur_prob=0.2))
     out.mkdir(parents=True, exist_ok=True)
