@@ -221,6 +221,16 @@ def spec_shape(spec: InputSpec) -> tuple[int, int]:
     return spec.height, spec.width
 
 
+def decide(probs: np.ndarray, decision: float) -> np.ndarray:
+    """The shipped decision rule: two classes at the model's threshold, otherwise the top class."""
+    return (probs[:, 1] >= decision).astype(int) if probs.shape[1] == 2 else probs.argmax(1)
+
+
+def fraction_mae(patients: dict, ids: list[str]) -> float:
+    """Mean absolute error of the predicted IDC fraction over the given patients."""
+    return float(np.mean([abs(patients[p]["predicted"] - patients[p]["true"]) for p in ids]))
+
+
 def robustness(model, cfg, classes, arrays, temperature, review_t, ood, ood_t, external: Path | None, spec,
                decision: float = 0.5, dataset: Dataset | None = None, complete: list[str] | None = None) -> dict:
     """Accepted-call accuracy vs share accepted: in-domain, under stain shifts, at another lab.
@@ -232,7 +242,7 @@ def robustness(model, cfg, classes, arrays, temperature, review_t, ood, ood_t, e
     def assess(x, y, with_patients: bool = False):
         logits, feats = predict(model, x)
         probs = calibration.softmax(logits, temperature)
-        preds = (probs[:, 1] >= decision).astype(int) if len(classes) == 2 else probs.argmax(1)
+        preds = decide(probs, decision)
         correct = preds == y
         unfamiliar = ood_scores(feats, ood) > ood_t
         conf = probs.max(1)
@@ -252,9 +262,7 @@ def robustness(model, cfg, classes, arrays, temperature, review_t, ood, ood_t, e
         }
 
     def _fraction_error(p_idc, y):
-        patients = idc_patients(dataset, "test", p_idc, decision, y)
-        return {"complete_fraction_mae": float(np.mean([abs(patients[p]["predicted"] - patients[p]["true"])
-                                                        for p in complete]))}
+        return {"complete_fraction_mae": fraction_mae(idc_patients(dataset, "test", p_idc, decision, y), complete)}
 
     per_patient = dataset is not None and bool(complete)
 
@@ -398,7 +406,7 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     decision = 0.5
     if task == "idc":
         decision = calibration.balanced_accuracy_threshold(val_probs[:, 1], y_val)
-    val_preds = (val_probs[:, 1] >= decision).astype(int) if task == "idc" else val_probs.argmax(1)
+    val_preds = decide(val_probs, decision)
     tradeoff = calibration.review_tradeoff(val_probs, y_val, val_preds)
     review_t = calibration.choose_review_threshold(tradeoff, cfg.review_accuracy, cfg.review_budget)
     val_accuracy = float((val_preds == y_val).mean())
@@ -409,7 +417,7 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     test_logits, test_feats = predict(ours, x_test)
     raw = calibration.softmax(test_logits)
     probs = calibration.softmax(test_logits, temperature)
-    preds = (probs[:, 1] >= decision).astype(int) if task == "idc" else probs.argmax(1)
+    preds = decide(probs, decision)
     ece_before, table_before = calibration.reliability(raw, y_test)
     ece_after, table_after = calibration.reliability(probs, y_test)
     ours_metrics = evaluate.classification_metrics(y_test, preds, classes)
@@ -421,8 +429,7 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
         ours_metrics["patients"] = patients
         ours_metrics["complete_patients"] = complete
         if complete:
-            errors = [abs(patients[p]["predicted"] - patients[p]["true"]) for p in complete]
-            ours_metrics["complete_fraction_mae"] = float(np.mean(errors))
+            ours_metrics["complete_fraction_mae"] = fraction_mae(patients, complete)
         ours_metrics["all_patients_fraction_mae"] = float(np.mean([abs(v["predicted"] - v["true"]) for v in patients.values()]))
         evaluate.plot_heatmaps(idc_maps(dataset, "test", probs[:, 1], complete), out / "heatmaps.png")
     results["ours"] = ours_metrics

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from desktop.core.store import Cell
 
 ALL = "__all__"
@@ -22,25 +20,6 @@ def cell_bin(cell: Cell) -> str:
 
 def in_bin(cell: Cell, bin_key: str) -> bool:
     return bin_key == ALL or cell_bin(cell) == bin_key
-
-
-@dataclass(frozen=True)
-class ReviewProgress:
-    confirmed: int
-    total: int
-
-    @property
-    def remaining(self) -> int:
-        return self.total - self.confirmed
-
-    @property
-    def complete(self) -> bool:
-        return self.confirmed >= self.total
-
-
-def review_progress(cells: list[Cell]) -> ReviewProgress:
-    review = [c for c in cells if c.review and not c.unreadable]
-    return ReviewProgress(sum(c.confirmed for c in review), len(review))
 
 
 def ranked_classes(cell: Cell, keys: list[str]) -> list[tuple[str, float]]:

@@ -10,7 +10,6 @@ from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
 
 from desktop.core.model import ModelInfo
-from desktop.core.review import review_progress
 from desktop.core.store import Cell
 from desktop.core.summary import ReferenceIntervals, counts, differential, idc_summary
 from desktop.ui.heatmap import heat_overlay_image
@@ -86,10 +85,9 @@ class SummaryPanel(QWidget):
         blood = info.task == "blood-differential"
         self.target.setVisible(blood)
         self.target_row.setVisible(blood)
-        progress = review_progress(cells)
-        self.review_bar.setMaximum(max(progress.total, 1))
-        self.review_bar.setValue(progress.confirmed if progress.total else 1)
-        tally = counts(cells, info)
+        tally = counts(cells, info)  # once per refresh: every figure below reads it
+        self.review_bar.setMaximum(max(tally.review_total, 1))
+        self.review_bar.setValue(tally.confirmed_review if tally.review_total else 1)
         self.chart.set_rows([(c.label, tally.final[c.key]) for c in info.classes])
         parts = [f"<h3>{html.escape(info.display_name)}</h3>"]
         if signed:
