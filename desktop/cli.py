@@ -13,36 +13,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from desktop.core.analysis import Analysis, FolderError, guess_task
 from desktop.core.export import ExportError, export_csv
+from desktop.core.folder import FolderError
 from desktop.core.imaging import UnreadableImage, load_prepared
-from desktop.core.model import Model, ModelError, ModelInfo, discover_models
+from desktop.core.model import ModelError, ModelInfo, discover_models
 from desktop.core.pipeline import Progress
-from desktop.core.resources import resource, user_data_dir, user_models_dir
+from desktop.core.record import record_lines
+from desktop.core.resources import resource, user_models_dir
 from desktop.core.scan import scan_folder
+from desktop.core.session import Session, SessionLocked, SignOffRefused, resolve_model
 from desktop.core.summary import counts, differential, idc_summary
 
 
 class CliError(Exception):
     pass
-
-
-def _pick_model(name: str | None, folder: Path | None = None) -> Model:
-    if name and Path(name).suffix == ".onnx":
-        return Model(Path(name))
-    infos, problems = discover_models()
-    for problem in problems:
-        print(f"warning: skipped model: {problem}", file=sys.stderr)
-    if not infos:
-        raise CliError("no usable model found in resources/models or the user models folder")
-    if name:
-        match = [i for i in infos if name in (i.key, i.task)]
-        if not match:
-            raise CliError(f"no model named {name!r}; available: {', '.join(i.key for i in infos)}")
-        return Model(match[0].path)
-    task = guess_task(folder) if folder is not None else None
-    task = task or "blood-differential"
-    return Model(next((i for i in infos if i.task == task), infos[0]).path)
 
 
 class ProgressBar:
@@ -68,25 +52,34 @@ class ProgressBar:
 
 def cmd_classify(args) -> int:
     folder = Path(args.folder)
-    model = _pick_model(args.model, folder if folder.is_dir() else None)
-    analysis = Analysis(folder, model, Path(args.data_dir) if args.data_dir else user_data_dir())
-    todo = analysis.plan()
-    cancel = threading.Event()
+    session = Session.open(folder, args.model, Path(args.data_dir) if args.data_dir else None)
     try:
-        analysis.run(todo, ProgressBar(), cancel)
-    except KeyboardInterrupt:
-        cancel.set()
-        print("\ncancelled: what was classified is kept", file=sys.stderr)
-        return 130
-    cells = analysis.store.cells()
-    info = model.info
-    when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    if args.csv or args.summary:
-        export_csv(cells, info, Path(args.csv) if args.csv else None, Path(args.summary) if args.summary else None,
-                   folder=str(folder.resolve()), operator=args.operator, when=when,
-                   signed=analysis.store.meta("signed_by") or "")
-    print_summary(cells, info, len(todo))
-    return 0
+        operator = args.operator.strip()
+        if args.specimen:
+            session.set_identity(args.specimen, args.patient or "", operator)
+        session.events.notice.connect(lambda text: print(f"warning: {text}", file=sys.stderr))
+        cancel = threading.Event()
+        try:
+            result = session.classify(ProgressBar(), cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            print("\ncancelled: what was classified is kept", file=sys.stderr)
+            return 130
+        cells = session.cells()
+        info = session.info
+        record = session.record()
+        when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        changes = session.pending_changes
+        if args.csv or args.summary:
+            export_csv(cells, info, Path(args.csv) if args.csv else None, Path(args.summary) if args.summary else None,
+                       record=record, changes=changes, operator=operator, when=when)
+        for label, value in record_lines(record, changes):
+            if value:
+                print(f"{label}: {value}")
+        print_summary(cells, info, result.classified)
+        return 0
+    finally:
+        session.close()
 
 
 def print_summary(cells, info: ModelInfo, classified_now: int) -> None:
@@ -138,7 +131,7 @@ def _peak_rss_mb() -> float:
 def cmd_bench(args) -> int:
     """Decode+resize alone (D), model alone (M), end to end (E), in one run, on all cores."""
     folder = Path(args.folder)
-    model = _pick_model(args.model, folder)
+    model = resolve_model(args.model, folder)
     files = scan_folder(folder)
     if not files:
         raise CliError(f"no images in {folder}")
@@ -171,9 +164,9 @@ def cmd_bench(args) -> int:
             # distinct relative names so the store keeps every row
             from desktop.core.scan import SourceFile
             unique = [SourceFile(f.path, f"{i}/{f.relative}", f.size, f.mtime) for i, f in enumerate(items)]
-            analysis = Analysis(folder, model, Path(tmp))
-            analysis.run(unique, batch_size=args.batch)
-            analysis.store.close()
+            session = Session.open(folder, model, Path(tmp))
+            session.classify_items(unique, set(), None, None, args.batch)
+            session.close()
 
     results = {}
     for name, fn, n in (("decode+resize", decode_all, len(items)), ("model", infer_all, (len(items) // args.batch) * args.batch),
@@ -201,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="model key (e.g. blood-pbc8), task, or path to an .onnx file")
     p.add_argument("--csv", help="write the per-image CSV here")
     p.add_argument("--summary", help="write the summary CSV here")
-    p.add_argument("--operator", default=getpass.getuser(), help="name in the export header")
+    p.add_argument("--operator", default=getpass.getuser(), help="who runs it: in the audit trail and the export header")
+    p.add_argument("--specimen", help="specimen / accession ID the images belong to (stored with the session)")
+    p.add_argument("--patient", help="patient ID (optional, with --specimen)")
     p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
     p.set_defaults(func=cmd_classify)
     p = sub.add_parser("models", help="list the models with their test metrics")
@@ -216,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, ModelError, FolderError, ExportError) as exc:
+    except (CliError, ModelError, FolderError, ExportError, SessionLocked, SignOffRefused, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -10,9 +10,9 @@ import stat
 import pytest
 from conftest import random_rgb, write_image
 
-from desktop.core.analysis import Analysis
 from desktop.core.export import ExportError, export_csv
 from desktop.core.model import Model
+from desktop.core.session import Session
 
 
 @pytest.fixture
@@ -22,9 +22,9 @@ def classified(tmp_path, tiny_model):
     write_image(folder / 'cell, "quoted".png', random_rgb(1))
     write_image(folder / "Zelle_ü.png", random_rgb(2))
     (folder / "broken.jpg").write_bytes(b"")
-    analysis = Analysis(folder, Model(tiny_model), tmp_path / "data")
-    analysis.run(analysis.plan())
-    return analysis
+    session = Session.open(folder, Model(tiny_model), tmp_path / "data")
+    session.classify()
+    return session
 
 
 def _read(path):
@@ -36,18 +36,19 @@ def _read(path):
 def test_per_image_and_summary_csv(tmp_path, classified):
     out = tmp_path / "out"
     out.mkdir()
-    cells = classified.store.cells()
-    export_csv(cells, classified.model.info, out / "cells.csv", out / "summary.csv", folder="F", operator="Dr. Müller",
-               when="2026-11-24T10:00:00")
+    cells = classified.cells()
+    export_csv(cells, classified.info, out / "cells.csv", out / "summary.csv", record=classified.record(),
+               operator="Dr. Müller", when="2026-11-24T10:00:00")
     rows = _read(out / "cells.csv")
     assert rows[0] == ["# SlideTally export"]
-    assert ["# operator", "Dr. Müller"] in rows
-    assert any(r[:2] == ["# model", "Tiny blood-differential"] for r in rows)
+    assert ["# exported by", "Dr. Müller"] in rows
+    assert ["# assay", "Tiny blood-differential"] in rows
+    assert ["# Status", "Not signed off — preliminary"] in rows
     header_at = next(i for i, r in enumerate(rows) if r and r[0] == "file")
     body = {r[0]: dict(zip(rows[header_at], r)) for r in rows[header_at + 1:]}
     assert set(body) == {'cell, "quoted".png', "Zelle_ü.png", "broken.jpg"}
     assert body["broken.jpg"]["unreadable"].startswith("empty")
-    assert body["Zelle_ü.png"]["ai_class"] in classified.model.info.class_keys
+    assert body["Zelle_ü.png"]["ai_class"] in classified.info.class_keys
     assert b'"cell, ""quoted"".png"' in (out / "cells.csv").read_bytes()
     assert b"\r\n" in (out / "cells.csv").read_bytes()
     summary = _read(out / "summary.csv")
@@ -64,7 +65,7 @@ def test_export_to_read_only_folder_is_a_clear_error_and_leaves_nothing(tmp_path
         if os.access(locked, os.W_OK):
             pytest.skip("running as a user who can write anywhere")
         with pytest.raises(ExportError, match="Cannot write"):
-            export_csv(classified.store.cells(), classified.model.info, locked / "c.csv", None, folder="F", operator="x",
+            export_csv(classified.cells(), classified.info, locked / "c.csv", None, record=classified.record(), operator="x",
                        when="now")
         assert list(locked.iterdir()) == []
     finally:
@@ -80,12 +81,12 @@ def test_failed_write_keeps_the_previous_file_whole(tmp_path, classified, monkey
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(ExportError, match="No space"):
-        export_csv(classified.store.cells(), classified.model.info, target, None, folder="F", operator="x", when="now")
+        export_csv(classified.cells(), classified.info, target, None, record=classified.record(), operator="x", when="now")
     assert target.read_text() == "previous export"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_export_into_a_missing_folder_is_a_clear_error(tmp_path, classified):
     with pytest.raises(ExportError, match="Cannot write"):
-        export_csv(classified.store.cells(), classified.model.info, tmp_path / "gone" / "c.csv", None, folder="F",
+        export_csv(classified.cells(), classified.info, tmp_path / "gone" / "c.csv", None, record=classified.record(),
                    operator="x", when="now")

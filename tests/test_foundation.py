@@ -15,7 +15,7 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_app_imports_without_tensorflow():
-    modules = _modules_after("import desktop.cli, desktop.ui.app, desktop.ui.main_window, desktop.core.analysis")
+    modules = _modules_after("import desktop.cli, desktop.ui.app, desktop.ui.main_window, desktop.core.session")
     assert not any(m == "tensorflow" or m.startswith("tensorflow.") for m in modules)
     assert not any(m.startswith("keras") for m in modules)
 

@@ -13,6 +13,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from desktop.core.review import REVIEW
+from desktop.ui.dialogs import IdentityForm
 
 
 @pytest.fixture
@@ -28,6 +29,8 @@ def setup(tmp_path, monkeypatch):
         shutil.copy(path, folder / path.name)
     warnings = []
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warnings.append(a[2]))
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))
+    monkeypatch.setattr(IdentityForm, "ask", classmethod(lambda cls, *a, **k: ("S-17", "", "Ana Ruiz")))
     return models, folder, tmp_path, warnings
 
 
@@ -62,12 +65,15 @@ def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     window.gallery.setCurrentIndex(first)
     cell = window.proxy.data(first, Qt.ItemDataRole.UserRole + 1)
     qtbot.keyClick(window.gallery, Qt.Key.Key_3)
-    qtbot.waitUntil(lambda: window.store.cell(cell.id).final_class == "lymphocyte", timeout=3000)
-    assert window.store.audit()[-1][2] == "reclassify"
-    window.undo_stack.undo()
-    assert window.store.cell(cell.id).final_class is None
-    window.undo_stack.redo()
-    assert window.store.cell(cell.id).final_class == "lymphocyte"
+    final = lambda: window.session.cells([cell.file])[0].final_class  # noqa: E731
+    qtbot.waitUntil(lambda: final() == "lymphocyte", timeout=3000)
+    assert window.session.audit()[-1].action == "reclassify" and window.session.audit()[-1].operator == "Ana Ruiz"
+    window.undo()
+    assert final() is None
+    window.redo()
+    assert final() == "lymphocyte"
+    # the gallery follows the session's events: no polling
+    assert window.gallery_model.cells[window.gallery_model.row_of(cell.id)].final_class == "lymphocyte"
 
     # export CSV: one row per image
     paths = window.write_csv(tmp / "export-cells.csv")
@@ -78,16 +84,17 @@ def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     assert paths[1].exists()
 
     # sign-off refused while Review cells remain, allowed once all are confirmed
-    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))
     window.sign_off()
     assert warnings and "not confirmed" in warnings[-1]
-    assert not window.store.signed_off
+    assert not window.session.signed
     review_row = next(r for r in range(window.bins.count()) if window.bins.item(r).data(Qt.ItemDataRole.UserRole) == REVIEW)
     window.bins.setCurrentRow(review_row)
     window.gallery.selectAll()
     window.confirm_selected()
     window.sign_off()
-    assert window.store.signed_off and window.store.meta("signed_by") == "Ana Ruiz"
+    record = window.session.record()
+    assert record.signed and record.signed_by == "Ana Ruiz" and record.specimen_id == "S-17"
+    assert "S-17" in window.windowTitle()
     # a PDF report is written
     assert window.write_pdf(tmp / "report.pdf")
     assert (tmp / "report.pdf").read_bytes().startswith(b"%PDF")
@@ -95,13 +102,11 @@ def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
 
     # reopening the folder restores every call without classifying again
     again = make_window(qtbot, tmp, models)
-    planned = []
     again.open_folder(folder, guess=False)
-    again.worker.planned.connect(lambda todo, known: planned.append(todo))
     wait_classified(qtbot, again, n)
-    restored = again.store.cell(cell.id)
-    assert restored.final_class == "lymphocyte" and again.store.signed_off
-    assert all(c.confirmed for c in again.store.cells())
+    restored = again.session.cells([cell.file])[0]
+    assert restored.final_class == "lymphocyte" and again.session.signed
+    assert all(c.confirmed for c in again.session.cells())
     again.close()
 
 
@@ -135,3 +140,103 @@ def test_gallery_stays_sorted_as_batches_arrive_and_filters_by_bin(qtbot):
     proxy.set_bin(REVIEW)
     review_conf = [proxy.data(proxy.index(r, 0), Qt.ItemDataRole.UserRole + 1).confidence for r in range(proxy.rowCount())]
     assert review_conf == sorted(review_conf) and all(c < 0.5 for c in review_conf)
+
+
+def _many(folder, n, size=(24, 24)):
+    from conftest import random_rgb, write_image
+
+    folder.mkdir()
+    for i in range(n):
+        write_image(folder / f"c{i:04d}.png", random_rgb(i, size))
+    return folder
+
+
+def test_a_late_signal_from_the_previous_folder_does_not_stop_the_next(qtbot, setup):
+    models, folder, tmp, warnings = setup
+    big = _many(tmp / "big", 600)
+    window = make_window(qtbot, tmp, models)
+    window.open_folder(big, guess=False)
+    first_worker = window.worker
+    window.open_folder(folder, guess=False)  # the first run is cancelled; its signals arrive late
+    n = len(list(folder.iterdir()))
+    wait_classified(qtbot, window, n)
+    assert first_worker is not window.worker
+    assert {c.file for c in window.gallery_model.cells} == {p.name for p in folder.iterdir()}
+    # the current session still reaches the gallery after the stale worker ended
+    cell = window.gallery_model.cells[0]
+    window.session.reclassify([cell.file], "eosinophil", "Ana")
+    qtbot.waitUntil(lambda: window.gallery_model.cells[window.gallery_model.row_of(cell.id)].final_class == "eosinophil",
+                    timeout=3000)
+    window.close()
+
+
+def test_closing_while_scanning_or_classifying_stops_quickly_and_keeps_every_call(qtbot, setup):
+    import time
+
+    from desktop.core.model import Model
+    from desktop.core.session import Session
+
+    models, folder, tmp, warnings = setup
+    big = _many(tmp / "big", 3000)
+    window = make_window(qtbot, tmp, models)
+    window.open_folder(big, guess=False)
+    window.close()  # while planning (scanning the folder)
+    assert window.thread is None and window.session is None
+
+    window = make_window(qtbot, tmp, models)
+    window.open_folder(big, guess=False)
+    qtbot.waitUntil(lambda: window.gallery_model.rowCount() > 100, timeout=30_000)
+    start = time.monotonic()
+    window.close()  # Ctrl+Q while classifying
+    assert time.monotonic() - start < 2.0
+    shown = window.gallery_model.rowCount()
+    session = Session.open(big, Model(models / "tiny-blood.onnx"), tmp / "data")
+    assert len(session.cells()) >= shown > 0
+    session.close()
+
+
+def test_a_refused_action_never_enters_the_undo_stack(qtbot, setup):
+    models, folder, tmp, warnings = setup
+    window = make_window(qtbot, tmp, models)
+    window.open_folder(folder, guess=False)
+    wait_classified(qtbot, window, len(list(folder.iterdir())))
+    files = [c.file for c in window.session.cells()]
+    window.reclassify(files[:1], "lymphocyte")
+    window.session.confirm(files, "Ana Ruiz")
+    window.sign_off()
+    assert window.session.signed and window.undo_stack.count() == 0
+    window.reclassify(files[:1], "basophil")  # refused: read-only
+    assert window.undo_stack.count() == 0 and "read-only" in warnings[-1]
+    window.undo()  # nothing to undo, no crash dialog
+    assert window.session.cells(files[:1])[0].final_class == "lymphocyte"
+    window.close()
+
+
+def test_signed_session_banner_and_audit_view(qtbot, setup, monkeypatch):
+    from conftest import random_rgb, write_image
+
+    from desktop.ui.audit_view import AuditDialog
+
+    models, folder, tmp, warnings = setup
+    window = make_window(qtbot, tmp, models)
+    window.open_folder(folder, guess=False)
+    n = len(list(folder.iterdir()))
+    wait_classified(qtbot, window, n)
+    window.session.confirm([c.file for c in window.session.cells()], "Ana Ruiz")
+    window.sign_off()
+    window.close()
+    write_image(folder / "late.png", random_rgb(5, (40, 40)))
+    again = make_window(qtbot, tmp, models)
+    again.open_folder(folder, guess=False)
+    qtbot.waitUntil(lambda: again.banner.isVisible(), timeout=10_000)
+    assert "late.png" in again.banner.text() and "signed off" in again.banner.text()
+    assert again.gallery_model.rowCount() == n  # nothing taken in
+    shown = []
+    monkeypatch.setattr(AuditDialog, "exec", lambda self: shown.append(self))
+    again.show_audit()
+    dialog = shown[0]
+    assert dialog.proxy.rowCount() >= n + 1
+    dialog.filter.setText("sign-off")
+    assert dialog.proxy.rowCount() == 1
+    assert again.write_audit_csv(tmp / "audit.csv")
+    again.close()

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 from conftest import random_rgb, write_image
 
-from desktop.core.analysis import Analysis
 from desktop.core.model import Model
 from desktop.core.pipeline import classify
 from desktop.core.scan import scan_folder
+from desktop.core.session import Session
 
 
 def _folder_digest(folder) -> str:
@@ -57,12 +57,12 @@ def make_mixed_folder(root):
 def test_mixed_folder_every_good_image_classified_every_bad_one_reported(tmp_path, tiny_model):
     folder = make_mixed_folder(tmp_path)
     before = _folder_digest(folder)
-    analysis = Analysis(folder, Model(tiny_model), tmp_path / "data")
-    todo = analysis.plan()
-    assert "readme.txt" not in {t.relative for t in todo}
-    assert "no_extension" in {t.relative for t in todo}
-    analysis.run(todo, batch_size=4)
-    cells = {c.relative: c for c in analysis.store.cells()}
+    session = Session.open(folder, Model(tiny_model), tmp_path / "data")
+    todo = session.changes().new
+    assert "readme.txt" not in todo
+    assert "no_extension" in todo
+    session.classify(batch_size=4)
+    cells = {c.file: c for c in session.cells()}
     good = ["good_0.jpg", "good_5.jpg", "rgba.png", "sub/deep16.tif", "grey.png", "Zelle_µ_细胞.png", "no_extension"]
     for name in good:
         assert cells[name].ai_class is not None and not cells[name].unreadable, name
@@ -77,9 +77,9 @@ def test_mixed_folder_every_good_image_classified_every_bad_one_reported(tmp_pat
 def test_read_only_source_folder_is_fine(tmp_path, tiny_model, good_folder):
     os.chmod(good_folder, stat.S_IREAD | stat.S_IEXEC)
     try:
-        analysis = Analysis(good_folder, Model(tiny_model), tmp_path / "data")
-        analysis.run(analysis.plan())
-        assert len(analysis.store.cells()) == 12
+        session = Session.open(good_folder, Model(tiny_model), tmp_path / "data")
+        session.classify()
+        assert len(session.cells()) == 12
     finally:
         os.chmod(good_folder, stat.S_IRWXU)
 
@@ -89,7 +89,7 @@ def test_cancel_stops_early_and_keeps_what_was_done(tmp_path, tiny_model):
     folder.mkdir()
     for i in range(200):
         write_image(folder / f"c{i:03d}.png", random_rgb(i, (24, 24)))
-    analysis = Analysis(folder, Model(tiny_model), tmp_path / "data")
+    session = Session.open(folder, Model(tiny_model), tmp_path / "data")
     cancel = threading.Event()
     seen = []
 
@@ -98,27 +98,30 @@ def test_cancel_stops_early_and_keeps_what_was_done(tmp_path, tiny_model):
         if p.done >= 20:
             cancel.set()
 
-    done = analysis.run(analysis.plan(), on_progress, cancel, batch_size=8)
-    assert 20 <= done < 200
-    stored = len(analysis.store.cells())
-    assert stored == done
+    result = session.classify(on_progress, cancel, batch_size=8)
+    assert result.cancelled and 20 <= result.classified < 200
+    stored = len(session.cells())
+    assert stored == result.classified
+    session.close()
     # reopening continues where it stopped instead of starting again
-    again = Analysis(folder, Model(tiny_model), tmp_path / "data")
-    assert len(again.plan()) == 200 - stored
+    again = Session.open(folder, Model(tiny_model), tmp_path / "data")
+    assert len(again.changes().new) == 200 - stored
 
 
 def test_reopen_restores_instead_of_reclassifying_and_notices_changes(tmp_path, tiny_model, good_folder):
-    first = Analysis(good_folder, Model(tiny_model), tmp_path / "data")
-    first.run(first.plan())
-    first.store.close()
-    second = Analysis(good_folder, Model(tiny_model), tmp_path / "data")
-    assert second.plan() == []
+    first = Session.open(good_folder, Model(tiny_model), tmp_path / "data")
+    first.classify()
+    first.close()
+    second = Session.open(good_folder, Model(tiny_model), tmp_path / "data")
+    assert not second.changes().any
+    assert second.classify().classified == 0
+    second.close()
     write_image(good_folder / "cell_03.png", random_rgb(99))
     os.utime(good_folder / "cell_03.png", (1, 1))
     (good_folder / "cell_04.png").unlink()
-    third = Analysis(good_folder, Model(tiny_model), tmp_path / "data")
-    assert [t.relative for t in third.plan()] == ["cell_03.png"]
-    assert "cell_04.png" not in {c.relative for c in third.store.cells()}
+    third = Session.open(good_folder, Model(tiny_model), tmp_path / "data")
+    changes = third.changes()
+    assert changes.changed == ("cell_03.png",) and changes.missing == ("cell_04.png",)
 
 
 def test_progress_reports_rate_and_total(tmp_path, tiny_model, good_folder):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from conftest import make_tiny_model, write_image
 
-from desktop.core.analysis import Analysis, expand_tissue_images
+from desktop.core.folder import expand_tissue_images
 from desktop.core.model import Model
 from desktop.core.scan import scan_folder
+from desktop.core.session import Session
 from desktop.core.slide import is_background, patch_position
 from desktop.core.store import Cell
 from desktop.core.summary import ReferenceIntervals, counts, differential, idc_summary
@@ -96,7 +97,7 @@ def test_large_tissue_image_is_cut_into_patches_skipping_white_background(tmp_pa
     assert {(t.x, t.y) for t in items} == {(x, y) for x in (0, 50, 100) for y in (0, 50)}
     assert is_background(image[200:250, 200:250])
     info_model = Model(make_tiny_model(tmp_path / "p.onnx", classes=("normal", "idc"), task="idc-patch", size=(50, 50)))
-    analysis = Analysis(folder, info_model, tmp_path / "data")
-    analysis.run(analysis.plan())
-    stored = analysis.store.cells()
+    session = Session.open(folder, info_model, tmp_path / "data")
+    session.classify()
+    stored = session.cells()
     assert len(stored) == 6 and all(c.x is not None for c in stored)

@@ -31,19 +31,19 @@ def seed_way(keras_path: Path, folder: Path, size: int, repeat: int) -> tuple[in
 
 
 def desktop_way(onnx_path: Path, folder: Path, repeat: int) -> tuple[int, float]:
-    from desktop.core.analysis import Analysis
     from desktop.core.model import Model
     from desktop.core.scan import SourceFile, scan_folder
+    from desktop.core.session import Session
 
     model = Model(onnx_path)
     files = scan_folder(folder)
     items = [SourceFile(f.path, f"{r}/{f.relative}", f.size, f.mtime) for r in range(repeat) for f in files]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        analysis = Analysis(folder, model, Path(tmp))
-        n = analysis.run(items)
+        session = Session.open(folder, model, Path(tmp))
+        n = session.classify_items(items, set())
         elapsed = time.perf_counter() - start
-        analysis.store.close()
+        session.close()
     return n, elapsed
 
 

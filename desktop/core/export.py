@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 
 from desktop.core.model import ModelInfo
-from desktop.core.store import Cell
+from desktop.core.record import FolderChanges, SessionRecord, record_lines
+from desktop.core.store import AuditEntry, Cell
 from desktop.core.summary import Differential, counts, differential, idc_summary
 
 
@@ -35,15 +36,11 @@ def write_atomically(path: Path, text: str, encoding: str = "utf-8-sig") -> None
         raise ExportError(f"Could not write {path.name}: {exc.strerror or exc}") from exc
 
 
-def _header(info: ModelInfo, folder: str, operator: str, when: str, signed: str) -> list[list[str]]:
-    return [
-        ["# SlideTally export"],
-        ["# folder", folder],
-        ["# model", info.display_name, info.key, f"version {info.version}"],
-        ["# operator", operator],
-        ["# exported", when],
-        ["# signed off", signed],
-    ]
+def _header(info: ModelInfo, record: SessionRecord, changes: FolderChanges | None, operator: str,
+            when: str) -> list[list[str]]:
+    lines = [["# SlideTally export"], ["# assay", info.display_name]]
+    lines += [[f"# {label}", value] for label, value in record_lines(record, changes)]
+    return lines + [["# exported", when], ["# exported by", operator]]
 
 
 def _render(rows: list[list]) -> str:
@@ -56,15 +53,16 @@ def _render(rows: list[list]) -> str:
 def per_image_rows(cells: list[Cell], info: ModelInfo) -> list[list]:
     keys = info.class_keys
     rows = [["file", "ai_class", "ai_confidence", "second_class", "final_class", "changed", "review", "review_reason",
-             "confirmed", "unfamiliar", "ood_score", "unreadable", "reviewer", "x", "y"] + [f"p_{k}" for k in keys]]
+             "confirmed", "unfamiliar", "ood_score", "unreadable", "reviewer", "missing", "file_changed", "x", "y"]
+            + [f"p_{k}" for k in keys]]
     for c in cells:
         probs = [f"{p:.4f}" for p in c.probabilities] if c.probabilities else [""] * len(keys)
         rows.append([
-            c.relative, c.ai_class or "", f"{c.confidence:.4f}" if not c.unreadable else "", c.second_class or "",
+            c.file, c.ai_class or "", f"{c.confidence:.4f}" if not c.unreadable else "", c.second_class or "",
             (c.final_class or c.ai_class or "") if not c.needs_review else "", int(c.changed), int(c.review),
             c.review_reason, int(c.confirmed), int(c.unfamiliar),
             f"{c.ood_score:.4f}" if c.ood_score is not None else "", c.unreadable, c.reviewer or "",
-            "" if c.x is None else c.x, "" if c.y is None else c.y, *probs,
+            int(c.missing), int(c.file_changed), "" if c.x is None else c.x, "" if c.y is None else c.y, *probs,
         ])
     return rows
 
@@ -84,6 +82,7 @@ def summary_rows(cells: list[Cell], info: ModelInfo, diff: Differential | None =
     rows.append(["total", "review_pending", "", tally.pending_review, "", "", "", "", ""])
     rows.append(["total", "unfamiliar_excluded", "", tally.unfamiliar_excluded, "", "", "", "", ""])
     rows.append(["total", "unreadable", "", tally.unreadable, "", "", "", "", ""])
+    rows.append(["total", "missing_not_counted", "", tally.missing, "", "", "", "", ""])
     if diff:
         rows.append(["differential", "wbc_counted", "", "", diff.wbc, "", "", f"target {diff.target}", ""])
         rows.append(["differential", "platelets", "", "", diff.platelets, "", "counted apart", "", ""])
@@ -98,11 +97,21 @@ def summary_rows(cells: list[Cell], info: ModelInfo, diff: Differential | None =
     return rows
 
 
-def export_csv(cells: list[Cell], info: ModelInfo, per_image: Path | None, summary: Path | None, *, folder: str,
-               operator: str, when: str, signed: str = "", target: int = 100) -> None:
-    head = _header(info, folder, operator, when, signed)
+def export_csv(cells: list[Cell], info: ModelInfo, per_image: Path | None, summary: Path | None, *,
+               record: SessionRecord, operator: str, when: str, changes: FolderChanges | None = None,
+               target: int = 100) -> None:
+    head = _header(info, record, changes, operator, when)
     if per_image:
         write_atomically(per_image, _render(head + [[]] + per_image_rows(cells, info)))
     if summary:
         diff = differential(cells, info, target=target) if info.task == "blood-differential" else None
         write_atomically(summary, _render(head + [[]] + summary_rows(cells, info, diff)))
+
+
+def export_audit_csv(entries: list[AuditEntry], path: Path, record: SessionRecord, when: str) -> None:
+    """The session's audit trail, oldest first, with the identity block on top."""
+    head = [["# SlideTally audit trail"]] + [[f"# {label}", value] for label, value in record_lines(record)]
+    rows = [["time", "operator", "os_account", "action", "file", "old", "new", "reason"]]
+    rows += [[e.at, e.operator, e.os_user, e.action, e.file or "", e.old or "", e.new or "", e.reason or ""]
+             for e in entries]
+    write_atomically(path, _render(head + [["# exported", when], []] + rows))

@@ -6,6 +6,7 @@ problem; the app then lists the other models and says which one it skipped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class ModelInfo:
     review_threshold: float
     decision_threshold: float
     ood_threshold: float | None
+    sha256: str = field(default="", compare=False)  # of the model file: what a session is bound to
     metrics: dict = field(default_factory=dict, compare=False)
     dataset: dict = field(default_factory=dict, compare=False)
     provenance: dict = field(default_factory=dict, compare=False)
@@ -75,10 +77,6 @@ class ModelInfo:
     def group_of(self, key: str) -> str:
         return next((c.group for c in self.classes if c.key == key), "")
 
-    @property
-    def identity(self) -> str:
-        """What a stored session is bound to: a different model means reclassify."""
-        return f"{self.key}@{self.version}:{self.provenance.get('date', '')}"
 
 
 def _json(meta: dict[str, str], key: str, path: Path):
@@ -88,7 +86,7 @@ def _json(meta: dict[str, str], key: str, path: Path):
         raise ModelError(f"{path.name}: metadata '{key}' is not valid JSON") from exc
 
 
-def parse_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
+def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelInfo:
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if "slidetally.schema" in missing:
         raise ModelError(f"{path.name} is not a SlideTally model (no 'slidetally.schema' in its metadata)")
@@ -123,7 +121,7 @@ def parse_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
             raise ModelError(f"{path.name}: metadata '{key}' is not a number") from exc
 
     return ModelInfo(
-        path=path, task=meta["task"], display_name=meta["display_name"], version=meta["version"], classes=classes,
+        path=path, sha256=sha256, task=meta["task"], display_name=meta["display_name"], version=meta["version"], classes=classes,
         input=InputSpec(size[0], size[1], resize, small),
         temperature=number("temperature", 1.0), review_threshold=number("review_threshold", 0.0),
         decision_threshold=number("decision_threshold", 0.5), ood_threshold=number("ood_threshold", None),
@@ -158,11 +156,15 @@ class Model:
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
         try:
-            self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read the model file {path.name} ({exc.strerror or exc})") from exc
+        try:
+            self.session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own types for damaged files
             raise ModelError(f"{path.name} is damaged or not an ONNX model ({str(exc).splitlines()[0][:160]})") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.info = parse_metadata(meta, path)
+        self.info = parse_metadata(meta, path, hashlib.sha256(data).hexdigest())
         self._check_graph()
 
     def _check_graph(self) -> None:

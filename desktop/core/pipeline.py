@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from desktop.core.imaging import UnreadableImage, load_image, load_prepared, prepare
+from desktop.core.imaging import UnreadableImage, decode_image, decode_prepared, prepare, read_bytes
 from desktop.core.model import Model
 from desktop.core.results import Call, make_calls
+from desktop.core.scan import content_hash
 from desktop.core.slide import Tile
 
 
@@ -41,34 +42,41 @@ class _TissueImages:
         self._lock = threading.Lock()
         self._cache: dict = {}
 
-    def get(self, path):
+    def get(self, path) -> tuple[np.ndarray, str]:
+        """The image's pixels and the content hash of its file."""
         with self._lock:
             if path not in self._cache:
                 self._cache.clear()  # one tissue image at a time keeps memory bounded
-                self._cache[path] = load_image(path)
+                data = read_bytes(path)
+                self._cache[path] = (decode_image(data), content_hash(data))
             return self._cache[path]
 
 
-def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[np.ndarray, list, list[Call]]:
-    """Decode and fit a batch; unreadable files become calls that carry the reason."""
+def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[np.ndarray, list, list[str], list[Call]]:
+    """Decode and fit a batch, hashing each file's bytes on the way (its identity in the
+    session); unreadable files become calls that carry the reason."""
     spec = model.info.input
     pixels = np.empty((len(items), spec.height, spec.width, 3), dtype=np.uint8)
-    good, bad = [], []
+    good, hashes, bad = [], [], []
     for item in items:
+        digest = None
         try:
             if isinstance(item, Tile):
-                rgb = tissue.get(item.path)[item.y:item.y + item.height, item.x:item.x + item.width]
-                pixels[len(good)] = prepare(rgb, spec)
+                rgb, digest = tissue.get(item.path)
+                pixels[len(good)] = prepare(rgb[item.y:item.y + item.height, item.x:item.x + item.width], spec)
             else:
-                pixels[len(good)] = load_prepared(item.path, spec)
+                data = read_bytes(item.path)
+                digest = content_hash(data)
+                pixels[len(good)] = decode_prepared(data, spec)
             good.append(item)
+            hashes.append(digest)
         except UnreadableImage as exc:
-            bad.append(Call(item.relative, item.size, item.mtime, unreadable=str(exc), review=True,
+            bad.append(Call(item.relative, item.size, item.mtime, content_hash=digest, unreadable=str(exc), review=True,
                             review_reason=f"unreadable: {exc}"))
         except Exception as exc:  # noqa: BLE001 - any decoder failure must not stop the batch
-            bad.append(Call(item.relative, item.size, item.mtime, unreadable=f"could not decode ({exc})",
-                            review=True, review_reason="unreadable"))
-    return pixels[:len(good)], good, bad
+            bad.append(Call(item.relative, item.size, item.mtime, content_hash=digest,
+                            unreadable=f"could not decode ({exc})", review=True, review_reason="unreadable"))
+    return pixels[:len(good)], good, hashes, bad
 
 
 def batches(items: list, size: int) -> Iterable[list]:
@@ -104,12 +112,12 @@ def classify(
 
         top_up()
         while pending and not cancel.is_set():
-            pixels, good, bad = pending.popleft().result()
+            pixels, good, hashes, bad = pending.popleft().result()
             top_up()
             calls = bad
             if len(good):
                 probabilities, ood = model.predict(pixels)
-                calls = make_calls(model.info, good, probabilities, ood) + bad
+                calls = make_calls(model.info, good, probabilities, ood, hashes) + bad
             on_calls(calls)
             done += len(calls)
             if on_progress:

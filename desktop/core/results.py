@@ -20,6 +20,7 @@ class Call:
     relative: str
     size: int
     mtime: float
+    content_hash: str | None = None
     ai_class: str | None = None
     confidence: float = 0.0
     probabilities: tuple[float, ...] = ()
@@ -33,7 +34,8 @@ class Call:
     y: int | None = None
 
 
-def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndarray | None) -> list[Call]:
+def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndarray | None,
+               hashes: list[str | None] | None = None) -> list[Call]:
     """Turn model outputs into calls, applying the model's own thresholds."""
     keys = info.class_keys
     calls = []
@@ -52,7 +54,8 @@ def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndar
         low = float(p.max()) < info.review_threshold
         reason = REVIEW_UNFAMILIAR if unfamiliar else (REVIEW_LOW_CONFIDENCE if low else "")
         calls.append(Call(
-            relative=source.relative, size=source.size, mtime=source.mtime, ai_class=keys[top],
+            relative=source.relative, size=source.size, mtime=source.mtime,
+            content_hash=hashes[i] if hashes else None, ai_class=keys[top],
             confidence=confidence, probabilities=tuple(float(v) for v in p), second_class=keys[second],
             ood_score=score, unfamiliar=unfamiliar, review=bool(reason), review_reason=reason,
             x=position[0] if position else None, y=position[1] if position else None,

@@ -7,10 +7,13 @@ from desktop.core.store import Cell
 ALL = "__all__"
 REVIEW = "__review__"
 UNREADABLE = "__unreadable__"
+MISSING = "__missing__"
 
 
 def cell_bin(cell: Cell) -> str:
-    """A class key, or REVIEW (not yet confirmed), or UNREADABLE."""
+    """A class key, or REVIEW (not yet confirmed), UNREADABLE or MISSING (no longer in the folder)."""
+    if cell.missing:
+        return MISSING
     if cell.unreadable:
         return UNREADABLE
     if cell.needs_review:

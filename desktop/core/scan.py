@@ -1,8 +1,11 @@
-"""Find the images in a folder: recursive, sorted, by content as well as by extension."""
+"""Find the images in a folder (recursive, sorted, by content as well as by extension) and
+tell files apart by their bytes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +36,30 @@ def _looks_like_image(path: Path) -> bool:
         return False
 
 
-def scan_folder(folder: Path) -> list[SourceFile]:
+class ScanCancelled(Exception):
+    """The scan was stopped by the technician (or the app closing)."""
+
+
+def content_hash(data: bytes) -> str:
+    """A file's identity: the same bytes give the same hash, whatever its size or mtime say."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def hash_file(path: Path) -> str | None:
+    """The content hash of a file, or None when it cannot be read."""
+    try:
+        return content_hash(Path(path).read_bytes())
+    except OSError:
+        return None
+
+
+def scan_folder(folder: Path, cancel: threading.Event | None = None) -> list[SourceFile]:
     """Every image file under `folder` (hidden files and folders skipped), sorted by relative path."""
     folder = Path(folder)
     found: list[SourceFile] = []
     for root, dirs, files in os.walk(folder):
+        if cancel is not None and cancel.is_set():
+            raise ScanCancelled()
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if name.startswith("."):

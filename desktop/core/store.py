@@ -1,6 +1,7 @@
 """The session store: one SQLite database (WAL) per analysed folder and model, in the user
-data folder, never in the source folder. Every technician action is committed at once
-with an audit row, so killing the app loses nothing."""
+data folder, never in the source folder. It is the only place with SQL. Every write runs in
+one transaction that checks the session's state and writes its audit rows, so a signed-off
+session cannot change and killing the app loses nothing."""
 
 from __future__ import annotations
 
@@ -8,32 +9,41 @@ import datetime as dt
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.model import ModelInfo
 from desktop.core.results import Call
 
+SCHEMA_VERSION = "2"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY,
     relative TEXT UNIQUE NOT NULL,
-    size INTEGER, mtime REAL,
+    size INTEGER, mtime REAL, content_hash TEXT,
     ai_class TEXT, confidence REAL, probabilities TEXT, second_class TEXT,
     ood_score REAL, unfamiliar INTEGER NOT NULL DEFAULT 0,
     review INTEGER NOT NULL DEFAULT 0, review_reason TEXT NOT NULL DEFAULT '',
     unreadable TEXT NOT NULL DEFAULT '',
     x INTEGER, y INTEGER,
     final_class TEXT, confirmed INTEGER NOT NULL DEFAULT 0,
-    reviewer TEXT, changed_at TEXT
+    reviewer TEXT, changed_at TEXT,
+    missing INTEGER NOT NULL DEFAULT 0,
+    file_changed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY, at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
-    image_id INTEGER, old TEXT, new TEXT, reason TEXT
+    id INTEGER PRIMARY KEY, at TEXT NOT NULL, who TEXT NOT NULL, os_user TEXT NOT NULL DEFAULT '',
+    action TEXT NOT NULL, file TEXT, old TEXT, new TEXT, reason TEXT
 );
 """
+CELL_COLUMNS = ("id, relative, ai_class, confidence, probabilities, second_class, ood_score, unfamiliar, review, "
+                "review_reason, unreadable, x, y, final_class, confirmed, reviewer, missing, file_changed")
+
+# Session states kept in meta 'state'
+OPEN, SIGNED, REOPENED = "open", "signed", "reopened"
 
 
 class SessionLocked(Exception):
@@ -41,7 +51,7 @@ class SessionLocked(Exception):
 
 
 class SignOffRefused(Exception):
-    """Sign-off is not possible yet; the message says what is left to do."""
+    """Sign-off (or verification) is not possible yet; the message says what is left to do."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ class Cell:
     """One image of the session, as the technician sees it."""
 
     id: int
-    relative: str
+    file: str  # path relative to the session's folder (a tile: `name.png#x<X>_y<Y>`)
     ai_class: str | None
     confidence: float
     probabilities: tuple[float, ...]
@@ -64,6 +74,8 @@ class Cell:
     final_class: str | None
     confirmed: bool
     reviewer: str | None
+    missing: bool = False  # no longer in the folder: kept, shown apart, not counted
+    file_changed: bool = False  # its bytes changed since an earlier call; the old call is in the audit
 
     @property
     def changed(self) -> bool:
@@ -72,205 +84,203 @@ class Cell:
     @property
     def needs_review(self) -> bool:
         """In the Review bin and not yet confirmed by the technician."""
-        return self.review and not self.confirmed and not self.unreadable
+        return self.review and not self.confirmed and not self.unreadable and not self.missing
+
+    @property
+    def counted(self) -> bool:
+        """Part of the counts: readable, present and not waiting for review."""
+        return not self.unreadable and not self.missing and not self.needs_review
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change: the operator's name and the OS account it was made under."""
+
+    operator: str
+    os_user: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: str
+    operator: str
+    os_user: str
+    action: str
+    file: str | None
+    old: str | None
+    new: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What the store remembers of a file, to tell touched from changed."""
+
+    size: int | None
+    mtime: float | None
+    content_hash: str | None
+    missing: bool
 
 
 def now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def session_path(root: Path, folder: Path, info: ModelInfo) -> Path:
-    digest = hashlib.sha1(str(Path(folder).resolve()).encode("utf-8")).hexdigest()[:16]
-    return Path(root) / "sessions" / f"{digest}-{info.key}.sqlite"
+def session_path(root: Path, folder: Path, model_key: str) -> Path:
+    digest = hashlib.sha1(str(Path(folder).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return Path(root) / "sessions" / f"{digest}-{model_key}.sqlite"
+
+
+def _cell(row: tuple) -> Cell:
+    return Cell(row[0], row[1], row[2], row[3] or 0.0, tuple(json.loads(row[4] or "[]")), row[5], row[6], bool(row[7]),
+                bool(row[8]), row[9], row[10], row[11], row[12], row[13], bool(row[14]), row[15], bool(row[16]),
+                bool(row[17]))
+
+
+class Writer:
+    """The one write path, handed out by `SessionStore.write()` inside a checked transaction."""
+
+    def __init__(self, db: sqlite3.Connection, actor: Actor):
+        self.db, self.actor = db, actor
+        self.touched: list[str] = []  # files whose cells changed, for the caller's events
+
+    def audit(self, action: str, file: str | None = None, old: str | None = None, new: str | None = None,
+              reason: str | None = None) -> None:
+        self.db.execute("INSERT INTO audit(at, who, os_user, action, file, old, new, reason) VALUES (?,?,?,?,?,?,?,?)",
+                        (now(), self.actor.operator, self.actor.os_user, action, file, old, new, reason))
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def delete_meta(self, *keys: str) -> None:
+        self.db.executemany("DELETE FROM meta WHERE key=?", [(k,) for k in keys])
+
+    def cell(self, file: str) -> Cell | None:
+        row = self.db.execute(f"SELECT {CELL_COLUMNS} FROM images WHERE relative=?", (file,)).fetchone()
+        return _cell(row) if row else None
+
+    def set_final(self, file: str, final: str | None, confirmed: bool) -> None:
+        self.db.execute("UPDATE images SET final_class=?, confirmed=?, reviewer=?, changed_at=? WHERE relative=?",
+                        (final, int(confirmed), self.actor.operator if confirmed else None, now(), file))
+        self.touched.append(file)
+
+    def put_call(self, call: Call, file_changed: bool = False) -> None:
+        """Store the model's call; a call on a file already known replaces its AI call and clears its final call."""
+        self.db.execute(
+            """INSERT INTO images(relative, size, mtime, content_hash, ai_class, confidence, probabilities, second_class,
+                   ood_score, unfamiliar, review, review_reason, unreadable, x, y, file_changed)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT(relative) DO UPDATE SET size=excluded.size, mtime=excluded.mtime,
+                   content_hash=excluded.content_hash, ai_class=excluded.ai_class, confidence=excluded.confidence,
+                   probabilities=excluded.probabilities, second_class=excluded.second_class,
+                   ood_score=excluded.ood_score, unfamiliar=excluded.unfamiliar, review=excluded.review,
+                   review_reason=excluded.review_reason, unreadable=excluded.unreadable, x=excluded.x, y=excluded.y,
+                   final_class=NULL, confirmed=0, reviewer=NULL, missing=0, file_changed=excluded.file_changed""",
+            (call.relative, call.size, call.mtime, call.content_hash, call.ai_class, call.confidence,
+             json.dumps(call.probabilities), call.second_class, call.ood_score, int(call.unfamiliar), int(call.review),
+             call.review_reason, call.unreadable, call.x, call.y, int(file_changed)))
+        self.touched.append(call.relative)
+
+    def set_missing(self, file: str, missing: bool) -> None:
+        self.db.execute("UPDATE images SET missing=? WHERE relative=?", (int(missing), file))
+        self.touched.append(file)
+
+    def set_stat(self, file: str, size: int, mtime: float) -> None:
+        """A touched file (same bytes, new size/mtime): refresh the fast pre-check only."""
+        self.db.execute("UPDATE images SET size=?, mtime=? WHERE relative=?", (size, mtime, file))
 
 
 class SessionStore:
-    def __init__(self, folder: Path, info: ModelInfo, root: Path):
-        self.folder = Path(folder).resolve()
-        self.info = info
-        self.path = session_path(root, self.folder, info)
+    def __init__(self, path: Path, folder: Path, model_key: str, model_sha256: str):
+        self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._archive_if_other_model()
+        self._lock = threading.RLock()  # the GUI thread and the classifier thread share one connection
+        self._archive_if_other_model(model_sha256)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA busy_timeout=10000")  # the GUI and the classifier thread share the file
+        self.db.execute("PRAGMA busy_timeout=10000")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
         if self.meta("folder") is None:
-            with self._tx():
-                self._set_meta("folder", str(self.folder))
-                self._set_meta("model", info.identity)
-                self._set_meta("created", now())
-                self._set_meta("state", "open")
+            with self.write(Actor("SlideTally", ""), require_open=False) as w:
+                w.set_meta("schema", SCHEMA_VERSION)
+                w.set_meta("folder", str(Path(folder).resolve()))
+                w.set_meta("model", model_key)
+                w.set_meta("model_sha256", model_sha256)
+                w.set_meta("created", now())
+                w.set_meta("state", OPEN)
 
-    def _archive_if_other_model(self) -> None:
-        """A session made by another version of the model is kept aside, never overwritten."""
+    def _archive_if_other_model(self, model_sha256: str) -> None:
+        """A session made by another model file (or an older store) is kept aside, never overwritten."""
         if not self.path.exists():
             return
-        with sqlite3.connect(self.path) as db:
-            row = db.execute("SELECT value FROM meta WHERE key='model'").fetchone()
-        db.close()
-        if row and row[0] != self.info.identity:
-            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            for suffix in ("", "-wal", "-shm"):
-                old = Path(str(self.path) + suffix)
-                if old.exists():
-                    old.rename(Path(str(self.path.with_suffix("")) + f".{stamp}.sqlite{suffix}"))
+        db = sqlite3.connect(self.path)
+        try:
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError:
+            rows = {}
+        finally:
+            db.close()
+        if rows.get("model_sha256") == model_sha256 and rows.get("schema") == SCHEMA_VERSION:
+            return
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            old = Path(str(self.path) + suffix)
+            if old.exists():
+                old.rename(Path(str(self.path.with_suffix("")) + f".{stamp}.sqlite{suffix}"))
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            self.db.close()
 
-    def _tx(self):
-        store = self
+    # --- the one write path ----------------------------------------------------------------
+    @contextmanager
+    def write(self, actor: Actor, *, require_open: bool = True) -> Iterator[Writer]:
+        """A transaction; with `require_open` it refuses (SessionLocked) when the session is signed off."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if require_open and self._meta("state") == SIGNED:
+                    raise SessionLocked("This session is signed off. Reopen it (with a reason) to make changes.")
+                writer = Writer(self.db, actor)
+                yield writer
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
-        class _Tx:
-            def __enter__(self):
-                store.db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, kind, *_):
-                store.db.execute("ROLLBACK" if kind else "COMMIT")
-
-        return _Tx()
-
-    # --- meta ----------------------------------------------------------------------------
-    def meta(self, key: str) -> str | None:
+    # --- reading ---------------------------------------------------------------------------
+    def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
-    def _set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            return self._meta(key)
 
-    @property
-    def signed_off(self) -> bool:
-        return self.meta("state") == "signed"
+    def all_meta(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
 
-    # --- model calls ---------------------------------------------------------------------
-    def known_files(self) -> dict[str, tuple[int, float]]:
-        return {r: (s, m) for r, s, m in self.db.execute("SELECT relative, size, mtime FROM images")}
+    def cells(self, files: Iterable[str] | None = None) -> list[Cell]:
+        with self._lock:
+            if files is None:
+                rows = self.db.execute(f"SELECT {CELL_COLUMNS} FROM images ORDER BY id").fetchall()
+            else:
+                wanted = list(dict.fromkeys(files))
+                rows = []
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start:start + 500]
+                    rows += self.db.execute(f"SELECT {CELL_COLUMNS} FROM images WHERE relative IN "
+                                            f"({','.join('?' * len(chunk))}) ORDER BY id", chunk).fetchall()
+        return [_cell(r) for r in rows]
 
-    def still_to_classify(self, items: Iterable) -> list:
-        """Items that are new or changed since they were classified (size or mtime differ)."""
-        known = self.known_files()
-        return [i for i in items if known.get(i.relative) != (i.size, i.mtime)]
+    def known_files(self) -> dict[str, StoredFile]:
+        with self._lock:
+            rows = self.db.execute("SELECT relative, size, mtime, content_hash, missing FROM images").fetchall()
+        return {r[0]: StoredFile(r[1], r[2], r[3], bool(r[4])) for r in rows}
 
-    def forget_missing(self, present: set[str]) -> int:
-        """Drop rows of files no longer in the folder (their audit rows stay)."""
-        gone = [r for r in self.known_files() if r not in present]
-        with self._tx():
-            self.db.executemany("DELETE FROM images WHERE relative=?", [(r,) for r in gone])
-        return len(gone)
-
-    def add_calls(self, calls: list[Call]) -> None:
-        rows = [(c.relative, c.size, c.mtime, c.ai_class, c.confidence, json.dumps(c.probabilities),
-                 c.second_class, c.ood_score, int(c.unfamiliar), int(c.review), c.review_reason,
-                 c.unreadable, c.x, c.y) for c in calls]
-        with self._tx():
-            self.db.executemany(
-                """INSERT INTO images(relative, size, mtime, ai_class, confidence, probabilities, second_class,
-                       ood_score, unfamiliar, review, review_reason, unreadable, x, y)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT(relative) DO UPDATE SET size=excluded.size, mtime=excluded.mtime,
-                       ai_class=excluded.ai_class, confidence=excluded.confidence,
-                       probabilities=excluded.probabilities, second_class=excluded.second_class,
-                       ood_score=excluded.ood_score, unfamiliar=excluded.unfamiliar, review=excluded.review,
-                       review_reason=excluded.review_reason, unreadable=excluded.unreadable,
-                       x=excluded.x, y=excluded.y, final_class=NULL, confirmed=0""",
-                rows,
-            )
-
-    # --- reading -------------------------------------------------------------------------
-    def cells(self, where: str = "") -> list[Cell]:
-        rows = self.db.execute(
-            f"""SELECT id, relative, ai_class, confidence, probabilities, second_class, ood_score, unfamiliar, review,
-                      review_reason, unreadable, x, y, final_class, confirmed, reviewer FROM images {where} ORDER BY id"""
-        ).fetchall()
-        return [Cell(r[0], r[1], r[2], r[3] or 0.0, tuple(json.loads(r[4] or "[]")), r[5], r[6], bool(r[7]),
-                     bool(r[8]), r[9], r[10], r[11], r[12], r[13], bool(r[14]), r[15]) for r in rows]
-
-    def cell(self, image_id: int) -> Cell:
-        return self.cells(f"WHERE id={int(image_id)}")[0]
-
-    def cells_after(self, last_id: int) -> list[Cell]:
-        """Rows added since `last_id` (the GUI polls these while a batch runs)."""
-        return self.cells(f"WHERE id>{int(last_id)}")
-
-    def audit(self) -> list[tuple]:
-        return self.db.execute("SELECT at, who, action, image_id, old, new, reason FROM audit ORDER BY id").fetchall()
-
-    # --- technician actions (each one committed at once, with its audit row) --------------
-    def _check_open(self) -> None:
-        if self.signed_off:
-            raise SessionLocked("This session is signed off. Reopen it (with a reason) to make changes.")
-
-    def reclassify(self, image_ids: list[int], new_class: str, who: str) -> list[tuple[int, str | None]]:
-        """Set the final class; returns (id, previous final class) pairs for undo."""
-        self._check_open()
-        if new_class not in self.info.class_keys:
-            raise ValueError(f"unknown class {new_class!r}")
-        previous = []
-        with self._tx():
-            for image_id in image_ids:
-                row = self.db.execute("SELECT ai_class, final_class, unreadable FROM images WHERE id=?",
-                                      (image_id,)).fetchone()
-                if row is None or row[2]:
-                    continue
-                old_effective = row[1] or row[0]
-                previous.append((image_id, row[1]))
-                self.db.execute("UPDATE images SET final_class=?, confirmed=1, reviewer=?, changed_at=? WHERE id=?",
-                                (new_class, who, now(), image_id))
-                self.db.execute("INSERT INTO audit(at, who, action, image_id, old, new) VALUES (?,?,?,?,?,?)",
-                                (now(), who, "reclassify", image_id, old_effective, new_class))
-        return previous
-
-    def restore(self, previous: list[tuple[int, str | None]], who: str, action: str = "undo") -> None:
-        """Put final classes back as they were (undo/redo), audited like any change."""
-        self._check_open()
-        with self._tx():
-            for image_id, final in previous:
-                row = self.db.execute("SELECT ai_class, final_class FROM images WHERE id=?", (image_id,)).fetchone()
-                if row is None:
-                    continue
-                self.db.execute("UPDATE images SET final_class=?, confirmed=?, reviewer=?, changed_at=? WHERE id=?",
-                                (final, int(final is not None), who, now(), image_id))
-                self.db.execute("INSERT INTO audit(at, who, action, image_id, old, new) VALUES (?,?,?,?,?,?)",
-                                (now(), who, action, image_id, row[1] or row[0], final or row[0]))
-
-    def confirm(self, image_ids: list[int], who: str) -> list[tuple[int, str | None]]:
-        """Accept the AI call of Review cells as the final call."""
-        self._check_open()
-        previous = []
-        with self._tx():
-            for image_id in image_ids:
-                row = self.db.execute("SELECT ai_class, final_class, unreadable FROM images WHERE id=?",
-                                      (image_id,)).fetchone()
-                if row is None or row[2]:
-                    continue
-                previous.append((image_id, row[1]))
-                final = row[1] or row[0]
-                self.db.execute("UPDATE images SET final_class=?, confirmed=1, reviewer=?, changed_at=? WHERE id=?",
-                                (final, who, now(), image_id))
-                self.db.execute("INSERT INTO audit(at, who, action, image_id, old, new) VALUES (?,?,?,?,?,?)",
-                                (now(), who, "confirm", image_id, final, final))
-        return previous
-
-    def sign_off(self, operator: str) -> None:
-        operator = operator.strip()
-        if not operator:
-            raise SignOffRefused("Enter the operator's name to sign off.")
-        self._check_open()
-        left = sum(1 for c in self.cells() if c.needs_review)
-        if left:
-            raise SignOffRefused(f"{left} cell(s) in Review are not confirmed yet. Confirm or reclassify them first.")
-        with self._tx():
-            self._set_meta("state", "signed")
-            self._set_meta("signed_by", operator)
-            self._set_meta("signed_at", now())
-            self.db.execute("INSERT INTO audit(at, who, action) VALUES (?,?,?)", (now(), operator, "sign-off"))
-
-    def reopen(self, who: str, reason: str) -> None:
-        if not reason.strip():
-            raise ValueError("A reason is needed to reopen a signed-off session.")
-        with self._tx():
-            self._set_meta("state", "open")
-            self.db.execute("INSERT INTO audit(at, who, action, reason) VALUES (?,?,?,?)",
-                            (now(), who, "reopen", reason.strip()))
+    def audit(self) -> list[AuditEntry]:
+        with self._lock:
+            rows = self.db.execute("SELECT at, who, os_user, action, file, old, new, reason FROM audit ORDER BY id").fetchall()
+        return [AuditEntry(*r) for r in rows]

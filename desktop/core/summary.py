@@ -41,13 +41,17 @@ class Counts:
     unfamiliar_excluded: int  # of those, flagged Unfamiliar
     confirmed_review: int
     review_total: int
+    missing: int = 0  # files no longer in the folder: kept in the session, left out of every count
 
 
 def counts(cells: list[Cell], info: ModelInfo) -> Counts:
     ai: Counter = Counter()
     final: Counter = Counter()
-    pending = unfamiliar = confirmed = review_total = unreadable = 0
+    pending = unfamiliar = confirmed = review_total = unreadable = missing = 0
     for c in cells:
+        if c.missing:
+            missing += 1
+            continue
         if c.unreadable:
             unreadable += 1
             continue
@@ -61,8 +65,8 @@ def counts(cells: list[Cell], info: ModelInfo) -> Counts:
             continue
         final[c.final_class or c.ai_class] += 1
     keys = info.class_keys
-    return Counts({k: ai.get(k, 0) for k in keys}, {k: final.get(k, 0) for k in keys}, len(cells), unreadable,
-                  pending, unfamiliar, confirmed, review_total)
+    return Counts({k: ai.get(k, 0) for k in keys}, {k: final.get(k, 0) for k in keys}, len(cells) - missing,
+                  unreadable, pending, unfamiliar, confirmed, review_total, missing)
 
 
 @dataclass
@@ -127,6 +131,8 @@ def differential(cells: list[Cell], info: ModelInfo, reference: ReferenceInterva
                         + (f" ({tally.unfamiliar_excluded} flagged Unfamiliar)." if tally.unfamiliar_excluded else "."))
     if tally.unreadable:
         warnings.append(f"{tally.unreadable} file(s) could not be read.")
+    if tally.missing:
+        warnings.append(f"{tally.missing} file(s) are no longer in the folder and are not counted.")
     return Differential(rows, wbc, platelets, nrbc_per_100, target, tally.pending_review, tally.unfamiliar_excluded,
                         warnings)
 
@@ -144,10 +150,10 @@ class SlideSummary:
 def idc_summary(cells: list[Cell], info: ModelInfo, patch: int = 50, tally: Counts | None = None) -> SlideSummary:
     tally = tally or counts(cells, info)
     positive = info.class_keys[1]
-    usable = [c for c in cells if not c.unreadable]
+    usable = [c for c in cells if not c.unreadable and not c.missing]
     positions, probs, calls = [], [], []
     for c in usable:
-        pos = (c.x, c.y) if c.x is not None else patch_position(c.relative)
+        pos = (c.x, c.y) if c.x is not None else patch_position(c.file)
         if pos is None:
             continue
         positions.append(pos)

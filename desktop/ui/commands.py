@@ -1,40 +1,43 @@
-"""Undoable technician actions (QUndoStack): each one is written to the store at once."""
+"""Undoable technician actions (QUndoStack). The action is carried out by the session before
+the command is pushed, so a refused action never enters the undo stack."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from PySide6.QtGui import QUndoCommand
 
-from desktop.core.store import SessionStore
+from desktop.core.session import Previous, Session
 
 
-class ReclassifyCommand(QUndoCommand):
-    def __init__(self, store: SessionStore, ids: list[int], new_class: str, who: str, label: str,
-                 refresh: Callable[[list[int]], None]):
-        super().__init__(f"Reclassify {len(ids)} as {label}")
-        self.store, self.ids, self.new_class, self.who, self.refresh = store, ids, new_class, who, refresh
-        self.previous: list = []
+class SessionCommand(QUndoCommand):
+    """An action already done on the session; undo restores the cells, redo does it again."""
 
-    def redo(self) -> None:
-        self.previous = self.store.reclassify(self.ids, self.new_class, self.who)
-        self.refresh(self.ids)
-
-    def undo(self) -> None:
-        self.store.restore(self.previous, self.who, "undo")
-        self.refresh(self.ids)
-
-
-class ConfirmCommand(QUndoCommand):
-    def __init__(self, store: SessionStore, ids: list[int], who: str, refresh: Callable[[list[int]], None]):
-        super().__init__(f"Confirm {len(ids)} AI call(s)")
-        self.store, self.ids, self.who, self.refresh = store, ids, who, refresh
-        self.previous: list = []
+    def __init__(self, session: Session, text: str, redo_action, previous: list[Previous], operator: str):
+        super().__init__(text)
+        self.session, self.redo_action, self.previous, self.operator = session, redo_action, previous, operator
+        self._done = True  # QUndoStack.push() calls redo(): the first time it is already done
 
     def redo(self) -> None:
-        self.previous = self.store.confirm(self.ids, self.who)
-        self.refresh(self.ids)
+        if self._done:
+            self._done = False
+            return
+        self.previous = self.redo_action()
 
     def undo(self) -> None:
-        self.store.restore(self.previous, self.who, "undo")
-        self.refresh(self.ids)
+        self.session.restore(self.previous, self.operator, "undo")
+
+
+def reclassify(session: Session, files: list[str], new_class: str, label: str, operator: str) -> SessionCommand | None:
+    """Reclassify now (raises if refused); the command to push, or None when nothing changed."""
+    previous = session.reclassify(files, new_class, operator)
+    if not previous:
+        return None
+    return SessionCommand(session, f"Reclassify {len(previous)} as {label}",
+                          lambda: session.reclassify(files, new_class, operator), previous, operator)
+
+
+def confirm(session: Session, files: list[str], operator: str) -> SessionCommand | None:
+    previous = session.confirm(files, operator)
+    if not previous:
+        return None
+    return SessionCommand(session, f"Confirm {len(previous)} call(s)", lambda: session.confirm(files, operator),
+                          previous, operator)

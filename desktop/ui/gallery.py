@@ -158,7 +158,7 @@ class GalleryModel(QAbstractListModel):
         self.info = info
         self._keys = [sort_key(c) for c in self.cells]
         self._key_of_id = {c.id: k for c, k in zip(self.cells, self._keys)}
-        self._key_of_relative = {c.relative: k for c, k in zip(self.cells, self._keys)}
+        self._key_of_relative = {c.file: k for c, k in zip(self.cells, self._keys)}
         self.endResetModel()
 
     def row_of(self, cell_id: int) -> int | None:
@@ -197,7 +197,7 @@ class GalleryModel(QAbstractListModel):
             self._keys[position:position] = [sort_key(c) for c in block]
             self.endInsertRows()
         for c in new:
-            self._key_of_id[c.id] = self._key_of_relative[c.relative] = sort_key(c)
+            self._key_of_id[c.id] = self._key_of_relative[c.file] = sort_key(c)
 
     def rowCount(self, parent=None) -> int:  # noqa: N802 - Qt API
         return 0 if parent is not None and parent.isValid() else len(self.cells)
@@ -222,9 +222,9 @@ class GalleryModel(QAbstractListModel):
                 return f"{mark}{short}\nP({positive}) {cell.probabilities[1]:.0%}"
             return f"{mark}{short}\n{cell.confidence:.0%}"
         if role == Qt.ItemDataRole.DecorationRole:
-            return self.thumbnails.get(cell.relative)
+            return self.thumbnails.get(cell.file)
         if role == Qt.ItemDataRole.ToolTipRole:
-            lines = [cell.relative]
+            lines = [cell.file]
             if cell.unreadable:
                 lines.append(f"Unreadable: {cell.unreadable}")
             else:

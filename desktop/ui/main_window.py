@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import logging
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSize, Qt, QThread, QTimer
+from PySide6.QtCore import QSettings, QSize, Qt, QThread
 from PySide6.QtGui import QAction, QKeySequence, QShortcut, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -29,18 +28,23 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTextBrowser,
     QVBoxLayout,
+    QWidget,
 )
 
 from desktop import __version__
-from desktop.core.analysis import guess_task
-from desktop.core.export import ExportError, export_csv
-from desktop.core.model import ModelInfo, discover_models
+from desktop.core.export import ExportError, export_audit_csv, export_csv
+from desktop.core.folder import FolderError, guess_task
+from desktop.core.model import Model, ModelError, ModelInfo, discover_models
+from desktop.core.record import SessionRecord
 from desktop.core.resources import resource, user_data_dir
-from desktop.core.review import ALL, REVIEW, UNREADABLE, ranked_classes
-from desktop.core.store import SessionLocked, SessionStore, SignOffRefused
-from desktop.ui.commands import ConfirmCommand, ReclassifyCommand
+from desktop.core.review import ALL, MISSING, REVIEW, UNREADABLE, ranked_classes
+from desktop.core.session import Session, SessionLocked, SignOffRefused
+from desktop.ui import commands
+from desktop.ui.audit_view import AuditDialog
+from desktop.ui.dialogs import IdentityForm
 from desktop.ui.gallery import MIME_IDS, THUMB, BinFilter, CellRole, GalleryModel, ThumbnailCache
 from desktop.ui.preview import PreviewDialog
+from desktop.ui.session_adapter import SessionAdapter
 from desktop.ui.summary_panel import SummaryPanel
 from desktop.ui.worker import ClassifyWorker, start_worker
 
@@ -51,10 +55,12 @@ SHORTCUTS = [
     ("Enter", "Confirm the AI call of the selected cells"),
     ("Space / double-click", "Large view with all class probabilities"),
     ("Ctrl+A", "Select all cells in the current bin"),
-    ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"),
+    ("Ctrl+Z / Ctrl+Shift+Z (Ctrl+Y)", "Undo / redo"),
     ("Ctrl+E", "Export CSV (per image and summary)"),
     ("Ctrl+P", "Printable PDF report"),
     ("Ctrl+Shift+S", "Sign off"),
+    ("Ctrl+I", "Specimen and patient ID"),
+    ("Ctrl+Shift+A", "Audit trail"),
     ("Esc", "Cancel classification"),
     ("F1", "This list"),
 ]
@@ -95,19 +101,18 @@ class MainWindow(QMainWindow):
         self.models: list[ModelInfo] = []
         self.info: ModelInfo | None = None
         self.folder: Path | None = None
-        self.store: SessionStore | None = None
+        self.session: Session | None = None
+        self.adapter: SessionAdapter | None = None
         self.worker: ClassifyWorker | None = None
         self.thread: QThread | None = None
-        self._last_id = 0
+        self._loaded: dict[Path, Model] = {}  # ONNX Runtime sessions, loaded once per model file
+        self._operator: str | None = None  # asked once per app start
         self.undo_stack = QUndoStack(self)
         self.setWindowTitle("SlideTally")
         self.setAcceptDrops(True)
         self._build()
         self._restore_settings()
         self._summary_at = 0.0
-        self.poll = QTimer(self)
-        self.poll.setInterval(250)
-        self.poll.timeout.connect(self._poll_results)
 
     # --- layout ----------------------------------------------------------------------------
     def _build(self) -> None:
@@ -149,7 +154,16 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 3)
         splitter.setStretchFactor(2, 1)
         splitter.setSizes([220, 760, 380])
-        self.setCentralWidget(splitter)
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background:#fef3c7; color:#78350f; padding:6px; border:1px solid #f59e0b;")
+        self.banner.setVisible(False)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.banner)
+        layout.addWidget(splitter, 1)
+        self.setCentralWidget(central)
         self.empty_hint = QLabel("Open a folder of images (Ctrl+O), or drop one on this window.")
         self._build_actions()
         self._build_status()
@@ -169,14 +183,20 @@ class MainWindow(QMainWindow):
         self.report_action = self._action("&PDF report…", self.export_pdf, "Ctrl+P")
         self.signoff_action = self._action("&Sign off…", self.sign_off, "Ctrl+Shift+S")
         self.reopen_action = self._action("&Reopen signed-off session…", self.reopen)
+        self.verify_action = self._action("&Verify (second person)…", self.verify)
+        self.identity_action = self._action("Specimen and &patient ID…", self.edit_identity, "Ctrl+I")
+        self.audit_action = self._action("&Audit trail…", self.show_audit, "Ctrl+Shift+A")
         self.confirm_action = self._action("&Confirm AI call", self.confirm_selected, Qt.Key.Key_Return)
         self.preview_action = self._action("&Large view", self.preview, Qt.Key.Key_Space)
         self.cancel_action = self._action("Cancel", self.cancel, Qt.Key.Key_Escape, "Stop classifying; what is done is kept")
         self.cancel_action.setEnabled(False)
-        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
-        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
-        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence.StandardKey.Redo])
+        self.undo_action = self._action("&Undo", self.undo, QKeySequence("Ctrl+Z"))
+        self.redo_action = self._action("&Redo", self.redo)
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.undo_action.setEnabled(False)
+        self.redo_action.setEnabled(False)
+        self.undo_stack.canUndoChanged.connect(self.undo_action.setEnabled)
+        self.undo_stack.canRedoChanged.connect(self.redo_action.setEnabled)
         for a in (self.confirm_action, self.preview_action):
             a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             self.gallery.addAction(a)
@@ -192,7 +212,9 @@ class MainWindow(QMainWindow):
         edit.addSeparator()
         edit.addActions([self.confirm_action, self.preview_action])
         review = self.menuBar().addMenu("&Review")
-        review.addActions([self.signoff_action, self.reopen_action])
+        review.addActions([self.identity_action, self.signoff_action, self.verify_action, self.reopen_action])
+        review.addSeparator()
+        review.addAction(self.audit_action)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self._action("&Keyboard shortcuts", self.show_shortcuts, "F1"))
         help_menu.addAction(self._action("&Model card…", self.show_model_card))
@@ -233,23 +255,32 @@ class MainWindow(QMainWindow):
         self.summary.target.setValue(int(self.settings.value("target", 100)))
         self._rebuild_recent()
 
-    def operator(self) -> str:
-        return str(self.settings.value("operator", "")) or getpass.getuser()
+    def operator(self) -> str | None:
+        """The technician's name, asked once per app start and recorded with every change."""
+        if self._operator is None:
+            name, ok = QInputDialog.getText(self, "Who is working?", "Your name (recorded with every change you make):",
+                                            text=str(self.settings.value("operator", "")))
+            if not ok or not name.strip():
+                return None
+            self._operator = name.strip()
+            self.settings.setValue("operator", self._operator)
+        return self._operator
+
+    def _recent(self) -> list[str]:
+        recent = self.settings.value("recent") or []
+        if isinstance(recent, str):  # an INI file gives back a one-item list as a plain string
+            recent = [recent]
+        return [str(r) for r in recent if r]
 
     def _rebuild_recent(self) -> None:
         self.recent_menu.clear()
-        recent = [r for r in (self.settings.value("recent") or []) if r]
-        if isinstance(recent, str):
-            recent = [recent]
+        recent = self._recent()
         for path in recent[:8]:
             self.recent_menu.addAction(path, lambda p=path: self.open_folder(Path(p)))
         self.recent_menu.setEnabled(bool(recent))
 
     def _remember_folder(self, folder: Path) -> None:
-        recent = self.settings.value("recent") or []
-        if isinstance(recent, str):
-            recent = [recent]
-        recent = [str(folder)] + [r for r in recent if r != str(folder)]
+        recent = [str(folder)] + [r for r in self._recent() if r != str(folder)]
         self.settings.setValue("recent", recent[:8])
         self.settings.setValue("last_folder", str(folder))
         self._rebuild_recent()
@@ -284,7 +315,18 @@ class MainWindow(QMainWindow):
     def _assay_changed(self, index: int) -> None:
         if index < 0 or index >= len(self.models):
             return
-        self.info = self.models[index]
+        info = self.models[index]
+        if self.folder is not None and self.info is not None and info.key != self.info.key:
+            answer = QMessageBox.question(
+                self, "Change the assay?",
+                f"Classify the open folder “{self.folder.name}” with {info.display_name}?\n\n"
+                f"Its session with {self.info.display_name} is kept and comes back when you switch back.")
+            if answer != QMessageBox.StandardButton.Yes:
+                self.assay.blockSignals(True)
+                self.assay.setCurrentIndex(self.assay.findData(self.info.key))
+                self.assay.blockSignals(False)
+                return
+        self.info = info
         self.settings.setValue("assay", self.info.key)
         self._rebuild_hotkeys()
         if self.folder is not None:
@@ -306,6 +348,7 @@ class MainWindow(QMainWindow):
                 self.hotkeys.append(shortcut)
         self.bins.addItem(self._bin_item("Review", REVIEW))
         self.bins.addItem(self._bin_item("Unreadable", UNREADABLE))
+        self.bins.addItem(self._bin_item("Missing from folder", MISSING))
         self.bins.setCurrentRow(0)
 
     @staticmethod
@@ -322,6 +365,11 @@ class MainWindow(QMainWindow):
         if folder:
             self.open_folder(Path(folder))
 
+    def _model(self, info: ModelInfo) -> Model:
+        if info.path not in self._loaded:
+            self._loaded[info.path] = Model(info.path)
+        return self._loaded[info.path]
+
     def open_folder(self, folder: Path, guess: bool = True) -> None:
         folder = Path(folder)
         if not folder.is_dir():
@@ -335,70 +383,126 @@ class MainWindow(QMainWindow):
         if self.info is None:
             self.error("No model", "There is no model to classify with.")
             return
-        self.stop_worker()
-        if self.store is not None:
-            self.store.close()
+        self.close_session()
         try:
-            self.store = SessionStore(folder, self.info, self.data_root)
-        except Exception as exc:  # noqa: BLE001
-            log.exception("cannot open session store")
-            self.error("Cannot open the session", f"The session store could not be opened: {exc}")
+            session = Session.open(folder, self._model(self.info), self.data_root)
+        except (FolderError, ModelError) as exc:
+            self.error("Cannot open the folder", str(exc))
             return
-        self.folder = folder
-        self.undo_stack.clear()
+        except Exception as exc:  # noqa: BLE001 - a broken data folder must not take the app down
+            log.exception("cannot open session")
+            self.error("Cannot open the session", f"The session could not be opened: {exc}")
+            return
+        self.session, self.folder = session, folder
+        # Slots are this window's methods, so Qt queues the worker thread's signals to the GUI
+        # thread; each slot ignores a late signal from an earlier session or worker (`_stale`).
+        self.adapter = adapter = SessionAdapter(session)
+        adapter.cells_added.connect(self._cells_arrived)
+        adapter.cells_changed.connect(self._cells_changed)
+        adapter.state_changed.connect(self._state_changed)
+        adapter.progress.connect(self._progress)
+        adapter.notice.connect(self._notice)
         self.thumbnails.reset(folder)
         self.summary.set_mosaic(None)
-        cells = self.store.cells()
-        self._last_id = max((c.id for c in cells), default=0)
-        self.gallery_model.reset(cells, self.info)
-        self.setWindowTitle(f"SlideTally — {folder.name}")
+        self.gallery_model.reset(session.cells(), self.info)
+        self.banner.setVisible(False)
+        self._state_changed(session.record())
         self._remember_folder(folder)
-        self.refresh_summary()
         self._start_worker()
 
+    def close_session(self) -> None:
+        """Stop any classification, then let go of the session (nothing is lost: it is all stored)."""
+        self.stop_worker()
+        if self.adapter is not None:
+            self.adapter.detach()
+            self.adapter = None
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        self.undo_stack.clear()
+
+    def rescan(self) -> None:
+        """Classify the folder again: new and changed files are taken in (open sessions only)."""
+        if self.session is not None and not self.is_classifying():
+            self.banner.setVisible(False)
+            self._start_worker()
+
     def _start_worker(self) -> None:
-        self.worker = ClassifyWorker(self.folder, self.info.path, self.data_root)
-        self.worker.planned.connect(self._planned)
-        self.worker.progress.connect(self._progress)
-        self.worker.finished.connect(self._finished)
-        self.worker.failed.connect(self._failed)
-        self.thread = start_worker(self.worker)
+        self.worker = worker = ClassifyWorker(self.session)
+        worker.finished.connect(self._finished)
+        worker.failed.connect(self._failed)
+        self.thread = start_worker(worker)
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
         self.cancel_button.setVisible(True)
         self.cancel_action.setEnabled(True)
         self.statusBar().showMessage(f"Scanning {self.folder} …")
-        self.poll.start()
 
-    def _planned(self, todo: int, known: int) -> None:
-        if todo:
-            self.progress.setRange(0, todo)
-            self.progress.setValue(0)
-            restored = f" ({known} restored from the saved session)" if known else ""
-            self.statusBar().showMessage(f"Classifying {todo} images{restored} …")
+    def _stale(self) -> bool:
+        """True in a slot called by a signal of an adapter or worker that is no longer current."""
+        sender = self.sender()
+        return sender is not None and sender is not self.adapter and sender is not self.worker
 
-    def _progress(self, done: int, total: int, rate: float, eta: float) -> None:
-        self.progress.setRange(0, total)
-        self.progress.setValue(done)
-        eta_text = f", {eta:.0f} s left" if eta >= 0 else ""
-        self.rate.setText(f"{done}/{total} · {rate:.0f} images/s{eta_text}")
+    def _progress(self, p) -> None:
+        if self._stale():
+            return
+        self.progress.setRange(0, p.total)
+        self.progress.setValue(p.done)
+        eta_text = f", {p.eta_s:.0f} s left" if p.eta_s != float("inf") else ""
+        self.rate.setText(f"{p.done}/{p.total} · {p.images_per_s:.0f} images/s{eta_text}")
 
-    def _finished(self, done: int, cancelled: bool) -> None:
-        self.poll.stop()
+    def _cells_arrived(self, cells) -> None:
+        if self._stale():
+            return
+        self.gallery_model.upsert(cells)
+        now = time.monotonic()
+        if now - self._summary_at >= 1.0:  # it recounts every cell: at most once a second while classifying
+            self._summary_at = now
+            self.refresh_summary()
+
+    def _cells_changed(self, cells) -> None:
+        if self._stale():
+            return
+        self.gallery_model.upsert(cells)
+        self.refresh_summary()
+
+    def _state_changed(self, record: SessionRecord) -> None:
+        if self._stale():
+            return
+        name = record.specimen_id or (self.folder.name if self.folder else "")
+        status = "signed off" if record.signed else ("reopened" if record.state == "reopened" else "")
+        self.setWindowTitle(" — ".join(p for p in ("SlideTally", name, self.folder.name if self.folder else "", status)
+                                       if p))
+        self.refresh_summary()
+
+    def _notice(self, text: str) -> None:
+        if self._stale():
+            return
+        self.banner.setText(f"⚠ {text}")
+        self.banner.setVisible(True)
+        log.warning(text)
+
+    def _finished(self, result) -> None:
+        if self._stale():
+            return
         self._end_progress()
-        self._poll_results(summary=True)  # the last rows; a full reload would re-layout 20,000 cells
+        self.refresh_summary()
         total = self.gallery_model.rowCount()
-        if cancelled:
-            self.statusBar().showMessage(f"Cancelled: {done} images classified and kept; reopen the folder to go on.")
+        if result.cancelled:
+            self.statusBar().showMessage(f"Cancelled: {result.classified} images classified and kept; reopen the folder "
+                                         "to go on.")
+        elif not result.applied:
+            self.statusBar().showMessage(f"{total} images restored; the folder's changes were not taken in (see the banner).")
         else:
-            self.statusBar().showMessage(f"{total} images ready ({done} classified now). Review the Review bin, then sign off.")
+            self.statusBar().showMessage(f"{total} images ready ({result.classified} classified now). Review the Review "
+                                         "bin, then sign off.")
         if self.info and self.info.task == "idc-patch":
             self._build_mosaic()
 
     def _failed(self, message: str) -> None:
-        self.poll.stop()
+        if self._stale():
+            return
         self._end_progress()
-        self._reload()
         self.error("Classification stopped", f"Classification stopped: {message}\nEverything classified before this is kept.")
 
     def _end_progress(self) -> None:
@@ -413,44 +517,24 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Cancelling …")
 
     def stop_worker(self) -> None:
+        """Cancel and wait: the worker checks the cancel flag while scanning and after every batch."""
         if self.worker is not None:
             self.worker.cancel.set()
         if self.thread is not None:
             self.thread.quit()
-            self.thread.wait(10_000)
-        self.poll.stop()
+            if not self.thread.wait(30_000):
+                log.error("the classification thread did not stop within 30 s")
+        self._end_progress()
         self.worker = None
         self.thread = None
 
     def is_classifying(self) -> bool:
         return self.thread is not None and self.thread.isRunning()
 
-    def _poll_results(self, summary: bool = False) -> None:
-        """New rows from the store into the gallery; the summary at most once a second
-        while classifying (it recounts every cell), and always when `summary` is set."""
-        if self.store is None:
-            return
-        new = self.store.cells_after(self._last_id)
-        if new:
-            self._last_id = max(c.id for c in new)
-            self.gallery_model.upsert(new)
-        now = time.monotonic()
-        if summary or (new and now - self._summary_at >= 1.0):
-            self._summary_at = now
-            self.refresh_summary()
-
-    def _reload(self) -> None:
-        if self.store is None:
-            return
-        cells = self.store.cells()
-        self._last_id = max((c.id for c in cells), default=0)
-        self.gallery_model.reset(cells, self.info)
-        self.refresh_summary()
-
     def _build_mosaic(self) -> None:
         from desktop.ui.mosaic import MosaicJob
 
-        cells = [c for c in self.gallery_model.cells if not c.unreadable]
+        cells = [c for c in self.gallery_model.cells if not c.unreadable and not c.missing]
         job = MosaicJob(self.folder, cells)
         job.signals.ready.connect(lambda mosaic: (self.summary.set_mosaic(mosaic), self.refresh_summary()))
         self._mosaic_job = job
@@ -459,8 +543,8 @@ class MainWindow(QMainWindow):
     # --- summary ----------------------------------------------------------------------------
     def refresh_summary(self) -> None:
         cells = self.gallery_model.cells
-        signed = self.store.meta("signed_by") if self.store and self.store.signed_off else ""
-        self.summary.show_summary(cells, self.info if self.store else None, signed or "")
+        record = self.session.record() if self.session else None
+        self.summary.show_summary(cells, self.info if self.session else None, record.status_line() if record else "")
         tally = self.proxy.counts()
         for row in range(self.bins.count()):
             item = self.bins.item(row)
@@ -468,8 +552,12 @@ class MainWindow(QMainWindow):
             base = item.data(Qt.ItemDataRole.UserRole + 1)
             n = len(cells) if key == ALL else tally.get(key, 0)
             item.setText(f"{base}  ({n})")
-        self.signoff_action.setEnabled(self.store is not None and not self.store.signed_off)
-        self.reopen_action.setEnabled(self.store is not None and self.store.signed_off)
+            item.setHidden(key == MISSING and n == 0)
+        signed = record is not None and record.signed
+        self.signoff_action.setEnabled(record is not None and not signed)
+        self.identity_action.setEnabled(record is not None and not signed)
+        self.reopen_action.setEnabled(signed)
+        self.verify_action.setEnabled(signed and not record.verified_by)
 
     def _bin_changed(self, current, _previous) -> None:
         if current is not None:
@@ -479,42 +567,59 @@ class MainWindow(QMainWindow):
     def selected_cells(self):
         return [self.proxy.data(i, CellRole) for i in self.gallery.selectionModel().selectedIndexes()]
 
-    def _refresh_cells(self, ids: list[int]) -> None:
-        if self.store is None or not ids:
-            return
-        id_list = ",".join(str(int(i)) for i in ids)
-        self.gallery_model.upsert(self.store.cells(f"WHERE id IN ({id_list})"))
-        self.refresh_summary()
+    def _refuse_if_signed(self) -> bool:
+        if self.session is not None and self.session.signed:
+            self.error("Session signed off", "This session is signed off and read-only. "
+                       "Use Review → Reopen (with a reason) to make changes.")
+            return True
+        return False
 
-    def _guarded(self, fn) -> None:
+    def _push(self, make_command) -> None:
+        """Carry out an action on the session; only an action that happened enters the undo stack."""
+        if self._refuse_if_signed():
+            return
+        operator = self.operator()
+        if operator is None:
+            return
         try:
-            fn()
+            command = make_command(operator)
         except SessionLocked as exc:
             self.error("Session signed off", str(exc))
+            return
         except Exception as exc:  # noqa: BLE001
             log.exception("action failed")
             self.error("That did not work", str(exc))
+            return
+        if command is not None:
+            self.undo_stack.push(command)
+
+    def undo(self) -> None:
+        if self.undo_stack.canUndo() and not self._refuse_if_signed():
+            self.undo_stack.undo()
+
+    def redo(self) -> None:
+        if self.undo_stack.canRedo() and not self._refuse_if_signed():
+            self.undo_stack.redo()
 
     def reclassify_selected(self, key: str) -> None:
-        ids = [c.id for c in self.selected_cells() if not c.unreadable]
-        self.reclassify(ids, key)
+        self.reclassify([c.file for c in self.selected_cells() if not c.unreadable], key)
 
-    def reclassify(self, ids: list[int], key: str) -> None:
-        if not ids or self.store is None or self.info is None:
+    def reclassify(self, files: list[str], key: str) -> None:
+        if not files or self.session is None or self.info is None:
             return
         label = self.info.label_of(key)
-        self._guarded(lambda: self.undo_stack.push(
-            ReclassifyCommand(self.store, ids, key, self.operator(), label, self._refresh_cells)))
-        self.statusBar().showMessage(f"{len(ids)} cell(s) reclassified as {label}.", 4000)
+        self._push(lambda operator: commands.reclassify(self.session, files, key, label, operator))
+        self.statusBar().showMessage(f"{len(files)} cell(s) reclassified as {label}.", 4000)
 
     def _dropped_on_bin(self, ids: list[int], key: str) -> None:
         if key and not key.startswith("__"):
-            self.reclassify(ids, key)
+            wanted = set(ids)
+            self.reclassify([c.file for c in self.gallery_model.cells if c.id in wanted], key)
 
     def confirm_selected(self) -> None:
-        ids = [c.id for c in self.selected_cells() if not c.unreadable]
-        if ids and self.store is not None:
-            self._guarded(lambda: self.undo_stack.push(ConfirmCommand(self.store, ids, self.operator(), self._refresh_cells)))
+        files = [c.file for c in self.selected_cells() if not c.unreadable]
+        if files and self.session is not None:
+            self._push(lambda operator: commands.confirm(self.session, files, operator))
 
     def preview(self) -> None:
         cells = self.selected_cells()
@@ -539,37 +644,103 @@ class MainWindow(QMainWindow):
         menu.addAction("Large view", self.preview)
         menu.exec(self.gallery.viewport().mapToGlobal(pos))
 
+    # --- identity, sign-off, verification, reopen ------------------------------------------------
+    def edit_identity(self) -> None:
+        if self.session is None or self._refuse_if_signed():
+            return
+        record = self.session.record()
+        answer = IdentityForm.ask(self, "Specimen", record.specimen_id or self.folder.name, record.patient_id)
+        operator = self.operator() if answer else None
+        if answer and operator:
+            self._guarded(lambda: self.session.set_identity(answer[0], answer[1], operator))
+
     def sign_off(self) -> None:
-        if self.store is None:
+        if self.session is None:
             return
         if self.is_classifying():
             self.error("Still classifying", "Wait until classification has finished before signing off.")
             return
-        name, ok = QInputDialog.getText(self, "Sign off", "Operator name:", text=str(self.settings.value("operator", "")))
-        if not ok:
+        record = self.session.record()
+        answer = IdentityForm.ask(self, "Sign off", record.specimen_id or self.folder.name, record.patient_id,
+                                  self._operator or "", note="Signing off makes the session read-only and the "
+                                  "report final. Check the specimen ID and type your name.")
+        if answer is None:
             return
+        specimen, patient, name = answer
         try:
-            self.store.sign_off(name)
-        except (SignOffRefused, SessionLocked) as exc:
+            if name:
+                self.session.set_identity(specimen, patient, name)
+            self.session.sign_off(name, specimen)
+        except (SignOffRefused, SessionLocked, ValueError) as exc:
             self.error("Cannot sign off yet", str(exc))
             return
-        self.settings.setValue("operator", name.strip())
-        self.refresh_summary()
-        self.statusBar().showMessage(f"Signed off by {name.strip()}. The session is now read-only.")
+        self.undo_stack.clear()  # a signed-off session has nothing to undo
+        self.statusBar().showMessage(f"Signed off by {name}. The session is now read-only.")
+
+    def verify(self) -> None:
+        if self.session is None or not self.session.signed:
+            return
+        name, ok = QInputDialog.getText(self, "Verify", "Second person's name (not the one who signed off):")
+        if ok:
+            self._guarded(lambda: self.session.verify(name))
 
     def reopen(self) -> None:
-        if self.store is None or not self.store.signed_off:
+        if self.session is None or not self.session.signed:
             return
         reason, ok = QInputDialog.getText(self, "Reopen session", "Why is this signed-off session reopened?")
-        if ok:
-            self._guarded(lambda: (self.store.reopen(self.operator(), reason), self.refresh_summary()))
+        if not ok:
+            return
+        operator = self.operator()
+        if operator is None:
+            return
+        self._guarded(lambda: self.session.reopen(operator, reason))
+        if not self.session.signed and self.session.pending_changes.any:
+            self.rescan()  # the folder's changes, reported while signed, come in now
+
+    def _guarded(self, fn) -> None:
+        try:
+            fn()
+        except (SessionLocked, SignOffRefused, ValueError) as exc:
+            self.error("Not possible", str(exc))
+        except Exception as exc:  # noqa: BLE001
+            log.exception("action failed")
+            self.error("That did not work", str(exc))
+
+    def show_audit(self) -> None:
+        if self.session is None:
+            return
+        dialog = AuditDialog(self, f"Audit trail — {self.folder.name}", self.session.audit(), self.export_audit)
+        dialog.exec()
 
     # --- export -----------------------------------------------------------------------------
     def _export_dir(self) -> str:
         return str(self.settings.value("export_dir", str(Path.home())))
 
+    def _now(self) -> str:
+        return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+    def _exporter(self) -> str:
+        return self._operator or "(not given)"
+
+    def export_audit(self) -> None:
+        if self.session is None:
+            return
+        default = str(Path(self._export_dir()) / f"{self.folder.name}-audit.csv")
+        path, _ = QFileDialog.getSaveFileName(self, "Export the audit trail", default, "CSV files (*.csv)")
+        if path:
+            self.write_audit_csv(Path(path))
+
+    def write_audit_csv(self, path: Path) -> bool:
+        try:
+            export_audit_csv(self.session.audit(), path, self.session.record(), self._now())
+        except ExportError as exc:
+            self.error("Export failed", str(exc))
+            return False
+        self.statusBar().showMessage(f"Audit trail exported: {path.name}.", 6000)
+        return True
+
     def export_csv(self) -> None:
-        if self.store is None or self.info is None:
+        if self.session is None or self.info is None:
             return
         default = str(Path(self._export_dir()) / f"{self.folder.name}-cells.csv")
         path, _ = QFileDialog.getSaveFileName(self, "Export CSV (per image; the summary is written beside it)", default,
@@ -580,9 +751,9 @@ class MainWindow(QMainWindow):
     def write_csv(self, path: Path) -> tuple[Path, Path] | None:
         summary = path.with_name(path.stem.removesuffix("-cells") + "-summary.csv")
         try:
-            export_csv(self.store.cells(), self.info, path, summary, folder=str(self.folder), operator=self.operator(),
-                       when=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                       signed=self.store.meta("signed_by") or "", target=self.summary.target.value())
+            export_csv(self.session.cells(), self.info, path, summary, record=self.session.record(),
+                       changes=self.session.pending_changes, operator=self._exporter(), when=self._now(),
+                       target=self.summary.target.value())
         except ExportError as exc:
             self.error("Export failed", str(exc))
             return None
@@ -591,7 +762,7 @@ class MainWindow(QMainWindow):
         return path, summary
 
     def export_pdf(self) -> None:
-        if self.store is None or self.info is None:
+        if self.session is None or self.info is None:
             return
         default = str(Path(self._export_dir()) / f"{self.folder.name}-report.pdf")
         path, _ = QFileDialog.getSaveFileName(self, "PDF report", default, "PDF files (*.pdf)")
@@ -603,15 +774,15 @@ class MainWindow(QMainWindow):
         from desktop.ui.heatmap import heat_overlay_image
         from desktop.ui.report import report_html, write_pdf
 
-        cells = self.store.cells()
+        cells = self.session.cells()
         heat = None
         if self.info.task == "idc-patch":
             slide = idc_summary(cells, self.info)
             if slide.heat.size:
                 heat = heat_overlay_image(slide.heat, slide.calls, self.summary._mosaic)
-        html_text = report_html(cells, self.info, folder=str(self.folder), operator=self.operator(),
-                                when=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                                signed=self.store.meta("signed_by") or "", target=self.summary.target.value(), heat=heat)
+        html_text = report_html(cells, self.info, record=self.session.record(), changes=self.session.pending_changes,
+                                operator=self._exporter(), when=self._now(), target=self.summary.target.value(),
+                                heat=heat)
         try:
             write_pdf(path, html_text)
         except OSError as exc:
@@ -677,8 +848,6 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event):  # noqa: N802 - Qt API
         self.settings.setValue("geometry", self.saveGeometry())
-        self.stop_worker()
+        self.close_session()  # cancels and waits for the classifier: every stored call stays
         self.thumbnails.wait()
-        if self.store is not None:
-            self.store.close()
         super().closeEvent(event)

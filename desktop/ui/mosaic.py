@@ -27,11 +27,11 @@ class MosaicJob(QRunnable):
     def run(self) -> None:
         images = []
         for c in self.cells:
-            position = (c.x, c.y) if c.x is not None else patch_position(c.relative)
+            position = (c.x, c.y) if c.x is not None else patch_position(c.file)
             if position is None:
                 continue
             try:
-                images.append((position, load_cell_image(self.folder, c.relative)))
+                images.append((position, load_cell_image(self.folder, c.file)))
             except (UnreadableImage, OSError):
                 continue
         if images:

@@ -38,13 +38,13 @@ def probabilities_html(cell: Cell, info: ModelInfo) -> str:
 class PreviewDialog(QDialog):
     def __init__(self, folder: Path, cell: Cell, info: ModelInfo, parent=None):
         super().__init__(parent)
-        self.setWindowTitle(cell.relative)
+        self.setWindowTitle(cell.file)
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
         image = QLabel()
         image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         try:
-            pixmap = QPixmap.fromImage(to_qimage(load_cell_image(folder, cell.relative)))
+            pixmap = QPixmap.fromImage(to_qimage(load_cell_image(folder, cell.file)))
             image.setPixmap(pixmap.scaled(480, 480, Qt.AspectRatioMode.KeepAspectRatio,
                                           Qt.TransformationMode.SmoothTransformation))
         except (UnreadableImage, OSError) as exc:

@@ -9,6 +9,7 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QSizeF
 from PySide6.QtGui import QFont, QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
 
 from desktop.core.model import ModelInfo
+from desktop.core.record import FolderChanges, SessionRecord, record_lines
 from desktop.core.store import Cell
 from desktop.core.summary import counts, differential, idc_summary
 
@@ -21,15 +22,16 @@ def _image_tag(image: QImage, width: int = 420) -> str:
     return f"<img width={width} src='data:image/png;base64,{bytes(data.toBase64()).decode()}'>"
 
 
-def report_html(cells: list[Cell], info: ModelInfo, *, folder: str, operator: str, when: str, signed: str,
-                target: int, heat: QImage | None = None) -> str:
+def report_html(cells: list[Cell], info: ModelInfo, *, record: SessionRecord, changes: FolderChanges | None,
+                operator: str, when: str, target: int, heat: QImage | None = None) -> str:
     tally = counts(cells, info)
     m = info.metrics
     e = html.escape
+    identity = "<br>".join(f"<b>{e(label)}:</b> {e(value)}" for label, value in record_lines(record, changes) if value)
+    title = "SlideTally report" if record.signed else "SlideTally report — PRELIMINARY (not signed off)"
     parts = [
-        "<h2>SlideTally report</h2>",
-        f"<p><b>Folder:</b> {e(folder)}<br><b>Operator:</b> {e(operator)}<br><b>Printed:</b> {e(when)}<br>"
-        f"<b>Signed off:</b> {e(signed) if signed else 'not signed off'}</p>",
+        f"<h2>{e(title)}</h2>",
+        f"<p>{identity}<br><b>Printed:</b> {e(when)} by {e(operator)}</p>",
         f"<p><b>Model:</b> {e(info.display_name)} — {e(info.key)} version {e(info.version)}; test accuracy "
         f"{m.get('accuracy', float('nan')):.2%}, macro-F1 {m.get('macro_f1', float('nan')):.3f} on {m.get('n', '?')} "
         "held-out images. The model pre-classifies; every final call is the technician's.</p>",

@@ -77,7 +77,7 @@ class SummaryPanel(QWidget):
     def set_mosaic(self, mosaic: np.ndarray | None) -> None:
         self._mosaic = mosaic
 
-    def show_summary(self, cells: list[Cell], info: ModelInfo | None, signed: str = "") -> None:
+    def show_summary(self, cells: list[Cell], info: ModelInfo | None, status: str = "") -> None:
         if info is None:
             self.text.setHtml("<p>Open a folder of images (Ctrl+O) or drop it on the window.</p>")
             self.chart.set_rows([])
@@ -90,8 +90,9 @@ class SummaryPanel(QWidget):
         self.review_bar.setValue(tally.confirmed_review if tally.review_total else 1)
         self.chart.set_rows([(c.label, tally.final[c.key]) for c in info.classes])
         parts = [f"<h3>{html.escape(info.display_name)}</h3>"]
-        if signed:
-            parts.append(f"<p style='color:#166534'><b>Signed off</b> by {html.escape(signed)}</p>")
+        if status:
+            colour = "#166534" if status.startswith("Signed off") else "#b45309"
+            parts.append(f"<p style='color:{colour}'><b>{html.escape(status)}</b></p>")
         parts.append(f"<p>{tally.total} images · {tally.pending_review} awaiting review · {tally.unreadable} unreadable</p>")
         if blood:
             parts.append(self._differential_html(cells, info, tally))

@@ -1,52 +1,33 @@
-"""Classification off the GUI thread: a QThread runs the core pipeline and reports progress."""
+"""Classification off the GUI thread: a QThread runs `Session.classify`; the cells arrive
+through the session's events, this worker only says when it has ended."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-from desktop.core.analysis import Analysis
-from desktop.core.model import Model
-from desktop.core.pipeline import Progress
+from desktop.core.session import Session
 
 log = logging.getLogger(__name__)
 
 
 class ClassifyWorker(QObject):
-    """Plans and classifies a folder with its own store connection (SQLite WAL shares the file)."""
-
-    planned = Signal(int, int)  # to classify, already known
-    progress = Signal(int, int, float, float)  # done, total, images/s, eta seconds
-    finished = Signal(int, bool)  # classified, cancelled
+    finished = Signal(object)  # ClassifyResult
     failed = Signal(str)
 
-    def __init__(self, folder: Path, model_path: Path, data_root: Path):
+    def __init__(self, session: Session):
         super().__init__()
-        self.folder, self.model_path, self.data_root = folder, model_path, data_root
+        self.session = session
         self.cancel = threading.Event()
 
     def run(self) -> None:
-        analysis = None
         try:
-            model = Model(self.model_path)
-            analysis = Analysis(self.folder, model, self.data_root)
-            todo = analysis.plan()
-            self.planned.emit(len(todo), len(analysis.items) - len(todo))
-
-            def report(p: Progress) -> None:
-                self.progress.emit(p.done, p.total, p.images_per_s, p.eta_s if p.eta_s != float("inf") else -1.0)
-
-            done = analysis.run(todo, report, self.cancel) if todo else 0
-            self.finished.emit(done, self.cancel.is_set())
+            self.finished.emit(self.session.classify(cancel=self.cancel))
         except Exception as exc:  # noqa: BLE001 - shown to the technician as a dialog, logged in full
             log.exception("classification failed")
             self.failed.emit(str(exc))
-        finally:
-            if analysis is not None:
-                analysis.store.close()
 
 
 def start_worker(worker: ClassifyWorker) -> QThread:

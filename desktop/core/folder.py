@@ -1,19 +1,13 @@
-"""An analysed folder: scan it, restore its stored session, classify what is new or
-changed, and keep the results in the store. The CLI and the GUI both drive this."""
+"""What is in an analysed folder: its items for a model (files, or tiles of large tissue
+images) and a guess of the assay it holds."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from desktop.core.imaging import UnreadableImage, load_image
-from desktop.core.model import Model
-from desktop.core.pipeline import Progress, classify
-from desktop.core.results import Call
 from desktop.core.scan import SourceFile, scan_folder
 from desktop.core.slide import TILE_MIN_PATCHES, tile_image
-from desktop.core.store import SessionStore
 
 
 class FolderError(Exception):
@@ -51,42 +45,6 @@ def expand_tissue_images(files: list[SourceFile], patch: int) -> list:
         else:
             items.append(f)
     return items
-
-
-class Analysis:
-    def __init__(self, folder: Path, model: Model, data_root: Path):
-        folder = Path(folder)
-        if not folder.exists():
-            raise FolderError(f"The folder {folder} does not exist.")
-        if not folder.is_dir():
-            raise FolderError(f"{folder} is not a folder.")
-        self.folder = folder
-        self.model = model
-        self.store = SessionStore(folder, model.info, data_root)
-        self.items: list = []
-
-    def plan(self) -> list:
-        """What still needs the model: new or changed files (a restored session needs nothing)."""
-        try:
-            files = scan_folder(self.folder)
-        except OSError as exc:
-            raise FolderError(f"Cannot read the folder {self.folder}: {exc.strerror or exc}") from exc
-        if self.model.info.task == "idc-patch":
-            self.items = expand_tissue_images(files, self.model.info.input.width)
-        else:
-            self.items = files
-        self.store.forget_missing({i.relative for i in self.items})
-        return self.store.still_to_classify(self.items)
-
-    def run(self, todo: list, on_progress: Callable[[Progress], None] | None = None,
-            cancel: threading.Event | None = None, on_calls: Callable[[list[Call]], None] | None = None,
-            batch_size: int = 64) -> int:
-        def store_calls(calls: list[Call]) -> None:
-            self.store.add_calls(calls)
-            if on_calls:
-                on_calls(calls)
-
-        return classify(self.model, todo, store_calls, on_progress, cancel, batch_size=batch_size)
 
 
 def guess_task(folder: Path, sample: int = 5) -> str | None:

@@ -1,0 +1,403 @@
+"""A session: one folder, one model, one store. It owns the technician's results and is
+their only writer; it tells whoever listens what changed through plain-Python events.
+
+Rules (the technician's record is never rewritten behind their back):
+- files are known by their bytes; a touched file with the same bytes keeps its calls;
+- open session: a changed file gets a new AI call (its old calls stay in the audit, the cell
+  is marked "file changed"); a missing file is kept, marked missing and left out of counts;
+- signed-off session: a rescan changes nothing, it reports new / changed / missing files,
+  and only a reopen with a reason lets them in;
+- an empty or unreachable folder never changes a session.
+"""
+
+from __future__ import annotations
+
+import getpass
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from desktop.core.events import Event
+from desktop.core.folder import FolderError, expand_tissue_images, guess_task
+from desktop.core.model import Model, ModelError, discover_models
+from desktop.core.pipeline import Progress, classify
+from desktop.core.record import FolderChanges, SessionRecord
+from desktop.core.results import Call
+from desktop.core.scan import ScanCancelled, hash_file, scan_folder
+from desktop.core.store import (
+    OPEN,
+    REOPENED,
+    SIGNED,
+    Actor,
+    AuditEntry,
+    Cell,
+    SessionLocked,
+    SessionStore,
+    SignOffRefused,
+    Writer,
+    now,
+    session_path,
+)
+
+__all__ = ["Session", "SessionLocked", "SignOffRefused", "FolderError", "Previous", "ClassifyResult"]
+SYSTEM = "SlideTally"
+
+
+@dataclass(frozen=True)
+class Previous:
+    """A cell's final call before an action, so that the action can be undone."""
+
+    file: str
+    final_class: str | None
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    classified: int
+    cancelled: bool
+    changes: FolderChanges
+    applied: bool  # False when the session is signed off or the folder looked empty
+
+
+class SessionEvents:
+    """What a session announces. Callbacks run in the thread that made the change."""
+
+    def __init__(self):
+        self.cells_added = Event("cells_added")  # list[Cell]
+        self.cells_changed = Event("cells_changed")  # list[Cell]
+        self.state = Event("state")  # SessionRecord
+        self.progress = Event("progress")  # Progress
+        self.notice = Event("notice")  # str: something the technician must know (folder changes, empty folder)
+
+    def disconnect_all(self) -> None:
+        for event in (self.cells_added, self.cells_changed, self.state, self.progress, self.notice):
+            event.disconnect()
+
+
+def resolve_model(model: Model | str | Path | None, folder: Path | None = None) -> Model:
+    """A Model from a key, a task, an .onnx path, or (None) the assay the folder looks like."""
+    if isinstance(model, Model):
+        return model
+    if model is not None and (Path(model).suffix == ".onnx"):
+        return Model(Path(model))
+    infos, problems = discover_models()
+    if not infos:
+        raise ModelError("no usable model found in resources/models or the user models folder"
+                         + (f" ({'; '.join(problems)})" if problems else ""))
+    if model:
+        match = [i for i in infos if str(model) in (i.key, i.task)]
+        if not match:
+            raise ModelError(f"no model named {model!r}; available: {', '.join(i.key for i in infos)}")
+        return Model(match[0].path)
+    task = (guess_task(folder) if folder is not None else None) or "blood-differential"
+    return Model(next((i for i in infos if i.task == task), infos[0]).path)
+
+
+class Session:
+    def __init__(self, folder: Path, model: Model, store: SessionStore):
+        self.folder = folder
+        self.model = model
+        self.info = model.info
+        self.store = store
+        self.events = SessionEvents()
+        self.os_user = getpass.getuser()
+        self.pending_changes = FolderChanges()  # seen by the last scan but not taken in
+        self._classifying = threading.Event()
+
+    @classmethod
+    def open(cls, folder: Path | str, model: Model | str | Path | None = None, data_dir: Path | None = None) -> Session:
+        """Open (or restore) the session of `folder` with `model` (a Model, key, task or .onnx path)."""
+        from desktop.core.resources import user_data_dir
+
+        folder = Path(folder)
+        if not folder.exists():
+            raise FolderError(f"The folder {folder} does not exist.")
+        if not folder.is_dir():
+            raise FolderError(f"{folder} is not a folder.")
+        model = resolve_model(model, folder)
+        root = Path(data_dir) if data_dir else user_data_dir()
+        path = session_path(root, folder, model.info.key)
+        return cls(folder.resolve(), model, SessionStore(path, folder, model.info.key, model.info.sha256))
+
+    def close(self) -> None:
+        self.events.disconnect_all()
+        self.store.close()
+
+    # --- reading -------------------------------------------------------------------------
+    def cells(self, files: Iterable[str] | None = None) -> list[Cell]:
+        return self.store.cells(files)
+
+    def audit(self) -> list[AuditEntry]:
+        return self.store.audit()
+
+    def record(self) -> SessionRecord:
+        meta = self.store.all_meta()
+        return SessionRecord(
+            folder=str(self.folder), model_key=self.info.key, model_version=self.info.version,
+            model_sha256=self.info.sha256, state=meta.get("state", OPEN), specimen_id=meta.get("specimen_id", ""),
+            patient_id=meta.get("patient_id", ""), created_at=meta.get("created", ""),
+            signed_by=meta.get("signed_by", ""), signed_at=meta.get("signed_at", ""),
+            reopened_by=meta.get("reopened_by", ""), reopened_at=meta.get("reopened_at", ""),
+            reopen_reason=meta.get("reopen_reason", ""), verified_by=meta.get("verified_by", ""),
+            verified_at=meta.get("verified_at", ""))
+
+    @property
+    def signed(self) -> bool:
+        return self.record().signed
+
+    @property
+    def classifying(self) -> bool:
+        return self._classifying.is_set()
+
+    # --- the folder ----------------------------------------------------------------------
+    def _items(self, cancel: threading.Event | None) -> list:
+        try:
+            files = scan_folder(self.folder, cancel)
+        except OSError as exc:
+            raise FolderError(f"Cannot read the folder {self.folder}: {exc.strerror or exc}") from exc
+        if self.info.task == "idc-patch":
+            return expand_tissue_images(files, self.info.input.width)
+        return files
+
+    def _compare(self, items: list, cancel: threading.Event | None) -> tuple[FolderChanges, list]:
+        """What differs between the folder and the store, by content; and what needs the model."""
+        known = self.store.known_files()
+        hashes: dict[Path, str | None] = {}
+        new, changed, returned, touched, todo = [], [], [], [], []
+        for item in items:
+            if cancel is not None and cancel.is_set():
+                raise ScanCancelled()
+            stored = known.get(item.relative)
+            if stored is None:
+                new.append(item.relative)
+                todo.append(item)
+                continue
+            if (stored.size, stored.mtime) == (item.size, item.mtime) and not stored.missing:
+                continue
+            if item.path not in hashes:  # a tissue image's tiles share one file
+                hashes[item.path] = hash_file(item.path)
+            if hashes[item.path] is not None and hashes[item.path] == stored.content_hash:
+                (returned if stored.missing else touched).append(item.relative)
+                continue
+            changed.append(item.relative)
+            todo.append(item)
+        present = {i.relative for i in items}
+        missing = [f for f, s in known.items() if f not in present and not s.missing]
+        stat = {i.relative: (i.size, i.mtime) for i in items}
+        empty = not items and any(not s.missing for s in known.values())
+        changes = FolderChanges(tuple(new), tuple(changed), () if empty else tuple(missing), tuple(returned),
+                                tuple((f, *stat[f]) for f in touched + returned), folder_empty=empty)
+        return changes, todo
+
+    def changes(self, cancel: threading.Event | None = None) -> FolderChanges:
+        """Files new, changed or missing since the session last took the folder in (writes nothing)."""
+        return self._compare(self._items(cancel), cancel)[0]
+
+    # --- classification ------------------------------------------------------------------
+    def classify(self, progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None,
+                 batch_size: int = 64) -> ClassifyResult:
+        """Scan the folder and classify what is new or changed, under the rules above (blocking)."""
+        cancel = cancel or threading.Event()
+        self._classifying.set()
+        try:
+            try:
+                changes, todo = self._compare(self._items(cancel), cancel)
+            except ScanCancelled:
+                return ClassifyResult(0, True, FolderChanges(), applied=False)
+            if self.record().signed or changes.folder_empty:
+                self.pending_changes = changes
+                if changes.any:
+                    self.events.notice.emit(self._notice(changes))
+                return ClassifyResult(0, False, changes, applied=False)
+            self._take_in_presence(changes)
+            done = self.classify_items(todo, set(changes.changed), progress, cancel, batch_size)
+            self.pending_changes = FolderChanges()
+            return ClassifyResult(done, cancel.is_set(), changes, applied=True)
+        finally:
+            self._classifying.clear()
+
+    def classify_items(self, items: list, changed: set[str], progress=None, cancel=None, batch_size: int = 64) -> int:
+        """Classify these items and store their calls (`changed`: files whose earlier calls they replace).
+        `classify()` decides what to pass; benchmarks call this directly."""
+        def on_progress(p: Progress) -> None:
+            if progress:
+                progress(p)
+            self.events.progress.emit(p)
+
+        return classify(self.model, items, lambda calls: self._store_calls(calls, changed), on_progress, cancel,
+                        batch_size=batch_size)
+
+    def _notice(self, changes: FolderChanges) -> str:
+        if changes.folder_empty:
+            return f"The folder {self.folder} is empty or unreachable; the stored session is kept as it was."
+        return ("This session is signed off, so the folder's changes were not taken in: "
+                f"{changes.summary()}. Reopen the session (with a reason) to take them in.")
+
+    def _system(self) -> Actor:
+        return Actor(SYSTEM, self.os_user)
+
+    def _take_in_presence(self, changes: FolderChanges) -> None:
+        """Mark missing files, bring back returned ones, refresh touched files' size/mtime."""
+        if not (changes.missing or changes.touched):
+            return
+        with self.store.write(self._system()) as w:
+            for file in changes.missing:
+                w.set_missing(file, True)
+                w.audit("file missing", file, reason="no longer in the folder; kept, not counted")
+            for file in changes.returned:
+                w.set_missing(file, False)
+                w.audit("file back", file, reason="back in the folder with the same bytes")
+            for file, size, mtime in changes.touched:
+                w.set_stat(file, size, mtime)
+        self._announce_changed(w)
+
+    def _store_calls(self, calls: list[Call], changed: set[str]) -> None:
+        added = []
+        with self.store.write(self._system()) as w:
+            for call in calls:
+                if call.relative in changed:
+                    before = w.cell(call.relative)
+                    if before is not None:
+                        old = (f"AI {before.ai_class}, final {before.final_class} by {before.reviewer}"
+                               if before.final_class else f"AI {before.ai_class}")
+                        w.audit("file changed", call.relative, old, f"AI {call.ai_class or 'unreadable'}",
+                                "the file's bytes changed: new AI call, earlier calls kept here")
+                    w.put_call(call, file_changed=True)
+                else:
+                    w.put_call(call)
+                    added.append(call.relative)
+        cells = self.store.cells(w.touched)
+        new = set(added)
+        if new:
+            self.events.cells_added.emit([c for c in cells if c.file in new])
+        if len(new) < len(cells):
+            self.events.cells_changed.emit([c for c in cells if c.file not in new])
+
+    def _announce_changed(self, writer: Writer) -> None:
+        if writer.touched:
+            self.events.cells_changed.emit(self.store.cells(writer.touched))
+
+    # --- the technician's actions (each one state-checked and audited in one transaction) ----
+    def _actor(self, operator: str) -> Actor:
+        operator = (operator or "").strip()
+        if not operator:
+            raise ValueError("Enter the operator's name first.")
+        return Actor(operator, self.os_user)
+
+    def _check_class(self, key: str) -> None:
+        if key not in self.info.class_keys:
+            raise ValueError(f"unknown class {key!r}")
+
+    def reclassify(self, files: Iterable[str], new_class: str, operator: str) -> list[Previous]:
+        """Set the final call of cells; returns what they were, for undo."""
+        self._check_class(new_class)
+        previous = []
+        with self.store.write(self._actor(operator)) as w:
+            for file in files:
+                cell = w.cell(file)
+                if cell is None or cell.unreadable or cell.missing:
+                    continue
+                previous.append(Previous(file, cell.final_class, cell.confirmed))
+                w.set_final(file, new_class, True)
+                w.audit("reclassify", file, cell.final_class or cell.ai_class, new_class)
+        self._announce_changed(w)
+        return previous
+
+    def confirm(self, files: Iterable[str], operator: str) -> list[Previous]:
+        """Accept the current call of cells (the AI call, or an earlier correction) as final."""
+        previous = []
+        with self.store.write(self._actor(operator)) as w:
+            for file in files:
+                cell = w.cell(file)
+                if cell is None or cell.unreadable or cell.missing:
+                    continue
+                previous.append(Previous(file, cell.final_class, cell.confirmed))
+                final = cell.final_class or cell.ai_class
+                w.set_final(file, final, True)
+                w.audit("confirm", file, final, final)
+        self._announce_changed(w)
+        return previous
+
+    def restore(self, previous: list[Previous], operator: str, action: str = "undo") -> None:
+        """Put final calls back as they were (undo / redo), audited like any change."""
+        with self.store.write(self._actor(operator)) as w:
+            for p in previous:
+                cell = w.cell(p.file)
+                if cell is None:
+                    continue
+                w.set_final(p.file, p.final_class, p.confirmed)
+                w.audit(action, p.file, cell.final_class or cell.ai_class, p.final_class or cell.ai_class)
+        self._announce_changed(w)
+
+    def set_identity(self, specimen_id: str, patient_id: str, operator: str) -> None:
+        """The specimen / accession ID (and optional patient ID) the results belong to."""
+        specimen_id, patient_id = specimen_id.strip(), patient_id.strip()
+        if not specimen_id:
+            raise ValueError("Enter the specimen ID.")
+        before = self.record()
+        if (before.specimen_id, before.patient_id) == (specimen_id, patient_id):
+            return
+        with self.store.write(self._actor(operator)) as w:
+            w.set_meta("specimen_id", specimen_id)
+            w.set_meta("patient_id", patient_id)
+            w.audit("specimen", None, f"{before.specimen_id} / {before.patient_id}".strip(" /"),
+                    f"{specimen_id} / {patient_id}".strip(" /"))
+        self.events.state.emit(self.record())
+
+    def sign_off(self, operator: str, specimen_id: str | None = None) -> None:
+        operator = (operator or "").strip()
+        if not operator:
+            raise SignOffRefused("Enter the operator's name to sign off.")
+        if self.classifying:
+            raise SignOffRefused("Wait until classification has finished before signing off.")
+        if self.signed:
+            raise SessionLocked("This session is already signed off.")
+        if specimen_id is not None and specimen_id.strip():
+            self.set_identity(specimen_id, self.record().patient_id, operator)
+        if not self.record().specimen_id:
+            raise SignOffRefused("Enter the specimen ID before signing off.")
+        changes = self.changes()
+        if changes.any:
+            raise SignOffRefused(f"The folder has changed since it was classified ({changes.summary()}). "
+                                 "Classify it again before signing off.")
+        with self.store.write(self._actor(operator)) as w:
+            left = sum(1 for c in self.store.cells() if c.needs_review)
+            if left:
+                raise SignOffRefused(f"{left} cell(s) in Review are not confirmed yet. Confirm or reclassify them first.")
+            w.set_meta("state", SIGNED)
+            w.set_meta("signed_by", operator)
+            w.set_meta("signed_at", now())
+            w.delete_meta("verified_by", "verified_at")
+            w.audit("sign-off")
+        self.events.state.emit(self.record())
+
+    def verify(self, operator: str) -> None:
+        """A second person's check of a signed-off session."""
+        actor = self._actor(operator)
+        record = self.record()
+        if not record.signed:
+            raise SignOffRefused("Only a signed-off session can be verified.")
+        if actor.operator.casefold() == record.signed_by.casefold():
+            raise SignOffRefused("Verification must be done by a second person, not the one who signed off.")
+        with self.store.write(actor, require_open=False) as w:
+            w.set_meta("verified_by", actor.operator)
+            w.set_meta("verified_at", now())
+            w.audit("verify")
+        self.events.state.emit(self.record())
+
+    def reopen(self, operator: str, reason: str) -> None:
+        actor = self._actor(operator)
+        if not reason.strip():
+            raise ValueError("A reason is needed to reopen a signed-off session.")
+        if not self.signed:
+            raise ValueError("This session is not signed off.")
+        with self.store.write(actor, require_open=False) as w:
+            w.set_meta("state", REOPENED)
+            w.set_meta("reopened_by", actor.operator)
+            w.set_meta("reopened_at", now())
+            w.set_meta("reopen_reason", reason.strip())
+            w.delete_meta("signed_by", "signed_at", "verified_by", "verified_at")
+            w.audit("reopen", reason=reason.strip())
+        self.events.state.emit(self.record())
