@@ -103,13 +103,80 @@ def print_summary(cells, info: ModelInfo, classified_now: int) -> None:
             print(f"  IDC fraction {100 * slide.fraction:.1f}% ({slide.idc}/{slide.patches} patches)")
 
 
+def _data_dir(args) -> Path:
+    from desktop.core.resources import user_data_dir
+
+    return Path(args.data_dir) if args.data_dir else user_data_dir()
+
+
+def cmd_verify(args) -> int:
+    """The model's calls against the technicians' final calls over the signed-off sessions."""
+    from desktop.core.export import render_csv, write_atomically
+    from desktop.core.site_cells import signed_sessions
+    from desktop.core.verification import build_report, report_html, report_rows, report_text
+
+    model = resolve_model(args.model)
+    sessions = signed_sessions(_data_dir(args), model.info, args.since)
+    if not sessions:
+        raise CliError(f"no signed-off sessions of {model.info.key} (this model file) in {_data_dir(args)}"
+                       + (f" since {args.since}" if args.since else ""))
+    report = build_report(sessions, model.info)
+    print(report_text(report))
+    if args.csv:
+        write_atomically(Path(args.csv), render_csv(report_rows(report)))
+    if args.pdf:
+        from desktop.ui.report import write_pdf_headless
+
+        write_pdf_headless(Path(args.pdf), report_html(report))
+    return 0
+
+
+def cmd_adapt(args) -> int:
+    """Fit a site model on verified cells (cross-validated), write it, print before/after."""
+    from desktop.core.adaptation import AdaptationRefused
+    from desktop.core.site_cells import cells_from_folder, cells_from_sessions, signed_sessions
+    from desktop.core.site_model import prepare_adaptation, write_site_model
+
+    model = resolve_model(args.model)
+    if args.verified:
+        cells = cells_from_folder(Path(args.verified), model.info)
+        source = {"verified_folder": str(Path(args.verified).resolve()), "cells": len(cells)}
+    else:
+        sessions = signed_sessions(_data_dir(args), model.info, args.since)
+        cells = cells_from_sessions(sessions, model.info)
+        source = {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": len(cells)}
+    start = time.perf_counter()
+    try:
+        prepared = prepare_adaptation(model, cells, source)
+    except AdaptationRefused as exc:
+        raise CliError(str(exc)) from exc
+    a = prepared.adaptation
+    for problem in prepared.problems[:10]:
+        print(f"warning: skipped {problem}", file=sys.stderr)
+    destination = Path(args.out) if args.out else user_models_dir()
+    path = write_site_model(model, prepared, args.site, args.approved_by, destination)
+    print(f"site model written: {path} ({time.perf_counter() - start:.1f} s)")
+    print(f"cross-validation: {a.folds}; cells per class: "
+          + ", ".join(f"{k} {n}" for k, n in a.cells_per_class.items()))
+    if a.kept_from_base:
+        print(f"kept from the base model (fewer than 10 verified cells): {', '.join(a.kept_from_base)}")
+    print(f"{'':<10} {'accuracy':>9} {'balanced':>9} {'accepted':>9} {'right among accepted':>21}")
+    for name, f in (("before", a.before), ("after", a.after)):
+        print(f"{name:<10} {f.accuracy:>9.3f} {f.balanced_accuracy:>9.3f} {f.accepted_share:>9.3f} "
+              f"{f.accepted_accuracy:>21.3f}")
+    for note in a.notes:
+        print(f"note: {note}")
+    return 0
+
+
 def cmd_models(args) -> int:
     folders = (Path(args.folder),) if args.folder else (resource("models"), user_models_dir())
     infos, problems = discover_models(*folders)
     for info in infos:
         m = info.metrics
         extra = f"  macro-F1 {m['macro_f1']:.3f}" if "macro_f1" in m else ""
-        acc = f"test accuracy {m['accuracy']:.4f}" if "accuracy" in m else "no metrics"
+        kind = "cross-validated accuracy" if m.get("cross_validated") else "test accuracy"
+        acc = f"{kind} {m['accuracy']:.4f}" if "accuracy" in m else "no metrics"
         print(f"{info.key:<16} v{info.version:<8} {info.task:<20} {acc}{extra}  n={m.get('n', '?')}  ({info.display_name})")
     for problem in problems:
         print(f"skipped: {problem}")
@@ -199,6 +266,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patient", help="patient ID (optional, with --specimen)")
     p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
     p.set_defaults(func=cmd_classify)
+    p = sub.add_parser("verify", help="verification report: the model's calls against the technicians' final calls")
+    p.add_argument("--model", help="model key, task or .onnx path (default: the blood model)")
+    p.add_argument("--since", help="only sessions signed off on or after this date (e.g. 2026-11-01)")
+    p.add_argument("--pdf", help="write the report as PDF here")
+    p.add_argument("--csv", help="write the report's tables as CSV here")
+    p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("adapt", help="adapt a model to this lab from its verified cells (writes a site model)")
+    p.add_argument("--model", help="base model key, task or .onnx path (default: the blood model)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-sessions", action="store_true", help="use the signed-off sessions of the base model")
+    source.add_argument("--verified", metavar="DIR", help="a labelled folder DIR/<class key>/<image>")
+    p.add_argument("--since", help="with --from-sessions: only sessions signed off on or after this date")
+    p.add_argument("--site", required=True, help="the lab's short name, e.g. 'north-lab'")
+    p.add_argument("--out", help="the .onnx file to write (default: a new file in the user models folder)")
+    p.add_argument("--approved-by", default=getpass.getuser(), help="who approved the site model (recorded in it)")
+    p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
+    p.set_defaults(func=cmd_adapt)
     p = sub.add_parser("models", help="list the models with their test metrics")
     p.add_argument("--folder", help="look only in this folder")
     p.set_defaults(func=cmd_models)

@@ -2,7 +2,9 @@
 
 The exported graph takes uint8 RGB pixels, applies the temperature, and adds the
 Unfamiliar score: a Mahalanobis distance of pooled features (two depths) to the nearest
-class mean, with one covariance shared by all classes, fitted on the training split.
+class mean, with one covariance shared by all classes, fitted on the training split. It
+also outputs `features`, the pooled features the classification head reads, so that the
+app can verify and adapt the model to a lab's own cells without TensorFlow.
 """
 
 from __future__ import annotations
@@ -25,15 +27,23 @@ class ExportError(Exception):
     """The ONNX file does not reproduce the Keras model; nothing is written."""
 
 
+OUTPUTS = {"probabilities", "ood_score", "features"}
+
+
+def head_input(model: keras.Model):
+    """The tensor the classification head (`logits`) reads: what `features` exports."""
+    return model.get_layer("logits").input
+
+
 def feature_model(model: keras.Model) -> keras.Model:
-    """The model with a second output: the features the Unfamiliar detector measures."""
+    """The model with more outputs: the features the Unfamiliar detector measures, and the head's input."""
     names = [layer.name for layer in model.layers]
     if "features" in names:
         features = model.get_layer("features").output
     else:
         pooled = [model.get_layer(n).output for n in names if n.startswith("gap")][-2:]
         features = keras.layers.Concatenate(name="features")(pooled) if len(pooled) > 1 else pooled[0]
-    return keras.Model(model.inputs, [model.get_layer("logits").output, features])
+    return keras.Model(model.inputs, [model.get_layer("logits").output, features, head_input(model)])
 
 
 def fit_ood(features: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
@@ -58,12 +68,13 @@ def serving_function(model: keras.Model, temperature: float, ood: dict[str, np.n
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name="image")])
     def serve(image):
-        logits, features = extractor(tf.cast(image, tf.float32), training=False)
+        logits, features, pooled = extractor(tf.cast(image, tf.float32), training=False)
         probabilities = tf.nn.softmax(logits / temperature, axis=-1)
         z = tf.matmul(features - tf.constant(centre_np), tf.constant(whiten_np))
         centred = z[:, None, :] - tf.constant(whitened_means_np)[None, :, :]
         distances = tf.reduce_sum(tf.square(centred), axis=-1) / dim
-        return {"probabilities": probabilities, "ood_score": tf.reduce_min(distances, axis=-1)}
+        return {"probabilities": probabilities, "ood_score": tf.reduce_min(distances, axis=-1),
+                "features": tf.identity(pooled)}
 
     return serve
 
@@ -71,7 +82,7 @@ def serving_function(model: keras.Model, temperature: float, ood: dict[str, np.n
 def to_onnx(serve, metadata: dict) -> onnx.ModelProto:
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=OPSET)
     names = {o.name for o in proto.graph.output}
-    if names != {"probabilities", "ood_score"}:
+    if names != OUTPUTS:
         raise ExportError(f"unexpected output names {sorted(names)}")
     del proto.metadata_props[:]
     for key, value in metadata.items():
@@ -86,17 +97,20 @@ def to_onnx(serve, metadata: dict) -> onnx.ModelProto:
 def prove_parity(serve, proto: onnx.ModelProto, images: np.ndarray) -> dict:
     """Keras and ONNX Runtime must agree on every image: |dp| <= 1e-4 and the same top-1."""
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    worst_p, worst_ood, same_top1 = 0.0, 0.0, True
+    worst_p, worst_ood, worst_f, same_top1 = 0.0, 0.0, 0.0, True
     for start in range(0, len(images), 128):
         batch = images[start:start + 128]
         expected = {k: v.numpy() for k, v in serve(tf.constant(batch)).items()}
-        probs, ood = session.run(["probabilities", "ood_score"], {"image": batch})
+        probs, ood, features = session.run(["probabilities", "ood_score", "features"], {"image": batch})
         worst_p = max(worst_p, float(np.abs(probs - expected["probabilities"]).max()))
         rel = np.abs(ood - expected["ood_score"]) / np.maximum(np.abs(expected["ood_score"]), 1.0)
         worst_ood = max(worst_ood, float(rel.max()))
+        scale = np.maximum(np.abs(expected["features"]).max(), 1.0)
+        worst_f = max(worst_f, float(np.abs(features - expected["features"]).max() / scale))
         same_top1 &= bool((probs.argmax(1) == expected["probabilities"].argmax(1)).all())
-    result = {"n": int(len(images)), "max_abs_dprob": worst_p, "max_rel_dood": worst_ood, "same_top1": same_top1}
-    if worst_p > PARITY_TOLERANCE or not same_top1 or worst_ood > 1e-3:
+    result = {"n": int(len(images)), "max_abs_dprob": worst_p, "max_rel_dood": worst_ood,
+              "max_rel_dfeatures": worst_f, "same_top1": same_top1}
+    if worst_p > PARITY_TOLERANCE or not same_top1 or worst_ood > 1e-3 or worst_f > 1e-4:
         raise ExportError(f"ONNX does not match Keras: {result}")
     return result
 

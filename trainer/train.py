@@ -169,7 +169,7 @@ def predict(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     extractor = export.feature_model(model)
     logits, feats = [], []
     for start in range(0, len(x), 256):
-        lo, fe = extractor(tf.cast(x[start:start + 256], tf.float32), training=False)
+        lo, fe, _ = extractor(tf.cast(x[start:start + 256], tf.float32), training=False)
         logits.append(lo.numpy())
         feats.append(fe.numpy())
     return np.concatenate(logits), np.concatenate(feats)

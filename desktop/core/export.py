@@ -43,7 +43,7 @@ def _header(info: ModelInfo, record: SessionRecord, changes: FolderChanges | Non
     return lines + [["# exported", when], ["# exported by", operator]]
 
 
-def _render(rows: list[list]) -> str:
+def render_csv(rows: list[list]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerows(rows)
@@ -102,10 +102,10 @@ def export_csv(cells: list[Cell], info: ModelInfo, per_image: Path | None, summa
                target: int = 100) -> None:
     head = _header(info, record, changes, operator, when)
     if per_image:
-        write_atomically(per_image, _render(head + [[]] + per_image_rows(cells, info)))
+        write_atomically(per_image, render_csv(head + [[]] + per_image_rows(cells, info)))
     if summary:
         diff = differential(cells, info, target=target) if info.task == "blood-differential" else None
-        write_atomically(summary, _render(head + [[]] + summary_rows(cells, info, diff)))
+        write_atomically(summary, render_csv(head + [[]] + summary_rows(cells, info, diff)))
 
 
 def export_audit_csv(entries: list[AuditEntry], path: Path, record: SessionRecord, when: str) -> None:
@@ -114,4 +114,4 @@ def export_audit_csv(entries: list[AuditEntry], path: Path, record: SessionRecor
     rows = [["time", "operator", "os_account", "action", "file", "old", "new", "reason"]]
     rows += [[e.at, e.operator, e.os_user, e.action, e.file or "", e.old or "", e.new or "", e.reason or ""]
              for e in entries]
-    write_atomically(path, _render(head + [["# exported", when], []] + rows))
+    write_atomically(path, render_csv(head + [["# exported", when], []] + rows))

@@ -182,12 +182,35 @@ class Model:
         if isinstance(n, int) and n != len(self.info.classes):
             raise ModelError(f"{name}: {n} outputs but {len(self.info.classes)} classes in its metadata")
         self.has_ood = "ood_score" in outputs and self.info.ood_threshold is not None
+        self.has_features = "features" in outputs
         self._outputs = ["probabilities", "ood_score"] if self.has_ood else ["probabilities"]
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities [N, C] and Unfamiliar scores [N] (or None) for a uint8 batch."""
         result = self.session.run(self._outputs, {"image": images})
         return result[0], (result[1] if self.has_ood else None)
+
+    def predict_with_features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Probabilities, Unfamiliar scores and the pooled `features` (for verification and adaptation)."""
+        session = self.session if self.has_features else self._session_with_features()
+        result = session.run(self._outputs + ["features"], {"image": images})
+        return result[0], (result[1] if self.has_ood else None), result[-1]
+
+    def _session_with_features(self):
+        """A model exported before `features` was in the contract gets it by graph surgery, in memory."""
+        if getattr(self, "_features_session", None) is None:
+            import onnx
+            import onnxruntime as ort
+
+            from desktop.core.graft import GraftError, with_features_output
+
+            try:
+                proto = with_features_output(onnx.load(str(self.info.path)))
+            except GraftError as exc:
+                raise ModelError(f"{self.info.path.name} has no 'features' output and none can be added: {exc}") from exc
+            self._features_session = ort.InferenceSession(proto.SerializeToString(), session_options(),
+                                                          providers=["CPUExecutionProvider"])
+        return self._features_session
 
 
 def find_model_files(*folders: Path) -> list[Path]:

@@ -34,25 +34,49 @@ class Call:
     y: int | None = None
 
 
+@dataclass(frozen=True)
+class Decisions:
+    """The decision rule applied to a batch: the call, and why a cell goes to Review."""
+
+    top: np.ndarray  # class index per image
+    unfamiliar: np.ndarray  # bool: Unfamiliar score above the model's threshold
+    low_confidence: np.ndarray  # bool: max probability below the review threshold
+
+    @property
+    def accepted(self) -> np.ndarray:
+        return ~(self.unfamiliar | self.low_confidence)
+
+
+def decide(probabilities: np.ndarray, ood: np.ndarray | None, review_threshold: float, ood_threshold: float | None,
+           decision_threshold: float = 0.5) -> Decisions:
+    """The one decision rule (app, CLI, verification, adaptation): two-class models call the
+    second class at P >= decision_threshold, others take the most probable class."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.shape[1] == 2:
+        top = (probabilities[:, 1] >= decision_threshold).astype(int)
+    else:
+        top = probabilities.argmax(axis=1)
+    unfamiliar = (np.asarray(ood) > ood_threshold if ood is not None and ood_threshold is not None
+                  else np.zeros(len(probabilities), bool))
+    return Decisions(top, unfamiliar, probabilities.max(axis=1) < review_threshold)
+
+
 def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndarray | None,
                hashes: list[str | None] | None = None) -> list[Call]:
     """Turn model outputs into calls, applying the model's own thresholds."""
     keys = info.class_keys
+    rule = decide(probabilities, ood, info.review_threshold, info.ood_threshold, info.decision_threshold)
     calls = []
     for i, source in enumerate(sources):
         p = probabilities[i]
         order = np.argsort(-p)
-        top = int(order[0])
-        if len(keys) == 2:
-            # Two-class models decide on P(second class) against their decision threshold.
-            top = int(p[1] >= info.decision_threshold)
+        top = int(rule.top[i])
         position = patch_position(source.relative)
         second = int(order[1]) if order[0] == top else int(order[0])
         score = float(ood[i]) if ood is not None else None
-        unfamiliar = score is not None and info.ood_threshold is not None and score > info.ood_threshold
+        unfamiliar = bool(rule.unfamiliar[i])
         confidence = float(p[top])
-        low = float(p.max()) < info.review_threshold
-        reason = REVIEW_UNFAMILIAR if unfamiliar else (REVIEW_LOW_CONFIDENCE if low else "")
+        reason = REVIEW_UNFAMILIAR if unfamiliar else (REVIEW_LOW_CONFIDENCE if rule.low_confidence[i] else "")
         calls.append(Call(
             relative=source.relative, size=source.size, mtime=source.mtime,
             content_hash=hashes[i] if hashes else None, ai_class=keys[top],

@@ -284,3 +284,20 @@ class SessionStore:
         with self._lock:
             rows = self.db.execute("SELECT at, who, os_user, action, file, old, new, reason FROM audit ORDER BY id").fetchall()
         return [AuditEntry(*r) for r in rows]
+
+
+def session_files(root: Path) -> list[Path]:
+    """Every current session database under the data folder (archived ones are left out)."""
+    folder = Path(root) / "sessions"
+    return sorted(p for p in folder.glob("*.sqlite") if p.name.count(".") == 1) if folder.is_dir() else []
+
+
+def read_session(path: Path) -> tuple[dict[str, str], list[Cell]]:
+    """A session's meta and cells, read-only (for verification reports and adaptation)."""
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        cells = [_cell(r) for r in db.execute(f"SELECT {CELL_COLUMNS} FROM images ORDER BY id").fetchall()]
+    finally:
+        db.close()
+    return meta, cells

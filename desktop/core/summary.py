@@ -101,6 +101,18 @@ def _flag(value: float | None, interval: tuple[float, float] | None) -> str:
     return ""
 
 
+def class_percentages(per_class: dict[str, int], info: ModelInfo) -> dict[str, float | None]:
+    """The reported value of each class from its count: WBC classes as % of WBC, NRBC per 100
+    WBC, platelets none (counted apart); for other assays, % of all classified images."""
+    groups = {c.key: c.group for c in info.classes}
+    if any(g == "wbc" for g in groups.values()):
+        wbc = sum(n for k, n in per_class.items() if groups.get(k) == "wbc")
+        return {k: (100.0 * per_class.get(k, 0) / wbc if wbc else None) if groups[k] in ("wbc", "nrbc") else None
+                for k in groups}
+    total = sum(per_class.values())
+    return {k: 100.0 * per_class.get(k, 0) / total if total else None for k in groups}
+
+
 def differential(cells: list[Cell], info: ModelInfo, reference: ReferenceIntervals | None = None,
                  target: int = DEFAULT_TARGET_WBC, tally: Counts | None = None) -> Differential:
     """WBC classes as % of all WBC, erythroblasts per 100 WBC, platelets apart.
@@ -114,12 +126,10 @@ def differential(cells: list[Cell], info: ModelInfo, reference: ReferenceInterva
     nrbc = sum(n for k, n in tally.final.items() if groups[k] == "nrbc")
     platelets = sum(n for k, n in tally.final.items() if groups[k] == "platelet")
     rows = []
+    values = class_percentages(tally.final, info)
     for c in info.classes:
         n = tally.final[c.key]
-        if c.group == "wbc" or c.group == "nrbc":
-            value = 100.0 * n / wbc if wbc else None
-        else:
-            value = None
+        value = values[c.key]
         interval = reference.intervals.get(c.key)
         rows.append(DifferentialRow(c.key, c.label, n, value, interval, _flag(value, interval)))
     nrbc_per_100 = 100.0 * nrbc / wbc if wbc else None

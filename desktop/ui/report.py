@@ -85,3 +85,14 @@ def write_pdf(path: Path, html_text: str) -> None:
     if not tmp.exists() or tmp.stat().st_size == 0:
         raise OSError(f"could not write {path}")
     tmp.replace(path)
+
+
+def write_pdf_headless(path: Path, html_text: str) -> None:
+    """The same PDF from a process without a window (the CLI): Qt's offscreen platform."""
+    import os
+
+    from PySide6.QtGui import QGuiApplication
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    _app = QGuiApplication.instance() or QGuiApplication([])
+    write_pdf(path, html_text)

@@ -1,0 +1,221 @@
+"""Site adaptation: a new classification head, Unfamiliar statistics and review threshold,
+fitted on a lab's own verified cells (pooled features from the base model), judged only by
+cross-validation grouped by session or specimen.
+
+Guard rails for lopsided sets: the head is pulled towards the base model's head (an L2
+penalty on the difference, its strength chosen by cross-validation), and a class with
+fewer than MIN_CELLS verified cells keeps the base head's weights unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from desktop.core.graft import Head, SiteHead
+from desktop.core.results import decide
+
+MIN_CELLS = 10  # per class, to fit its weights; fewer keeps the base model's
+MIN_TOTAL = 40
+FOLDS = 5
+STRENGTHS = (0.003, 0.01, 0.03, 0.1, 0.3)
+TARGET_ACCEPTED_ACCURACY = 0.97  # the review threshold is the lowest that reaches this (cross-validated)
+UNFAMILIAR_PERCENTILE = 99.0
+ITERATIONS = 300
+
+
+class AdaptationRefused(Exception):
+    """The verified set is too small to estimate anything; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class SiteSet:
+    """A lab's verified cells: features from the base model, the technicians' classes, groups."""
+
+    features: np.ndarray  # [n, F]
+    labels: np.ndarray  # [n] class index (the final call)
+    groups: np.ndarray  # [n] session / specimen: never split across folds
+    base_probabilities: np.ndarray  # [n, C] the base model's output
+    base_ood: np.ndarray | None  # [n] or None
+
+
+@dataclass(frozen=True)
+class RuleFigures:
+    """How a decision rule does on verified cells."""
+
+    n: int
+    accuracy: float  # every call, accepted or not
+    balanced_accuracy: float  # mean recall over the classes present
+    accepted_share: float  # not sent to Review / Unfamiliar
+    accepted_accuracy: float  # right among the accepted calls
+
+    def as_dict(self) -> dict:
+        return {k: round(float(v), 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    site: SiteHead
+    temperature: float
+    review_threshold: float
+    ood_threshold: float
+    strength: float
+    before: RuleFigures
+    after: RuleFigures
+    cells_per_class: dict[str, int]
+    kept_from_base: list[str]
+    folds: str
+    notes: list[str] = field(default_factory=list)
+
+
+def rule_figures(probabilities: np.ndarray, ood: np.ndarray | None, labels: np.ndarray, review_threshold: float,
+                 ood_threshold: float | None, decision_threshold: float = 0.5) -> RuleFigures:
+    rule = decide(probabilities, ood, review_threshold, ood_threshold, decision_threshold)
+    right = rule.top == labels
+    accepted = rule.accepted
+    recalls = [right[labels == k].mean() for k in np.unique(labels)]
+    return RuleFigures(int(len(labels)), float(right.mean()), float(np.mean(recalls)), float(accepted.mean()),
+                       float(right[accepted].mean()) if accepted.any() else float("nan"))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, base: Head, strength: float, frozen: np.ndarray,
+             iterations: int = ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression on standardised features, penalised towards the base head.
+
+    Returns weights and bias in the raw feature space (so the graph needs no standardisation)."""
+    n_classes = base.weights.shape[1]
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = (x - mean) / std
+    a0 = base.weights * std[:, None]  # the base head, written for standardised features
+    c0 = base.bias + mean @ base.weights
+    a, c = a0.copy(), c0.copy()
+    onehot = np.eye(n_classes)[y]
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    weight = 1.0 / np.sqrt(np.maximum(counts[y], 1.0))  # square-root class balancing: lopsided sets
+    weight /= weight.mean()
+    free = (~frozen).astype(float)
+    m_a, v_a, m_c, v_c = np.zeros_like(a), np.zeros_like(a), np.zeros_like(c), np.zeros_like(c)
+    rate, beta1, beta2 = 0.05, 0.9, 0.999
+    for step in range(1, iterations + 1):
+        g = (_softmax(z @ a + c) - onehot) * weight[:, None] / len(y)
+        grad_a = (z.T @ g + strength * (a - a0)) * free
+        grad_c = g.sum(axis=0) * free
+        m_a, v_a = beta1 * m_a + (1 - beta1) * grad_a, beta2 * v_a + (1 - beta2) * grad_a ** 2
+        m_c, v_c = beta1 * m_c + (1 - beta1) * grad_c, beta2 * v_c + (1 - beta2) * grad_c ** 2
+        correction = np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        a -= rate * correction * m_a / (np.sqrt(v_a) + 1e-8)
+        c -= rate * correction * m_c / (np.sqrt(v_c) + 1e-8)
+    return a / std[:, None], c - (mean / std) @ a
+
+
+def fit_unfamiliar(x: np.ndarray, y: np.ndarray, min_cells: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Site class means (classes with at least `min_cells`) and a per-feature scale (pooled within-class SD)."""
+    present = [k for k in np.unique(y) if (y == k).sum() >= min_cells]
+    centroids = np.stack([x[y == k].mean(axis=0) for k in present])
+    within = np.concatenate([x[y == k] - x[y == k].mean(axis=0) for k in present])
+    std = within.std(axis=0)
+    return centroids, 1.0 / (std + 0.1 * std.mean() + 1e-6)
+
+
+def unfamiliar_scores(x: np.ndarray, centroids: np.ndarray, inverse_std: np.ndarray) -> np.ndarray:
+    z = (x[:, None, :] - centroids[None]) * inverse_std
+    return (z ** 2).sum(axis=2).min(axis=1) / x.shape[1]
+
+
+def fold_ids(labels: np.ndarray, groups: np.ndarray, folds: int = FOLDS, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Folds by group (session / specimen) when there are enough groups, else stratified by class."""
+    unique = np.unique(groups)
+    if len(unique) >= 3:
+        k = min(folds, len(unique))
+        sizes = {g: int((groups == g).sum()) for g in unique}
+        load = np.zeros(k)
+        assign = {}
+        for g in sorted(unique, key=lambda g: -sizes[g]):  # largest groups first, to the lightest fold
+            f = int(load.argmin())
+            assign[g] = f
+            load[f] += sizes[g]
+        return (np.array([assign[g] for g in groups]),
+                f"{k}-fold; no session, specimen or image in two folds ({len(unique)} groups)")
+    rng = np.random.default_rng(seed)
+    ids = np.empty(len(labels), int)
+    for k in np.unique(labels):
+        where = np.flatnonzero(labels == k)
+        rng.shuffle(where)
+        ids[where] = np.arange(len(where)) % folds
+    return ids, f"{folds}-fold, stratified by class (fewer than 3 sessions or specimens: cells of one may share folds)"
+
+
+def check_enough(labels: np.ndarray, class_keys: list[str]) -> dict[str, int]:
+    counts = {k: int((labels == i).sum()) for i, k in enumerate(class_keys)}
+    usable = [k for k, n in counts.items() if n >= MIN_CELLS]
+    if len(labels) < MIN_TOTAL or len(usable) < 2:
+        listing = ", ".join(f"{k} {n}" for k, n in counts.items())
+        raise AdaptationRefused(
+            f"Too few verified cells to adapt: {len(labels)} cells ({listing}). Adaptation needs at least {MIN_TOTAL} "
+            f"cells and at least two classes with {MIN_CELLS} or more.")
+    return counts
+
+
+def _out_of_fold(site: SiteSet, folds: np.ndarray, base: Head, strength: float, frozen: np.ndarray):
+    logits = np.zeros((len(site.labels), base.weights.shape[1]))
+    ood = np.zeros(len(site.labels))
+    for f in np.unique(folds):
+        train, test = folds != f, folds == f
+        w, b = fit_head(site.features[train], site.labels[train], base, strength, frozen)
+        logits[test] = site.features[test] @ w + b
+        centroids, inverse_std = fit_unfamiliar(site.features[train], site.labels[train])
+        ood[test] = unfamiliar_scores(site.features[test], centroids, inverse_std)
+    return logits, ood
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    p = _softmax(logits / temperature)
+    return float(-np.log(p[np.arange(len(labels)), labels] + 1e-12).mean())
+
+
+def adapt(site: SiteSet, base: Head, class_keys: list[str], base_review_threshold: float,
+          base_ood_threshold: float | None, base_decision_threshold: float = 0.5,
+          progress=None) -> Adaptation:
+    """Fit on all the site's cells; every figure reported comes from out-of-fold predictions."""
+    counts = check_enough(site.labels, class_keys)
+    frozen = np.array([counts[k] < MIN_CELLS for k in class_keys])
+    folds, fold_text = fold_ids(site.labels, site.groups)
+    best = None
+    for i, strength in enumerate(STRENGTHS):  # the pull towards the base head, by out-of-fold log-loss
+        logits, ood = _out_of_fold(site, folds, base, strength, frozen)
+        loss = _nll(logits, site.labels, 1.0)
+        if best is None or loss < best[0]:
+            best = (loss, strength, logits, ood)
+        if progress:
+            progress(i + 1, len(STRENGTHS) + 1)
+    _, strength, logits, ood = best
+    temperatures = np.exp(np.linspace(np.log(0.5), np.log(4.0), 41))
+    temperature = float(min(temperatures, key=lambda t: _nll(logits, site.labels, t)))
+    probabilities = _softmax(logits / temperature)
+    ood_threshold = float(np.percentile(ood, UNFAMILIAR_PERCENTILE))
+    review_threshold = 0.99
+    for t in np.round(np.arange(0.40, 0.991, 0.01), 2):  # the lowest threshold whose accepted calls are right enough
+        fig = rule_figures(probabilities, ood, site.labels, float(t), ood_threshold)
+        if fig.accepted_accuracy >= TARGET_ACCEPTED_ACCURACY:
+            review_threshold = float(t)
+            break
+    after = rule_figures(probabilities, ood, site.labels, review_threshold, ood_threshold)
+    before = rule_figures(site.base_probabilities, site.base_ood, site.labels, base_review_threshold,
+                          base_ood_threshold, base_decision_threshold)
+    weights, bias = fit_head(site.features, site.labels, base, strength, frozen)
+    centroids, inverse_std = fit_unfamiliar(site.features, site.labels)
+    if progress:
+        progress(len(STRENGTHS) + 1, len(STRENGTHS) + 1)
+    notes = []
+    if after.accepted_accuracy < TARGET_ACCEPTED_ACCURACY:
+        notes.append(f"No review threshold reached {TARGET_ACCEPTED_ACCURACY:.0%} right among accepted calls; 0.99 is used.")
+    return Adaptation(SiteHead(weights / temperature, bias / temperature, centroids, inverse_std), temperature,
+                      review_threshold, ood_threshold, strength, before, after, counts,
+                      [k for k, f in zip(class_keys, frozen) if f], fold_text, notes)

@@ -1,0 +1,138 @@
+"""A lab's verified cells, gathered for verification and adaptation: from its signed-off
+sessions in the data folder, or from a labelled folder tree `DIR/<class key>/<image>`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from desktop.core.adaptation import SiteSet
+from desktop.core.imaging import UnreadableImage, load_prepared
+from desktop.core.model import Model, ModelInfo
+from desktop.core.scan import scan_folder
+from desktop.core.store import SIGNED, Cell, read_session, session_files
+
+
+@dataclass(frozen=True)
+class SignedSession:
+    path: Path
+    meta: dict[str, str]
+    cells: list[Cell]
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("specimen_id") or Path(self.meta.get("folder", str(self.path))).name
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.meta.get("folder", ""))
+
+    def verified(self) -> list[Cell]:
+        """Cells with a final call: present, readable, not waiting for review."""
+        return [c for c in self.cells if c.counted and c.ai_class is not None]
+
+
+@dataclass(frozen=True)
+class VerifiedCell:
+    path: Path
+    label: int
+    group: str
+
+
+def _parse_since(since: str | None) -> dt.datetime | None:
+    if not since:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(since)
+    except ValueError as exc:
+        raise ValueError(f"--since must be a date like 2026-11-01, not {since!r}") from exc
+    return when if when.tzinfo else when.astimezone()
+
+
+def signed_sessions(root: Path, info: ModelInfo, since: str | None = None) -> list[SignedSession]:
+    """Signed-off sessions made with this very model file (bound by its SHA-256), newest last."""
+    after = _parse_since(since)
+    found = []
+    for path in session_files(root):
+        try:
+            meta, cells = read_session(path)
+        except Exception:  # noqa: BLE001 - a damaged or foreign file is not a session to report on
+            continue
+        if meta.get("model_sha256") != info.sha256 or meta.get("state") != SIGNED:
+            continue
+        signed_at = meta.get("signed_at", "")
+        if after is not None and (not signed_at or dt.datetime.fromisoformat(signed_at) < after):
+            continue
+        found.append(SignedSession(path, meta, cells))
+    return sorted(found, key=lambda s: s.meta.get("signed_at", ""))
+
+
+def cells_from_sessions(sessions: list[SignedSession], info: ModelInfo) -> list[VerifiedCell]:
+    keys = info.class_keys
+    out = []
+    for s in sessions:
+        for c in s.verified():
+            final = c.final_class or c.ai_class
+            if final in keys and "#" not in c.file:  # tiles of a tissue image are not files of their own
+                out.append(VerifiedCell(s.folder / c.file, keys.index(final), s.path.stem))
+    return out
+
+
+def cells_from_folder(folder: Path, info: ModelInfo) -> list[VerifiedCell]:
+    """A labelled tree DIR/<class key>/<image>; each image its own group (no session is known)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    keys = info.class_keys
+    unknown = [d.name for d in folder.iterdir() if d.is_dir() and d.name not in keys and not d.name.startswith(".")]
+    if unknown:
+        raise ValueError(f"folders {', '.join(sorted(unknown))} are not classes of {info.key} ({', '.join(keys)})")
+    out = []
+    for k, key in enumerate(keys):
+        if (folder / key).is_dir():
+            out += [VerifiedCell(f.path, k, f.relative) for f in scan_folder(folder / key)]
+    return out
+
+
+def extract(model: Model, cells: list[VerifiedCell], progress=None, cancel: threading.Event | None = None,
+            batch: int = 64) -> tuple[SiteSet, list[str]]:
+    """Run the base model over the cells once: features, probabilities, Unfamiliar scores.
+    Returns the set and one line per cell that could not be used."""
+    spec = model.info.input
+    problems: list[str] = []
+
+    def load(cell: VerifiedCell):
+        try:
+            return load_prepared(cell.path, spec)
+        except (UnreadableImage, OSError) as exc:
+            problems.append(f"{cell.path}: {exc}")
+            return None
+
+    feats, probs, oods, kept = [], [], [], []
+    with ThreadPoolExecutor(2) as pool:
+        for start in range(0, len(cells), batch):
+            if cancel is not None and cancel.is_set():
+                raise InterruptedError("cancelled")
+            chunk = cells[start:start + batch]
+            images = list(pool.map(load, chunk))
+            good = [(c, im) for c, im in zip(chunk, images) if im is not None]
+            if good:
+                p, o, f = model.predict_with_features(np.stack([im for _, im in good]))
+                feats.append(f)
+                probs.append(p)
+                oods.append(o)
+                kept += [c for c, _ in good]
+            if progress:
+                progress(min(start + batch, len(cells)), len(cells))
+    if not kept:
+        raise ValueError("none of the verified cells' images could be read" + (f" ({problems[0]})" if problems else ""))
+    has_ood = oods[0] is not None
+    site = SiteSet(np.concatenate(feats).astype(np.float64), np.array([c.label for c in kept]),
+                   np.array([c.group for c in kept]), np.concatenate(probs).astype(np.float64),
+                   np.concatenate(oods).astype(np.float64) if has_ood else None)
+    return site, problems

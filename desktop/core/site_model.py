@@ -1,0 +1,139 @@
+"""Write an adapted (site) model: the base model's graph with the site head grafted on, the
+contract's metadata with its provenance, checked against the numpy reference before it is
+installed. A site model never replaces the shipped model; it is an assay of its own."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from desktop import __version__
+from desktop.core.adaptation import Adaptation, adapt
+from desktop.core.graft import graft_site_head, read_head, site_scores, with_features_output
+from desktop.core.imaging import UnreadableImage, load_prepared
+from desktop.core.model import Model, ModelError
+from desktop.core.site_cells import VerifiedCell, extract
+
+PARITY = 1e-5
+
+
+def slug(name: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9]+", "-", name.strip()).strip("-").lower()
+    if not text:
+        raise ValueError("Give the site a name (letters or digits), e.g. the lab's short name.")
+    return text[:40]
+
+
+def next_number(folder: Path, base_key: str, site: str) -> int:
+    taken = [int(m.group(1)) for p in Path(folder).glob(f"{base_key}-site-{site}-*.onnx")
+             if (m := re.search(r"-(\d+)\.onnx$", p.name))]
+    return max(taken, default=0) + 1
+
+
+def site_metadata(base: Model, adaptation: Adaptation, site: str, number: int, approved_by: str,
+                  source: dict) -> dict[str, str]:
+    info = base.info
+    meta = dict(base.session.get_modelmeta().custom_metadata_map)
+    now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    after, before = adaptation.after, adaptation.before
+    meta.update({
+        "version": f"{info.version}+site.{site}.{number}",
+        "display_name": f"{info.display_name} — adapted to {site} #{number}",
+        "temperature": f"{adaptation.temperature:.4f}",
+        "review_threshold": f"{adaptation.review_threshold:.2f}",
+        "ood_threshold": f"{adaptation.ood_threshold:.6g}",
+        "decision_threshold": "0.5",
+        "metrics": json.dumps({"accuracy": round(after.accuracy, 4), "balanced_accuracy": round(after.balanced_accuracy, 4),
+                               "n": after.n, "cross_validated": True}),
+        "site": json.dumps({
+            "name": site, "number": number, "base_model": info.key, "base_version": info.version,
+            "base_sha256": info.sha256, "cells_per_class": adaptation.cells_per_class,
+            "kept_from_base": adaptation.kept_from_base, "source": source, "approved_by": approved_by,
+            "approved_at": now, "cross_validation": adaptation.folds, "penalty_strength": adaptation.strength,
+            "before": before.as_dict(), "after": after.as_dict(), "notes": adaptation.notes,
+        }),
+        "provenance": json.dumps({"date": now, "made_by": f"slidetally {__version__} adapt", "base_sha256": info.sha256}),
+    })
+    return meta
+
+
+def build_site_model(base: Model, adaptation: Adaptation, metadata: dict[str, str]) -> onnx.ModelProto:
+    proto = with_features_output(onnx.load(str(base.info.path)))
+    return graft_site_head(proto, adaptation.site, metadata)
+
+
+def prove_graft(proto: onnx.ModelProto, adaptation: Adaptation, images: np.ndarray) -> float:
+    """The grafted graph must match the numpy reference on real images: max |Δp| ≤ 1e-5."""
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    probs, ood, features = session.run(["probabilities", "ood_score", "features"], {"image": images})
+    ref_p, ref_ood = site_scores(features.astype(np.float64), adaptation.site)
+    worst = float(np.abs(probs - ref_p).max())
+    worst_ood = float((np.abs(ood - ref_ood) / np.maximum(np.abs(ref_ood), 1.0)).max())
+    if worst > PARITY or worst_ood > 1e-4:
+        raise ModelError(f"the adapted model does not match its numpy reference (|Δp| {worst:.2e}, "
+                         f"|Δood| {worst_ood:.2e}); nothing was written")
+    return worst
+
+
+@dataclass(frozen=True)
+class PreparedAdaptation:
+    """An adaptation fitted and cross-validated, not yet approved or written."""
+
+    adaptation: Adaptation
+    problems: list[str]  # cells that could not be used, one line each
+    check_images: np.ndarray  # a few of the site's images, to prove the grafted graph
+    source: dict
+
+
+def prepare_adaptation(base: Model, cells: list[VerifiedCell], source: dict, progress=None,
+                       cancel: threading.Event | None = None) -> PreparedAdaptation:
+    """Features of the verified cells from the base model, then the cross-validated fit."""
+    info = base.info
+    site, problems = extract(base, cells, progress=(lambda done, total: progress("features", done, total))
+                             if progress else None, cancel=cancel)
+    adaptation = adapt(site, read_head(onnx.load(str(info.path))), info.class_keys, info.review_threshold,
+                       info.ood_threshold, info.decision_threshold,
+                       progress=(lambda done, total: progress("fit", done, total)) if progress else None)
+    images = []
+    for cell in cells:
+        try:
+            images.append(load_prepared(cell.path, info.input))
+        except (UnreadableImage, OSError):
+            continue
+        if len(images) == 32:
+            break
+    return PreparedAdaptation(adaptation, problems, np.stack(images), source)
+
+
+def write_site_model(base: Model, prepared: PreparedAdaptation, site_name: str, approved_by: str,
+                     destination: Path) -> Path:
+    """Graft, prove, write atomically (into a folder, e.g. the user models folder, or to a .onnx path)
+    and validate the file as any model is validated at load."""
+    if not approved_by.strip():
+        raise ValueError("A site model must be approved by a named person (the lab director).")
+    adaptation = prepared.adaptation
+    site = slug(site_name)
+    destination = Path(destination)
+    folder = destination.parent if destination.suffix == ".onnx" else destination
+    folder.mkdir(parents=True, exist_ok=True)
+    number = next_number(folder, base.info.key, site)
+    proto = build_site_model(base, adaptation, site_metadata(base, adaptation, site, number, approved_by.strip(),
+                                                             prepared.source))
+    prove_graft(proto, adaptation, prepared.check_images)
+    path = destination if destination.suffix == ".onnx" else folder / f"{base.info.key}-site-{site}-{number}.onnx"
+    data = proto.SerializeToString()
+    tmp = path.with_suffix(".onnx.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    model = Model(path)  # the contract check every model gets at load
+    assert model.info.sha256 == hashlib.sha256(data).hexdigest()
+    return path
