@@ -36,7 +36,7 @@ from desktop.core.export import ExportError, export_audit_csv, export_csv
 from desktop.core.folder import FolderError, guess_task
 from desktop.core.model import Model, ModelError, ModelInfo, discover_models
 from desktop.core.record import SessionRecord
-from desktop.core.resources import resource, user_data_dir
+from desktop.core.resources import resource, user_data_dir, user_models_dir
 from desktop.core.review import ALL, MISSING, REVIEW, UNREADABLE, ranked_classes
 from desktop.core.session import Session, SessionLocked, SignOffRefused
 from desktop.ui import commands
@@ -107,6 +107,8 @@ class MainWindow(QMainWindow):
         self.thread: QThread | None = None
         self._loaded: dict[Path, Model] = {}  # ONNX Runtime sessions, loaded once per model file
         self._operator: str | None = None  # asked once per app start
+        self._model_folders: tuple[Path, ...] = ()
+        self.user_models = user_models_dir()  # where site models are installed
         self.undo_stack = QUndoStack(self)
         self.setWindowTitle("SlideTally")
         self.setAcceptDrops(True)
@@ -215,6 +217,11 @@ class MainWindow(QMainWindow):
         review.addActions([self.identity_action, self.signoff_action, self.verify_action, self.reopen_action])
         review.addSeparator()
         review.addAction(self.audit_action)
+        tools = self.menuBar().addMenu("&Tools")
+        tools.addAction(self._action("&Verification…", self.show_verification, tip="This model's calls against this "
+                                     "lab's signed-off final calls"))
+        tools.addAction(self._action("&Adapt to this lab…", self.show_adapt, tip="Fit a site model on this lab's "
+                                     "verified cells (lab director)"))
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self._action("&Keyboard shortcuts", self.show_shortcuts, "F1"))
         help_menu.addAction(self._action("&Model card…", self.show_model_card))
@@ -287,6 +294,7 @@ class MainWindow(QMainWindow):
 
     # --- models ----------------------------------------------------------------------------
     def load_models(self, folders: tuple[Path, ...] = ()) -> None:
+        self._model_folders = tuple(folders)
         self.models, problems = discover_models(*folders)
         self.assay.blockSignals(True)
         self.assay.clear()
@@ -791,6 +799,32 @@ class MainWindow(QMainWindow):
         self.settings.setValue("export_dir", str(path.parent))
         self.statusBar().showMessage(f"Report written: {path}", 6000)
         return True
+
+    # --- lab tools ----------------------------------------------------------------------------
+    def show_verification(self) -> None:
+        from desktop.ui.lab_tools import VerificationDialog
+
+        if self.info is not None:
+            VerificationDialog(self, self._model(self.info), self.data_root).exec()
+
+    def show_adapt(self) -> None:
+        from desktop.ui.lab_tools import AdaptDialog
+
+        if self.info is not None:
+            AdaptDialog(self, self._model(self.info), self.data_root, self.user_models, self._site_installed).exec()
+
+    def _site_installed(self, path: Path) -> None:
+        folders = self._model_folders + ((self.user_models,) if self._model_folders and
+                                         self.user_models not in self._model_folders else ())
+        current = self.info.key if self.info else None
+        self.assay.blockSignals(True)
+        self.load_models(folders)
+        if current is not None:
+            self.assay.setCurrentIndex(max(0, self.assay.findData(current)))
+            self.info = self.models[self.assay.currentIndex()]
+        self.assay.blockSignals(False)
+        self.statusBar().showMessage(f"Site model installed: {path.name}. Choose it in the Assay list; the base model "
+                                     "stays there too.", 10_000)
 
     # --- help -------------------------------------------------------------------------------
     def show_shortcuts(self) -> None:

@@ -38,3 +38,23 @@ def start_worker(worker: ClassifyWorker) -> QThread:
     worker.failed.connect(thread.quit)
     thread.start()
     return thread
+
+
+class TaskWorker(QObject):
+    """Runs one blocking core call off the GUI thread (verification, adaptation)."""
+
+    progress = Signal(str, int, int)  # stage, done, total
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, task):
+        super().__init__()
+        self.task = task
+        self.cancel = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.finished.emit(self.task(self.progress.emit, self.cancel))
+        except Exception as exc:  # noqa: BLE001 - shown to the technician, logged in full
+            log.exception("task failed")
+            self.failed.emit(str(exc))
