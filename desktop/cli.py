@@ -159,7 +159,7 @@ def cmd_adapt(args) -> int:
     print(f"cross-validation: {a.folds}; cells per class: "
           + ", ".join(f"{k} {n}" for k, n in a.cells_per_class.items()))
     if a.kept_from_base:
-        print(f"kept from the base model (fewer than 10 verified cells): {', '.join(a.kept_from_base)}")
+        print(f"held close to the base model (fewer than 10 verified cells): {', '.join(a.kept_from_base)}")
     print(f"{'':<10} {'accuracy':>9} {'balanced':>9} {'accepted':>9} {'right among accepted':>21}")
     for name, f in (("before", a.before), ("after", a.after)):
         print(f"{name:<10} {f.accuracy:>9.3f} {f.balanced_accuracy:>9.3f} {f.accepted_share:>9.3f} "

@@ -67,15 +67,18 @@ def test_adapted_model_learns_the_site_passes_validation_and_matches_numpy(tmp_p
     assert Model(tmp_path / "base.onnx").info.sha256 == base.info.sha256
 
 
-def test_a_class_with_few_verified_cells_keeps_the_base_head(tmp_path, base):
+def test_a_class_with_few_verified_cells_stays_close_to_the_base_head(tmp_path, base):
     site, _ = extract(base, cells_from_folder(site_folder(tmp_path / "s", {"a": 25, "b": 25, "c": 3}), base.info))
     head = read_head(onnx.load(str(base.info.path)))
     a = adapt(site, head, base.info.class_keys, 0.5, base.info.ood_threshold)
     assert a.kept_from_base == ["c"]
+    std = site.features.std(axis=0)  # compare in the standardised space the penalty works in
+
+    def moved(k: int) -> float:
+        return float(np.linalg.norm((a.site.weights[:, k] * a.temperature - head.weights[:, k]) * std))
+
     c = base.info.class_keys.index("c")
-    np.testing.assert_allclose(a.site.weights[:, c] * a.temperature, head.weights[:, c], rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(a.site.bias[c] * a.temperature, head.bias[c], rtol=1e-6, atol=1e-9)
-    assert not np.allclose(a.site.weights[:, 0] * a.temperature, head.weights[:, 0])
+    assert moved(c) < 0.5 * min(moved(0), moved(1))
 
 
 def test_a_set_too_small_is_refused_saying_what_is_missing(tmp_path, base):

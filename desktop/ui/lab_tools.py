@@ -246,8 +246,8 @@ def adaptation_html(prepared: PreparedAdaptation) -> str:
              f"<p>Review threshold {a.review_threshold:.2f}; Unfamiliar threshold refitted on this lab's cells "
              f"({a.ood_threshold:.3g}).</p>"]
     if a.kept_from_base:
-        parts.append(f"<p style='color:#b45309'>Too few verified cells to adapt: {e(', '.join(a.kept_from_base))}. "
-                     "These classes keep the base model's weights.</p>")
+        parts.append(f"<p style='color:#b45309'>Fewer than 10 verified cells: {e(', '.join(a.kept_from_base))}. "
+                     "These classes are held close to the base model's weights; verify more of them.</p>")
     parts += [f"<p style='color:#b45309'>{e(n)}</p>" for n in a.notes]
     if prepared.problems:
         parts.append(f"<p>{len(prepared.problems)} cell(s) could not be read and were left out.</p>")
