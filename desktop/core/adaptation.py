@@ -221,6 +221,9 @@ def adapt(site: SiteSet, base: Head, class_keys: list[str], base_review_threshol
     if progress:
         progress(len(STRENGTHS) + 1, len(STRENGTHS) + 1)
     notes = []
+    if after.balanced_accuracy < before.balanced_accuracy - 0.02:
+        notes.append(f"Balanced accuracy falls ({before.balanced_accuracy:.1%} → {after.balanced_accuracy:.1%}): some "
+                     "classes are called worse than by the base model. Verify more cells of the rare classes first.")
     if after.accepted_accuracy < TARGET_ACCEPTED_ACCURACY:
         notes.append(f"No review threshold reached {TARGET_ACCEPTED_ACCURACY:.0%} right among accepted calls; 0.99 is used.")
     return Adaptation(SiteHead(weights / temperature, bias / temperature, centroids, inverse_std), temperature,
