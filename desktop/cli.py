@@ -60,7 +60,7 @@ def cmd_classify(args) -> int:
         session.events.notice.connect(lambda text: print(f"warning: {text}", file=sys.stderr))
         cancel = threading.Event()
         try:
-            result = session.classify(ProgressBar(), cancel)
+            result = session.classify(ProgressBar(), cancel, check_foreign=not args.force)
         except KeyboardInterrupt:
             cancel.set()
             print("\ncancelled: what was classified is kept", file=sys.stderr)
@@ -77,6 +77,9 @@ def cmd_classify(args) -> int:
             if value:
                 print(f"{label}: {value}")
         print_summary(cells, info, result.classified)
+        if result.foreign:
+            print("stopped: the images look foreign to this model; --force classifies them anyway", file=sys.stderr)
+            return 3
         return 0
     finally:
         session.close()
@@ -264,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--operator", default=getpass.getuser(), help="who runs it: in the audit trail and the export header")
     p.add_argument("--specimen", help="specimen / accession ID the images belong to (stored with the session)")
     p.add_argument("--patient", help="patient ID (optional, with --specimen)")
+    p.add_argument("--force", action="store_true",
+                   help="classify even when the first images look foreign to the model (mostly Unfamiliar)")
     p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
     p.set_defaults(func=cmd_classify)
     p = sub.add_parser("verify", help="verification report: the model's calls against the technicians' final calls")

@@ -30,6 +30,8 @@ def setup(tmp_path, monkeypatch):
     warnings = []
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warnings.append(a[2]))
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))
+    questions = []  # every question the app asks is recorded and answered Yes
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (questions.append(a[2]), QMessageBox.StandardButton.Yes)[1])
     monkeypatch.setattr(IdentityForm, "ask", classmethod(lambda cls, *a, **k: ("S-17", "", "Ana Ruiz")))
     return models, folder, tmp_path, warnings
 

@@ -70,7 +70,7 @@ def test_unfamiliar_and_unconfirmed_review_cells_are_excluded_and_counted(blood_
 
 
 def test_idc_fraction_and_heat_map_from_patch_positions(tmp_path):
-    info = Model(make_tiny_model(tmp_path / "i.onnx", classes=("normal", "idc"), task="idc-patch")).info
+    info = Model(make_tiny_model(tmp_path / "i.onnx", classes=("normal", "idc"), task="idc-patch", size=(50, 50))).info
     cells = [cell(1, "idc", x=0, y=0, p=(0.1, 0.9)), cell(2, "normal", x=50, y=0, p=(0.8, 0.2)),
              cell(3, "normal", final="idc", x=100, y=50, p=(0.6, 0.4)), cell(4, "normal", x=0, y=100, p=(0.9, 0.1))]
     slide = idc_summary(cells, info)

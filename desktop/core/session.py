@@ -42,6 +42,8 @@ from desktop.core.store import (
 
 __all__ = ["Session", "SessionLocked", "SignOffRefused", "FolderError", "Previous", "ClassifyResult"]
 SYSTEM = "SlideTally"
+FOREIGN_SHARE = 0.8  # of the first batch flagged Unfamiliar: the folder is not what this model knows
+FOREIGN_MIN_CELLS = 8
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class ClassifyResult:
     cancelled: bool
     changes: FolderChanges
     applied: bool  # False when the session is signed off or the folder looked empty
+    foreign: str = ""  # why classification stopped early: the images look foreign to this model
 
 
 class SessionEvents:
@@ -74,6 +77,25 @@ class SessionEvents:
     def disconnect_all(self) -> None:
         for event in (self.cells_added, self.cells_changed, self.state, self.progress, self.notice):
             event.disconnect()
+
+
+class _ForeignGuard:
+    """Watches the first calls of a run; stops it when most of them are Unfamiliar."""
+
+    def __init__(self, cancel: threading.Event):
+        self.cancel = cancel
+        self.seen = self.unfamiliar = 0
+        self.verdict = ""
+
+    def look(self, calls: list[Call]) -> None:
+        if self.seen >= FOREIGN_MIN_CELLS:
+            return
+        readable = [c for c in calls if not c.unreadable]
+        self.seen += len(readable)
+        self.unfamiliar += sum(c.unfamiliar for c in readable)
+        if self.seen >= FOREIGN_MIN_CELLS and self.unfamiliar >= FOREIGN_SHARE * self.seen:
+            self.verdict = f"{self.unfamiliar} of the first {self.seen} images"
+            self.cancel.set()
 
 
 def resolve_model(model: Model | str | Path | None, folder: Path | None = None) -> Model:
@@ -197,8 +219,11 @@ class Session:
 
     # --- classification ------------------------------------------------------------------
     def classify(self, progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None,
-                 batch_size: int = 64) -> ClassifyResult:
-        """Scan the folder and classify what is new or changed, under the rules above (blocking)."""
+                 batch_size: int = 64, check_foreign: bool = False) -> ClassifyResult:
+        """Scan the folder and classify what is new or changed, under the rules above (blocking).
+
+        With `check_foreign`, classification stops after the first batch when most of it is
+        Unfamiliar to the model (a blood folder given to the tissue model, another lab's cells)."""
         cancel = cancel or threading.Event()
         self._classifying.set()
         try:
@@ -212,13 +237,21 @@ class Session:
                     self.events.notice.emit(self._notice(changes))
                 return ClassifyResult(0, False, changes, applied=False)
             self._take_in_presence(changes)
-            done = self.classify_items(todo, set(changes.changed), progress, cancel, batch_size)
+            guard = _ForeignGuard(cancel) if check_foreign else None
+            done = self.classify_items(todo, set(changes.changed), progress, cancel, batch_size, guard)
             self.pending_changes = FolderChanges()
+            if guard is not None and guard.verdict:
+                message = (f"{guard.verdict} look unfamiliar to {self.info.display_name}: these images may be for "
+                           "another assay, or from a lab this model is not verified for. Classification stopped after "
+                           "them; choose another assay, or classify anyway.")
+                self.events.notice.emit(message)
+                return ClassifyResult(done, False, changes, applied=True, foreign=message)
             return ClassifyResult(done, cancel.is_set(), changes, applied=True)
         finally:
             self._classifying.clear()
 
-    def classify_items(self, items: list, changed: set[str], progress=None, cancel=None, batch_size: int = 64) -> int:
+    def classify_items(self, items: list, changed: set[str], progress=None, cancel=None, batch_size: int = 64,
+                       guard: _ForeignGuard | None = None) -> int:
         """Classify these items and store their calls (`changed`: files whose earlier calls they replace).
         `classify()` decides what to pass; benchmarks call this directly."""
         def on_progress(p: Progress) -> None:
@@ -226,8 +259,12 @@ class Session:
                 progress(p)
             self.events.progress.emit(p)
 
-        return classify(self.model, items, lambda calls: self._store_calls(calls, changed), on_progress, cancel,
-                        batch_size=batch_size)
+        def on_calls(calls: list[Call]) -> None:
+            self._store_calls(calls, changed)
+            if guard is not None:
+                guard.look(calls)
+
+        return classify(self.model, items, on_calls, on_progress, cancel, batch_size=batch_size)
 
     def _notice(self, changes: FolderChanges) -> str:
         if changes.folder_empty:

@@ -86,19 +86,23 @@ def build_mosaic(images: list[tuple[tuple[int, int], np.ndarray]], patch: int = 
     return mosaic
 
 
-def heat_overlay(heat: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = 10) -> np.ndarray:
-    """P(IDC) drawn in red over the mosaic (alpha grows with the probability)."""
+# Okabe–Ito colours (safe for the common colour-vision deficiencies), readable on pink H&E.
+CALL_COLOURS = {1.0: ((213, 94, 0), 0.70), 0.0: ((0, 114, 178), 0.30), 2.0: ((240, 228, 66), 0.80)}
+CALL_LEGEND = (("IDC (final call)", 1.0), ("no IDC", 0.0), ("awaiting review", 2.0))
+
+
+def call_overlay(calls: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = 10) -> np.ndarray:
+    """The slide's final calls painted over its mosaic: 1 IDC, 0 not, 2 awaiting review, NaN no patch."""
     import cv2
 
-    rows, cols = heat.shape
-    base = mosaic if mosaic is not None and mosaic.shape[:2] == (rows * cell_px, cols * cell_px) else None
+    rows, cols = calls.shape
+    size = (cols * cell_px, rows * cell_px)
+    base = mosaic if mosaic is not None and mosaic.shape[:2] == (size[1], size[0]) else None
     if base is None:
-        base = np.full((rows * cell_px, cols * cell_px, 3), 255, np.uint8)
-        known = ~np.isnan(heat)
-        grey = cv2.resize(known.astype(np.uint8) * 40, (cols * cell_px, rows * cell_px), interpolation=cv2.INTER_NEAREST)
-        base = (base - grey[..., None]).astype(np.uint8)
-    p = np.nan_to_num(heat, nan=0.0)
-    p = cv2.resize(p.astype(np.float32), (cols * cell_px, rows * cell_px), interpolation=cv2.INTER_NEAREST)
-    alpha = (0.75 * p)[..., None]
-    red = np.array([220, 20, 30], np.float32)
-    return (base.astype(np.float32) * (1 - alpha) + red * alpha).round().astype(np.uint8)
+        base = np.full((size[1], size[0], 3), 255, np.uint8)
+    grid = cv2.resize(np.nan_to_num(calls, nan=-1.0).astype(np.float32), size, interpolation=cv2.INTER_NEAREST)
+    out = base.astype(np.float32)
+    for value, (colour, alpha) in CALL_COLOURS.items():
+        where = grid == value
+        out[where] = out[where] * (1 - alpha) + np.array(colour, np.float32) * alpha
+    return out.round().astype(np.uint8)

@@ -154,11 +154,13 @@ class SlideSummary:
     fraction: float | None
     pending_review: int
     heat: np.ndarray  # P(IDC) per patch position, NaN where no patch
-    calls: np.ndarray  # final call per position: 1 IDC, 0 not, NaN none
+    calls: np.ndarray  # final call per position: 1 IDC, 0 not, 2 awaiting review, NaN none
 
 
-def idc_summary(cells: list[Cell], info: ModelInfo, patch: int = 50, tally: Counts | None = None) -> SlideSummary:
+def idc_summary(cells: list[Cell], info: ModelInfo, patch: int | None = None, tally: Counts | None = None) -> SlideSummary:
+    """The slide's IDC fraction from final calls, and its grids; the patch stride is the model's input width."""
     tally = tally or counts(cells, info)
+    patch = patch or info.input.width
     positive = info.class_keys[1]
     usable = [c for c in cells if not c.unreadable and not c.missing]
     positions, probs, calls = [], [], []
@@ -168,7 +170,7 @@ def idc_summary(cells: list[Cell], info: ModelInfo, patch: int = 50, tally: Coun
             continue
         positions.append(pos)
         probs.append(c.probabilities[1] if len(c.probabilities) > 1 else np.nan)
-        calls.append(1.0 if (c.final_class or c.ai_class) == positive else 0.0)
+        calls.append(2.0 if c.needs_review else 1.0 if (c.final_class or c.ai_class) == positive else 0.0)
     n = sum(tally.final.values())
     idc = tally.final.get(positive, 0)
     return SlideSummary(n, idc, idc / n if n else None, tally.pending_review,

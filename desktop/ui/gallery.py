@@ -30,7 +30,8 @@ from desktop.core.review import ALL, cell_bin, in_bin
 from desktop.core.slide import TILE_SUFFIX
 from desktop.core.store import Cell
 
-THUMB = 96
+THUMB = 96  # default thumbnail size (px); the technician zooms between THUMB_SIZES
+THUMB_SIZES = (64, 80, 96, 128, 160, 192)
 MIME_IDS = "application/x-slidetally-cell-ids"
 CellRole = Qt.ItemDataRole.UserRole + 1
 ConfidenceRole = Qt.ItemDataRole.UserRole + 2
@@ -78,22 +79,25 @@ class _ThumbSignals(QObject):
 
 
 class _ThumbJob(QRunnable):
-    def __init__(self, folder: Path, relative: str, signals: _ThumbSignals):
+    def __init__(self, folder: Path, relative: str, signals: _ThumbSignals, size: int = THUMB):
         super().__init__()
-        self.folder, self.relative, self.signals = folder, relative, signals
+        self.folder, self.relative, self.signals, self.size = folder, relative, signals, size
 
     def run(self) -> None:
-        self.signals.ready.emit(self.relative, thumbnail(self.folder, self.relative))
+        self.signals.ready.emit(self.relative, thumbnail(self.folder, self.relative, self.size))
 
 
 class ThumbnailCache(QObject):
-    """Thumbnails made in a thread pool on first request; at most `limit` kept (LRU)."""
+    """Thumbnails made in a thread pool on first request; at most `limit` kept (LRU), fewer
+    when they are larger, so that zooming in does not grow memory."""
 
     changed = Signal(str)
 
     def __init__(self, limit: int = 4000):
         super().__init__()
         self.folder: Path | None = None
+        self.size = THUMB
+        self.base_limit = limit
         self.limit = limit
         self._pixmaps: OrderedDict[str, QPixmap] = OrderedDict()
         self._asked: set[str] = set()
@@ -110,6 +114,18 @@ class ThumbnailCache(QObject):
         self._pixmaps.clear()
         self._asked.clear()
 
+    def set_size(self, size: int) -> None:
+        """Thumbnails are remade at the new size as they are shown."""
+        if size == self.size:
+            return
+        self.size = size
+        self.limit = max(500, int(self.base_limit * (THUMB / size) ** 2))
+        self._pool.clear()
+        self._pixmaps.clear()
+        self._asked.clear()
+        self.placeholder = QPixmap(size, size)
+        self.placeholder.fill(QColor("#e8e8e8"))
+
     def get(self, relative: str) -> QPixmap:
         pixmap = self._pixmaps.get(relative)
         if pixmap is not None:
@@ -117,10 +133,12 @@ class ThumbnailCache(QObject):
             return pixmap
         if relative not in self._asked and self.folder is not None:
             self._asked.add(relative)
-            self._pool.start(_ThumbJob(self.folder, relative, self._signals))
+            self._pool.start(_ThumbJob(self.folder, relative, self._signals, self.size))
         return self.placeholder
 
     def _store(self, relative: str, image: QImage) -> None:
+        if max(image.width(), image.height()) != self.size:
+            return  # made at a size the technician has since zoomed away from
         self._pixmaps[relative] = QPixmap.fromImage(image)
         self._asked.discard(relative)
         while len(self._pixmaps) > self.limit:
@@ -144,6 +162,7 @@ class GalleryModel(QAbstractListModel):
 
     def __init__(self, thumbnails: ThumbnailCache):
         super().__init__()
+        self.show_names = False
         self.cells: list[Cell] = []
         self.info: ModelInfo | None = None
         self._keys: list[tuple[float, int]] = []
@@ -199,6 +218,26 @@ class GalleryModel(QAbstractListModel):
         for c in new:
             self._key_of_id[c.id] = self._key_of_relative[c.file] = sort_key(c)
 
+    def label(self, cell: Cell) -> str:
+        """Two lines under a thumbnail: the current call with its mark, then what the model said.
+        A changed cell shows the AI's call and confidence, not a confidence that is not its own."""
+        if cell.missing:
+            return "missing\nfrom folder"
+        if cell.unreadable:
+            return "unreadable"
+        final = cell.final_class or cell.ai_class
+        short = self.info.short_label_of(final) if self.info and final else (final or "")
+        if cell.changed:
+            ai = self.info.short_label_of(cell.ai_class) if self.info else cell.ai_class
+            return f"✎ {short}\nAI: {ai} {cell.confidence:.0%}"
+        mark = "✓ " if cell.confirmed else ""
+        if self.info and len(self.info.classes) == 2 and len(cell.probabilities) == 2:
+            # A two-class call is made at the model's threshold, so "No IDC 45%" would
+            # read oddly: show the probability of the positive class instead.
+            positive = self.info.short_label_of(self.info.class_keys[1])
+            return f"{mark}{short}\nP({positive}) {cell.probabilities[1]:.0%}"
+        return f"{mark}{short}\n{cell.confidence:.0%}"
+
     def rowCount(self, parent=None) -> int:  # noqa: N802 - Qt API
         return 0 if parent is not None and parent.isValid() else len(self.cells)
 
@@ -210,17 +249,8 @@ class GalleryModel(QAbstractListModel):
             return None
         cell = self.cells[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            if cell.unreadable:
-                return "unreadable"
-            final = cell.final_class or cell.ai_class
-            mark = "✎ " if cell.changed else ("✓ " if cell.confirmed else "")
-            short = self.info.short_label_of(final) if self.info and final else (final or "")
-            if self.info and len(self.info.classes) == 2 and len(cell.probabilities) == 2:
-                # A two-class call is made at the model's threshold, so "No IDC 45%" would
-                # read oddly: show the probability of the positive class instead.
-                positive = self.info.short_label_of(self.info.class_keys[1])
-                return f"{mark}{short}\nP({positive}) {cell.probabilities[1]:.0%}"
-            return f"{mark}{short}\n{cell.confidence:.0%}"
+            text = self.label(cell)
+            return f"{text}\n{cell.file}" if self.show_names else text
         if role == Qt.ItemDataRole.DecorationRole:
             return self.thumbnails.get(cell.file)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -235,7 +265,7 @@ class GalleryModel(QAbstractListModel):
                     lines.append(f"Review: {cell.review_reason}")
             return "\n".join(lines)
         if role == Qt.ItemDataRole.ForegroundRole:
-            if cell.unreadable or cell.unfamiliar:
+            if cell.unreadable or cell.unfamiliar or cell.missing:
                 return QColor("#b00020")
             if cell.changed:
                 return QColor("#1d4ed8")
@@ -276,15 +306,20 @@ class BinFilter(QSortFilterProxyModel):
     def __init__(self):
         super().__init__()
         self.bin_key = ALL
+        self.name_filter = ""
         self.setDynamicSortFilter(True)
 
     def set_bin(self, bin_key: str) -> None:
         self.bin_key = bin_key
         self.invalidate()
 
+    def set_name_filter(self, text: str) -> None:
+        self.name_filter = text.strip().casefold()
+        self.invalidate()
+
     def filterAcceptsRow(self, row, parent):  # noqa: N802 - Qt API
         cell = self.sourceModel().cells[row]
-        return in_bin(cell, self.bin_key)
+        return in_bin(cell, self.bin_key) and (not self.name_filter or self.name_filter in cell.file.casefold())
 
     def counts(self) -> dict[str, int]:
         tally: dict[str, int] = {}

@@ -8,16 +8,18 @@ import logging
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSize, Qt, QThread
+from PySide6.QtCore import QSettings, Qt, QThread
 from PySide6.QtGui import QAction, QKeySequence, QShortcut, QUndoStack
 from PySide6.QtWidgets import (
-    QAbstractItemView,
+    QApplication,
+    QCheckBox,
     QComboBox,
     QDialog,
     QFileDialog,
+    QHBoxLayout,
     QInputDialog,
     QLabel,
-    QListView,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
@@ -25,6 +27,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSlider,
     QSplitter,
     QTextBrowser,
     QVBoxLayout,
@@ -42,8 +45,9 @@ from desktop.core.session import Session, SessionLocked, SignOffRefused
 from desktop.ui import commands
 from desktop.ui.audit_view import AuditDialog
 from desktop.ui.dialogs import IdentityForm
-from desktop.ui.gallery import MIME_IDS, THUMB, BinFilter, CellRole, GalleryModel, ThumbnailCache
-from desktop.ui.preview import PreviewDialog
+from desktop.ui.gallery import MIME_IDS, THUMB, THUMB_SIZES, BinFilter, CellRole, GalleryModel, ThumbnailCache
+from desktop.ui.gallery_view import GalleryView, zoom_step
+from desktop.ui.preview import CellViewer
 from desktop.ui.session_adapter import SessionAdapter
 from desktop.ui.summary_panel import SummaryPanel
 from desktop.ui.worker import ClassifyWorker, start_worker
@@ -51,9 +55,12 @@ from desktop.ui.worker import ClassifyWorker, start_worker
 log = logging.getLogger(__name__)
 SHORTCUTS = [
     ("Ctrl+O", "Open a folder of images"),
-    ("1 … 8", "Reclassify the selected cells (keys shown beside each class)"),
-    ("Enter", "Confirm the AI call of the selected cells"),
-    ("Space / double-click", "Large view with all class probabilities"),
+    ("1 … 8", "Reclassify the selected cells (keys shown beside each class); the next cell is selected"),
+    ("Enter", "Confirm the call of the selected cells; the next cell is selected"),
+    ("R / N", "Go to the Review bin / next cell awaiting review"),
+    ("Space / double-click", "Large view: ←/→ previous/next, 1 … 8 reclassify, Enter confirm, Esc close"),
+    ("Ctrl+F", "Find cells by file name"),
+    ("Ctrl+wheel / Ctrl+= Ctrl+-", "Thumbnail size"),
     ("Ctrl+A", "Select all cells in the current bin"),
     ("Ctrl+Z / Ctrl+Shift+Z (Ctrl+Y)", "Undo / redo"),
     ("Ctrl+E", "Export CSV (per image and summary)"),
@@ -61,9 +68,13 @@ SHORTCUTS = [
     ("Ctrl+Shift+S", "Sign off"),
     ("Ctrl+I", "Specimen and patient ID"),
     ("Ctrl+Shift+A", "Audit trail"),
-    ("Esc", "Cancel classification"),
+    ("Esc", "Cancel classification (closes the large view when it is open)"),
     ("F1", "This list"),
 ]
+
+LEGEND = ("<span style='color:#1d4ed8'>✎ changed by you</span> · ✓ confirmed · "
+          "<span style='color:#b45309'>amber: awaiting review</span> · "
+          "<span style='color:#b00020'>red: unfamiliar, unreadable or missing</span>")
 
 
 class BinList(QListWidget):
@@ -119,43 +130,68 @@ class MainWindow(QMainWindow):
     # --- layout ----------------------------------------------------------------------------
     def _build(self) -> None:
         self.assay = QComboBox()
-        self.assay.setMinimumWidth(360)
+        self.assay.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.assay.setMinimumContentsLength(22)
         self.assay.setToolTip("The assay: one per model found")
         self.assay.currentIndexChanged.connect(self._assay_changed)
         self.thumbnails = ThumbnailCache()
         self.gallery_model = GalleryModel(self.thumbnails)
         self.proxy = BinFilter()
         self.proxy.setSourceModel(self.gallery_model)
-        self.gallery = QListView()
+        self.gallery = GalleryView()
         self.gallery.setModel(self.proxy)
-        self.gallery.setViewMode(QListView.ViewMode.IconMode)
-        self.gallery.setIconSize(QSize(THUMB, THUMB))
-        self.gallery.setGridSize(QSize(THUMB + 40, THUMB + 40))
-        self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
-        self.gallery.setUniformItemSizes(True)
-        self.gallery.setWordWrap(True)
-        self.gallery.setLayoutMode(QListView.LayoutMode.Batched)
-        self.gallery.setBatchSize(200)
-        self.gallery.setMovement(QListView.Movement.Static)
-        self.gallery.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.gallery.setDragEnabled(True)
-        self.gallery.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
-        self.gallery.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.gallery.customContextMenuRequested.connect(self._context_menu)
         self.gallery.doubleClicked.connect(lambda _: self.preview())
+        self.gallery.zoom_requested.connect(lambda step: self.thumb_slider.setValue(
+            THUMB_SIZES.index(zoom_step(THUMB_SIZES[self.thumb_slider.value()], step))))
+        self.find = QLineEdit()
+        self.find.setPlaceholderText("Find by file name (Ctrl+F)")
+        self.find.setClearButtonEnabled(True)
+        self.find.textChanged.connect(self.proxy.set_name_filter)
+        self.thumb_slider = QSlider(Qt.Orientation.Horizontal)
+        self.thumb_slider.setRange(0, len(THUMB_SIZES) - 1)
+        self.thumb_slider.setValue(THUMB_SIZES.index(THUMB))
+        self.thumb_slider.setMaximumWidth(140)
+        self.thumb_slider.setToolTip("Thumbnail size (Ctrl+wheel on the gallery)")
+        self.thumb_slider.valueChanged.connect(self._thumb_size_changed)
+        self.names_box = QCheckBox("File names")
+        self.names_box.toggled.connect(self._thumb_size_changed)
+        tools = QHBoxLayout()
+        tools.setContentsMargins(0, 0, 0, 0)
+        tools.addWidget(self.find, 1)
+        tools.addWidget(QLabel("Size"))
+        tools.addWidget(self.thumb_slider)
+        tools.addWidget(self.names_box)
+        gallery_box = QWidget()
+        gallery_layout = QVBoxLayout(gallery_box)
+        gallery_layout.setContentsMargins(0, 0, 0, 0)
+        gallery_layout.addLayout(tools)
+        gallery_layout.addWidget(self.gallery, 1)
         self.bins = BinList(self._dropped_on_bin)
-        self.bins.setMaximumWidth(260)
         self.bins.currentItemChanged.connect(self._bin_changed)
+        legend = QLabel(LEGEND)
+        legend.setWordWrap(True)
+        legend.setStyleSheet("font-size: 8pt;")
+        bins_box = QWidget()
+        bins_layout = QVBoxLayout(bins_box)
+        bins_layout.setContentsMargins(0, 0, 0, 0)
+        bins_layout.addWidget(self.bins, 1)
+        bins_layout.addWidget(legend)
+        bins_box.setMinimumWidth(130)
+        bins_box.setMaximumWidth(280)
         self.summary = SummaryPanel()
-        self.summary.setMinimumWidth(340)
+        self.summary.setMinimumWidth(240)
         self.summary.target_changed.connect(lambda v: (self.settings.setValue("target", v), self.refresh_summary()))
+        self.summary.heat.tile_clicked.connect(self._tile_clicked)
         splitter = QSplitter()
-        splitter.addWidget(self.bins)
-        splitter.addWidget(self.gallery)
+        splitter.addWidget(bins_box)
+        splitter.addWidget(gallery_box)
         splitter.addWidget(self.summary)
+        splitter.setChildrenCollapsible(False)
         splitter.setStretchFactor(1, 3)
         splitter.setStretchFactor(2, 1)
-        splitter.setSizes([220, 760, 380])
+        splitter.setSizes([200, 760, 380])
+        self.splitter = splitter
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setStyleSheet("background:#fef3c7; color:#78350f; padding:6px; border:1px solid #f59e0b;")
@@ -188,10 +224,18 @@ class MainWindow(QMainWindow):
         self.verify_action = self._action("&Verify (second person)…", self.verify)
         self.identity_action = self._action("Specimen and &patient ID…", self.edit_identity, "Ctrl+I")
         self.audit_action = self._action("&Audit trail…", self.show_audit, "Ctrl+Shift+A")
-        self.confirm_action = self._action("&Confirm AI call", self.confirm_selected, Qt.Key.Key_Return)
+        self.confirm_action = self._action("&Confirm call", self.confirm_selected)
+        self.confirm_action.setShortcuts([QKeySequence(Qt.Key.Key_Return), QKeySequence(Qt.Key.Key_Enter)])
         self.preview_action = self._action("&Large view", self.preview, Qt.Key.Key_Space)
-        self.cancel_action = self._action("Cancel", self.cancel, Qt.Key.Key_Escape, "Stop classifying; what is done is kept")
+        self.next_action = self._action("&Next awaiting review", self.next_unreviewed, "N")
+        self.review_bin_action = self._action("Go to the &Review bin", self.go_to_review, "R")
+        self.find_action = self._action("&Find by file name", lambda: (self.find.setFocus(), self.find.selectAll()), "Ctrl+F")
+        self.zoom_in_action = self._action("Larger thumbnails", lambda: self.gallery.zoom_requested.emit(1), "Ctrl+=")
+        self.zoom_out_action = self._action("Smaller thumbnails", lambda: self.gallery.zoom_requested.emit(-1), "Ctrl+-")
+        self.cancel_action = self._action("Cancel classification", self.cancel, Qt.Key.Key_Escape,
+                                          "Stop classifying; what is done is kept")
         self.cancel_action.setEnabled(False)
+        self.addAction(self.cancel_action)  # Esc works wherever the focus is in the window
         self.undo_action = self._action("&Undo", self.undo, QKeySequence("Ctrl+Z"))
         self.redo_action = self._action("&Redo", self.redo)
         self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
@@ -199,7 +243,7 @@ class MainWindow(QMainWindow):
         self.redo_action.setEnabled(False)
         self.undo_stack.canUndoChanged.connect(self.undo_action.setEnabled)
         self.undo_stack.canRedoChanged.connect(self.redo_action.setEnabled)
-        for a in (self.confirm_action, self.preview_action):
+        for a in (self.confirm_action, self.preview_action, self.next_action, self.review_bin_action):
             a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             self.gallery.addAction(a)
         file_menu = self.menuBar().addMenu("&File")
@@ -212,7 +256,9 @@ class MainWindow(QMainWindow):
         edit = self.menuBar().addMenu("&Edit")
         edit.addActions([self.undo_action, self.redo_action])
         edit.addSeparator()
-        edit.addActions([self.confirm_action, self.preview_action])
+        edit.addActions([self.confirm_action, self.next_action, self.review_bin_action, self.preview_action])
+        edit.addSeparator()
+        edit.addActions([self.find_action, self.zoom_in_action, self.zoom_out_action, self.cancel_action])
         review = self.menuBar().addMenu("&Review")
         review.addActions([self.identity_action, self.signoff_action, self.verify_action, self.reopen_action])
         review.addSeparator()
@@ -236,6 +282,9 @@ class MainWindow(QMainWindow):
         bar.addActions([self.undo_action, self.redo_action])
         bar.addSeparator()
         bar.addActions([self.export_action, self.report_action, self.signoff_action])
+        for action, short in ((self.open_action, "Open"), (self.export_action, "CSV"), (self.report_action, "PDF"),
+                              (self.signoff_action, "Sign off")):
+            action.setIconText(short)  # short toolbar labels: nothing hides behind » on a small screen
         self.hotkeys: list[QShortcut] = []
 
     def _build_status(self) -> None:
@@ -259,8 +308,46 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1400, 860)
+        self._clamp_to_screen()
+        state = self.settings.value("splitter")
+        if state is not None:
+            self.splitter.restoreState(state)
         self.summary.target.setValue(int(self.settings.value("target", 100)))
+        size = int(self.settings.value("thumb_size", THUMB))
+        self.thumb_slider.setValue(THUMB_SIZES.index(size) if size in THUMB_SIZES else THUMB_SIZES.index(THUMB))
+        self.names_box.setChecked(str(self.settings.value("file_names", "false")).lower() == "true")
         self._rebuild_recent()
+
+    def _clamp_to_screen(self) -> None:
+        """A geometry saved on a larger screen (or at another scale) is fitted to this one."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        available = screen.availableGeometry()
+        width, height = min(self.width(), available.width()), min(self.height(), available.height() - 30)
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+        frame = self.frameGeometry()
+        if not available.contains(frame):
+            self.move(max(available.left(), min(frame.left(), available.right() - frame.width())),
+                      max(available.top(), min(frame.top(), available.bottom() - frame.height())))
+
+    def _save_settings(self) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("splitter", self.splitter.saveState())
+        current = self.bins.currentItem()
+        if current is not None:
+            self.settings.setValue("bin", current.data(Qt.ItemDataRole.UserRole))
+
+    def _thumb_size_changed(self, *_) -> None:
+        size = THUMB_SIZES[self.thumb_slider.value()]
+        names = self.names_box.isChecked()
+        self.thumbnails.set_size(size)
+        self.gallery_model.show_names = names
+        self.gallery.set_thumb_size(size, names)
+        self.gallery_model.layoutChanged.emit()
+        self.settings.setValue("thumb_size", size)
+        self.settings.setValue("file_names", names)
 
     def operator(self) -> str | None:
         """The technician's name, asked once per app start and recorded with every change."""
@@ -325,10 +412,14 @@ class MainWindow(QMainWindow):
             return
         info = self.models[index]
         if self.folder is not None and self.info is not None and info.key != self.info.key:
+            guess = guess_task(self.folder)
+            warning = (f"\n\nThese images look like another assay's ({guess}); {info.display_name} is for {info.task}."
+                       if guess and guess != info.task else "")
             answer = QMessageBox.question(
                 self, "Change the assay?",
-                f"Classify the open folder “{self.folder.name}” with {info.display_name}?\n\n"
-                f"Its session with {self.info.display_name} is kept and comes back when you switch back.")
+                f"Classify the open folder “{self.folder.name}” with {info.display_name}?{warning}\n\n"
+                f"Its session with {self.info.display_name} is kept and comes back when you switch back.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
             if answer != QMessageBox.StandardButton.Yes:
                 self.assay.blockSignals(True)
                 self.assay.setCurrentIndex(self.assay.findData(self.info.key))
@@ -352,12 +443,16 @@ class MainWindow(QMainWindow):
             self.bins.addItem(self._bin_item(f"[{c.hotkey}] {c.label}", c.key))
             if c.hotkey:
                 shortcut = QShortcut(QKeySequence(c.hotkey), self.gallery)
+                # only while the gallery has the focus: typing a digit in the find box reclassifies nothing
+                shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
                 shortcut.activated.connect(lambda key=c.key: self.reclassify_selected(key))
                 self.hotkeys.append(shortcut)
         self.bins.addItem(self._bin_item("Review", REVIEW))
         self.bins.addItem(self._bin_item("Unreadable", UNREADABLE))
         self.bins.addItem(self._bin_item("Missing from folder", MISSING))
-        self.bins.setCurrentRow(0)
+        wanted = self.settings.value("bin")
+        rows = [r for r in range(self.bins.count()) if self.bins.item(r).data(Qt.ItemDataRole.UserRole) == wanted]
+        self.bins.setCurrentRow(rows[0] if rows else 0)
 
     @staticmethod
     def _bin_item(text: str, key: str) -> QListWidgetItem:
@@ -429,14 +524,15 @@ class MainWindow(QMainWindow):
             self.session = None
         self.undo_stack.clear()
 
-    def rescan(self) -> None:
+    def rescan(self, check_foreign: bool = True) -> None:
         """Classify the folder again: new and changed files are taken in (open sessions only)."""
         if self.session is not None and not self.is_classifying():
+            self.stop_worker()
             self.banner.setVisible(False)
-            self._start_worker()
+            self._start_worker(check_foreign)
 
-    def _start_worker(self) -> None:
-        self.worker = worker = ClassifyWorker(self.session)
+    def _start_worker(self, check_foreign: bool = True) -> None:
+        self.worker = worker = ClassifyWorker(self.session, check_foreign)
         worker.finished.connect(self._finished)
         worker.failed.connect(self._failed)
         self.thread = start_worker(worker)
@@ -506,6 +602,12 @@ class MainWindow(QMainWindow):
                                          "bin, then sign off.")
         if self.info and self.info.task == "idc-patch":
             self._build_mosaic()
+        if result.foreign:
+            answer = QMessageBox.question(self, "These images look foreign", result.foreign + "\n\nClassify them anyway?",
+                                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                          QMessageBox.StandardButton.No)
+            if answer == QMessageBox.StandardButton.Yes:
+                self.rescan(check_foreign=False)
 
     def _failed(self, message: str) -> None:
         if self._stale():
@@ -573,7 +675,40 @@ class MainWindow(QMainWindow):
 
     # --- review actions ---------------------------------------------------------------------
     def selected_cells(self):
+        self.gallery.select_current_if_none()
         return [self.proxy.data(i, CellRole) for i in self.gallery.selectionModel().selectedIndexes()]
+
+    def _advance(self, rows: list[int], files: list[str]) -> None:
+        """After an action, select the next cell: the one after the acted-on cell, or the one
+        now in its place when the cell left the bin (the Review bin empties as you go)."""
+        if not rows:
+            return
+        row = rows[0]
+        here = self.proxy.data(self.proxy.index(row, 0), CellRole) if row < self.proxy.rowCount() else None
+        if here is not None and here.file in files:
+            row = rows[-1] + 1
+        self.gallery.select_row(row)
+
+    def next_unreviewed(self) -> None:
+        """Select the next cell awaiting review after the current one; from another bin, go to Review."""
+        rows = self.gallery.selected_rows()
+        start = rows[-1] + 1 if rows else 0
+        for row in range(start, self.proxy.rowCount()):
+            if self.proxy.data(self.proxy.index(row, 0), CellRole).needs_review:
+                self.gallery.select_row(row)
+                return
+        if any(c.needs_review for c in self.gallery_model.cells):
+            self.go_to_review()
+        else:
+            self.statusBar().showMessage("Nothing is awaiting review.", 4000)
+
+    def go_to_review(self) -> None:
+        """The Review bin, its first (least confident) cell selected, keys ready."""
+        review = [r for r in range(self.bins.count()) if self.bins.item(r).data(Qt.ItemDataRole.UserRole) == REVIEW]
+        if review:
+            self.bins.setCurrentRow(review[0])
+            self.gallery.setFocus()
+            self.gallery.select_row(0)
 
     def _refuse_if_signed(self) -> bool:
         if self.session is not None and self.session.signed:
@@ -582,24 +717,25 @@ class MainWindow(QMainWindow):
             return True
         return False
 
-    def _push(self, make_command) -> None:
+    def _push(self, make_command) -> bool:
         """Carry out an action on the session; only an action that happened enters the undo stack."""
         if self._refuse_if_signed():
-            return
+            return False
         operator = self.operator()
         if operator is None:
-            return
+            return False
         try:
             command = make_command(operator)
         except SessionLocked as exc:
             self.error("Session signed off", str(exc))
-            return
+            return False
         except Exception as exc:  # noqa: BLE001
             log.exception("action failed")
             self.error("That did not work", str(exc))
-            return
+            return False
         if command is not None:
             self.undo_stack.push(command)
+        return True
 
     def undo(self) -> None:
         if self.undo_stack.canUndo() and not self._refuse_if_signed():
@@ -610,14 +746,19 @@ class MainWindow(QMainWindow):
             self.undo_stack.redo()
 
     def reclassify_selected(self, key: str) -> None:
-        self.reclassify([c.file for c in self.selected_cells() if not c.unreadable], key)
+        rows = self.gallery.selected_rows()
+        files = [c.file for c in self.selected_cells() if not c.unreadable]
+        if self.reclassify(files, key):
+            self._advance(rows, files)
 
-    def reclassify(self, files: list[str], key: str) -> None:
+    def reclassify(self, files: list[str], key: str) -> bool:
         if not files or self.session is None or self.info is None:
-            return
+            return False
         label = self.info.label_of(key)
-        self._push(lambda operator: commands.reclassify(self.session, files, key, label, operator))
-        self.statusBar().showMessage(f"{len(files)} cell(s) reclassified as {label}.", 4000)
+        done = self._push(lambda operator: commands.reclassify(self.session, files, key, label, operator))
+        if done:
+            self.statusBar().showMessage(f"{len(files)} cell(s) reclassified as {label}.", 4000)
+        return done
 
     def _dropped_on_bin(self, ids: list[int], key: str) -> None:
         if key and not key.startswith("__"):
@@ -625,16 +766,51 @@ class MainWindow(QMainWindow):
             self.reclassify([c.file for c in self.gallery_model.cells if c.id in wanted], key)
 
     def confirm_selected(self) -> None:
-        files = [c.file for c in self.selected_cells() if not c.unreadable]
-        if files and self.session is not None:
-            self._push(lambda operator: commands.confirm(self.session, files, operator))
+        rows = self.gallery.selected_rows()
+        cells = [c for c in self.selected_cells() if not c.unreadable]
+        unfamiliar = sum(c.unfamiliar and not c.confirmed for c in cells)
+        if len(cells) > 1 and unfamiliar:
+            answer = QMessageBox.question(
+                self, "Confirm Unfamiliar cells?",
+                f"Confirm the calls of {len(cells)} cells? {unfamiliar} of them are Unfamiliar: the model has not seen "
+                "cells like them, and its call is often wrong. Look at them one by one (Space) unless you are sure.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        files = [c.file for c in cells]
+        if self.confirm_files(files):
+            self._advance(rows, files)
+
+    def confirm_files(self, files: list[str]) -> bool:
+        if not files or self.session is None:
+            return False
+        return self._push(lambda operator: commands.confirm(self.session, files, operator))
 
     def preview(self) -> None:
-        cells = self.selected_cells()
         current = self.gallery.currentIndex()
-        cell = self.proxy.data(current, CellRole) if current.isValid() else (cells[0] if cells else None)
-        if cell is not None and self.folder is not None and self.info is not None:
-            PreviewDialog(self.folder, cell, self.info, self).exec()
+        rows = self.gallery.selected_rows()
+        row = current.row() if current.isValid() else (rows[0] if rows else -1)
+        if row < 0 or self.folder is None or self.info is None:
+            return
+        viewer = CellViewer(self, self.folder, self.info, self.proxy, row, self.reclassify, self.confirm_files)
+        viewer.exec()
+        self.gallery.select_row(viewer.row)
+
+    def _tile_clicked(self, column: int, row: int) -> None:
+        """A click on the slide map selects that patch in the gallery (All images, no file filter)."""
+        if self.info is None:
+            return
+        patch = self.info.input.width
+        x, y = column * patch, row * patch
+        self.find.clear()
+        self.bins.setCurrentRow(0)
+        for r in range(self.proxy.rowCount()):
+            cell = self.proxy.data(self.proxy.index(r, 0), CellRole)
+            if cell.x is not None and (cell.x // patch, cell.y // patch) == (column, row):
+                self.gallery.select_row(r)
+                self.gallery.setFocus()
+                self.statusBar().showMessage(f"Patch at x={x}, y={y}: {cell.file}", 5000)
+                return
 
     def _context_menu(self, pos) -> None:
         index = self.gallery.indexAt(pos)
@@ -668,6 +844,18 @@ class MainWindow(QMainWindow):
         if self.is_classifying():
             self.error("Still classifying", "Wait until classification has finished before signing off.")
             return
+        if self.info is not None and self.info.task == "blood-differential":
+            from desktop.core.summary import differential
+
+            diff = differential(self.session.cells(), self.info, target=self.summary.target.value())
+            if diff.wbc < diff.target:
+                answer = QMessageBox.question(
+                    self, "Below the target count",
+                    f"Only {diff.wbc} white cells are counted; the target is {diff.target}. The percentages are "
+                    "imprecise. Sign off anyway?",
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+                if answer != QMessageBox.StandardButton.Yes:
+                    return
         record = self.session.record()
         answer = IdentityForm.ask(self, "Sign off", record.specimen_id or self.folder.name, record.patient_id,
                                   self._operator or "", note="Signing off makes the session read-only and the "
@@ -779,15 +967,15 @@ class MainWindow(QMainWindow):
 
     def write_pdf(self, path: Path) -> bool:
         from desktop.core.summary import idc_summary
-        from desktop.ui.heatmap import heat_overlay_image
+        from desktop.ui.heatmap import call_overlay_image
         from desktop.ui.report import report_html, write_pdf
 
         cells = self.session.cells()
         heat = None
         if self.info.task == "idc-patch":
             slide = idc_summary(cells, self.info)
-            if slide.heat.size:
-                heat = heat_overlay_image(slide.heat, slide.calls, self.summary._mosaic)
+            if slide.calls.size:
+                heat = call_overlay_image(slide.calls, self.summary._mosaic)
         html_text = report_html(cells, self.info, record=self.session.record(), changes=self.session.pending_changes,
                                 operator=self._exporter(), when=self._now(), target=self.summary.target.value(),
                                 heat=heat)
@@ -881,7 +1069,7 @@ class MainWindow(QMainWindow):
             self.open_folder(Path(urls[0].toLocalFile()))
 
     def closeEvent(self, event):  # noqa: N802 - Qt API
-        self.settings.setValue("geometry", self.saveGeometry())
+        self._save_settings()
         self.close_session()  # cancels and waits for the classifier: every stored call stays
         self.thumbnails.wait()
         super().closeEvent(event)

@@ -1,19 +1,30 @@
-"""A large view of one cell with every class probability."""
+"""The large view: one cell big with every class probability. The technician walks the
+current bin with ←/→, reclassifies with the number keys or the class buttons, confirms with
+Enter (the view moves on to the next cell) and closes with Esc."""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QTextBrowser, QVBoxLayout
+from PySide6.QtWidgets import (
+    QDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+)
 
 from desktop.core.imaging import UnreadableImage
 from desktop.core.model import ModelInfo
 from desktop.core.review import ranked_classes
 from desktop.core.store import Cell
-from desktop.ui.gallery import load_cell_image, to_qimage
+from desktop.ui.gallery import CellRole, load_cell_image, to_qimage
 
 
 def probabilities_html(cell: Cell, info: ModelInfo) -> str:
@@ -24,37 +35,117 @@ def probabilities_html(cell: Cell, info: ModelInfo) -> str:
         for (key, p) in ranked_classes(cell, info.class_keys) for c in info.classes if c.key == key
     )
     final = cell.final_class or cell.ai_class
-    lines = [f"<p><b>AI call:</b> {html.escape(info.label_of(cell.ai_class))} ({cell.confidence:.1%})</p>",
-             f"<p><b>Final call:</b> {html.escape(info.label_of(final))}"
-             + (f" — changed by {html.escape(cell.reviewer or '')}" if cell.changed else "") + "</p>"]
+    if cell.confirmed:
+        current = (f"<p><b>Final call:</b> {html.escape(info.label_of(final))} — "
+                   + ("changed" if cell.changed else "confirmed") + f" by {html.escape(cell.reviewer or '')}</p>")
+    elif cell.needs_review:
+        current = f"<p style='color:#b45309'><b>Awaiting review</b> — current call {html.escape(info.label_of(final))}</p>"
+    else:
+        current = f"<p><b>Current call:</b> {html.escape(info.label_of(final))} (accepted from the model, not confirmed)</p>"
+    lines = [f"<p><b>AI call:</b> {html.escape(info.label_of(cell.ai_class))} ({cell.confidence:.1%})</p>", current]
+    if cell.missing:
+        lines.append("<p style='color:#b00020'>This file is no longer in the folder.</p>")
+    if cell.file_changed:
+        lines.append("<p style='color:#b45309'>The file changed after an earlier call; see the audit trail.</p>")
     if cell.review_reason:
         lines.append(f"<p style='color:#b45309'>Review: {html.escape(cell.review_reason)}</p>")
-    if cell.ood_score is not None:
-        lines.append(f"<p>Unfamiliarity score: {cell.ood_score:.2f}"
-                     f" (threshold {info.ood_threshold:.2f})</p>" if info.ood_threshold else "")
+    if cell.ood_score is not None and info.ood_threshold:
+        lines.append(f"<p>Unfamiliarity score: {cell.ood_score:.2f} (threshold {info.ood_threshold:.2f})</p>")
     return "".join(lines) + f"<table cellpadding=3><tr><th>key</th><th>class</th><th>P</th></tr>{rows}</table>"
 
 
-class PreviewDialog(QDialog):
-    def __init__(self, folder: Path, cell: Cell, info: ModelInfo, parent=None):
+class CellViewer(QDialog):
+    def __init__(self, parent, folder: Path, info: ModelInfo, proxy, row: int,
+                 reclassify: Callable[[list[str], str], bool], confirm: Callable[[list[str]], bool]):
         super().__init__(parent)
-        self.setWindowTitle(cell.file)
+        self.folder, self.info, self.proxy, self.row = folder, info, proxy, row
+        self._reclassify, self._confirm = reclassify, confirm
+        self.image = QLabel()
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image.setMinimumSize(320, 320)
+        self.text = QTextBrowser()
+        self.position = QLabel()
+        previous = QPushButton("◀ Previous (←)")
+        previous.clicked.connect(lambda: self.step(-1))
+        following = QPushButton("Next (→) ▶")
+        following.clicked.connect(lambda: self.step(1))
+        confirm_button = QPushButton("Confirm (Enter)")
+        confirm_button.clicked.connect(self.confirm)
+        for button in (previous, following, confirm_button):
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys stay with the view
+        classes = QGridLayout()
+        for i, c in enumerate(info.classes):
+            button = QPushButton(f"[{c.hotkey}] {c.label}")
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(lambda _=False, key=c.key: self.reclassify(key))
+            classes.addWidget(button, i // 2, i % 2)
+        row_layout = QHBoxLayout()
+        row_layout.addWidget(self.image, 3)
+        side = QVBoxLayout()
+        side.addWidget(self.text, 1)
+        side.addLayout(classes)
+        row_layout.addLayout(side, 2)
+        nav = QHBoxLayout()
+        nav.addWidget(previous)
+        nav.addWidget(self.position, 1, Qt.AlignmentFlag.AlignCenter)
+        nav.addWidget(confirm_button)
+        nav.addWidget(following)
         layout = QVBoxLayout(self)
-        row = QHBoxLayout()
-        image = QLabel()
-        image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addLayout(row_layout, 1)
+        layout.addLayout(nav)
+        self.resize(960, 620)
+        self.show_row(row)
+
+    def cell(self) -> Cell | None:
+        if not 0 <= self.row < self.proxy.rowCount():
+            return None
+        return self.proxy.data(self.proxy.index(self.row, 0), CellRole)
+
+    def show_row(self, row: int) -> None:
+        count = self.proxy.rowCount()
+        if count == 0:
+            self.accept()  # the bin is empty: nothing left to show
+            return
+        self.row = max(0, min(row, count - 1))
+        cell = self.cell()
+        self.setWindowTitle(cell.file)
+        self.position.setText(f"{self.row + 1} of {count}")
         try:
-            pixmap = QPixmap.fromImage(to_qimage(load_cell_image(folder, cell.file)))
-            image.setPixmap(pixmap.scaled(480, 480, Qt.AspectRatioMode.KeepAspectRatio,
-                                          Qt.TransformationMode.SmoothTransformation))
+            pixmap = QPixmap.fromImage(to_qimage(load_cell_image(self.folder, cell.file)))
+            side = min(560, max(self.image.width(), self.image.height(), 480))
+            self.image.setPixmap(pixmap.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                                               Qt.TransformationMode.SmoothTransformation))
         except (UnreadableImage, OSError) as exc:
-            image.setText(f"Cannot show this image:\n{exc}")
-        row.addWidget(image, 2)
-        text = QTextBrowser()
-        text.setHtml(probabilities_html(cell, info))
-        row.addWidget(text, 1)
-        layout.addLayout(row)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-        self.resize(860, 540)
+            self.image.setText(f"Cannot show this image:\n{exc}")
+        self.text.setHtml(probabilities_html(cell, self.info))
+
+    def step(self, delta: int) -> None:
+        self.show_row(self.row + delta)
+
+    def _after_action(self, file: str) -> None:
+        """Move on: to the next cell, or stay on this row when the cell left the bin."""
+        cell = self.cell()
+        self.show_row(self.row + 1 if cell is not None and cell.file == file else self.row)
+
+    def reclassify(self, key: str) -> None:
+        cell = self.cell()
+        if cell is not None and not cell.unreadable and self._reclassify([cell.file], key):
+            self._after_action(cell.file)
+
+    def confirm(self) -> None:
+        cell = self.cell()
+        if cell is not None and not cell.unreadable and self._confirm([cell.file]):
+            self._after_action(cell.file)
+
+    def keyPressEvent(self, event):  # noqa: N802 - Qt API
+        key, text = event.key(), event.text()
+        if key == Qt.Key.Key_Left:
+            self.step(-1)
+        elif key == Qt.Key.Key_Right:
+            self.step(1)
+        elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.confirm()
+        elif text and any(c.hotkey == text for c in self.info.classes):
+            self.reclassify(next(c.key for c in self.info.classes if c.hotkey == text))
+        else:
+            super().keyPressEvent(event)  # Esc closes

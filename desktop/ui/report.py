@@ -60,7 +60,8 @@ def report_html(cells: list[Cell], info: ModelInfo, *, record: SessionRecord, ch
         parts.append("<table border=1 cellspacing=0 cellpadding=4><tr><th>Class</th><th>AI</th><th>Final</th></tr>"
                      f"{rows}</table>")
         if heat is not None:
-            parts.append("<p>Heat map (red: model's probability of IDC):</p>" + _image_tag(heat))
+            parts.append("<p>Slide map of the final calls (vermilion: IDC; blue: no IDC; yellow: awaiting review):</p>"
+                         + _image_tag(heat))
     parts.append("<p style='font-size:8pt'>Reference intervals: see resources/reference_intervals.json; each laboratory "
                  "must use its own validated intervals. For research and laboratory review; not a diagnosis.</p>")
     return "".join(parts)

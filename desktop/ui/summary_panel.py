@@ -6,13 +6,13 @@ import html
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPixmap
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
 
 from desktop.core.model import ModelInfo
 from desktop.core.store import Cell
 from desktop.core.summary import ReferenceIntervals, counts, differential, idc_summary
-from desktop.ui.heatmap import heat_overlay_image
+from desktop.ui.heatmap import SlideMap
 
 
 class BarChart(QWidget):
@@ -68,10 +68,10 @@ class SummaryPanel(QWidget):
         layout.addWidget(self.text, 3)
         self.chart = BarChart()
         layout.addWidget(self.chart)
-        self.heat = QLabel()
-        self.heat.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.heat.setMinimumHeight(10)
-        layout.addWidget(self.heat, 2)
+        self.heat = SlideMap()
+        self.heat.setMinimumHeight(160)
+        self.heat.setVisible(False)
+        layout.addWidget(self.heat, 3)
         self._mosaic: np.ndarray | None = None
 
     def set_mosaic(self, mosaic: np.ndarray | None) -> None:
@@ -88,6 +88,7 @@ class SummaryPanel(QWidget):
         tally = counts(cells, info)  # once per refresh: every figure below reads it
         self.review_bar.setMaximum(max(tally.review_total, 1))
         self.review_bar.setValue(tally.confirmed_review if tally.review_total else 1)
+        self.review_bar.setFormat("Review: %v of %m confirmed" if tally.review_total else "Nothing to review")
         self.chart.set_rows([(c.label, tally.final[c.key]) for c in info.classes])
         parts = [f"<h3>{html.escape(info.display_name)}</h3>"]
         if status:
@@ -96,7 +97,6 @@ class SummaryPanel(QWidget):
         parts.append(f"<p>{tally.total} images · {tally.pending_review} awaiting review · {tally.unreadable} unreadable</p>")
         if blood:
             parts.append(self._differential_html(cells, info, tally))
-            self.heat.clear()
             self.heat.setVisible(False)
         else:
             parts.append(self._idc_html(cells, info, tally))
@@ -129,12 +129,7 @@ class SummaryPanel(QWidget):
         text = (f"<p style='font-size:15pt'><b>IDC fraction: {100 * slide.fraction:.1f}%</b></p>"
                 f"<p>{slide.idc} of {slide.patches} classified patches called IDC"
                 + (f"; {slide.pending_review} awaiting review" if slide.pending_review else "") + ".</p>")
-        if slide.heat.size:
-            image = heat_overlay_image(slide.heat, slide.calls, self._mosaic)
-            pixmap = QPixmap.fromImage(image)
+        if slide.calls.size:
             self.heat.setVisible(True)
-            self.heat.setPixmap(pixmap.scaled(self.heat.width() or 300, max(self.heat.height(), 200),
-                                              Qt.AspectRatioMode.KeepAspectRatio,
-                                              Qt.TransformationMode.SmoothTransformation))
-            self.heat.setToolTip("IDC heat map: red = model's P(IDC), over the slide's patches")
+            self.heat.show_calls(slide.calls, self._mosaic)
         return text

@@ -17,14 +17,15 @@ class ClassifyWorker(QObject):
     finished = Signal(object)  # ClassifyResult
     failed = Signal(str)
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, check_foreign: bool = True):
         super().__init__()
         self.session = session
+        self.check_foreign = check_foreign
         self.cancel = threading.Event()
 
     def run(self) -> None:
         try:
-            self.finished.emit(self.session.classify(cancel=self.cancel))
+            self.finished.emit(self.session.classify(cancel=self.cancel, check_foreign=self.check_foreign))
         except Exception as exc:  # noqa: BLE001 - shown to the technician as a dialog, logged in full
             log.exception("classification failed")
             self.failed.emit(str(exc))
