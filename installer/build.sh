@@ -18,6 +18,8 @@ fi
 .venv-build/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller \
     installer/slidetally.spec
 BUNDLE=dist/slidetally
+# PyInstaller still links the left-out Qt libraries into _internal/; drop those dangling links.
+find "$BUNDLE" -xtype l -delete
 
 # Shared objects: not executable, no symbols or debug info (Debian policy 10.1, 10.2), and no RUNPATH into the
 # tree the Python runtime was compiled in (it would make the loader search e.g. /root/.pyenv on the target).
