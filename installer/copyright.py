@@ -139,10 +139,13 @@ def main(package_root: str, bundle: str) -> None:
                   + field("Upstream-Name", "SlideTally") + field("Comment", HEADER_COMMENT),
                   field("Files", "*") + field("Copyright", "2026 SlideTally developers") + field("License", "Expat")]
     for comp in comps:
-        target = doc / "licenses" / comp.name
-        target.mkdir(parents=True, exist_ok=True)
         for text in comp.texts:
-            shutil.copyfile(text, target / text.name)
+            # keep the folders a wheel's licenses/ has (NumPy's has several LICENSE.txt)
+            parts = text.parts
+            relative = Path(*parts[len(parts) - parts[::-1].index("licenses"):]) if "licenses" in parts else text.name
+            target = doc / "licenses" / comp.name / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(text, target)
         if comp.files:
             globs = " ".join(str(Path(bundle) / ("_internal/" + g if not g.startswith("../") else g[3:]))
                              for g in comp.files)
