@@ -1,28 +1,80 @@
 #!/usr/bin/env bash
 # Build the one-dir bundle (PyInstaller) and the Linux .deb into dist/.
-# Usage: installer/build.sh        (needs python3 with venv; dpkg-deb for the .deb)
+# Usage: installer/build.sh
+# Needs python3 with venv, and (Debian) dpkg-dev, binutils and patchelf; the libraries the bundle links to must
+# be installed for dpkg-shlibdeps to find their packages (see installer/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=$(python3 -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
+# Dates inside the package are the last commit's, so a rebuild of the same commit gives the same files.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+DATE=$(date -u -d "@$SOURCE_DATE_EPOCH" +%F)
 start=$(date +%s)
 if [ ! -x .venv-build/bin/python ]; then
     python3 -m venv .venv-build
 fi
 .venv-build/bin/python -m pip install -q --upgrade pip
 .venv-build/bin/python -m pip install -q -e ".[installer]"
-.venv-build/bin/pyinstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build/pyinstaller \
+.venv-build/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller \
     installer/slidetally.spec
+BUNDLE=dist/slidetally
+# PyInstaller still links the left-out Qt libraries into _internal/; drop those dangling links.
+find "$BUNDLE" -xtype l -delete
+
+# Shared objects: not executable, no symbols or debug info (Debian policy 10.1, 10.2), and no RUNPATH into the
+# tree the Python runtime was compiled in (it would make the loader search e.g. /root/.pyenv on the target).
+# Libraries that auditwheel rewrote with patchelf (in *.libs/, or linking to one) are left as they are:
+# strip breaks their layout ("ELF load command address/offset not page-aligned").
+find "$BUNDLE" -type f \( -name '*.so' -o -name '*.so.*' \) -print0 | while IFS= read -r -d '' lib; do
+    chmod 644 "$lib"
+    runpath=$(patchelf --print-rpath "$lib")
+    if readelf -S -W "$lib" | grep -q ' \.symtab ' && [[ "$lib" != *.libs/* && "$runpath" != *.libs* ]]; then
+        strip --strip-unneeded --remove-section=.comment --remove-section=.note "$lib"
+    fi
+    if [ -n "$runpath" ] && [[ "$runpath" != *'$ORIGIN'* ]]; then
+        patchelf --remove-rpath "$lib"
+    fi
+done
+find "$BUNDLE/_internal/resources" -type f -exec chmod 644 {} +
 
 PKG=build/deb/slidetally_${VERSION}_amd64
+DOC=$PKG/usr/share/doc/slidetally
 rm -rf "$PKG"
-mkdir -p "$PKG/DEBIAN" "$PKG/opt" "$PKG/usr/bin" "$PKG/usr/share/applications" \
-         "$PKG/usr/share/icons/hicolor/256x256/apps"
-cp -a dist/slidetally "$PKG/opt/slidetally"
-ln -s /opt/slidetally/slidetally "$PKG/usr/bin/slidetally"
-ln -s /opt/slidetally/slidetally-cli "$PKG/usr/bin/slidetally-cli"
-cp installer/slidetally.desktop "$PKG/usr/share/applications/slidetally.desktop"
-cp resources/icons/slidetally.png "$PKG/usr/share/icons/hicolor/256x256/apps/slidetally.png"
-SIZE_KB=$(du -sk "$PKG" | cut -f1)
+mkdir -p "$PKG/DEBIAN" "$PKG/usr/lib" "$PKG/usr/bin" "$PKG/usr/share/applications" "$PKG/usr/share/metainfo" \
+         "$PKG/usr/share/icons/hicolor/scalable/apps" "$PKG/usr/share/lintian/overrides" "$DOC"
+cp -a "$BUNDLE" "$PKG/usr/lib/slidetally"
+ln -s ../lib/slidetally/slidetally "$PKG/usr/bin/slidetally"
+ln -s ../lib/slidetally/slidetally-cli "$PKG/usr/bin/slidetally-cli"
+cp installer/slidetally.desktop "$PKG/usr/share/applications/"
+sed "s/@VERSION@/$VERSION/; s/@DATE@/$DATE/" installer/slidetally.metainfo.xml \
+    > "$PKG/usr/share/metainfo/org.slidetally.SlideTally.metainfo.xml"
+for size in 48 64 128 256; do
+    install -D -m 644 "installer/icons/slidetally-$size.png" "$PKG/usr/share/icons/hicolor/${size}x${size}/apps/slidetally.png"
+done
+cp installer/icons/slidetally.svg "$PKG/usr/share/icons/hicolor/scalable/apps/slidetally.svg"
+cp installer/lintian-overrides "$PKG/usr/share/lintian/overrides/slidetally"
+.venv-build/bin/python installer/copyright.py "$PKG" usr/lib/slidetally
+cat > "$DOC/changelog" <<CHANGELOG
+slidetally ($VERSION) unstable; urgency=medium
+
+  * Release $VERSION, built from commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown).
+
+ -- SlideTally developers <slidetally@example.org>  $(date -u -R -d "@$SOURCE_DATE_EPOCH")
+CHANGELOG
+gzip -9n "$DOC/changelog"
+find "$PKG" -type d -exec chmod 755 {} +
+
+# Depends: the packages of every library the bundle links to, with the versions its symbols need
+# (this is where libc6 (>= 2.xx) comes from), plus libdbus-1-3, which Qt loads with dlopen().
+mkdir -p build/shlibdeps/debian
+printf 'Source: slidetally\n\nPackage: slidetally\nArchitecture: amd64\n' > build/shlibdeps/debian/control
+mapfile -t elves < <(find "$PWD/$PKG/usr/lib/slidetally" -type f \( -name '*.so' -o -name '*.so.*' -o -perm -u+x \) \
+    -exec sh -c 'head -c 4 "$1" | grep -q ELF' _ {} \; -print)
+mapfile -t private < <(find "$PWD/$PKG/usr/lib/slidetally" -type f -name '*.so*' -printf '-l%h\n' | sort -u)
+shlibs=$(cd build/shlibdeps && dpkg-shlibdeps -O --ignore-missing-info "${private[@]}" "${elves[@]}" 2>warnings.txt \
+         | sed -n 's/^shlibs:Depends=//p')
+[[ "$shlibs" == *libdbus-1-3* ]] || shlibs="$shlibs, libdbus-1-3"
+SIZE_KB=$(du -sk --exclude=DEBIAN "$PKG" | cut -f1)
 cat > "$PKG/DEBIAN/control" <<CONTROL
 Package: slidetally
 Version: ${VERSION}
@@ -30,23 +82,20 @@ Section: science
 Priority: optional
 Architecture: amd64
 Installed-Size: ${SIZE_KB}
-Depends: libegl1, libgl1, libfontconfig1, libxkbcommon0, libxkbcommon-x11-0, libdbus-1-3, libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1, libxcb-shape0, libxcb-render-util0, libxcb-image0
-Maintainer: SlideTally developers <slidetally@localhost>
+Depends: ${shlibs}
+Maintainer: SlideTally developers <slidetally@example.org>
 Description: CNN pre-classification of blood-cell and breast-tissue images
  Classifies a folder of microscope images with bundled ONNX models, lets the
  technician review and correct the calls, and exports counts as CSV and PDF.
 CONTROL
-cat > "$PKG/DEBIAN/postinst" <<'POST'
-#!/bin/sh
-set -e
-command -v update-desktop-database >/dev/null 2>&1 && update-desktop-database -q /usr/share/applications || true
-command -v gtk-update-icon-cache >/dev/null 2>&1 && gtk-update-icon-cache -q /usr/share/icons/hicolor || true
-exit 0
-POST
-cp "$PKG/DEBIAN/postinst" "$PKG/DEBIAN/postrm"
-chmod 755 "$PKG/DEBIAN/postinst" "$PKG/DEBIAN/postrm"
-dpkg-deb --build --root-owner-group -Zxz "$PKG" "dist/slidetally_${VERSION}_amd64.deb" >/dev/null
+(cd "$PKG" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) \
+    > "$PKG/DEBIAN/md5sums"
+chmod 644 "$PKG/DEBIAN/control" "$PKG/DEBIAN/md5sums"
+DEB=dist/slidetally_${VERSION}_amd64.deb
+dpkg-deb --build --root-owner-group -Zxz "$PKG" "$DEB" >/dev/null
 end=$(date +%s)
-echo "bundle: dist/slidetally ($(du -sh dist/slidetally | cut -f1))"
-echo "deb:    dist/slidetally_${VERSION}_amd64.deb ($(du -sh "dist/slidetally_${VERSION}_amd64.deb" | cut -f1))"
+awk -F'\t' '{mb[$2] += $1 / 1048576; n[$2]++} END {for (r in mb) printf "left out: %6.1f MB, %3d files: %s\n", mb[r], n[r], r}' \
+    build/excluded.tsv
+echo "bundle: $BUNDLE ($(du -sm "$BUNDLE" | cut -f1) MB; installed size $((SIZE_KB / 1024)) MB)"
+echo "deb:    $DEB ($(du -sm "$DEB" | cut -f1) MB)"
 echo "built in $((end - start)) s"

@@ -1,29 +1,37 @@
-"""Slow: build the bundle and the .deb, unpack it into a temporary root, start the installed
-app under Xvfb from its desktop entry, screenshot it, quit it, and classify with the installed CLI."""
+"""Slow: build the bundle and the .deb, check it with lintian, install it with dpkg into a temporary root, classify
+the samples with the installed CLI (same calls as the development install), start the installed app under Xvfb
+from its desktop entry, and purge it. The bundle is built without the parts installer/slidetally.spec leaves out,
+so these runs are the proof that the app never needs them."""
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import ROOT, SAMPLES
 
 pytestmark = pytest.mark.slow
+BUNDLE = "usr/lib/slidetally"
 
 
 def _need(*tools):
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (apt-get install xvfb xdotool imagemagick dpkg)")
+        pytest.skip(f"needs {', '.join(missing)} (apt-get install xvfb xdotool imagemagick dpkg-dev lintian appstream "
+                    "desktop-file-utils patchelf)")
 
 
 @pytest.fixture(scope="module")
 def deb() -> Path:
-    _need("dpkg-deb")
+    _need("dpkg-deb", "dpkg-shlibdeps", "patchelf")
     if os.environ.get("SLIDETALLY_REUSE_BUILD") and list((ROOT / "dist").glob("slidetally_*_amd64.deb")):
         return next((ROOT / "dist").glob("slidetally_*_amd64.deb"))
     out = subprocess.run(["bash", "installer/build.sh"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
@@ -32,23 +40,103 @@ def deb() -> Path:
     return next((ROOT / "dist").glob("slidetally_*_amd64.deb"))
 
 
-def test_installed_app_opens_from_its_desktop_entry_and_cli_classifies(deb, tmp_path):
-    _need("Xvfb", "xdotool", "import")
-    root = tmp_path / "root"
+@pytest.fixture(scope="module")
+def installed(deb, tmp_path_factory) -> Path:
+    """The .deb installed by dpkg into an empty root (its own dpkg database)."""
+    if os.geteuid() != 0:
+        pytest.skip("dpkg --root needs root")
+    root = tmp_path_factory.mktemp("root")
+    for sub in ("info", "updates", "triggers"):
+        (root / "var/lib/dpkg" / sub).mkdir(parents=True)
+    (root / "var/lib/dpkg/status").touch()
+    dpkg(root, "--force-depends", "-i", str(deb))  # Depends are this machine's, not the empty root's
+    return root
+
+
+def dpkg(root: Path, *args: str) -> str:
+    out = subprocess.run(["dpkg", f"--root={root}", "--log=/dev/null", *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def control(deb: Path, field: str) -> str:
+    return subprocess.run(["dpkg-deb", "-f", str(deb), field], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
+    _need("lintian", "appstreamcli", "desktop-file-validate")
+    start = time.monotonic()
+    lint = subprocess.run(["lintian", "--fail-on", "error", "--tag-display-limit", "0", str(deb)],
+                          capture_output=True, text=True, timeout=1200)
+    print(f"lintian ({time.monotonic() - start:.0f} s):\n{lint.stdout}")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert not [line for line in lint.stdout.splitlines() if line.startswith("E:")]
+
+    depends = control(deb, "Depends")
+    assert re.search(r"libc6 \(>= 2\.\d+\)", depends), depends  # computed by dpkg-shlibdeps from the bundle
+    assert "libxcb-cursor0" in depends and "libdbus-1-3" in depends
+    size_mb = int(control(deb, "Installed-Size")) / 1024
+    print(f"Installed-Size {size_mb:.0f} MB; Depends: {depends}")
+    assert size_mb <= 340, "the bundle grew back: see the exclusions in installer/slidetally.spec"
+
+    root = tmp_path / "x"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-    entry = (root / "usr/share/applications/slidetally.desktop").read_text()
+    subprocess.run(["dpkg-deb", "-e", str(deb), str(root / "DEBIAN")], check=True)
+    assert (root / "DEBIAN/md5sums").read_text().count("\n") > 500
+    doc = root / "usr/share/doc/slidetally"
+    copyright_text = (doc / "copyright").read_text()
+    assert copyright_text.startswith("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/")
+    assert "Relinking (LGPL)" in copyright_text
+    assert "License: LGPL-3" in copyright_text  # Qt; the text is in /usr/share/common-licenses
+    for text in ("opencv/LICENSE-3RD-PARTY.txt", "onnxruntime/ThirdPartyNotices.txt", "numpy/LICENSE.txt",
+                 "python/LICENSE.txt", "psutil/LICENSE", "icu/copyright"):
+        assert (doc / "licenses" / text).exists(), text
+    assert (doc / "changelog.gz").exists()
+    for size in ("48x48", "64x64", "128x128", "256x256"):
+        assert (root / f"usr/share/icons/hicolor/{size}/apps/slidetally.png").exists()
+    assert (root / "usr/share/icons/hicolor/scalable/apps/slidetally.svg").exists()
+    metainfo = next((root / "usr/share/metainfo").glob("*.metainfo.xml"))
+    assert control(deb, "Version") in metainfo.read_text()
+    subprocess.run(["appstreamcli", "validate", "--no-net", str(metainfo)], check=True)
+    subprocess.run(["desktop-file-validate", str(root / "usr/share/applications/slidetally.desktop")], check=True)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    """The per-image rows of an export (comment lines carry the time and the software version)."""
+    with path.open(encoding="utf-8-sig") as f:
+        return [row for row in csv.reader(line for line in f if not line.startswith("#"))]
+
+
+@pytest.mark.parametrize("sample, count", [("blood", 40), ("breast-idc-9022", 517)])
+def test_installed_cli_gives_the_development_install_calls(installed, tmp_path, sample, count):
+    folder = SAMPLES / sample
+    env = dict(os.environ, HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "bundle-data"))
+    env.pop("QT_QPA_PLATFORM", None)
+    cli = subprocess.run([str(installed / "usr/bin/slidetally-cli"), "classify", str(folder), "--csv",
+                          str(tmp_path / "bundle.csv")], env=env, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert f"{count} images" in cli.stdout
+    env["XDG_DATA_HOME"] = str(tmp_path / "dev-data")
+    dev = subprocess.run([sys.executable, "-c", "from desktop.cli import main; raise SystemExit(main())", "classify",
+                          str(folder), "--csv", str(tmp_path / "dev.csv")], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert dev.returncode == 0, dev.stderr
+    assert _rows(tmp_path / "bundle.csv") == _rows(tmp_path / "dev.csv")
+
+
+def test_installed_app_opens_from_its_desktop_entry_offline(installed, tmp_path):
+    _need("Xvfb", "xdotool", "import")
+    entry = (installed / "usr/share/applications/slidetally.desktop").read_text()
     exec_line = next(line for line in entry.splitlines() if line.startswith("Exec="))[5:].replace(" %f", "")
-    program = root / exec_line.lstrip("/")
+    program = installed / "usr/bin" / exec_line
     assert program.exists()
-    assert not list((root / "opt/slidetally").rglob("*tensorflow*"))
+    internal = installed / BUNDLE / "_internal"
+    assert not list(internal.rglob("*tensorflow*"))
+    for left_out in ("libQt6Network*", "libqwayland*", "libqgtk3*", "libqeglfs*", "libqvnc*", "libX11*", "libgtk*"):
+        assert not list(internal.rglob(left_out)), left_out
 
     env = dict(os.environ, HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "data"))
     env.pop("QT_QPA_PLATFORM", None)
-    cli = subprocess.run([str(root / "opt/slidetally/slidetally-cli"), "classify", str(SAMPLES / "blood")],
-                         env=env, capture_output=True, text=True, timeout=300)
-    assert cli.returncode == 0, cli.stderr
-    assert "40 images" in cli.stdout
-
     display = ":97"
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
     try:
@@ -60,10 +148,14 @@ def test_installed_app_opens_from_its_desktop_entry_and_cli_classifies(deb, tmp_
         while time.monotonic() - start < 60 and not window:
             found = subprocess.run(["xdotool", "search", "--name", "SlideTally"], env=env, capture_output=True, text=True)
             window = found.stdout.split()[0] if found.stdout.strip() else ""
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert window, "the installed app's window did not appear"
-        print(f"window visible after {time.monotonic() - start:.1f} s")
+        print(f"window visible after {time.monotonic() - start:.2f} s")
         time.sleep(8)
+        # Offline: after classifying, the app holds no internet socket (only its X11 connection).
+        assert psutil.Process(app.pid).net_connections(kind="inet") == []
+        mapped = {Path(m.path).name for m in psutil.Process(app.pid).memory_maps()}
+        print(f"{len(mapped)} files mapped, none of them left out: {sorted(n for n in mapped if 'Qt6' in n)}")
         shot = ROOT / "docs" / "screenshots" / "installed-app.png"
         subprocess.run(["import", "-window", "root", str(shot)], env=env, check=True, timeout=60)
         assert shot.stat().st_size > 10_000
@@ -72,3 +164,10 @@ def test_installed_app_opens_from_its_desktop_entry_and_cli_classifies(deb, tmp_
     finally:
         xvfb.terminate()
         xvfb.wait(10)
+
+
+def test_purge_leaves_nothing_behind(installed):
+    dpkg(installed, "-P", "slidetally")
+    left = [p for p in installed.rglob("*") if not p.is_dir() and "var/lib/dpkg" not in p.as_posix()]
+    assert left == []
+    assert not (installed / BUNDLE).exists()

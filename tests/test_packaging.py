@@ -1,0 +1,57 @@
+"""Fast checks of the installer sources: one version, telemetry off before ONNX Runtime loads, a valid desktop entry
+and AppStream file. The slow tests/test_installer.py builds and installs the real thing."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import tomllib
+
+import pytest
+from conftest import ROOT
+
+import desktop
+
+INSTALLER = ROOT / "installer"
+
+
+def test_version_is_written_only_in_pyproject():
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert desktop.__version__ == version
+    iss = (INSTALLER / "slidetally.iss").read_text()
+    assert "#define AppVersion" not in iss and version not in iss  # iscc /DAppVersion=... passes it
+    assert "EncodeVer(6, 3, 0)" in iss  # x64compatible needs Inno Setup 6.3
+    for name in ("build.sh", "slidetally.spec", "slidetally.metainfo.xml"):
+        assert version not in (INSTALLER / name).read_text(), name
+
+
+@pytest.mark.parametrize("launcher", ["launch_gui.py", "launch_cli.py"])
+def test_frozen_launchers_disable_onnxruntime_telemetry_before_importing_the_app(launcher):
+    body = ast.parse((INSTALLER / launcher).read_text()).body
+    first_import = next(i for i, node in enumerate(body)
+                        if isinstance(node, ast.ImportFrom) and node.module.startswith("desktop"))
+    setting = next(i for i, node in enumerate(body) if "ORT_DISABLE_TELEMETRY" in ast.unparse(node))
+    assert setting < first_import
+    assert "= '1'" in ast.unparse(body[setting])
+
+
+def test_desktop_entry_opens_folders_under_one_main_category():
+    entry = (INSTALLER / "slidetally.desktop").read_text()
+    categories = re.search(r"^Categories=(.*)$", entry, re.M).group(1).strip(";").split(";")
+    main = {"AudioVideo", "Audio", "Video", "Development", "Education", "Game", "Graphics", "Network", "Office",
+            "Science", "Settings", "System", "Utility"}
+    assert len(main.intersection(categories)) == 1
+    assert "inode/directory" in re.search(r"^MimeType=(.*)$", entry, re.M).group(1)
+    if shutil.which("desktop-file-validate"):
+        subprocess.run(["desktop-file-validate", str(INSTALLER / "slidetally.desktop")], check=True)
+
+
+def test_metainfo_is_valid_appstream(tmp_path):
+    if not shutil.which("appstreamcli"):
+        pytest.skip("needs appstreamcli (apt-get install appstream)")
+    filled = tmp_path / "org.slidetally.SlideTally.metainfo.xml"
+    filled.write_text((INSTALLER / "slidetally.metainfo.xml").read_text().replace("@VERSION@", desktop.__version__)
+                      .replace("@DATE@", "2026-01-01"))
+    subprocess.run(["appstreamcli", "validate", "--no-net", str(filled)], check=True)
