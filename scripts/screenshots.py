@@ -1,6 +1,7 @@
 """Drive the real main window through its main states and save screenshots.
 
 Run under a virtual display:  xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python scripts/screenshots.py
+Small screen:  QT_SCALE_FACTOR=1.5 xvfb-run -s "-screen 0 1366x768x24" .venv/bin/python scripts/screenshots.py --small-screen
 Writes docs/screenshots/{empty,classifying,blood-results,preview,idc-heatmap}.png and report-page1.png (needs pdftoppm).
 """
 
@@ -28,11 +29,32 @@ def pump(app, seconds):
         time.sleep(0.01)
 
 
+def small_screen(app) -> None:
+    """The blood samples on a 1366x768 screen at 1.5x scale (run with QT_SCALE_FACTOR=1.5)."""
+    from desktop.ui.main_window import MainWindow
+
+    tmp = Path(tempfile.mkdtemp())
+    settings = QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(data_root=tmp / "data", settings=settings)
+    window.showMaximized()
+    window.load_models()
+    window.open_folder(ROOT / "resources" / "samples" / "blood")
+    while window.is_classifying():
+        pump(app, 0.1)
+    window.thumbnails.wait()
+    pump(app, 1.5)
+    window.grab().save(str(OUT / "blood-1366x768-at-1.5x.png"))
+    window.close()
+
+
 def main() -> None:
     from desktop.ui.main_window import MainWindow
 
     OUT.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication(sys.argv)
+    if "--small-screen" in sys.argv:
+        small_screen(app)
+        return
     tmp = Path(tempfile.mkdtemp())
     window = MainWindow(data_root=tmp / "data", settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
     window.resize(1400, 860)
@@ -60,11 +82,9 @@ def main() -> None:
     pump(app, 1.0)
     window.grab().save(str(OUT / "blood-results.png"))
     window.gallery.setCurrentIndex(window.proxy.index(0, 0))
-    from desktop.ui.gallery import CellRole
-    from desktop.ui.preview import PreviewDialog
+    from desktop.ui.preview import CellViewer
 
-    cell = window.proxy.data(window.proxy.index(0, 0), CellRole)
-    dialog = PreviewDialog(window.folder, cell, window.info, window)
+    dialog = CellViewer(window, window.folder, window.info, window.proxy, 0, window.reclassify, window.confirm_files)
     dialog.show()
     pump(app, 0.5)
     dialog.grab().save(str(OUT / "preview.png"))

@@ -65,7 +65,10 @@ def main() -> None:
     app = QApplication.instance() or QApplication(sys.argv)
     tmp = Path(tempfile.mkdtemp())
     data = tmp / "data"
+    from PySide6.QtWidgets import QMessageBox
+
     QInputDialog.getText = staticmethod(lambda *a, **k: ("A. Ruiz", True))
+    QMessageBox.question = staticmethod(lambda *a, **k: QMessageBox.StandardButton.Yes)  # "below target: sign off?"
     IdentityForm.ask = classmethod(lambda cls, *a, **k: ("B-2026-1187", "", "A. Ruiz"))
     window = MainWindow(data_root=data, settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
     window.resize(1400, 860)

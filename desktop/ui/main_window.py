@@ -312,6 +312,9 @@ class MainWindow(QMainWindow):
         state = self.settings.value("splitter")
         if state is not None:
             self.splitter.restoreState(state)
+        else:  # first start: shares of the window, so a small screen keeps a readable summary
+            width = max(self.width(), 600)
+            self.splitter.setSizes([int(0.16 * width), int(0.52 * width), int(0.32 * width)])
         self.summary.target.setValue(int(self.settings.value("target", 100)))
         size = int(self.settings.value("thumb_size", THUMB))
         self.thumb_slider.setValue(THUMB_SIZES.index(size) if size in THUMB_SIZES else THUMB_SIZES.index(THUMB))

@@ -74,6 +74,11 @@ class SummaryPanel(QWidget):
         layout.addWidget(self.heat, 3)
         self._mosaic: np.ndarray | None = None
 
+    def resizeEvent(self, event):  # noqa: N802 - Qt API
+        """On a short screen the counts table matters more than the bar chart: the chart gives way."""
+        super().resizeEvent(event)
+        self.chart.setVisible(self.height() >= 560)
+
     def set_mosaic(self, mosaic: np.ndarray | None) -> None:
         self._mosaic = mosaic
 
@@ -106,7 +111,7 @@ class SummaryPanel(QWidget):
         diff = differential(cells, info, self.reference, self.target.value(), tally)
         rows = ["<table cellspacing=0 cellpadding=3 width='100%'>",
                 "<tr><th align=left>Class</th><th align=right>AI</th><th align=right>Final</th>"
-                "<th align=right>Value</th><th align=left>Reference</th><th></th></tr>"]
+                "<th align=right>Value</th><th align=left>Ref.</th><th></th></tr>"]
         ai = tally.ai
         for r in diff.rows:
             value = "" if r.percent is None else (f"{r.percent:.1f}/100 WBC" if r.key == "erythroblast" else f"{r.percent:.1f}%")
