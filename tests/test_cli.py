@@ -42,3 +42,31 @@ def test_bundled_samples_classify_with_shipped_models(tmp_path):
     out = run_cli("classify", str(SAMPLES / "blood"), "--data-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert "40 images" in out.stdout and "WBC counted" in out.stdout
+
+
+def test_classify_with_specimen_and_a_signed_session_is_never_changed(tmp_path, tiny_model, good_folder):
+    from conftest import random_rgb, write_image
+
+    from desktop.core.model import Model
+    from desktop.core.session import Session
+
+    data = tmp_path / "data"
+    out = run_cli("classify", str(good_folder), "--model", str(tiny_model), "--data-dir", str(data),
+                  "--specimen", "B-17", "--operator", "Kim")
+    assert out.returncode == 0, out.stderr
+    assert "Specimen ID: B-17" in out.stdout and "Not signed off — preliminary" in out.stdout
+    session = Session.open(good_folder, Model(tiny_model), data)
+    session.sign_off("Kim")
+    before = session.cells()
+    session.close()
+    write_image(good_folder / "late.png", random_rgb(77))
+    (good_folder / "cell_00.png").unlink()
+    out = run_cli("classify", str(good_folder), "--model", str(tiny_model), "--data-dir", str(data),
+                  "--csv", str(tmp_path / "c.csv"))
+    assert out.returncode == 0, out.stderr
+    assert "warning:" in out.stderr and "late.png" in out.stderr and "cell_00.png" in out.stderr
+    csv_text = (tmp_path / "c.csv").read_text(encoding="utf-8-sig")
+    assert "Folder changed since sign-off" in csv_text and "Signed off at" in csv_text
+    session = Session.open(good_folder, Model(tiny_model), data)
+    assert session.cells() == before
+    session.close()
