@@ -330,20 +330,14 @@ class Session:
     def reclassify(self, files: Iterable[str], new_class: str, operator: str) -> list[Previous]:
         """Set the final call of cells; returns what they were, for undo."""
         self._check_class(new_class)
-        previous = []
-        with self.store.write(self._actor(operator)) as w:
-            for file in files:
-                cell = w.cell(file)
-                if cell is None or cell.unreadable or cell.missing:
-                    continue
-                previous.append(Previous(file, cell.final_class, cell.confirmed))
-                w.set_final(file, new_class, True)
-                w.audit("reclassify", file, cell.final_class or cell.ai_class, new_class)
-        self._announce_changed(w)
-        return previous
+        return self._finalise(files, operator, "reclassify", lambda cell: new_class)
 
     def confirm(self, files: Iterable[str], operator: str) -> list[Previous]:
         """Accept the current call of cells (the AI call, or an earlier correction) as final."""
+        return self._finalise(files, operator, "confirm", lambda cell: cell.final_class or cell.ai_class)
+
+    def _finalise(self, files: Iterable[str], operator: str, action: str, final_of) -> list[Previous]:
+        """Give cells a confirmed final call, each with its audit row; unreadable and missing cells are left."""
         previous = []
         with self.store.write(self._actor(operator)) as w:
             for file in files:
@@ -351,9 +345,9 @@ class Session:
                 if cell is None or cell.unreadable or cell.missing:
                     continue
                 previous.append(Previous(file, cell.final_class, cell.confirmed))
-                final = cell.final_class or cell.ai_class
+                final = final_of(cell)
                 w.set_final(file, final, True)
-                w.audit("confirm", file, final, final)
+                w.audit(action, file, cell.final_class or cell.ai_class, final)
         self._announce_changed(w)
         return previous
 

@@ -418,12 +418,9 @@ class MainWindow(QMainWindow):
             guess = guess_task(self.folder)
             warning = (f"\n\nThese images look like another assay's ({guess}); {info.display_name} is for {info.task}."
                        if guess and guess != info.task else "")
-            answer = QMessageBox.question(
-                self, "Change the assay?",
-                f"Classify the open folder “{self.folder.name}” with {info.display_name}?{warning}\n\n"
-                f"Its session with {self.info.display_name} is kept and comes back when you switch back.",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-            if answer != QMessageBox.StandardButton.Yes:
+            if not self.ask("Change the assay?",
+                            f"Classify the open folder “{self.folder.name}” with {info.display_name}?{warning}\n\n"
+                            f"Its session with {self.info.display_name} is kept and comes back when you switch back."):
                 self.assay.blockSignals(True)
                 self.assay.setCurrentIndex(self.assay.findData(self.info.key))
                 self.assay.blockSignals(False)
@@ -605,12 +602,8 @@ class MainWindow(QMainWindow):
                                          "bin, then sign off.")
         if self.info and self.info.task == "idc-patch":
             self._build_mosaic()
-        if result.foreign:
-            answer = QMessageBox.question(self, "These images look foreign", result.foreign + "\n\nClassify them anyway?",
-                                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                          QMessageBox.StandardButton.No)
-            if answer == QMessageBox.StandardButton.Yes:
-                self.rescan(check_foreign=False)
+        if result.foreign and self.ask("These images look foreign", result.foreign + "\n\nClassify them anyway?"):
+            self.rescan(check_foreign=False)
 
     def _failed(self, message: str) -> None:
         if self._stale():
@@ -772,14 +765,11 @@ class MainWindow(QMainWindow):
         rows = self.gallery.selected_rows()
         cells = [c for c in self.selected_cells() if not c.unreadable]
         unfamiliar = sum(c.unfamiliar and not c.confirmed for c in cells)
-        if len(cells) > 1 and unfamiliar:
-            answer = QMessageBox.question(
-                self, "Confirm Unfamiliar cells?",
-                f"Confirm the calls of {len(cells)} cells? {unfamiliar} of them are Unfamiliar: the model has not seen "
-                "cells like them, and its call is often wrong. Look at them one by one (Space) unless you are sure.",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-            if answer != QMessageBox.StandardButton.Yes:
-                return
+        if len(cells) > 1 and unfamiliar and not self.ask(
+                "Confirm Unfamiliar cells?", f"Confirm the calls of {len(cells)} cells? {unfamiliar} of them are "
+                "Unfamiliar: the model has not seen cells like them, and its call is often wrong. Look at them one by "
+                "one (Space) unless you are sure."):
+            return
         files = [c.file for c in cells]
         if self.confirm_files(files):
             self._advance(rows, files)
@@ -851,14 +841,10 @@ class MainWindow(QMainWindow):
             from desktop.core.summary import differential
 
             diff = differential(self.session.cells(), self.info, target=self.summary.target.value())
-            if diff.wbc < diff.target:
-                answer = QMessageBox.question(
-                    self, "Below the target count",
-                    f"Only {diff.wbc} white cells are counted; the target is {diff.target}. The percentages are "
-                    "imprecise. Sign off anyway?",
-                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-                if answer != QMessageBox.StandardButton.Yes:
-                    return
+            if diff.wbc < diff.target and not self.ask(
+                    "Below the target count", f"Only {diff.wbc} white cells are counted; the target is {diff.target}. "
+                    "The percentages are imprecise. Sign off anyway?"):
+                return
         record = self.session.record()
         answer = IdentityForm.ask(self, "Sign off", record.specimen_id or self.folder.name, record.patient_id,
                                   self._operator or "", note="Signing off makes the session read-only and the "
@@ -1052,6 +1038,12 @@ class MainWindow(QMainWindow):
             "(Janowczyk &amp; Madabhushi 2016; Cruz-Roa et al. 2014).</p>"
             f"<p>Log file: {user_data_dir() / 'slidetally.log'}</p>"
             + (f"<p>Licences: {licences}</p>" if licences.exists() else "")))
+
+    def ask(self, title: str, question: str) -> bool:
+        """A yes/no question whose safe answer, No, is the default (Enter does not say yes by accident)."""
+        answer = QMessageBox.question(self, title, question, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     def error(self, title: str, message: str) -> None:
         log.warning("%s: %s", title, message)
