@@ -1,5 +1,9 @@
 """Entry point of the frozen CLI."""
 
-from desktop.cli import main
+import os
+
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # before anything can load onnxruntime (desktop/__init__ sets it too)
+
+from desktop.cli import main  # noqa: E402
 
 raise SystemExit(main())
