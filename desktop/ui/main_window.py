@@ -38,7 +38,7 @@ from desktop.core.model import Model, ModelError, ModelInfo, discover_models
 from desktop.core.record import SessionRecord
 from desktop.core.resources import resource, user_data_dir, user_models_dir
 from desktop.core.review import ALL, MISSING, REVIEW, UNREADABLE, ranked_classes
-from desktop.core.session import Session, SessionLocked, SignOffRefused
+from desktop.core.session import Session, SessionLocked, SignOffRefused, StoreError
 from desktop.ui import commands
 from desktop.ui.audit_view import AuditDialog
 from desktop.ui.dialogs import IdentityForm
@@ -394,7 +394,7 @@ class MainWindow(QMainWindow):
         self.close_session()
         try:
             session = Session.open(folder, self._model(self.info), self.data_root)
-        except (FolderError, ModelError) as exc:
+        except (FolderError, ModelError, StoreError) as exc:
             self.error("Cannot open the folder", str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a broken data folder must not take the app down

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QT
 
 from desktop.core.imaging import UnreadableImage
 from desktop.core.model import ModelInfo
+from desktop.core.names import readable
 from desktop.core.review import ranked_classes
 from desktop.core.store import Cell
 from desktop.ui.gallery import load_cell_image, to_qimage
@@ -38,7 +39,7 @@ def probabilities_html(cell: Cell, info: ModelInfo) -> str:
 class PreviewDialog(QDialog):
     def __init__(self, folder: Path, cell: Cell, info: ModelInfo, parent=None):
         super().__init__(parent)
-        self.setWindowTitle(cell.file)
+        self.setWindowTitle(readable(cell.file))
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
         image = QLabel()
