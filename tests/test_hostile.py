@@ -495,3 +495,33 @@ def test_a_patch_name_claiming_a_huge_offset_does_not_blow_up_the_heat_map(tmp_p
     slide = idc_summary(session.cells(), session.info)
     session.close()
     assert slide.patches == 2 and slide.heat.shape == (1, 1)
+
+
+def test_the_window_shows_a_hostile_folder_without_hanging(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtWidgets import QMessageBox
+
+    from desktop.core.scan import scan_folder
+    from desktop.ui.main_window import MainWindow
+
+    folder, _ = make_hostile_folder(tmp_path)
+    models = tmp_path / "models"
+    models.mkdir()
+    make_tiny_model(models / "tiny.onnx")
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: None)
+    window = MainWindow(data_root=tmp_path / "data",
+                        settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.load_models((models,))
+    n = len(scan_folder(folder))
+    window.open_folder(folder, guess=False)
+    qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() == n, timeout=30_000)
+    gallery = window.gallery_model
+    tips = [gallery.data(gallery.index(i), Qt.ItemDataRole.ToolTipRole) for i in range(n)]
+    for i in range(n):
+        gallery.data(gallery.index(i), Qt.ItemDataRole.DecorationRole)  # a thumbnail of every item, pipes included
+    assert gallery.thumbnails._pool.waitForDone(20_000), "a thumbnail is stuck on a file that is not a regular file"
+    assert any(tip.startswith("caf\\xe9.png") for tip in tips)
+    assert any("not a regular file" in tip for tip in tips)
