@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import getpass
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -13,20 +14,51 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from desktop.core.export import ExportError, export_csv
-from desktop.core.folder import FolderError
-from desktop.core.imaging import UnreadableImage, load_prepared
-from desktop.core.model import ModelError, ModelInfo, discover_models
-from desktop.core.pipeline import Progress
-from desktop.core.record import record_lines
-from desktop.core.resources import resource, user_models_dir
-from desktop.core.scan import scan_folder
-from desktop.core.session import Session, SessionLocked, SignOffRefused, resolve_model
-from desktop.core.summary import counts, differential, idc_summary
+from desktop.core.names import readable
+
+_interrupted = False
+
+
+def _on_ctrl_c(signum, frame):
+    """Python's own Ctrl+C handler, remembering that it ran: inside a C extension's import (cv2,
+    onnxruntime) the KeyboardInterrupt comes out as an ImportError."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _on_ctrl_c)
+
+try:  # Ctrl+C while Python loads the libraries ends as quietly as later on
+    from desktop.core.export import ExportError, export_csv
+    from desktop.core.folder import FolderError
+    from desktop.core.imaging import UnreadableImage, load_prepared
+    from desktop.core.model import ModelError, ModelInfo, discover_models
+    from desktop.core.pipeline import Progress
+    from desktop.core.record import record_lines
+    from desktop.core.resources import resource, user_models_dir
+    from desktop.core.scan import scan_folder
+    from desktop.core.session import Session, SessionLocked, SignOffRefused, StoreError, resolve_model
+    from desktop.core.summary import counts, differential, idc_summary, left_out_line
+except (KeyboardInterrupt, ImportError):
+    if not _interrupted:
+        raise
+    print("\ncancelled", file=sys.stderr, flush=True)
+    # Not SystemExit: a Ctrl+C caught inside an extension's start-up leaves CPython (3.11) marked to
+    # kill itself with SIGINT on the way out. Nothing is open yet, so leave at once, with our code.
+    os._exit(130)
+
+# Exit codes (the README lists them).
+DONE, NOTHING, ERROR, NOT_SAVED, INTERNAL, CANCELLED, PIPE_CLOSED = 0, 1, 2, 3, 70, 130, 141
 
 
 class CliError(Exception):
-    pass
+    """A refused command line, in one sentence."""
+
+
+class NothingToDo(Exception):
+    """Nothing to list or classify: not an error, but not a result either (exit 1)."""
 
 
 class ProgressBar:
@@ -52,6 +84,8 @@ class ProgressBar:
 
 def cmd_classify(args) -> int:
     folder = Path(args.folder)
+    if args.csv and args.summary and Path(args.csv).resolve() == Path(args.summary).resolve():
+        raise CliError("--csv and --summary name the same file; give each its own.")
     session = Session.open(folder, args.model, Path(args.data_dir) if args.data_dir else None)
     try:
         operator = args.operator.strip()
@@ -63,9 +97,11 @@ def cmd_classify(args) -> int:
             result = session.classify(ProgressBar(), cancel, check_foreign=not args.force)
         except KeyboardInterrupt:
             cancel.set()
-            print("\ncancelled: what was classified is kept", file=sys.stderr)
-            return 130
+            raise
         cells = session.cells()
+        if not cells or result.changes.folder_empty:
+            raise NothingToDo(f"nothing to classify: {readable(str(folder))} holds no files"
+                              + ("; the stored session is kept as it was" if cells else ""))
         info = session.info
         record = session.record()
         when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -79,7 +115,7 @@ def cmd_classify(args) -> int:
         print_summary(cells, info, result.classified)
         if result.foreign:
             print("stopped: the images look foreign to this model; --force classifies them anyway", file=sys.stderr)
-            return 3
+            return 4
         return 0
     finally:
         session.close()
@@ -89,6 +125,8 @@ def print_summary(cells, info: ModelInfo, classified_now: int) -> None:
     tally = counts(cells, info)
     print(f"{info.display_name} (v{info.version}): {tally.total} images, {classified_now} classified now, "
           f"{tally.pending_review} to review, {tally.unreadable} unreadable")
+    if tally.left_out:
+        print(f"  left out: {left_out_line(tally)}")
     for c in info.classes:
         print(f"  {c.label:<24} AI {tally.ai[c.key]:>6}   final {tally.final[c.key]:>6}")
     if info.task == "blood-differential":
@@ -183,7 +221,7 @@ def cmd_models(args) -> int:
         print(f"{info.key:<16} v{info.version:<8} {info.task:<20} {acc}{extra}  n={m.get('n', '?')}  ({info.display_name})")
     for problem in problems:
         print(f"skipped: {problem}")
-    return 0 if infos else 1
+    return DONE if infos else NOTHING
 
 
 def _peak_rss_mb() -> float:
@@ -202,9 +240,9 @@ def cmd_bench(args) -> int:
     """Decode+resize alone (D), model alone (M), end to end (E), in one run, on all cores."""
     folder = Path(args.folder)
     model = resolve_model(args.model, folder)
-    files = scan_folder(folder)
+    files = [f for f in scan_folder(folder) if not f.problem]
     if not files:
-        raise CliError(f"no images in {folder}")
+        raise CliError(f"no images in {readable(str(folder))}")
     items = (files * (args.images // len(files) + 1))[: args.images]
     spec = model.info.input
     workers = os.cpu_count() or 1
@@ -222,7 +260,16 @@ def cmd_bench(args) -> int:
 
     import numpy as np
 
-    one_batch = [load_prepared(f.path, spec) for f in files[: args.batch]]
+    one_batch = []
+    for f in files:
+        try:
+            one_batch.append(load_prepared(f.path, spec))
+        except UnreadableImage:
+            continue
+        if len(one_batch) == args.batch:
+            break
+    if not one_batch:
+        raise CliError(f"no readable images in {readable(str(folder))}")
     batch = np.stack((one_batch * (args.batch // len(one_batch) + 1))[: args.batch])
 
     def infer_all():
@@ -256,7 +303,7 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slidetally-cli", description="SlideTally without the GUI.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("classify", help="classify a folder of images and print the counts")
@@ -298,12 +345,63 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=2000, help="how many images (the folder is repeated)")
     p.add_argument("--batch", type=int, default=64)
     p.set_defaults(func=cmd_bench)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 never stops the output
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below, not at exit
+        return code
+    except KeyboardInterrupt:
+        return _cancelled(argv)
+    except NothingToDo as exc:
+        return _say(str(exc), NOTHING)
+    except StoreError as exc:
+        return _say(f"error: {exc}", NOT_SAVED)
     except (CliError, ModelError, FolderError, ExportError, SessionLocked, SignOffRefused, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _say(f"error: {exc}", ERROR)
+    except BrokenPipeError:
+        # The reader went away (`| head`): what was classified is saved; stay quiet on the way out.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return PIPE_CLOSED
+    except Exception as exc:  # noqa: BLE001 - one line for the technician; the traceback on request
+        if _interrupted:  # a Ctrl+C that surfaced as another error (an import in progress)
+            return _cancelled(argv)
+        if os.environ.get("SLIDETALLY_TRACEBACK"):
+            raise
+        return _say(f"error: unexpected problem ({type(exc).__name__}: {exc}); set SLIDETALLY_TRACEBACK=1 to see where",
+                    INTERNAL)
+    finally:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            # Run as a program, the work is done and said: a late Ctrl+C has nothing left to cancel.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _cancelled(argv: list[str] | None) -> int:
+    """Ctrl+C: the session is closed by now and every batch stored so far is kept."""
+    code = _say("cancelled: what was classified is kept", CANCELLED, "\n")
+    if argv is None and _interrupted:  # run as a program: leave with our code (see the import block)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (BrokenPipeError, OSError):
+                pass
+        os._exit(code)
+    return code
+
+
+def _say(line: str, code: int, before: str = "") -> int:
+    try:
+        print(before + line, file=sys.stderr)
+    except (BrokenPipeError, OSError):
+        pass
+    return code
 
 
 if __name__ == "__main__":

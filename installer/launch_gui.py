@@ -2,7 +2,7 @@
 
 import os
 
-os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # before ONNX Runtime is imported: the app never phones home
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # before anything can load onnxruntime (desktop/__init__ sets it too)
 
 from desktop.ui.app import main  # noqa: E402
 

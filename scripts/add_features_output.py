@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # no telemetry, whatever the environment says
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402

@@ -70,3 +70,13 @@ def test_classify_with_specimen_and_a_signed_session_is_never_changed(tmp_path, 
     session = Session.open(good_folder, Model(tiny_model), data)
     assert session.cells() == before
     session.close()
+
+
+def test_a_folder_foreign_to_the_model_stops_with_exit_4_unless_forced(tmp_path, good_folder):
+    from conftest import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "strict.onnx", metadata_overrides={"ood_threshold": "0.001"})
+    out = run_cli("classify", str(good_folder), "--model", str(model), "--data-dir", str(tmp_path / "d"))
+    assert out.returncode == 4 and "--force" in out.stderr and "unfamiliar" in out.stderr
+    out = run_cli("classify", str(good_folder), "--model", str(model), "--data-dir", str(tmp_path / "d"), "--force")
+    assert out.returncode == 0 and "12 images" in out.stdout

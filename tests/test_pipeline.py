@@ -48,7 +48,8 @@ def make_mixed_folder(root):
     header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + (20000).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00"
     (folder / "huge.png").write_bytes(header + b"\x00" * 32)
     write_image(folder / "Zelle_µ_细胞.png", random_rgb(11))
-    (folder / "readme.txt").write_text("not scanned")
+    (folder / "readme.txt").write_text("not an image: listed with its reason, never skipped silently")
+    (folder / ".hidden.png").write_bytes(b"hidden files are the one thing left out")
     ok, data = cv2.imencode(".png", random_rgb(12))
     (folder / "no_extension").write_bytes(data.tobytes())  # an image by content
     return folder
@@ -59,17 +60,17 @@ def test_mixed_folder_every_good_image_classified_every_bad_one_reported(tmp_pat
     before = _folder_digest(folder)
     session = Session.open(folder, Model(tiny_model), tmp_path / "data")
     todo = session.changes().new
-    assert "readme.txt" not in todo
+    assert "readme.txt" in todo and ".hidden.png" not in todo
     assert "no_extension" in todo
     session.classify(batch_size=4)
     cells = {c.file: c for c in session.cells()}
     good = ["good_0.jpg", "good_5.jpg", "rgba.png", "sub/deep16.tif", "grey.png", "Zelle_µ_细胞.png", "no_extension"]
     for name in good:
         assert cells[name].ai_class is not None and not cells[name].unreadable, name
-    reasons = {name: cells[name].unreadable for name in ("zero.jpg", "truncated.jpg", "text.jpg", "huge.png")}
+    reasons = {name: cells[name].unreadable for name in ("zero.jpg", "truncated.jpg", "text.jpg", "huge.png", "readme.txt")}
     assert "empty" in reasons["zero.jpg"]
     assert "truncated" in reasons["truncated.jpg"] or "damaged" in reasons["truncated.jpg"]
-    assert "not an image" in reasons["text.jpg"]
+    assert "not an image" in reasons["text.jpg"] and "not an image" in reasons["readme.txt"]
     assert "too large" in reasons["huge.png"]
     assert _folder_digest(folder) == before  # the source folder is never written to
 

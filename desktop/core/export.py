@@ -1,15 +1,23 @@
 """CSV export: per-image and summary files, UTF-8 with BOM (Excel), RFC 4180 quoting,
-a header block naming model, operator and time, written atomically (temp file + rename)."""
+a header block naming model, operator and time, written atomically (temp file + rename).
+
+Every cell a spreadsheet would run as a formula is escaped, and file names that are not
+valid UTF-8 are written in their readable form."""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
-import tempfile
+import re
+import secrets
+import time
 from pathlib import Path
 
+import psutil
+
 from desktop.core.model import ModelInfo
+from desktop.core.names import readable
 from desktop.core.record import FolderChanges, SessionRecord, record_lines
 from desktop.core.store import AuditEntry, Cell
 from desktop.core.summary import Differential, counts, differential, idc_summary
@@ -19,21 +27,53 @@ class ExportError(Exception):
     """The export could not be written; nothing partial was left behind."""
 
 
-def write_atomically(path: Path, text: str, encoding: str = "utf-8-sig") -> None:
-    path = Path(path)
+_STALE_TEMP_S = 600  # a temp file this old, of a process that is gone, is a killed export's leftover
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Temp files of earlier exports to `path` that were killed before they could clean up."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp$")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return
+    for sibling in siblings:
+        match = pattern.match(sibling.name)
+        if not match or psutil.pid_exists(int(match.group(1))):
+            continue
+        try:
+            if time.time() - sibling.lstat().st_mtime > _STALE_TEMP_S:
+                sibling.unlink()
+        except OSError:
+            pass
+
+
+def write_atomically(path: Path, text: str, encoding: str = "utf-8-sig") -> None:
+    """Write the whole file or nothing: a temp file beside it, renamed over it at the end.
+    The file gets the permissions the umask gives (0644 under 022), like any file the user makes."""
+    path = Path(path)
+    _remove_leftovers(path)
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as exc:
-        raise ExportError(f"Cannot write in {path.parent}: {exc.strerror or exc}. Choose another folder.") from exc
+        raise ExportError(f"Cannot write in {readable(str(path.parent))}: {exc.strerror or exc}. "
+                          "Choose another folder.") from exc
     try:
         with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ExportError(f"Could not write {path.name}: {exc.strerror or exc}") from exc
+    except BaseException as exc:  # a full disk, or Ctrl+C: no temp file survives
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ExportError(f"Could not write {readable(path.name)}: {exc.strerror or exc}") from exc
+        raise
 
 
 def _header(info: ModelInfo, record: SessionRecord, changes: FolderChanges | None, operator: str,
@@ -43,10 +83,28 @@ def _header(info: ModelInfo, record: SessionRecord, changes: FolderChanges | Non
     return lines + [["# exported", when], ["# exported by", operator]]
 
 
+# OWASP "CSV injection": a cell that starts with one of these is run as a formula by Excel,
+# LibreOffice or Sheets. defusedcsv escapes neither tab nor CR and rewrites '|' inside values,
+# so the rule is written here.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def safe_cell(value):
+    """A cell as a spreadsheet may show it: readable text, a formula start escaped with a quote."""
+    if not isinstance(value, str):
+        return value
+    value = readable(value)
+    if value.startswith(_FORMULA_START) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
 def render_csv(rows: list[list]) -> str:
+    """Every CSV the app writes goes through here."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerows(rows)
+    writer.writerows([safe_cell(v) for v in row] for row in rows)
     return buffer.getvalue()
 
 
@@ -83,6 +141,7 @@ def summary_rows(cells: list[Cell], info: ModelInfo, diff: Differential | None =
     rows.append(["total", "unfamiliar_excluded", "", tally.unfamiliar_excluded, "", "", "", "", ""])
     rows.append(["total", "unreadable", "", tally.unreadable, "", "", "", "", ""])
     rows.append(["total", "missing_not_counted", "", tally.missing, "", "", "", "", ""])
+    rows += [["left_out", kind, "", n, "", "", "", "", ""] for kind, n in tally.left_out.items()]
     if diff:
         rows.append(["differential", "wbc_counted", "", "", diff.wbc, "", "", f"target {diff.target}", ""])
         rows.append(["differential", "platelets", "", "", diff.platelets, "", "counted apart", "", ""])
@@ -100,12 +159,22 @@ def summary_rows(cells: list[Cell], info: ModelInfo, diff: Differential | None =
 def export_csv(cells: list[Cell], info: ModelInfo, per_image: Path | None, summary: Path | None, *,
                record: SessionRecord, operator: str, when: str, changes: FolderChanges | None = None,
                target: int = 100) -> None:
+    if per_image and summary and _same_file(Path(per_image), Path(summary)):
+        raise ExportError(f"The per-image and the summary CSV would both be {readable(str(per_image))}: "
+                          "give them different names.")
     head = _header(info, record, changes, operator, when)
     if per_image:
         write_atomically(per_image, render_csv(head + [[]] + per_image_rows(cells, info)))
     if summary:
         diff = differential(cells, info, target=target) if info.task == "blood-differential" else None
         write_atomically(summary, render_csv(head + [[]] + summary_rows(cells, info, diff)))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
 
 def export_audit_csv(entries: list[AuditEntry], path: Path, record: SessionRecord, when: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desktop.core.imaging import UnreadableImage, load_image
+from desktop.core.files import UnreadableFile, read_file
+from desktop.core.imaging import UnreadableImage, image_header, load_image
 from desktop.core.scan import SourceFile, scan_folder
 from desktop.core.slide import TILE_MIN_PATCHES, tile_image
 
@@ -14,15 +15,13 @@ class FolderError(Exception):
     """The folder cannot be analysed (missing, not a folder, no permission)."""
 
 
-def _png_size(path: Path) -> tuple[int, int] | None:
+def _header_size(item: SourceFile) -> tuple[int, int] | None:
+    """The size an image's header promises (its first 64 kB, read safely), or None."""
     try:
-        with path.open("rb") as handle:
-            head = handle.read(24)
-    except OSError:
+        header = image_header(read_file(item.path, head=65536))
+    except UnreadableFile:
         return None
-    if head.startswith(b"\x89PNG") and len(head) == 24:
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return None
+    return (header.width, header.height) if header else None
 
 
 def expand_tissue_images(files: list[SourceFile], patch: int) -> list:
@@ -30,7 +29,10 @@ def expand_tissue_images(files: list[SourceFile], patch: int) -> list:
     items: list = []
     large = patch * TILE_MIN_PATCHES
     for f in files:
-        size = _png_size(f.path)
+        if f.problem:
+            items.append(f)  # the pipeline reports it with the reason
+            continue
+        size = _header_size(f)
         maybe_large = (size is not None and size[0] >= large and size[1] >= large) or (size is None and f.size > 64_000)
         if not maybe_large:
             items.append(f)
@@ -49,18 +51,17 @@ def expand_tissue_images(files: list[SourceFile], patch: int) -> list:
 
 def guess_task(folder: Path, sample: int = 5) -> str | None:
     """'idc-patch' when the folder's first images are small patches, 'blood-differential'
-    when they are larger single-cell images, None when there is nothing to judge."""
+    when they are larger single-cell images, None when there is nothing to judge (sizes are
+    read from the headers: nothing is decoded)."""
     try:
         files = scan_folder(Path(folder))[:sample]
     except OSError:
         return None
     sizes = []
     for f in files:
-        try:
-            rgb = load_image(f.path)
-        except UnreadableImage:
-            continue
-        sizes.append(max(rgb.shape[:2]))
+        size = None if f.problem else _header_size(f)
+        if size is not None:
+            sizes.append(max(size))
     if not sizes:
         return None
     return "idc-patch" if max(sizes) <= 64 or min(sizes) >= 1000 else "blood-differential"

@@ -5,15 +5,28 @@ The trainer imports `prepare` too, so training and inference can never drift apa
 
 from __future__ import annotations
 
+import contextlib
+import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-# A 20000x20000 RGB image is 1.2 GB decoded: refuse before decoding anything that large.
+from desktop.core.files import UnreadableFile, megabytes, read_file
+
+# Refuse before decoding: a small file can claim any size (a 632-byte JPEG decoded to 5 GB).
+# MAX_PIXELS is also OpenCV's own limit (OPENCV_IO_MAX_IMAGE_PIXELS, set in desktop/__init__),
+# which its decoders check against their own header parse before they allocate anything.
 MAX_PIXELS = 60_000_000
+# What one decoded image may take: 60 M 8-bit RGB pixels (180 MB) fit, a 16-bit RGBA image
+# of that size (480 MB) does not.
+MAX_DECODED_BYTES = 256 * 2**20
+# Images above this are decoded one at a time, so parallel decoders never hold several.
+LARGE_DECODE_BYTES = 24 * 2**20
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+READ_FORMATS = "JPEG, PNG, TIFF and BMP"
 
 INTERPOLATIONS = {
     "area": cv2.INTER_AREA,
@@ -30,9 +43,18 @@ _MAGIC = (
     (b"MM\x00*", "tiff"),
     (b"BM", "bmp"),
 )
+# Formats we recognise but do not decode: every decoder is attack surface, and none of these
+# comes out of a microscope camera or analyser (WebP's decoder had a remote-code bug in 2023).
+_OTHER_MAGIC = (
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"II+\x00", "BigTIFF"), (b"MM\x00+", "BigTIFF"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"v/1\x01", "OpenEXR"), (b"#?RADIANCE", "Radiance HDR"), (b"#?RGBE", "Radiance HDR"), (b"8BPS", "Photoshop"),
+    (b"%PDF", "PDF"), (b"PK\x03\x04", "ZIP"), (b"\x59\xa6\x6a\x95", "Sun raster"), (b"qoif", "QOI"),
+)
+_LARGE_DECODES = threading.Lock()
 
 
-class UnreadableImage(Exception):
+class UnreadableImage(UnreadableFile):
     """An image file that cannot be used; the message says why in plain words."""
 
 
@@ -46,6 +68,24 @@ class InputSpec:
     small_input: str = "resize"
 
 
+@dataclass(frozen=True)
+class Header:
+    """What an image's header promises: its size and how many bytes a full decode takes."""
+
+    width: int
+    height: int
+    channels: int  # as OpenCV will return them
+    sample_bytes: int  # 1 for 8-bit, 2 for 16-bit, ...
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.pixels * self.channels * self.sample_bytes
+
+
 def sniff_format(head: bytes) -> str | None:
     """Image format from the first bytes of a file, or None when it is not an image we read."""
     for magic, name in _MAGIC:
@@ -54,38 +94,131 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
+def other_format(head: bytes) -> str | None:
+    """The name of an image (or document) format we recognise but do not read."""
+    for magic, name in _OTHER_MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1"):
+        return "HEIF/AVIF"
+    if len(head) > 2 and head[:1] == b"P" and head[1:2] in b"1234567f" and head[2:3] in (b" ", b"\n", b"\r", b"\t"):
+        return "PNM"
+    return None
+
+
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_MARKER = re.compile(rb"\xff+([\x00-\xfe])")  # fill bytes, then the marker code
+_JPEG_MAX_MARKERS = 10_000  # a real file has a few dozen before its frame header
 _REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def _u16(data: bytes, pos: int, order: str = "big") -> int:
+    return int.from_bytes(data[pos:pos + 2], order)
+
+
+def _u32(data: bytes, pos: int, order: str = "big") -> int:
+    return int.from_bytes(data[pos:pos + 4], order)
+
+
+def _jpeg_header(data: bytes) -> Header | None:
+    """The frame header that libjpeg will use, found the way libjpeg finds it: bytes between
+    markers are skipped (libjpeg only warns about them), segments are skipped by their length,
+    and the first start-of-frame counts."""
+    pos = 2
+    for _ in range(_JPEG_MAX_MARKERS):
+        found = _JPEG_MARKER.search(data, pos)
+        if found is None:
+            return None
+        marker, pos = found.group(1)[0], found.end()
+        if marker in (0x00, 0x01) or 0xD0 <= marker <= 0xD8:  # no length follows
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+            return None
+        if marker in _JPEG_SOF:
+            if pos + 8 > len(data):
+                return None
+            precision, height, width, components = data[pos + 2], _u16(data, pos + 3), _u16(data, pos + 5), data[pos + 7]
+            return Header(width, height, 1 if components == 1 else 3, 2 if precision > 8 else 1)
+        pos += _u16(data, pos)
+    return None
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from a JPEG's start-of-frame marker, without decoding."""
-    pos = 2
-    while pos + 9 <= len(data):
-        if data[pos] != 0xFF:
+    header = _jpeg_header(data)
+    return (header.width, header.height) if header else None
+
+
+def _png_header(data: bytes) -> Header | None:
+    if len(data) < 26 or data[12:16] != b"IHDR":
+        return None
+    depth, colour = data[24], data[25]
+    channels = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}.get(colour, 4)
+    return Header(_u32(data, 16), _u32(data, 20), channels, 2 if depth == 16 else 1)
+
+
+def _tiff_header(data: bytes) -> Header | None:
+    """Size, samples and bits from the first directory (the one libtiff and OpenCV decode)."""
+    order = "little" if data[:2] == b"II" else "big"
+    ifd = _u32(data, 4, order)
+    if ifd < 8 or ifd + 2 > len(data):
+        return None
+    count = _u16(data, ifd, order)
+    tags: dict[int, int] = {}
+    for i in range(count):
+        entry = ifd + 2 + 12 * i
+        if entry + 12 > len(data):
             return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _JPEG_SOF:
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
-        if marker == 0xD8 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return None
+        tag, kind, n = _u16(data, entry, order), _u16(data, entry + 2, order), _u32(data, entry + 4, order)
+        if kind == 3:  # SHORT: the first value is inline when the values fit in 4 bytes
+            at = entry + 8 if n <= 2 else _u32(data, entry + 8, order)
+            tags[tag] = _u16(data, at, order) if at + 2 <= len(data) else 0
+        elif kind == 4:  # LONG
+            at = entry + 8 if n <= 1 else _u32(data, entry + 8, order)
+            tags[tag] = _u32(data, at, order) if at + 4 <= len(data) else 0
+    if 256 not in tags or 257 not in tags:
+        return None
+    samples = max(1, tags.get(277, 1))
+    bits = max(1, tags.get(258, 1))
+    return Header(tags[256], tags[257], min(samples, 4), max(1, (bits + 7) // 8))
 
 
-def _header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
-    """Width and height from a PNG or JPEG header without decoding (guards against huge images)."""
-    if fmt == "png" and len(data) >= 24:
-        width = int.from_bytes(data[16:20], "big")
-        height = int.from_bytes(data[20:24], "big")
-        return width, height
-    if fmt == "jpeg":
-        return _jpeg_size(data)
-    return None
+def _bmp_header(data: bytes) -> Header | None:
+    if len(data) < 26:
+        return None
+    if _u32(data, 14, "little") == 12:  # OS/2 bitmap: 16-bit sizes
+        return Header(_u16(data, 18, "little"), _u16(data, 20, "little"), 3, 1)
+    if len(data) < 30:
+        return None
+    width = int.from_bytes(data[18:22], "little", signed=True)
+    height = abs(int.from_bytes(data[22:26], "little", signed=True))  # negative: stored top-down
+    return Header(width, height, 4 if _u16(data, 28, "little") == 32 else 3, 1)
+
+
+_HEADERS = {"jpeg": _jpeg_header, "png": _png_header, "tiff": _tiff_header, "bmp": _bmp_header}
+
+
+def image_header(data: bytes) -> Header | None:
+    """The size an image's header promises, read without decoding, or None when unreadable."""
+    fmt = sniff_format(data[:16])
+    return _HEADERS[fmt](data) if fmt else None
+
+
+def _check_header(data: bytes, fmt: str) -> Header:
+    """Refuse, before any decoder runs, an image that is too large or whose size cannot be read."""
+    header = _HEADERS[fmt](data)
+    if header is None or header.width <= 0 or header.height <= 0:
+        raise UnreadableImage(f"damaged {fmt.upper()} file (its image size cannot be read)")
+    if header.pixels > MAX_PIXELS:
+        raise UnreadableImage(f"image too large ({header.width}x{header.height} pixels; "
+                              f"the limit is {MAX_PIXELS // 1_000_000} million)")
+    if header.decoded_bytes > MAX_DECODED_BYTES:
+        raise UnreadableImage(f"image too large ({header.width}x{header.height} pixels, {8 * header.sample_bytes}-bit, "
+                              f"{header.channels} channels: {megabytes(header.decoded_bytes)} decoded; "
+                              f"the limit is {megabytes(MAX_DECODED_BYTES)})")
+    return header
 
 
 def _reduced_flag(size: tuple[int, int] | None, at_least: tuple[int, int] | None) -> int | None:
@@ -102,6 +235,15 @@ def _reduced_flag(size: tuple[int, int] | None, at_least: tuple[int, int] | None
     return None
 
 
+def _imdecode(buffer: np.ndarray, flag: int, fmt: str) -> np.ndarray | None:
+    try:
+        return cv2.imdecode(buffer, flag)
+    except cv2.error as exc:  # OpenCV's own size limit, or a decoder's assertion
+        if "CV_IO_MAX_IMAGE" in str(exc) or "validateInputImageSize" in str(exc):
+            raise UnreadableImage(f"image too large (over {MAX_PIXELS // 1_000_000} million pixels)") from exc
+        raise UnreadableImage(f"damaged or truncated {fmt.upper()} file") from exc
+
+
 def decode_image(data: bytes, at_least: tuple[int, int] | None = None) -> np.ndarray:
     """Decode encoded image bytes to an RGB uint8 array (H, W, 3).
 
@@ -109,30 +251,45 @@ def decode_image(data: bytes, at_least: tuple[int, int] | None = None) -> np.nda
     `UnreadableImage` with the reason. With `at_least` (width, height), a large JPEG may
     be decoded at 1/2, 1/4 or 1/8 size, never smaller than that.
     """
+    return _decode(data, at_least, None)
+
+
+def _decode(data: bytes, at_least: tuple[int, int] | None, spec: InputSpec | None) -> np.ndarray:
     if not data:
         raise UnreadableImage("empty file (0 bytes)")
     fmt = sniff_format(data[:16])
     if fmt is None:
+        other = other_format(data[:16])
+        if other:
+            raise UnreadableImage(f"unsupported format: {other} (SlideTally reads {READ_FORMATS})")
         raise UnreadableImage("not an image (unknown file contents)")
-    size = _header_size(data, fmt)
-    if size and size[0] * size[1] > MAX_PIXELS:
-        raise UnreadableImage(f"image too large ({size[0]}x{size[1]} pixels)")
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    reduced = _reduced_flag(size, at_least) if fmt == "jpeg" else None
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED if reduced is None else reduced)
-    if image is None or image.size == 0:
-        raise UnreadableImage(f"damaged or truncated {fmt.upper()} file")
-    if fmt == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        raise UnreadableImage("truncated JPEG file (end marker missing)")
-    if image.shape[0] * image.shape[1] > MAX_PIXELS:
-        raise UnreadableImage(f"image too large ({image.shape[1]}x{image.shape[0]} pixels)")
-    return to_rgb8(image)
+    header = _check_header(data, fmt)
+    reduced = _reduced_flag((header.width, header.height), at_least) if fmt == "jpeg" else None
+    # A large image holds the one large-decode slot until it is fitted to the model input,
+    # so parallel decoders never hold two of them (or their conversions) at once.
+    with _LARGE_DECODES if header.decoded_bytes > LARGE_DECODE_BYTES else contextlib.nullcontext():
+        image = _imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED if reduced is None else reduced, fmt)
+        if image is None or image.size == 0:
+            raise UnreadableImage(f"damaged or truncated {fmt.upper()} file")
+        if fmt == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+            raise UnreadableImage("truncated JPEG file (end marker missing)")
+        if image.shape[0] * image.shape[1] > MAX_PIXELS:
+            raise UnreadableImage(f"image too large ({image.shape[1]}x{image.shape[0]} pixels)")
+        rgb = to_rgb8(image)
+        del image
+        return rgb if spec is None else prepare(rgb, spec)
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """Convert an OpenCV-decoded array (BGR/BGRA/gray, 8 or 16 bit) to RGB uint8."""
+    """Convert an OpenCV-decoded array (BGR/BGRA/gray, 8 or 16 bit) to RGB uint8.
+
+    Works in place or in slices where it can: a large image is never held twice over in floats."""
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        if image.flags.writeable:
+            np.right_shift(image, 8, out=image)
+            image = image.astype(np.uint8)
+        else:
+            image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
         image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if image.ndim == 2:
@@ -141,11 +298,17 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     if channels == 1:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if channels == 4:
-        # Transparent pixels become white, the colour of an empty slide.
-        bgr = image[:, :, :3].astype(np.float32)
-        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
-        blended = bgr * alpha + 255.0 * (1.0 - alpha)
-        return cv2.cvtColor(blended.round().astype(np.uint8), cv2.COLOR_BGR2RGB)
+        # Transparent pixels become white, the colour of an empty slide: rgb*a + 255*(1-a),
+        # rounded, in integers and a slice of rows at a time.
+        out = np.empty((*image.shape[:2], 3), np.uint8)
+        for top in range(0, image.shape[0], 256):
+            rows = image[top:top + 256]
+            alpha = rows[:, :, 3:4].astype(np.uint32)
+            blended = (rows[:, :, 2::-1].astype(np.uint32) * alpha + 255 * (255 - alpha) + 127) // 255
+            out[top:top + 256] = blended
+        return out
+    if channels == 3 and image.flags.c_contiguous and image.flags.writeable:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)  # in place: the decoded array is ours
     return cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
 
 
@@ -165,15 +328,12 @@ def prepare(rgb: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def read_bytes(path: Path) -> bytes:
-    """Read a file's bytes; OS errors become `UnreadableImage` with a plain reason."""
+    """Read a file's bytes safely (regular files only, never blocking, size-capped); anything
+    else becomes `UnreadableImage` with a plain reason."""
     try:
-        return Path(path).read_bytes()
-    except PermissionError as exc:
-        raise UnreadableImage("no permission to read the file") from exc
-    except FileNotFoundError as exc:
-        raise UnreadableImage("file disappeared before it could be read") from exc
-    except OSError as exc:
-        raise UnreadableImage(f"could not read the file ({exc.strerror or exc})") from exc
+        return read_file(path)
+    except UnreadableFile as exc:
+        raise UnreadableImage(str(exc)) from exc
 
 
 def load_image(path: Path) -> np.ndarray:
@@ -186,7 +346,7 @@ def decode_prepared(data: bytes, spec: InputSpec) -> np.ndarray:
 
     Images shrunk with INTER_AREA may be decoded at a reduced size first (JPEG only)."""
     at_least = (spec.width, spec.height) if spec.resize == "area" else None
-    return prepare(decode_image(data, at_least), spec)
+    return _decode(data, at_least, spec)
 
 
 def load_prepared(path: Path, spec: InputSpec) -> np.ndarray:

@@ -19,6 +19,7 @@ from desktop.core.imaging import INTERPOLATIONS, SMALL_INPUT_RULES, InputSpec
 SCHEMA_PREFIX = "slidetally/"
 TASKS = ("blood-differential", "idc-patch")
 REQUIRED_KEYS = ("slidetally.schema", "task", "display_name", "version", "classes", "input_size")
+OUTPUT_RANKS = {"probabilities": 2, "ood_score": 1, "features": 2}  # the contract's outputs: [N, C], [N], [N, F]
 
 
 class ModelError(Exception):
@@ -178,12 +179,41 @@ class Model:
         outputs = {o.name: o for o in self.session.get_outputs()}
         if "probabilities" not in outputs:
             raise ModelError(f"{name}: the model has no 'probabilities' output")
+        for output, rank in OUTPUT_RANKS.items():
+            declared = outputs[output].shape if output in outputs else None
+            if declared is not None and len(declared) != rank:
+                raise ModelError(f"{name}: output '{output}' has {len(declared)} dimension(s), the contract says {rank}")
         n = outputs["probabilities"].shape[-1]
         if isinstance(n, int) and n != len(self.info.classes):
             raise ModelError(f"{name}: {n} outputs but {len(self.info.classes)} classes in its metadata")
         self.has_ood = "ood_score" in outputs and self.info.ood_threshold is not None
         self.has_features = "features" in outputs
         self._outputs = ["probabilities", "ood_score"] if self.has_ood else ["probabilities"]
+        self._check_outputs([o for o in OUTPUT_RANKS if o in outputs])
+
+    def _check_outputs(self, names: list[str]) -> None:
+        """Run every contract output on a few synthetic images (black, white, grey, noise):
+        a model that gives the wrong shape, NaN or infinity, or probabilities that are not a
+        distribution is refused at load, not discovered in a technician's counts."""
+        name, spec, n = self.info.path.name, self.info.input, 4
+        batch = np.stack([np.zeros((spec.height, spec.width, 3), np.uint8), np.full((spec.height, spec.width, 3), 255, np.uint8),
+                          np.full((spec.height, spec.width, 3), 128, np.uint8),
+                          np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)])
+        try:
+            results = dict(zip(names, self.session.run(names, {"image": batch})))
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for graphs that cannot run
+            raise ModelError(f"{name} fails on test images ({str(exc).splitlines()[0][:160]})") from exc
+        for output, value in results.items():
+            value = np.asarray(value)
+            want = (n, len(self.info.classes)) if output == "probabilities" else (n,) if output == "ood_score" else None
+            if value.ndim != OUTPUT_RANKS[output] or value.shape[0] != n or (want and value.shape != want):
+                raise ModelError(f"{name}: output '{output}' has shape {list(value.shape)} for {n} images")
+            if not np.isfinite(value).all():
+                raise ModelError(f"{name}: output '{output}' gives NaN or infinity on test images")
+        p = results["probabilities"].astype(np.float64)
+        if p.min() < -1e-4 or p.max() > 1 + 1e-4 or np.abs(p.sum(axis=1) - 1).max() > 1e-3:
+            raise ModelError(f"{name}: output 'probabilities' is not a probability distribution (rows sum to "
+                             f"{p.sum(axis=1).min():.3g}-{p.sum(axis=1).max():.3g}, not 1)")
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities [N, C] and Unfamiliar scores [N] (or None) for a uint8 batch."""
@@ -232,4 +262,6 @@ def discover_models(*folders: Path) -> tuple[list[ModelInfo], list[str]]:
             infos.append(Model(path, threads=1).info)
         except ModelError as exc:
             problems.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - one bad file must never hide the good ones
+            problems.append(f"{path.name} could not be loaded ({type(exc).__name__}: {str(exc)[:160]})")
     return infos, problems

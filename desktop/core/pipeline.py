@@ -61,6 +61,8 @@ def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[np.ndarray
     for item in items:
         digest = None
         try:
+            if getattr(item, "problem", ""):  # a pipe, a device, a folder we may not list: never opened
+                raise UnreadableImage(item.problem)
             if isinstance(item, Tile):
                 rgb, digest = tissue.get(item.path)
                 pixels[len(good)] = prepare(rgb[item.y:item.y + item.height, item.x:item.x + item.width], spec)

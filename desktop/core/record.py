@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from desktop.core.names import readable
 from desktop.core.store import REOPENED, SIGNED
 
 
@@ -29,7 +30,7 @@ class FolderChanges:
             return "the folder is empty or unreachable; the stored session is kept as it was"
 
         def part(label: str, files: tuple[str, ...]) -> str:
-            shown = ", ".join(files[:names]) + (f", … (+{len(files) - names})" if len(files) > names else "")
+            shown = ", ".join(readable(f) for f in files[:names]) + (f", … (+{len(files) - names})" if len(files) > names else "")
             return f"{len(files)} {label} ({shown})"
 
         parts = [part(label, files) for label, files in (("new", self.new), ("changed", self.changed),
@@ -80,7 +81,7 @@ def record_lines(record: SessionRecord, changes: FolderChanges | None = None) ->
     lines = [
         ("Specimen ID", record.specimen_id or "(not entered)"),
         ("Patient ID", record.patient_id),
-        ("Folder", record.folder),
+        ("Folder", readable(record.folder)),
         ("Model", f"{record.model_key} v{record.model_version} (SHA-256 {record.model_sha256[:16]})"),
         ("Status", record.status_line()),
         ("Signed off at", record.signed_at if record.signed else ""),

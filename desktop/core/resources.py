@@ -28,4 +28,5 @@ def user_data_dir() -> Path:
 
 
 def user_models_dir() -> Path:
-    return user_data_dir() / "models"
+    """Where site models live; not created here (listing models must work on a read-only home)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "models"

@@ -11,6 +11,7 @@ from desktop.core.slide import patch_position
 
 REVIEW_LOW_CONFIDENCE = "low confidence"
 REVIEW_UNFAMILIAR = "unfamiliar image"
+INVALID_OUTPUT = "no valid answer from the model (not a number)"
 
 
 @dataclass
@@ -65,9 +66,20 @@ def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndar
                hashes: list[str | None] | None = None) -> list[Call]:
     """Turn model outputs into calls, applying the model's own thresholds."""
     keys = info.class_keys
-    rule = decide(probabilities, ood, info.review_threshold, info.ood_threshold, info.decision_threshold)
+    # A model that answers NaN or infinity for an image has not called it: that image is left
+    # out with the reason instead of landing in whatever class argmax picks.
+    valid = np.isfinite(probabilities).all(axis=1)
+    if ood is not None:
+        valid &= np.isfinite(ood)
+    probabilities = np.where(valid[:, None], probabilities, 0.0)
+    rule = decide(probabilities, None if ood is None else np.where(valid, ood, 0.0), info.review_threshold,
+                  info.ood_threshold, info.decision_threshold)
     calls = []
     for i, source in enumerate(sources):
+        if not valid[i]:
+            calls.append(Call(source.relative, source.size, source.mtime, content_hash=hashes[i] if hashes else None,
+                              unreadable=INVALID_OUTPUT, review=True, review_reason=f"unreadable: {INVALID_OUTPUT}"))
+            continue
         p = probabilities[i]
         order = np.argsort(-p)
         top = int(rule.top[i])

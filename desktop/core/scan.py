@@ -1,17 +1,20 @@
-"""Find the images in a folder (recursive, sorted, by content as well as by extension) and
-tell files apart by their bytes."""
+"""List what is in a folder (recursive, sorted) and tell files apart by their bytes.
+
+Nothing drops out silently: everything but hidden files becomes an item, and what cannot be
+read at all (a pipe, a device, a broken link, a folder we may not list, a path too long)
+carries the reason that becomes its row's."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.imaging import IMAGE_EXTENSIONS, sniff_format
-
-SKIP_SUFFIXES = {".csv", ".pdf", ".txt", ".md", ".json", ".sqlite", ".db", ".onnx", ".xlsx", ".log"}
+from desktop.core.files import UnreadableFile, not_regular_reason, os_error_reason, read_file
 
 
 @dataclass(frozen=True)
@@ -22,18 +25,7 @@ class SourceFile:
     relative: str
     size: int
     mtime: float
-
-
-def _looks_like_image(path: Path) -> bool:
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return True  # decoding decides; a bad one becomes an "unreadable" row with its reason
-    if path.suffix.lower() in SKIP_SUFFIXES:
-        return False
-    try:
-        with path.open("rb") as handle:
-            return sniff_format(handle.read(16)) is not None
-    except OSError:
-        return False
+    problem: str = ""  # why it cannot be read at all: the reason on its row
 
 
 class ScanCancelled(Exception):
@@ -46,31 +38,65 @@ def content_hash(data: bytes) -> str:
 
 
 def hash_file(path: Path) -> str | None:
-    """The content hash of a file, or None when it cannot be read."""
+    """The content hash of a file, or None when it cannot be read (safely)."""
     try:
-        return content_hash(Path(path).read_bytes())
-    except OSError:
+        return content_hash(read_file(path))
+    except UnreadableFile:
         return None
 
 
+def _relative(path: Path, folder: Path) -> str:
+    return path.relative_to(folder).as_posix()
+
+
+def _folder_problem(exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return "path too long (longer than the system allows)"
+    if isinstance(exc, PermissionError):
+        return "folder not readable (no permission)"
+    return f"folder not readable ({exc.strerror or exc})"
+
+
+def _source(path: Path, folder: Path) -> SourceFile:
+    relative = _relative(path, folder)
+    try:
+        st = os.stat(path)  # follows links: a link to a good file is that file
+    except OSError as exc:
+        return SourceFile(path, relative, 0, 0.0, os_error_reason(exc, path))
+    if not stat.S_ISREG(st.st_mode):
+        return SourceFile(path, relative, 0, st.st_mtime, not_regular_reason(st.st_mode))
+    return SourceFile(path, relative, st.st_size, st.st_mtime)
+
+
 def scan_folder(folder: Path, cancel: threading.Event | None = None) -> list[SourceFile]:
-    """Every image file under `folder` (hidden files and folders skipped), sorted by relative path."""
+    """Everything under `folder` but hidden files and folders, sorted by relative path.
+
+    Raises OSError when `folder` itself cannot be listed."""
     folder = Path(folder)
+    with os.scandir(folder):
+        pass  # the folder itself unreadable is an error for the whole folder, not a row
     found: list[SourceFile] = []
-    for root, dirs, files in os.walk(folder):
+
+    def not_listed(exc: OSError) -> None:
+        path = Path(exc.filename) if exc.filename else folder
+        if path == folder:
+            raise exc
+        found.append(SourceFile(path, _relative(path, folder) + "/", 0, 0.0, _folder_problem(exc)))
+
+    for root, dirs, files in os.walk(folder, onerror=not_listed):
         if cancel is not None and cancel.is_set():
             raise ScanCancelled()
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
+        here = Path(root)
+        kept = []
+        for name in sorted(dirs):
             if name.startswith("."):
                 continue
-            path = Path(root) / name
-            if not _looks_like_image(path):
+            if os.path.islink(here / name):  # never followed: it could lead anywhere, or round in a loop
+                found.append(SourceFile(here / name, _relative(here / name, folder) + "/", 0, 0.0,
+                                        "link to a folder (not followed)"))
                 continue
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            found.append(SourceFile(path, path.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime))
+            kept.append(name)
+        dirs[:] = kept
+        found += [_source(here / name, folder) for name in files if not name.startswith(".")]
     found.sort(key=lambda f: f.relative)
     return found

@@ -21,6 +21,7 @@ from pathlib import Path
 from desktop.core.events import Event
 from desktop.core.folder import FolderError, expand_tissue_images, guess_task
 from desktop.core.model import Model, ModelError, discover_models
+from desktop.core.names import readable
 from desktop.core.pipeline import Progress, classify
 from desktop.core.record import FolderChanges, SessionRecord
 from desktop.core.results import Call
@@ -35,12 +36,14 @@ from desktop.core.store import (
     SessionLocked,
     SessionStore,
     SignOffRefused,
+    StoreError,
     Writer,
     now,
     session_path,
+    store_error,
 )
 
-__all__ = ["Session", "SessionLocked", "SignOffRefused", "FolderError", "Previous", "ClassifyResult"]
+__all__ = ["Session", "SessionLocked", "SignOffRefused", "StoreError", "FolderError", "Previous", "ClassifyResult"]
 SYSTEM = "SlideTally"
 FOREIGN_SHARE = 0.8  # of the first batch flagged Unfamiliar: the folder is not what this model knows
 FOREIGN_MIN_CELLS = 8
@@ -135,11 +138,14 @@ class Session:
 
         folder = Path(folder)
         if not folder.exists():
-            raise FolderError(f"The folder {folder} does not exist.")
+            raise FolderError(f"The folder {readable(str(folder))} does not exist.")
         if not folder.is_dir():
-            raise FolderError(f"{folder} is not a folder.")
+            raise FolderError(f"{readable(str(folder))} is not a folder.")
         model = resolve_model(model, folder)
-        root = Path(data_dir) if data_dir else user_data_dir()
+        try:
+            root = Path(data_dir) if data_dir else user_data_dir()
+        except OSError as exc:
+            raise store_error(exc, Path(exc.filename or "the user data folder")) from exc
         path = session_path(root, folder, model.info.key)
         return cls(folder.resolve(), model, SessionStore(path, folder, model.info.key, model.info.sha256))
 
@@ -178,7 +184,7 @@ class Session:
         try:
             files = scan_folder(self.folder, cancel)
         except OSError as exc:
-            raise FolderError(f"Cannot read the folder {self.folder}: {exc.strerror or exc}") from exc
+            raise FolderError(f"Cannot read the folder {readable(str(self.folder))}: {exc.strerror or exc}") from exc
         if self.info.task == "idc-patch":
             return expand_tissue_images(files, self.info.input.width)
         return files
@@ -268,7 +274,7 @@ class Session:
 
     def _notice(self, changes: FolderChanges) -> str:
         if changes.folder_empty:
-            return f"The folder {self.folder} is empty or unreachable; the stored session is kept as it was."
+            return f"The folder {readable(str(self.folder))} is empty or unreachable; the stored session is kept as it was."
         return ("This session is signed off, so the folder's changes were not taken in: "
                 f"{changes.summary()}. Reopen the session (with a reason) to take them in.")
 
@@ -296,14 +302,14 @@ class Session:
             for call in calls:
                 if call.relative in changed:
                     before = w.cell(call.relative)
+                    if not w.put_call(call, file_changed=True):
+                        continue  # another process stored this call for these bytes first
                     if before is not None:
                         old = (f"AI {before.ai_class}, final {before.final_class} by {before.reviewer}"
                                if before.final_class else f"AI {before.ai_class}")
                         w.audit("file changed", call.relative, old, f"AI {call.ai_class or 'unreadable'}",
                                 "the file's bytes changed: new AI call, earlier calls kept here")
-                    w.put_call(call, file_changed=True)
-                else:
-                    w.put_call(call)
+                elif w.put_call(call):
                     added.append(call.relative)
         cells = self.store.cells(w.touched)
         new = set(added)

@@ -13,6 +13,9 @@ PATCH_XY = re.compile(r"_x(\d+)_y(\d+)")
 TILE_SUFFIX = re.compile(r"#x(\d+)_y(\d+)$")
 # A tissue image (not a patch) is one at least this many patches wide and high.
 TILE_MIN_PATCHES = 4
+# The largest slide offset placed on a heat map (the IDC slides reach ~4,000 px); the mosaic
+# at 10 px a patch is then at most 6,000 px square.
+MAX_SLIDE_PX = 30_000
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,13 @@ class Tile:
 
 
 def patch_position(relative: str) -> tuple[int, int] | None:
-    """(x, y) pixel offset of a patch, from `..._x<X>_y<Y>...` or a tile's `#x<X>_y<Y>`."""
+    """(x, y) pixel offset of a patch, from `..._x<X>_y<Y>...` or a tile's `#x<X>_y<Y>`; None for
+    none, or for one beyond any slide (a name claiming x=99999999 would make a heat map of terabytes)."""
     match = TILE_SUFFIX.search(relative) or PATCH_XY.search(Path(relative).name)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+    if not match:
+        return None
+    x, y = int(match.group(1)), int(match.group(2))
+    return (x, y) if x <= MAX_SLIDE_PX and y <= MAX_SLIDE_PX else None
 
 
 def is_background(tile: np.ndarray, white_level: int = 220, max_tissue: float = 0.25) -> bool:

@@ -1,19 +1,27 @@
 """The session store: one SQLite database (WAL) per analysed folder and model, in the user
 data folder, never in the source folder. It is the only place with SQL. Every write runs in
 one transaction that checks the session's state and writes its audit rows, so a signed-off
-session cannot change and killing the app loses nothing."""
+session cannot change and killing the app loses nothing.
+
+File names are stored losslessly: a name that is not valid UTF-8 (os gives it as a str with
+surrogate escapes) is stored as its raw bytes (a BLOB) and read back as the same str, so the
+file opens again from what is stored. Two processes may open one session at once: opening is
+serialised by a lock file, and a call another process stored first is never overwritten."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from desktop.core.results import Call
 
@@ -52,6 +60,49 @@ class SessionLocked(Exception):
 
 class SignOffRefused(Exception):
     """Sign-off (or verification) is not possible yet; the message says what is left to do."""
+
+
+class StoreError(Exception):
+    """The session cannot be saved (disk full, read-only data folder, busy); what was saved before is kept."""
+
+
+def store_error(exc: BaseException, folder: Path) -> StoreError:
+    """One plain sentence for an SQLite or OS error met while saving a session."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    text = str(exc).lower()
+    errno_ = getattr(exc, "errno", None)
+    if code == 13 or "disk is full" in text or errno_ == 28:  # SQLITE_FULL, ENOSPC
+        return StoreError(f"The disk holding the session data ({folder}) is full. Free some space and run again; "
+                          "everything saved before is kept.")
+    if code in (3, 8, 14) or "readonly" in text or "read-only" in text or isinstance(exc, PermissionError) \
+            or errno_ == 30:  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN, EROFS
+        return StoreError(f"Cannot save the session in {folder}: the folder is read-only or not allowed. "
+                          "Choose another data folder (--data-dir) or fix its permissions.")
+    if code in (5, 6) or isinstance(exc, Timeout):  # SQLITE_BUSY, SQLITE_LOCKED
+        return StoreError("The session is busy in another SlideTally for too long. Try again when it has finished.")
+    return StoreError(f"The session could not be saved in {folder} ({exc}).")
+
+
+def _db(value):
+    """A value as SQLite takes it: a str that is not valid UTF-8 (a file name) as its raw bytes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                return os.fsencode(value)
+            except UnicodeEncodeError:  # a lone surrogate no file system gave us: kept as readable text
+                return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _args(*values) -> tuple:
+    return tuple(_db(v) for v in values)
+
+
+def _py(row) -> tuple:
+    """A row as Python wants it: a stored name's raw bytes back to the str os gave us."""
+    return tuple(os.fsdecode(v) if isinstance(v, bytes) else v for v in row)
 
 
 @dataclass(frozen=True)
@@ -132,6 +183,7 @@ def session_path(root: Path, folder: Path, model_key: str) -> Path:
 
 
 def _cell(row: tuple) -> Cell:
+    row = _py(row)
     return Cell(row[0], row[1], row[2], row[3] or 0.0, tuple(json.loads(row[4] or "[]")), row[5], row[6], bool(row[7]),
                 bool(row[8]), row[9], row[10], row[11], row[12], row[13], bool(row[14]), row[15], bool(row[16]),
                 bool(row[17]))
@@ -147,68 +199,85 @@ class Writer:
     def audit(self, action: str, file: str | None = None, old: str | None = None, new: str | None = None,
               reason: str | None = None) -> None:
         self.db.execute("INSERT INTO audit(at, who, os_user, action, file, old, new, reason) VALUES (?,?,?,?,?,?,?,?)",
-                        (now(), self.actor.operator, self.actor.os_user, action, file, old, new, reason))
+                        _args(now(), self.actor.operator, self.actor.os_user, action, file, old, new, reason))
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", _args(key, value))
 
     def delete_meta(self, *keys: str) -> None:
         self.db.executemany("DELETE FROM meta WHERE key=?", [(k,) for k in keys])
 
     def cell(self, file: str) -> Cell | None:
-        row = self.db.execute(f"SELECT {CELL_COLUMNS} FROM images WHERE relative=?", (file,)).fetchone()
+        row = self.db.execute(f"SELECT {CELL_COLUMNS} FROM images WHERE relative=?", _args(file)).fetchone()
         return _cell(row) if row else None
 
     def set_final(self, file: str, final: str | None, confirmed: bool) -> None:
         self.db.execute("UPDATE images SET final_class=?, confirmed=?, reviewer=?, changed_at=? WHERE relative=?",
-                        (final, int(confirmed), self.actor.operator if confirmed else None, now(), file))
+                        _args(final, int(confirmed), self.actor.operator if confirmed else None, now(), file))
         self.touched.append(file)
 
-    def put_call(self, call: Call, file_changed: bool = False) -> None:
-        """Store the model's call; a call on a file already known replaces its AI call and clears its final call."""
-        self.db.execute(
-            """INSERT INTO images(relative, size, mtime, content_hash, ai_class, confidence, probabilities, second_class,
-                   ood_score, unfamiliar, review, review_reason, unreadable, x, y, file_changed)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-               ON CONFLICT(relative) DO UPDATE SET size=excluded.size, mtime=excluded.mtime,
+    def put_call(self, call: Call, file_changed: bool = False) -> bool:
+        """Store the model's call; False when it was not needed because another process stored it first.
+
+        A new file is inserted once. A changed file's call replaces the stored AI call and clears
+        its final call, unless the stored call is already for these bytes (then it stays, with
+        whatever the technician did to it since)."""
+        conflict = ("""DO UPDATE SET size=excluded.size, mtime=excluded.mtime,
                    content_hash=excluded.content_hash, ai_class=excluded.ai_class, confidence=excluded.confidence,
                    probabilities=excluded.probabilities, second_class=excluded.second_class,
                    ood_score=excluded.ood_score, unfamiliar=excluded.unfamiliar, review=excluded.review,
                    review_reason=excluded.review_reason, unreadable=excluded.unreadable, x=excluded.x, y=excluded.y,
-                   final_class=NULL, confirmed=0, reviewer=NULL, missing=0, file_changed=excluded.file_changed""",
-            (call.relative, call.size, call.mtime, call.content_hash, call.ai_class, call.confidence,
-             json.dumps(call.probabilities), call.second_class, call.ood_score, int(call.unfamiliar), int(call.review),
-             call.review_reason, call.unreadable, call.x, call.y, int(file_changed)))
-        self.touched.append(call.relative)
+                   final_class=NULL, confirmed=0, reviewer=NULL, missing=0, file_changed=excluded.file_changed
+                   WHERE images.content_hash IS NOT excluded.content_hash OR images.unreadable != excluded.unreadable"""
+                    if file_changed else "DO NOTHING")
+        cursor = self.db.execute(
+            f"""INSERT INTO images(relative, size, mtime, content_hash, ai_class, confidence, probabilities, second_class,
+                   ood_score, unfamiliar, review, review_reason, unreadable, x, y, file_changed)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT(relative) {conflict}""",
+            _args(call.relative, call.size, call.mtime, call.content_hash, call.ai_class, call.confidence,
+                  json.dumps(call.probabilities), call.second_class, call.ood_score, int(call.unfamiliar), int(call.review),
+                  call.review_reason, call.unreadable, call.x, call.y, int(file_changed)))
+        if cursor.rowcount:
+            self.touched.append(call.relative)
+        return bool(cursor.rowcount)
 
     def set_missing(self, file: str, missing: bool) -> None:
-        self.db.execute("UPDATE images SET missing=? WHERE relative=?", (int(missing), file))
+        self.db.execute("UPDATE images SET missing=? WHERE relative=?", _args(int(missing), file))
         self.touched.append(file)
 
     def set_stat(self, file: str, size: int, mtime: float) -> None:
         """A touched file (same bytes, new size/mtime): refresh the fast pre-check only."""
-        self.db.execute("UPDATE images SET size=?, mtime=? WHERE relative=?", (size, mtime, file))
+        self.db.execute("UPDATE images SET size=?, mtime=? WHERE relative=?", _args(size, mtime, file))
 
 
 class SessionStore:
     def __init__(self, path: Path, folder: Path, model_key: str, model_sha256: str):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()  # the GUI thread and the classifier thread share one connection
-        self._archive_if_other_model(model_sha256)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA busy_timeout=10000")
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        if self.meta("folder") is None:
-            with self.write(Actor("SlideTally", ""), require_open=False) as w:
-                w.set_meta("schema", SCHEMA_VERSION)
-                w.set_meta("folder", str(Path(folder).resolve()))
-                w.set_meta("model", model_key)
-                w.set_meta("model_sha256", model_sha256)
-                w.set_meta("created", now())
-                w.set_meta("state", OPEN)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Two processes starting on one folder: one creates (or archives) the database while
+            # the other waits, instead of reading a half-made one.
+            with FileLock(str(self.path) + ".lock", timeout=60):
+                self._archive_if_other_model(model_sha256)
+                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self.db.execute("PRAGMA busy_timeout=10000")
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(SCHEMA)
+                if self.meta("folder") is None:
+                    with self.write(Actor("SlideTally", ""), require_open=False) as w:
+                        w.set_meta("schema", SCHEMA_VERSION)
+                        w.set_meta("folder", str(Path(folder).resolve()))
+                        w.set_meta("model", model_key)
+                        w.set_meta("model_sha256", model_sha256)
+                        w.set_meta("created", now())
+                        w.set_meta("state", OPEN)
+        except StoreError:
+            raise
+        except (sqlite3.Error, OSError, Timeout) as exc:
+            raise store_error(exc, self.path.parent.parent) from exc
 
     def _archive_if_other_model(self, model_sha256: str) -> None:
         """A session made by another model file (or an older store) is kept aside, never overwritten."""
@@ -216,7 +285,7 @@ class SessionStore:
             return
         db = sqlite3.connect(self.path)
         try:
-            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            rows = dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError:
             rows = {}
         finally:
@@ -236,23 +305,33 @@ class SessionStore:
     # --- the one write path ----------------------------------------------------------------
     @contextmanager
     def write(self, actor: Actor, *, require_open: bool = True) -> Iterator[Writer]:
-        """A transaction; with `require_open` it refuses (SessionLocked) when the session is signed off."""
+        """A transaction; with `require_open` it refuses (SessionLocked) when the session is signed off.
+        A disk that is full or read-only raises `StoreError`; the transaction is then rolled back whole."""
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.path.parent.parent) from exc
             try:
                 if require_open and self._meta("state") == SIGNED:
                     raise SessionLocked("This session is signed off. Reopen it (with a reason) to make changes.")
                 writer = Writer(self.db, actor)
                 yield writer
-            except BaseException:
-                self.db.execute("ROLLBACK")
+                self.db.execute("COMMIT")
+            except BaseException as exc:
+                if self.db.in_transaction:
+                    try:
+                        self.db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # SQLite has rolled back itself (a full disk can end the transaction)
+                if isinstance(exc, sqlite3.Error):
+                    raise store_error(exc, self.path.parent.parent) from exc
                 raise
-            self.db.execute("COMMIT")
 
     # --- reading ---------------------------------------------------------------------------
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
+        return _py(row)[0] if row else None
 
     def meta(self, key: str) -> str | None:
         with self._lock:
@@ -260,7 +339,7 @@ class SessionStore:
 
     def all_meta(self) -> dict[str, str]:
         with self._lock:
-            return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+            return dict(_py(r) for r in self.db.execute("SELECT key, value FROM meta").fetchall())
 
     def cells(self, files: Iterable[str] | None = None) -> list[Cell]:
         with self._lock:
@@ -272,18 +351,18 @@ class SessionStore:
                 for start in range(0, len(wanted), 500):
                     chunk = wanted[start:start + 500]
                     rows += self.db.execute(f"SELECT {CELL_COLUMNS} FROM images WHERE relative IN "
-                                            f"({','.join('?' * len(chunk))}) ORDER BY id", chunk).fetchall()
+                                            f"({','.join('?' * len(chunk))}) ORDER BY id", _args(*chunk)).fetchall()
         return [_cell(r) for r in rows]
 
     def known_files(self) -> dict[str, StoredFile]:
         with self._lock:
             rows = self.db.execute("SELECT relative, size, mtime, content_hash, missing FROM images").fetchall()
-        return {r[0]: StoredFile(r[1], r[2], r[3], bool(r[4])) for r in rows}
+        return {r[0]: StoredFile(r[1], r[2], r[3], bool(r[4])) for r in map(_py, rows)}
 
     def audit(self) -> list[AuditEntry]:
         with self._lock:
             rows = self.db.execute("SELECT at, who, os_user, action, file, old, new, reason FROM audit ORDER BY id").fetchall()
-        return [AuditEntry(*r) for r in rows]
+        return [AuditEntry(*_py(r)) for r in rows]
 
 
 def session_files(root: Path) -> list[Path]:
@@ -296,7 +375,7 @@ def read_session(path: Path) -> tuple[dict[str, str], list[Cell]]:
     """A session's meta and cells, read-only (for verification reports and adaptation)."""
     db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     try:
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        meta = dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
         cells = [_cell(r) for r in db.execute(f"SELECT {CELL_COLUMNS} FROM images ORDER BY id").fetchall()]
     finally:
         db.close()

@@ -42,11 +42,18 @@ class Counts:
     confirmed_review: int
     review_total: int
     missing: int = 0  # files no longer in the folder: kept in the session, left out of every count
+    left_out: dict[str, int] = field(default_factory=dict)  # unreadable items per kind of reason, most first
+
+
+def reason_kind(reason: str) -> str:
+    """What a reason says without its details: 'image too large (12000x12000 pixels)' -> 'image too large'."""
+    return reason.split(" (", 1)[0]
 
 
 def counts(cells: list[Cell], info: ModelInfo) -> Counts:
     ai: Counter = Counter()
     final: Counter = Counter()
+    left_out: Counter = Counter()
     pending = unfamiliar = confirmed = review_total = unreadable = missing = 0
     for c in cells:
         if c.missing:
@@ -54,6 +61,7 @@ def counts(cells: list[Cell], info: ModelInfo) -> Counts:
             continue
         if c.unreadable:
             unreadable += 1
+            left_out[reason_kind(c.unreadable)] += 1
             continue
         ai[c.ai_class] += 1
         if c.review:
@@ -66,7 +74,12 @@ def counts(cells: list[Cell], info: ModelInfo) -> Counts:
         final[c.final_class or c.ai_class] += 1
     keys = info.class_keys
     return Counts({k: ai.get(k, 0) for k in keys}, {k: final.get(k, 0) for k in keys}, len(cells) - missing,
-                  unreadable, pending, unfamiliar, confirmed, review_total, missing)
+                  unreadable, pending, unfamiliar, confirmed, review_total, missing, dict(left_out.most_common()))
+
+
+def left_out_line(tally: Counts) -> str:
+    """'2 not a regular file, 1 unsupported format: GIF': what was left out, and why."""
+    return ", ".join(f"{n} {kind}" for kind, n in tally.left_out.items())
 
 
 @dataclass
@@ -140,7 +153,7 @@ def differential(cells: list[Cell], info: ModelInfo, reference: ReferenceInterva
         warnings.append(f"{tally.pending_review} cell(s) in Review are not counted until confirmed"
                         + (f" ({tally.unfamiliar_excluded} flagged Unfamiliar)." if tally.unfamiliar_excluded else "."))
     if tally.unreadable:
-        warnings.append(f"{tally.unreadable} file(s) could not be read.")
+        warnings.append(f"{tally.unreadable} file(s) could not be read: {left_out_line(tally)}.")
     if tally.missing:
         warnings.append(f"{tally.missing} file(s) are no longer in the folder and are not counted.")
     return Differential(rows, wbc, platelets, nrbc_per_100, target, tally.pending_review, tally.unfamiliar_excluded,

@@ -13,11 +13,18 @@ START = time.perf_counter()
 log = logging.getLogger("slidetally")
 
 
-def setup_logging() -> Path:
+def setup_logging() -> Path | None:
+    """The log file in the user data folder; a read-only data folder logs to the terminal instead
+    (the window says so when a session cannot be saved)."""
     from desktop.core.resources import user_data_dir
 
-    path = user_data_dir() / "slidetally.log"
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    try:
+        path = user_data_dir() / "slidetally.log"
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8",
+                                                       errors="backslashreplace")
+    except OSError:
+        logging.basicConfig(level=logging.INFO)
+        return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)

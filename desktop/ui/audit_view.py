@@ -6,6 +6,7 @@ from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QHeaderView, QLineEdit, QPushButton, QTableView, QVBoxLayout
 
+from desktop.core.names import readable
 from desktop.core.store import AuditEntry
 
 COLUMNS = ("Time", "Operator", "OS account", "Action", "Cell", "Old", "New", "Reason")
@@ -19,7 +20,7 @@ class AuditDialog(QDialog):
         self.model.setHorizontalHeaderLabels(COLUMNS)
         for e in entries:
             self.model.appendRow([QStandardItem(v or "") for v in
-                                  (e.at, e.operator, e.os_user, e.action, e.file, e.old, e.new, e.reason)])
+                                  (e.at, e.operator, e.os_user, e.action, readable(e.file or ""), e.old, e.new, e.reason)])
         self.proxy = QSortFilterProxyModel()
         self.proxy.setSourceModel(self.model)
         self.proxy.setFilterKeyColumn(-1)

@@ -26,6 +26,7 @@ from PySide6.QtGui import QColor, QImage, QPixmap
 
 from desktop.core.imaging import UnreadableImage, load_image
 from desktop.core.model import ModelInfo
+from desktop.core.names import readable
 from desktop.core.review import ALL, cell_bin, in_bin
 from desktop.core.slide import TILE_SUFFIX
 from desktop.core.store import Cell
@@ -254,7 +255,7 @@ class GalleryModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DecorationRole:
             return self.thumbnails.get(cell.file)
         if role == Qt.ItemDataRole.ToolTipRole:
-            lines = [cell.file]
+            lines = [readable(cell.file)]
             if cell.unreadable:
                 lines.append(f"Unreadable: {cell.unreadable}")
             else:

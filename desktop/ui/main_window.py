@@ -39,7 +39,7 @@ from desktop.core.model import Model, ModelError, ModelInfo, discover_models
 from desktop.core.record import SessionRecord
 from desktop.core.resources import resource, user_data_dir, user_models_dir
 from desktop.core.review import ALL, MISSING, REVIEW, UNREADABLE, ranked_classes
-from desktop.core.session import Session, SessionLocked
+from desktop.core.session import Session, SessionLocked, StoreError
 from desktop.ui import commands
 from desktop.ui.gallery import MIME_IDS, THUMB, THUMB_SIZES, BinFilter, CellRole, GalleryModel, ThumbnailCache
 from desktop.ui.gallery_view import GalleryView, zoom_step
@@ -486,7 +486,7 @@ class MainWindow(RecordActions, QMainWindow):
         self.close_session()
         try:
             session = Session.open(folder, self._model(self.info), self.data_root)
-        except (FolderError, ModelError) as exc:
+        except (FolderError, ModelError, StoreError) as exc:
             self.error("Cannot open the folder", str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a broken data folder must not take the app down

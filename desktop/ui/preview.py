@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core.imaging import UnreadableImage
 from desktop.core.model import ModelInfo
+from desktop.core.names import readable
 from desktop.core.review import ranked_classes
 from desktop.core.store import Cell
 from desktop.ui.gallery import CellRole, load_cell_image, to_qimage
@@ -108,7 +109,7 @@ class CellViewer(QDialog):
             return
         self.row = max(0, min(row, count - 1))
         cell = self.cell()
-        self.setWindowTitle(cell.file)
+        self.setWindowTitle(readable(cell.file))
         self.position.setText(f"{self.row + 1} of {count}")
         try:
             pixmap = QPixmap.fromImage(to_qimage(load_cell_image(self.folder, cell.file)))
