@@ -77,7 +77,8 @@ def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
     assert "libxcb-cursor0" in depends and "libdbus-1-3" in depends
     size_mb = int(control(deb, "Installed-Size")) / 1024
     print(f"Installed-Size {size_mb:.0f} MB; Depends: {depends}")
-    assert size_mb <= 340, "the bundle grew back: see the exclusions in installer/slidetally.spec"
+    # 334 MB after the exclusions; +11 MB since the onnx library (with ml_dtypes, protobuf) ships for site adaptation
+    assert size_mb <= 350, "the bundle grew back: see the exclusions in installer/slidetally.spec"
 
     root = tmp_path / "x"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
