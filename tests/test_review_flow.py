@@ -277,3 +277,28 @@ def test_the_slide_map_shows_final_calls_and_a_click_selects_the_patch(qtbot, tm
 
     assert idc_summary(window.session.cells(), window.info).calls[1, 2] == 1.0
     window.close()
+
+
+def test_reports_before_sign_off_are_preliminary_and_an_empty_review_says_so(qtbot, bench, monkeypatch):
+    from desktop.ui import report
+
+    models, folder, tmp, answers = bench
+    window = window_for(qtbot, tmp, models)
+    classified(qtbot, window, folder)
+    written = []
+    monkeypatch.setattr(report, "write_pdf", lambda path, html_text: written.append(html_text))
+    window.write_pdf(tmp / "r.pdf")
+    assert "PRELIMINARY" in written[-1]
+    window.session.confirm([c.file for c in window.session.cells()], "Ana Ruiz")
+    window.sign_off()
+    window.write_pdf(tmp / "r.pdf")
+    assert "PRELIMINARY" not in written[-1] and "Signed off" in written[-1]
+    make_tiny_model(models / "calm.onnx", classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32),
+                    metadata_overrides={"provenance": '{"date": "calm"}'})  # review threshold 0: nothing to review
+    window.load_models((models,))  # reloading the list keeps the assay in use
+    assert window.info.key == window.session.info.key == window.assay.currentData() == "tiny-blood"
+    window.assay.setCurrentIndex(window.assay.findData("calm"))
+    qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() > 0, timeout=30_000)
+    assert window.info.key == "calm"
+    assert window.summary.review_bar.text() == "Nothing to review"
+    window.close()

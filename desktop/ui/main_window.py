@@ -389,7 +389,8 @@ class MainWindow(RecordActions, QMainWindow):
             acc = f" — test accuracy {info.accuracy:.1%}" if info.accuracy is not None else ""
             self.assay.addItem(f"{info.display_name} v{info.version}{acc}", info.key)
         self.assay.blockSignals(False)
-        wanted = self.settings.value("assay")
+        # the assay in use stays in use when the list is reloaded (a site model was installed, say)
+        wanted = self.info.key if self.info is not None else self.settings.value("assay")
         index = max(0, self.assay.findData(wanted)) if wanted else 0
         self.assay.setCurrentIndex(index)
         self.info = self.models[index] if self.models else None
@@ -834,13 +835,7 @@ class MainWindow(RecordActions, QMainWindow):
     def _site_installed(self, path: Path) -> None:
         folders = self._model_folders + ((self.user_models,) if self._model_folders and
                                          self.user_models not in self._model_folders else ())
-        current = self.info.key if self.info else None
-        self.assay.blockSignals(True)
-        self.load_models(folders)
-        if current is not None:
-            self.assay.setCurrentIndex(max(0, self.assay.findData(current)))
-            self.info = self.models[self.assay.currentIndex()]
-        self.assay.blockSignals(False)
+        self.load_models(folders)  # the assay in use stays selected
         self.statusBar().showMessage(f"Site model installed: {path.name}. Choose it in the Assay list; the base model "
                                      "stays there too.", 10_000)
 
