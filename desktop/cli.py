@@ -50,7 +50,7 @@ except (KeyboardInterrupt, ImportError):
     os._exit(130)
 
 # Exit codes (the README lists them).
-DONE, NOTHING, ERROR, NOT_SAVED, INTERNAL, CANCELLED, PIPE_CLOSED = 0, 1, 2, 3, 70, 130, 141
+DONE, NOTHING, ERROR, NOT_SAVED, FOREIGN, INTERNAL, CANCELLED, PIPE_CLOSED = 0, 1, 2, 3, 4, 70, 130, 141
 
 
 class CliError(Exception):
@@ -115,8 +115,8 @@ def cmd_classify(args) -> int:
         print_summary(cells, info, result.classified)
         if result.foreign:
             print("stopped: the images look foreign to this model; --force classifies them anyway", file=sys.stderr)
-            return 4
-        return 0
+            return FOREIGN
+        return DONE
     finally:
         session.close()
 

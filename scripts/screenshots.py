@@ -29,6 +29,16 @@ def pump(app, seconds):
         time.sleep(0.01)
 
 
+def shoot_folder(app, window, folder: Path, name: str, settle: float) -> None:
+    """Open a folder, let it classify and its thumbnails arrive, then save the window."""
+    window.open_folder(folder)
+    while window.is_classifying():
+        pump(app, 0.1)
+    window.thumbnails.wait()
+    pump(app, settle)
+    window.grab().save(str(OUT / name))
+
+
 def small_screen(app) -> None:
     """The blood samples on a 1366x768 screen at 1.5x scale (run with QT_SCALE_FACTOR=1.5)."""
     from desktop.ui.main_window import MainWindow
@@ -38,12 +48,7 @@ def small_screen(app) -> None:
     window = MainWindow(data_root=tmp / "data", settings=settings)
     window.showMaximized()
     window.load_models()
-    window.open_folder(ROOT / "resources" / "samples" / "blood")
-    while window.is_classifying():
-        pump(app, 0.1)
-    window.thumbnails.wait()
-    pump(app, 1.5)
-    window.grab().save(str(OUT / "blood-1366x768-at-1.5x.png"))
+    shoot_folder(app, window, ROOT / "resources" / "samples" / "blood", "blood-1366x768-at-1.5x.png", 1.5)
     window.close()
 
 
@@ -75,12 +80,7 @@ def main() -> None:
     while window.is_classifying():
         pump(app, 0.1)
 
-    window.open_folder(ROOT / "resources" / "samples" / "blood")
-    while window.is_classifying():
-        pump(app, 0.1)
-    window.thumbnails.wait()
-    pump(app, 1.0)
-    window.grab().save(str(OUT / "blood-results.png"))
+    shoot_folder(app, window, ROOT / "resources" / "samples" / "blood", "blood-results.png", 1.0)
     window.gallery.setCurrentIndex(window.proxy.index(0, 0))
     from desktop.ui.preview import CellViewer
 
@@ -96,12 +96,7 @@ def main() -> None:
         for produced in OUT.glob("report-page-*.png"):
             produced.rename(OUT / "report-page1.png")
 
-    window.open_folder(ROOT / "resources" / "samples" / "breast-idc-9022")
-    while window.is_classifying():
-        pump(app, 0.1)
-    window.thumbnails.wait()
-    pump(app, 3.0)
-    window.grab().save(str(OUT / "idc-heatmap.png"))
+    shoot_folder(app, window, ROOT / "resources" / "samples" / "breast-idc-9022", "idc-heatmap.png", 3.0)
     window.close()
     print("screenshots in", OUT)
 

@@ -82,10 +82,6 @@ def read_head(model: onnx.ModelProto) -> Head:
     return Head(var[0], weights, bias)
 
 
-def feature_size(model: onnx.ModelProto) -> int:
-    return int(read_head(model).weights.shape[0])
-
-
 def with_features_output(model: onnx.ModelProto) -> onnx.ModelProto:
     """The same model with a `features` output: the pooled features its head reads."""
     if any(o.name == FEATURES for o in model.graph.output):

@@ -49,9 +49,9 @@ def _relative(path: Path, folder: Path) -> str:
     return path.relative_to(folder).as_posix()
 
 
-def _folder_problem(exc: OSError) -> str:
+def _folder_problem(exc: OSError, path: Path) -> str:
     if exc.errno == errno.ENAMETOOLONG:
-        return "path too long (longer than the system allows)"
+        return os_error_reason(exc, path)
     if isinstance(exc, PermissionError):
         return "folder not readable (no permission)"
     return f"folder not readable ({exc.strerror or exc})"
@@ -81,7 +81,7 @@ def scan_folder(folder: Path, cancel: threading.Event | None = None) -> list[Sou
         path = Path(exc.filename) if exc.filename else folder
         if path == folder:
             raise exc
-        found.append(SourceFile(path, _relative(path, folder) + "/", 0, 0.0, _folder_problem(exc)))
+        found.append(SourceFile(path, _relative(path, folder) + "/", 0, 0.0, _folder_problem(exc, path)))
 
     for root, dirs, files in os.walk(folder, onerror=not_listed):
         if cancel is not None and cancel.is_set():

@@ -107,13 +107,18 @@ class RecordActions:
     def _exporter(self) -> str:
         return self._operator or "(not given)"
 
+    def _ask_save_path(self, title: str, suffix: str, kind: str) -> Path | None:
+        """Where to write an export: the folder's name plus `suffix`, in the last export folder."""
+        default = str(Path(self._export_dir()) / f"{self.folder.name}{suffix}")
+        path, _ = QFileDialog.getSaveFileName(self, title, default, kind)
+        return Path(path) if path else None
+
     def export_audit(self) -> None:
         if self.session is None:
             return
-        default = str(Path(self._export_dir()) / f"{self.folder.name}-audit.csv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export the audit trail", default, "CSV files (*.csv)")
+        path = self._ask_save_path("Export the audit trail", "-audit.csv", "CSV files (*.csv)")
         if path:
-            self.write_audit_csv(Path(path))
+            self.write_audit_csv(path)
 
     def write_audit_csv(self, path: Path) -> bool:
         try:
@@ -127,11 +132,10 @@ class RecordActions:
     def export_csv(self) -> None:
         if self.session is None or self.info is None:
             return
-        default = str(Path(self._export_dir()) / f"{self.folder.name}-cells.csv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export CSV (per image; the summary is written beside it)", default,
-                                              "CSV files (*.csv)")
+        path = self._ask_save_path("Export CSV (per image; the summary is written beside it)", "-cells.csv",
+                                   "CSV files (*.csv)")
         if path:
-            self.write_csv(Path(path))
+            self.write_csv(path)
 
     def write_csv(self, path: Path) -> tuple[Path, Path] | None:
         summary = path.with_name(path.stem.removesuffix("-cells") + "-summary.csv")
@@ -149,10 +153,9 @@ class RecordActions:
     def export_pdf(self) -> None:
         if self.session is None or self.info is None:
             return
-        default = str(Path(self._export_dir()) / f"{self.folder.name}-report.pdf")
-        path, _ = QFileDialog.getSaveFileName(self, "PDF report", default, "PDF files (*.pdf)")
+        path = self._ask_save_path("PDF report", "-report.pdf", "PDF files (*.pdf)")
         if path:
-            self.write_pdf(Path(path))
+            self.write_pdf(path)
 
     def write_pdf(self, path: Path) -> bool:
         from desktop.core.summary import idc_summary
