@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -23,6 +24,13 @@ SEED = 20261124
 SPLITS = ("train", "val", "test")
 IDC_COMPLETE_PATIENTS = ("8913", "8914", "8917", "8918", "8950", "9022", "9023", "9041", "9077", "9078")
 PATCH_XY = re.compile(r"_x(\d+)_y(\d+)")
+SUBTYPE = re.compile(r"^([A-Za-z]+)_")
+
+
+def subtype_of(path: Path) -> str:
+    """The PBC sub-type a file name starts with (SNE, BNE, MY, MMY, PMY, ...), or ''."""
+    match = SUBTYPE.match(path.name)
+    return match.group(1).upper() if match else ""
 
 
 @dataclass
@@ -30,6 +38,16 @@ class Item:
     path: Path
     label: int
     group: str = ""  # patient id for IDC; empty for blood
+    subtype: str = ""  # PBC sub-type from the file name (blood); empty for IDC
+
+
+class DecodedSplit(NamedTuple):
+    """One split decoded: pixels, labels and the items they came from, row for row
+    (an unreadable file is dropped from all three, so they never fall out of step)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    items: list[Item]
 
 
 @dataclass
@@ -97,7 +115,7 @@ def discover_blood(root: Path) -> tuple[list[str], list[Item]]:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise SystemExit(f"No class folders found in {root}")
-    items = [Item(path, k) for k, c in enumerate(classes) for path in _image_files(root / c)]
+    items = [Item(path, k, subtype=subtype_of(path)) for k, c in enumerate(classes) for path in _image_files(root / c)]
     return classes, items
 
 
@@ -164,37 +182,39 @@ def patch_xy(path: Path) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def load_arrays(items: list[Item], spec: InputSpec) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_arrays(items: list[Item], spec: InputSpec) -> tuple[DecodedSplit, list[str]]:
     """Decode every item once through the app's own `prepare`; unreadable files are skipped."""
     images = np.empty((len(items), spec.height, spec.width, 3), dtype=np.uint8)
-    labels = np.empty(len(items), dtype=np.int32)
+    kept: list[Item] = []
     skipped: list[str] = []
-    n = 0
     for item in items:
         try:
-            images[n] = load_prepared(item.path, spec)
+            images[len(kept)] = load_prepared(item.path, spec)
         except UnreadableImage as exc:
             skipped.append(f"{item.path}: {exc}")
             continue
-        labels[n] = item.label
-        n += 1
-    return images[:n], labels[:n], skipped
+        kept.append(item)
+    labels = np.array([item.label for item in kept], dtype=np.int32)
+    return DecodedSplit(images[:len(kept)], labels, kept), skipped
 
 
-def cached_arrays(dataset: Dataset, spec: InputSpec, cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Decoded split arrays, cached on disk under the split hash so a resumed run skips decoding."""
+def cached_arrays(dataset: Dataset, spec: InputSpec, cache_dir: Path) -> dict[str, DecodedSplit]:
+    """Decoded splits, cached on disk under the split hash so a resumed run skips decoding."""
     cache = cache_dir / f"cache-{dataset.split_hash()}-{spec.height}x{spec.width}.npz"
     if cache.exists():
         data = np.load(cache)
-        return {s: (data[f"{s}_x"], data[f"{s}_y"]) for s in SPLITS}
+        return {s: DecodedSplit(data[f"{s}_x"], data[f"{s}_y"], [dataset.items[s][i] for i in data[f"{s}_kept"]])
+                for s in SPLITS}
     arrays, skipped = {}, []
     for split in SPLITS:
-        x, y, bad = load_arrays(dataset.items[split], spec)
-        arrays[split] = (x, y)
+        decoded, bad = load_arrays(dataset.items[split], spec)
+        arrays[split] = decoded
         skipped += bad
-        print(f"  decoded {split}: {len(x)} images", flush=True)
+        print(f"  decoded {split}: {len(decoded.x)} images", flush=True)
     dataset.report["unreadable_skipped"] = skipped
     for line in skipped:
         print(f"  skipped unreadable {line}", flush=True)
-    np.savez(cache, **{f"{s}_x": arrays[s][0] for s in SPLITS}, **{f"{s}_y": arrays[s][1] for s in SPLITS})
+    position = {s: {id(item): n for n, item in enumerate(dataset.items[s])} for s in SPLITS}
+    np.savez(cache, **{f"{s}_x": arrays[s].x for s in SPLITS}, **{f"{s}_y": arrays[s].y for s in SPLITS},
+             **{f"{s}_kept": np.array([position[s][id(i)] for i in arrays[s].items], dtype=np.int64) for s in SPLITS})
     return arrays

@@ -62,7 +62,8 @@ def read_history(csv_path: Path) -> dict[str, list[float]]:
     with csv_path.open() as handle:
         for row in csv.DictReader(handle):
             for key, value in row.items():
-                history.setdefault(key, []).append(float(value))
+                # A model trained with an auxiliary head names its main accuracy "logits_accuracy".
+                history.setdefault(key.replace("logits_accuracy", "accuracy"), []).append(float(value))
     return history
 
 

@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 from desktop.core.imaging import InputSpec, UnreadableImage, load_prepared  # noqa: E402
 from trainer import architectures, calibration, evaluate, export, lab_book  # noqa: E402
 from trainer.augment import AugmentConfig, augment_batch, stain_shift  # noqa: E402
-from trainer.data import SPLITS, Dataset, cached_arrays, patch_xy, split_blood, split_idc  # noqa: E402
+from trainer.data import SPLITS, cached_arrays, patch_xy, split_blood, split_idc  # noqa: E402
 from trainer.model_card import write_card  # noqa: E402
 
 SCHEMA = "slidetally/1"
@@ -62,14 +62,17 @@ class TaskConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     stem_stride: int = 2
     ema: float = 0.0  # >0: ship an exponential moving average of the weights (flatter minimum, steadier across patients)
+    subtype_weight: float = 0.0  # >0: an auxiliary head on the file names' sub-types (SNE, BNE, MY, ...), this loss weight
     version: str = "1.0.0"
 
 
 TASKS = {
     "blood": TaskConfig("blood-pbc8", "blood-differential", "Blood smear differential (PBC, 8 classes)",
-                        96, "resize", (48, 96, 192, 320), epochs=30, seed_epochs=40, batch=64,
+                        96, "resize", (48, 96, 192, 320), epochs=36, seed_epochs=40, batch=64,
                         learning_rate=3e-3, balanced=False, review_accuracy=0.995, review_budget=0.08,
-                        augment=AugmentConfig(scale_min=0.5, blur_prob=0.2)),
+                        augment=AugmentConfig(hed_sigma=0.08, saturation=0.25, scale_prob=0.6, scale_min=0.4,
+                                              scale_max=1.2, blur_prob=0.3),
+                        subtype_weight=0.5, version="3.0.0"),
     "idc": TaskConfig("breast-idc", "idc-patch", "Breast histopathology IDC (50x50 patches)",
                       50, "pad-white", (32, 64, 128, 192), epochs=40, seed_epochs=30, batch=128,
                       learning_rate=3e-3, balanced=True, review_accuracy=0.95, review_budget=0.15,
@@ -84,6 +87,7 @@ def log(message: str) -> None:
 # --- training ---------------------------------------------------------------------------
 
 def _train_ds(x, y, batch, augment: AugmentConfig | None, weights=None):
+    """`y` is one label array, or a tuple (label, sub-type) for the auxiliary head."""
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=1, reshuffle_each_iteration=True)
     ds = ds.batch(batch, drop_remainder=len(x) > batch)
     if augment is not None:
@@ -92,12 +96,13 @@ def _train_ds(x, y, batch, augment: AugmentConfig | None, weights=None):
         ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
     if weights is not None:
         w = tf.constant(weights, tf.float32)
-        ds = ds.map(lambda a, b: (a, b, tf.gather(w, b)))
+        ds = ds.map(lambda a, b: (a, b, tf.gather(w, b[0] if isinstance(b, tuple) else b)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _val_ds(x, y, batch):
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(256).map(lambda a, b: (tf.cast(a, tf.float32), b))
+    """Clean validation batches; `y` as in `_train_ds`."""
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).map(lambda a, b: (tf.cast(a, tf.float32), b))
 
 
 def class_weights(y: np.ndarray, n: int) -> np.ndarray:
@@ -114,10 +119,23 @@ def train_model(name, model, arrays, cfg: TaskConfig, out: Path, epochs: int, se
         log(f"{name}: already trained, reusing {path.name}")
         meta = json.loads((out / f"{name}.train.json").read_text())
         return keras.models.load_model(path), meta["minutes"], False
-    (x_train, y_train), (x_val, y_val) = arrays["train"], arrays["val"]
+    x_train, y_train, x_val, y_val = arrays["train"].x, arrays["train"].y, arrays["val"].x, arrays["val"].y
     n_classes = int(max(y_train.max(), y_val.max()) + 1)
     weights = class_weights(y_train, n_classes) if cfg.balanced and not seed_style else None
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    fitted = model
+    subtypes = sorted({i.subtype for s in ("train", "val") for i in arrays[s].items}) if cfg.subtype_weight else []
+    if not seed_style and len(subtypes) > 1:
+        # The sub-type head shares everything up to the pooled features and is dropped at export:
+        # it asks the features to separate band from segmented neutrophils, myelocytes from
+        # metamyelocytes, which is where the 8-class boundary (ig vs neutrophil) is hardest.
+        sub_logits = keras.layers.Dense(len(subtypes), name="subtype_logits")(export.head_input(model))
+        fitted = keras.Model(model.inputs, {"logits": model.outputs[0], "subtype": sub_logits}, name=f"{name}_train")
+        code = {t: k for k, t in enumerate(subtypes)}
+        sub_train = np.array([code[i.subtype] for i in arrays["train"].items], np.int32)
+        sub_val = np.array([code[i.subtype] for i in arrays["val"].items], np.int32)
+        y_train, y_val = (y_train, sub_train), (y_val, sub_val)
+        log(f"{name}: auxiliary sub-type head over {len(subtypes)} sub-types: {', '.join(subtypes)}")
     if seed_style:
         optimizer = keras.optimizers.Adam()
         callbacks = [keras.callbacks.EarlyStopping("val_accuracy", min_delta=0.005, patience=5, restore_best_weights=True)]
@@ -130,14 +148,23 @@ def train_model(name, model, arrays, cfg: TaskConfig, out: Path, epochs: int, se
                                            ema_momentum=cfg.ema or 0.99)
         callbacks = []
         train = _train_ds(x_train, y_train, cfg.batch, cfg.augment, weights)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    if fitted is model:
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    else:
+        fitted.compile(optimizer=optimizer, loss={"logits": loss, "subtype": loss},
+                       loss_weights={"logits": 1.0, "subtype": cfg.subtype_weight},
+                       metrics={"logits": ["accuracy"]})
+        train = train.map(lambda a, b: (a, {"logits": b[0], "subtype": b[1]}))
     callbacks += [
         keras.callbacks.BackupAndRestore(str(out / f"backup-{name}")),
         keras.callbacks.CSVLogger(str(out / f"{name}.history.csv"), append=True),
     ]
     log(f"{name}: training {model.count_params():,} parameters for up to {epochs} epochs on {len(x_train)} images")
     start = time.perf_counter()
-    model.fit(train, validation_data=_val_ds(x_val, y_val, 256), epochs=epochs, callbacks=callbacks, verbose=2)
+    val = _val_ds(x_val, y_val, 256)
+    if fitted is not model:
+        val = val.map(lambda a, b: (a, {"logits": b[0], "subtype": b[1]}))
+    fitted.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=2)
     minutes = (time.perf_counter() - start) / 60
     model.save(path)
     (out / f"{name}.train.json").write_text(json.dumps({"minutes": minutes}))
@@ -232,7 +259,7 @@ def fraction_mae(patients: dict, ids: list[str]) -> float:
 
 
 def robustness(model, cfg, classes, arrays, temperature, review_t, ood, ood_t, external: Path | None, spec,
-               decision: float = 0.5, dataset: Dataset | None = None, complete: list[str] | None = None) -> dict:
+               decision: float = 0.5, complete: list[str] | None = None) -> dict:
     """Accepted-call accuracy vs share accepted: in-domain, under stain shifts, at another lab.
 
     Calls use the shipped decision rule (the IDC threshold for two classes); for IDC each
@@ -262,11 +289,10 @@ def robustness(model, cfg, classes, arrays, temperature, review_t, ood, ood_t, e
         }
 
     def _fraction_error(p_idc, y):
-        return {"complete_fraction_mae": fraction_mae(idc_patients(dataset, "test", p_idc, decision, y), complete)}
+        return {"complete_fraction_mae": fraction_mae(idc_patients(test_items, p_idc, decision, y), complete)}
 
-    per_patient = dataset is not None and bool(complete)
-
-    x_test, y_test = arrays["test"]
+    per_patient = bool(complete)
+    x_test, y_test, test_items = arrays["test"]
     result["in_domain"] = assess(x_test, y_test, per_patient)
     for name, (scale, shift) in STAIN_SHIFTS.items():
         result[f"stain shift: {name}"] = assess(stain_shift(x_test, scale, shift), y_test, per_patient)
@@ -305,29 +331,34 @@ def fullres_consistency(model, classes, spec, fullres: Path, halfres: Path, temp
             "max_abs_dprob": float(np.abs(p_full - p_half).max())}
 
 
-def idc_patients(dataset: Dataset, split: str, probs: np.ndarray, threshold: float, labels: np.ndarray) -> dict:
-    """Per-patient IDC fraction, predicted vs true (what a pathologist reads off the slide)."""
+def idc_patients(items: list, probs: np.ndarray, threshold: float, labels: np.ndarray) -> dict:
+    """Per-patient IDC fraction, predicted vs true (what a pathologist reads off the slide).
+
+    `items` are the decoded split's items, row for row with `probs` and `labels`."""
+    if not len(items) == len(probs) == len(labels):
+        raise ValueError(f"{len(items)} items, {len(probs)} probabilities, {len(labels)} labels")
     per: dict[str, list] = {}
-    for item, p, y in zip(dataset.items[split], probs, labels):
+    for item, p, y in zip(items, probs, labels, strict=True):
         per.setdefault(item.group, []).append((p >= threshold, y))
     return {pid: {"n": len(v), "true": float(np.mean([t for _, t in v])), "predicted": float(np.mean([c for c, _ in v]))}
             for pid, v in per.items()}
 
 
-def idc_maps(dataset: Dataset, split: str, p_idc: np.ndarray, patients: list[str]):
+def idc_maps(items: list, p_idc: np.ndarray, patients: list[str], patch: int):
+    """Per-patient grids of P(IDC) and truth; `items` row for row with `p_idc`, `patch` the tile's side."""
     maps = []
     for pid in patients:
-        cells = [(patch_xy(i.path), p, i.label) for i, p in zip(dataset.items[split], p_idc) if i.group == pid]
+        cells = [(patch_xy(i.path), p, i.label) for i, p in zip(items, p_idc, strict=True) if i.group == pid]
         cells = [c for c in cells if c[0]]
         if not cells:
             continue
-        w = max(x for (x, _), _, _ in cells) // 50 + 1
-        h = max(y for (_, y), _, _ in cells) // 50 + 1
+        w = max(x for (x, _), _, _ in cells) // patch + 1
+        h = max(y for (_, y), _, _ in cells) // patch + 1
         predicted = np.full((h, w), np.nan)
         truth = np.full((h, w), np.nan)
         for (x, y), p, label in cells:
-            predicted[y // 50, x // 50] = p
-            truth[y // 50, x // 50] = label
+            predicted[y // patch, x // patch] = p
+            truth[y // patch, x // patch] = label
         maps.append((pid, predicted, truth))
     return maps
 
@@ -349,8 +380,9 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     if hed_sigma is not None:
         cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, hed_sigma=hed_sigma))
     if scale_min:
-        cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, scale_min=scale_min, blur_prob=0.2))
+        cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, scale_min=scale_min))
     out.mkdir(parents=True, exist_ok=True)
+    trained_by = lab_book.git_sha()  # the commit that trains the weights, not the one at export time
     epochs = epochs or cfg.epochs
     seed_epochs = seed_epochs or cfg.seed_epochs
     spec = InputSpec(cfg.input_size, cfg.input_size, "area", cfg.small_input)
@@ -372,8 +404,8 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     log("2/8 decode once (the app's own preprocessing) and cache")
     arrays = cached_arrays(dataset, spec, out)
     dataset.save_lists(out)
-    x_test, y_test = arrays["test"]
-    x_val, y_val = arrays["val"]
+    x_test, y_test = arrays["test"].x, arrays["test"].y
+    x_val, y_val = arrays["val"].x, arrays["val"].y
     shape = (cfg.input_size, cfg.input_size, 3)
 
     results: dict = {"task": task, "classes": classes, "split_hash": dataset.split_hash(), "counts": dataset.counts()}
@@ -396,7 +428,7 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     keras.utils.set_random_seed(2)
     ours = architectures.slidenet(shape, n_classes, cfg.widths, name="slidenet", stem_stride=cfg.stem_stride)
     ours, minutes, fresh = train_model("slidenet", ours, arrays, cfg, out, epochs, False)
-    recalibrate_batch_norm(ours, arrays["train"][0])
+    recalibrate_batch_norm(ours, arrays["train"].x)
     histories["slidenet"] = evaluate.read_history(out / "slidenet.history.csv")
 
     log("5/8 calibrate on val")
@@ -424,14 +456,14 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     ours_metrics.update({"ece_before": ece_before, "ece_after": ece_after, "val_accuracy_clean": val_accuracy})
     if task == "idc":
         ours_metrics.update(evaluate.binary_metrics(y_test, probs[:, 1], decision))
-        patients = idc_patients(dataset, "test", probs[:, 1], decision, y_test)
+        patients = idc_patients(arrays["test"].items, probs[:, 1], decision, y_test)
         complete = [p for p in dataset.report["patients"]["test"] if patients.get(p, {}).get("n", 0) > 300]
         ours_metrics["patients"] = patients
         ours_metrics["complete_patients"] = complete
         if complete:
             ours_metrics["complete_fraction_mae"] = fraction_mae(patients, complete)
         ours_metrics["all_patients_fraction_mae"] = float(np.mean([abs(v["predicted"] - v["true"]) for v in patients.values()]))
-        evaluate.plot_heatmaps(idc_maps(dataset, "test", probs[:, 1], complete), out / "heatmaps.png")
+        evaluate.plot_heatmaps(idc_maps(arrays["test"].items, probs[:, 1], complete, cfg.input_size), out / "heatmaps.png")
     results["ours"] = ours_metrics
     results.update({"val_accuracy": val_accuracy,
                     "temperature": temperature, "review_threshold": review_t, "decision_threshold": decision,
@@ -443,18 +475,22 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
         f"ECE {ece_before:.4f} -> {ece_after:.4f}")
 
     log("7/8 Unfamiliar detector (Mahalanobis, two depths) fitted on train, threshold on val")
-    _, train_feats = predict(ours, arrays["train"][0])
-    ood = export.fit_ood(train_feats, arrays["train"][1], n_classes)
+    _, train_feats = predict(ours, arrays["train"].x)
+    ood = export.fit_ood(train_feats, arrays["train"].y, n_classes)
     _, val_feats = predict(ours, x_val)
     ood_t = float(np.percentile(ood_scores(val_feats, ood), 99.0))
     results["ood_threshold"] = ood_t
     results["robustness"] = robustness(ours, cfg, classes, arrays, temperature, review_t, ood, ood_t,
-                                       external if task == "blood" else None, spec, decision, dataset,
+                                       external if task == "blood" else None, spec, decision,
                                        ours_metrics.get("complete_patients"))
 
     log("8/8 export to ONNX and prove parity")
     serve = export.serving_function(ours, temperature, ood, cfg.input_size, cfg.input_size)
-    metadata = build_metadata(cfg, classes, results, dataset, temperature, review_t, decision, ood_t)
+    recipe = {"widths": cfg.widths, "stem_stride": cfg.stem_stride, "ema": cfg.ema, "epochs": epochs,
+              "batch": cfg.batch, "lr": cfg.learning_rate, "augment": cfg.augment.as_dict(),
+              "balanced": cfg.balanced, "subtype_weight": cfg.subtype_weight}
+    metadata = build_metadata(cfg, classes, results, dataset, temperature, review_t, decision, ood_t,
+                              trained_by, recipe)
     proto = export.to_onnx(serve, metadata)
     parity_images = x_test[:max(256, min(len(x_test), 512))]
     results["parity"] = export.prove_parity(serve, proto, parity_images)
@@ -465,17 +501,14 @@ def run(task: str, data: Path, out: Path, epochs: int | None = None, seed_epochs
     (out / "results.json").write_text(json.dumps(results, indent=1))
     write_card(out / f"{cfg.key}.card.md", cfg, results, metadata)
     if record and fresh:
-        _record(cfg, "slidenet", ours, minutes, histories["slidenet"], ours_metrics,
-                {"widths": cfg.widths, "stem_stride": cfg.stem_stride, "ema": cfg.ema, "epochs": epochs,
-                 "batch": cfg.batch, "lr": cfg.learning_rate,
-                 "augment": cfg.augment.as_dict(), "balanced": cfg.balanced}, notes)
+        _record(cfg, "slidenet", ours, minutes, histories["slidenet"], ours_metrics, recipe, notes, trained_by)
     if ship:
         ship_model(out, ship, cfg.key)
     log(f"done: {out / (cfg.key + '.onnx')}")
     return results
 
 
-def _record(cfg, name, model, minutes, history, metrics_, params, notes: str = "") -> None:
+def _record(cfg, name, model, minutes, history, metrics_, params, notes: str = "", sha: str = "") -> None:
     lab_book.append({
         "date": dt.datetime.now().isoformat(timespec="seconds"), "task": cfg.task, "name": name,
         "parameters": int(model.count_params()), "hyper": params,
@@ -483,11 +516,12 @@ def _record(cfg, name, model, minutes, history, metrics_, params, notes: str = "
         "train_accuracy": history.get("accuracy", [None])[-1], "val_accuracy": history.get("val_accuracy", [None])[-1],
         "test_accuracy": metrics_["accuracy"], "macro_f1": metrics_["macro_f1"], "minutes": minutes,
         "val_accuracy_clean": metrics_.get("val_accuracy_clean"),
-        "git_sha": lab_book.git_sha(), "notes": notes,
+        "git_sha": sha or lab_book.git_sha(), "notes": notes,
     })
 
 
-def build_metadata(cfg, classes, results, dataset, temperature, review_t, decision, ood_t) -> dict:
+def build_metadata(cfg, classes, results, dataset, temperature, review_t, decision, ood_t, trained_by: str,
+                   recipe: dict) -> dict:
     table = BLOOD_CLASSES if cfg.task == "blood-differential" else IDC_CLASSES
     ours = results["ours"]
     metrics_ = {"accuracy": ours["accuracy"], "macro_f1": ours["macro_f1"], "balanced_accuracy": ours["balanced_accuracy"],
@@ -514,7 +548,7 @@ def build_metadata(cfg, classes, results, dataset, temperature, review_t, decisi
         "dataset": {"name": "PBC (Acevedo et al. 2020)" if cfg.task == "blood-differential" else
                     "Breast Histopathology Images (Janowczyk & Madabhushi 2016)",
                     "split_hash": dataset.split_hash(), "counts": dataset.counts()},
-        "provenance": {"trainer_git_sha": lab_book.git_sha(), "tensorflow": tf.__version__, "keras": keras.__version__,
+        "provenance": {"trainer_git_sha": trained_by, "recipe": recipe, "tensorflow": tf.__version__, "keras": keras.__version__,
                        "onnxruntime": ort.__version__, "python": platform.python_version(),
                        "date": dt.datetime.now().isoformat(timespec="seconds")},
     }
