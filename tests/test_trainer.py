@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -55,12 +56,16 @@ def test_idc_split_never_puts_a_patient_in_two_splits():
         assert any(i.label == 1 for i in dataset.items[s]), f"{s} has no IDC"
 
 
-def test_blood_pipeline_end_to_end_on_48_images(tmp_path):
+def test_blood_pipeline_end_to_end_on_48_images(tmp_path, monkeypatch):
+    from trainer import lab_book
+    from trainer.recipe import RecipeChanged, resolve
     from trainer.train import run
 
     root = _need(DATA / "pbc")
-    results = run("blood", root, tmp_path / "run", epochs=1, seed_epochs=1, limit=6, record=False,
-                  external=DATA / "external_bccd")
+    book = tmp_path / "lab_book.jsonl"
+    monkeypatch.setattr(lab_book, "LAB_BOOK", book)
+    recipe = resolve("blood", epochs=1, seed_epochs=1, limit=6)
+    results = run(recipe, root, tmp_path / "run", external=DATA / "external_bccd")
     onnx_path = tmp_path / "run" / "blood-pbc8.onnx"
     model = Model(onnx_path)  # the desktop core reads the metadata back
     assert model.info.task == "blood-differential" and len(model.info.classes) == 8
@@ -70,17 +75,32 @@ def test_blood_pipeline_end_to_end_on_48_images(tmp_path):
         assert (tmp_path / "run" / f"{png}.png").stat().st_size > 1000
     card = (tmp_path / "run" / "blood-pbc8.card.md").read_text()
     assert "## Limits" in card and "seed" in card
+    provenance = model.info.provenance
+    assert provenance["recipe"] == recipe.as_dict() and provenance["trainer_git_sha"] == lab_book.git_sha()
+
+    # Resumed with the same recipe: weights reused, and the run still gets its lab-book rows.
+    run(recipe, root, tmp_path / "run", external=DATA / "external_bccd")
+    rows = [json.loads(line) for line in book.read_text().splitlines()]
+    assert [(r["name"], r["resumed"]) for r in rows] == [("seed", False), ("slidenet", False),
+                                                         ("seed", True), ("slidenet", True)]
+    # Resumed with another recipe: refused before anything is touched.
+    with pytest.raises(RecipeChanged, match="epochs"):
+        run(resolve("blood", epochs=2, seed_epochs=1, limit=6), root, tmp_path / "run")
 
 
 def test_idc_pipeline_end_to_end_on_a_few_patients(tmp_path):
+    from trainer.recipe import resolve
     from trainer.train import run
 
     root = _need(DATA / "idc")
-    results = run("idc", root, tmp_path / "run", epochs=1, seed_epochs=1, limit=12, record=False)
+    results = run(resolve("idc", epochs=1, seed_epochs=1, limit=12), root, tmp_path / "run", lab_book_row=False)
     model = Model(tmp_path / "run" / "breast-idc.onnx")
     assert model.info.task == "idc-patch" and model.info.input.small_input == "pad-white"
     assert 0 < model.info.decision_threshold < 1
     assert "roc_auc" in results["ours"]
+    card = (tmp_path / "run" / "breast-idc.card.md").read_text()
+    facts = results["data"]
+    assert facts["patients"] == 12 and f"{facts['images']:,} patches from 12 patients" in card
 
 
 def test_ood_score_rises_on_a_stain_shifted_copy():
@@ -98,3 +118,35 @@ def test_ood_score_rises_on_a_stain_shifted_copy():
     _, shifted = model.predict(stain_shift(images, (1.8, 0.5, 1.0), (0.25, -0.1, 0.0)))
     assert np.median(shifted) > np.median(base)
     assert (shifted > base).mean() >= 0.75
+
+
+def test_an_unreadable_patch_does_not_shift_the_patients_after_it(tmp_path):
+    """Decoding drops an unreadable file from pixels, labels and items alike, so per-patient
+    fractions stay with their patients (they were zipped against the undecoded list)."""
+    from desktop.core.imaging import InputSpec
+    from trainer.data import Item, load_arrays
+    from trainer.slides import idc_patients
+
+    items = []
+    for patient, labels in (("A", (0, 0)), ("B", (1, 1))):
+        for n, label in enumerate(labels):
+            path = tmp_path / f"{patient}_idx5_x{50 * n}_y0_class{label}.png"
+            write_image(path, random_rgb(n + (10 if patient == "B" else 0), (50, 50)))
+            items.append(Item(path, label, patient))
+    items[0].path.write_bytes(b"not a png")  # patient A's first patch is unreadable
+    decoded, skipped = load_arrays(items, InputSpec(50, 50, "area", "pad-white"))
+    assert len(skipped) == 1 and len(decoded.x) == len(decoded.y) == len(decoded.items) == 3
+    patients = idc_patients(decoded.items, decoded.y.astype(float), 0.5, decoded.y)
+    assert patients == {"A": {"n": 1, "true": 0.0, "predicted": 0.0}, "B": {"n": 2, "true": 1.0, "predicted": 1.0}}
+
+
+def test_recipe_overrides_change_only_what_they_name(tmp_path):
+    from trainer.recipe import DEFAULTS, RecipeChanged, pin, resolve
+
+    recipe = resolve("blood", scale_min=0.5)
+    assert recipe.augment.scale_min == 0.5
+    assert recipe.augment.blur_prob == DEFAULTS["blood"].augment.blur_prob  # --scale-min used to set blur 0.2
+    pin(recipe, tmp_path)
+    pin(resolve("blood", scale_min=0.5), tmp_path)  # the same recipe resumes
+    with pytest.raises(RecipeChanged, match="augment"):
+        pin(resolve("blood", scale_min=0.6), tmp_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -90,3 +92,37 @@ def accepted_curve(correct: np.ndarray, confidence: np.ndarray, unfamiliar: np.n
         acc = float(correct[accepted].mean()) if accepted.any() else float("nan")
         rows.append({"threshold": t, "accepted_share": float(accepted.mean()), "accepted_accuracy": acc})
     return rows
+
+
+def decide(probs: np.ndarray, decision: float) -> np.ndarray:
+    """The shipped decision rule: two classes at the model's threshold, otherwise the top class."""
+    return (probs[:, 1] >= decision).astype(int) if probs.shape[1] == 2 else probs.argmax(1)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the val split decides: temperature, the decision and review thresholds."""
+
+    temperature: float
+    decision_threshold: float  # P(positive) for two classes; 0.5 (unused) otherwise
+    review_threshold: float
+    val_accuracy: float  # the shipped rule on clean val images: the figure runs are chosen by
+    tradeoff: list[dict]  # review share vs accepted accuracy, per threshold
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(logits, self.temperature)
+
+    def calls(self, logits: np.ndarray) -> np.ndarray:
+        return decide(self.probabilities(logits), self.decision_threshold)
+
+
+def calibrate(val_logits: np.ndarray, y_val: np.ndarray, two_class_threshold: bool, review_accuracy: float,
+              review_budget: float) -> Calibration:
+    """Temperature by NLL, the IDC threshold by balanced accuracy, the review bar by the budget: all on val."""
+    temperature = fit_temperature(val_logits, y_val)
+    probs = softmax(val_logits, temperature)
+    decision = balanced_accuracy_threshold(probs[:, 1], y_val) if two_class_threshold else 0.5
+    preds = decide(probs, decision)
+    tradeoff = review_tradeoff(probs, y_val, preds)
+    review = choose_review_threshold(tradeoff, review_accuracy, review_budget)
+    return Calibration(temperature, decision, review, float((preds == y_val).mean()), tradeoff)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 DEFAULT_DATA = {"blood": "../shared/data/pbc", "idc": "../shared/data/idc"}
@@ -12,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slidetally-train", description=__doc__)
     parser.add_argument("task", choices=("blood", "idc"))
     parser.add_argument("--data", type=Path, help="labelled image folder (default: ../shared/data/<task>)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (resumes if it exists)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (resumes if it exists, same recipe only)")
     parser.add_argument("--epochs", type=int, help="epochs for our model (default: the task's)")
     parser.add_argument("--seed-epochs", type=int, help="maximum epochs for the reference model")
     parser.add_argument("--limit", type=int, help="images per class (blood) or patients (idc), for quick runs")
@@ -31,13 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or Path(DEFAULT_DATA[args.task])
     if not data.is_dir():
         parser.error(f"data folder not found: {data}")
-    from trainer.train import run  # TensorFlow loads only now, after the arguments are checked
+    from trainer.recipe import RecipeChanged, resolve  # TensorFlow loads only in train, after the arguments are checked
+    from trainer.train import run
 
-    run(args.task, data, args.out, epochs=args.epochs, seed_epochs=args.seed_epochs, limit=args.limit,
-        ship=args.ship, external=args.external, record=not args.no_lab_book, skip_seed=args.skip_seed,
-        widths=tuple(int(w) for w in args.widths.split(",")) if args.widths else None, notes=args.notes,
-        scale_min=args.scale_min, stem_stride=args.stem_stride, ema=args.ema,
-        hed_sigma=args.hed_sigma)
+    recipe = resolve(args.task, epochs=args.epochs, seed_epochs=args.seed_epochs, limit=args.limit,
+                     skip_seed=args.skip_seed, widths=tuple(int(w) for w in args.widths.split(",")) if args.widths else None,
+                     scale_min=args.scale_min, stem_stride=args.stem_stride, ema=args.ema, hed_sigma=args.hed_sigma)
+    try:
+        run(recipe, data, args.out, external=args.external, ship=args.ship, lab_book_row=not args.no_lab_book,
+            notes=args.notes)
+    except RecipeChanged as exc:
+        print(f"slidetally-train: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -71,6 +71,11 @@ class Dataset:
             for split in SPLITS
         }
 
+    def facts(self) -> dict[str, int]:
+        """What the card says about the data: images and (IDC) patients, counted, never typed in."""
+        items = [i for split in SPLITS for i in self.items[split]]
+        return {"images": len(items), "patients": len({i.group for i in items if i.group})}
+
     def save_lists(self, out_dir: Path) -> None:
         """Write the split (hash, counts, file lists) so a run can be audited and repeated."""
         record = {

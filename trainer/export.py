@@ -10,6 +10,7 @@ app can verify and adapt the model to a lab's own cells without TensorFlow.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -44,6 +45,14 @@ def feature_model(model: keras.Model) -> keras.Model:
         pooled = [model.get_layer(n).output for n in names if n.startswith("gap")][-2:]
         features = keras.layers.Concatenate(name="features")(pooled) if len(pooled) > 1 else pooled[0]
     return keras.Model(model.inputs, [model.get_layer("logits").output, features, head_input(model)])
+
+
+@dataclass(frozen=True)
+class Unfamiliar:
+    """The Unfamiliar detector: class means and whitening fitted on train, threshold on val."""
+
+    stats: dict[str, np.ndarray]  # centre, means, whiten (see fit_ood)
+    threshold: float
 
 
 def fit_ood(features: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:

@@ -18,7 +18,8 @@ def git_sha() -> str:
         return "unknown"
 
 
-def append(entry: dict, book: Path = LAB_BOOK) -> None:
+def append(entry: dict, book: Path | None = None) -> None:
+    book = book or LAB_BOOK  # read at call time, so a test can point it elsewhere
     with book.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(entry, sort_keys=True) + "\n")
     render(book)

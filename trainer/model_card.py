@@ -14,7 +14,7 @@ CITATIONS = {
     "idc-patch": (
         "Breast Histopathology Images (Kaggle, P. Mooney), from Janowczyk A., Madabhushi A. *Deep learning for "
         "digital pathology image analysis*, J Pathol Inform 2016;7:29, and Cruz-Roa A. et al., SPIE Medical "
-        "Imaging 2014. A 20,605-patch subset of 259 patients."
+        "Imaging 2014. A subset of {images:,} patches from {patients} patients."
     ),
 }
 
@@ -31,7 +31,7 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
         f"File `{key}.onnx`, version {cfg.version}, task `{cfg.task}`, schema `{metadata['slidetally.schema']}`.",
         f"Trained by `slidetally-train` (git {metadata['provenance']['trainer_git_sha']}, TensorFlow "
         f"{metadata['provenance']['tensorflow']}, {metadata['provenance']['date']}).", "",
-        "## Data", "", CITATIONS[cfg.task], "",
+        "## Data", "", CITATIONS[cfg.task].format(**results["data"]), "",
         f"Split hash `{results['split_hash']}` (file lists in the run's `split.json`). Counts per split:", "",
         "| split | " + " | ".join(results["classes"]) + " |", "|---|" + "---|" * len(results["classes"]),
     ]
@@ -77,7 +77,7 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
     lines += ["", "## Speed", "",
               f"ONNX Runtime alone, {results['speed_images_per_s']:.0f} images/s on this machine's CPU cores "
               f"(batch {64 if cfg.task == 'blood-differential' else 256}). Training: {results['training_minutes']:.1f} min "
-              "on 2 CPU cores.", "",
+              f"on {metadata['provenance'].get('cpu_cores', '?')} CPU cores.", "",
               f"Export parity (Keras vs ONNX Runtime, {results['parity']['n']} test images): max |Δp| "
               f"{results['parity']['max_abs_dprob']:.2e}, top-1 identical: {results['parity']['same_top1']}.", "",
               "## Limits", "",

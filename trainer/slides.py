@@ -1,0 +1,44 @@
+"""Patches back on their slides: per-patient IDC fractions and probability maps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainer.data import patch_xy
+
+
+def fraction_mae(patients: dict, ids: list[str]) -> float:
+    """Mean absolute error of the predicted IDC fraction over the given patients."""
+    return float(np.mean([abs(patients[p]["predicted"] - patients[p]["true"]) for p in ids]))
+
+
+def idc_patients(items: list, probs: np.ndarray, threshold: float, labels: np.ndarray) -> dict:
+    """Per-patient IDC fraction, predicted vs true (what a pathologist reads off the slide).
+
+    `items` are the decoded split's items, row for row with `probs` and `labels`."""
+    if not len(items) == len(probs) == len(labels):
+        raise ValueError(f"{len(items)} items, {len(probs)} probabilities, {len(labels)} labels")
+    per: dict[str, list] = {}
+    for item, p, y in zip(items, probs, labels, strict=True):
+        per.setdefault(item.group, []).append((p >= threshold, y))
+    return {pid: {"n": len(v), "true": float(np.mean([t for _, t in v])), "predicted": float(np.mean([c for c, _ in v]))}
+            for pid, v in per.items()}
+
+
+def idc_maps(items: list, p_idc: np.ndarray, patients: list[str], patch: int):
+    """Per-patient grids of P(IDC) and truth; `items` row for row with `p_idc`, `patch` the tile's side."""
+    maps = []
+    for pid in patients:
+        cells = [(patch_xy(i.path), p, i.label) for i, p in zip(items, p_idc, strict=True) if i.group == pid]
+        cells = [c for c in cells if c[0]]
+        if not cells:
+            continue
+        w = max(x for (x, _), _, _ in cells) // patch + 1
+        h = max(y for (_, y), _, _ in cells) // patch + 1
+        predicted = np.full((h, w), np.nan)
+        truth = np.full((h, w), np.nan)
+        for (x, y), p, label in cells:
+            predicted[y // patch, x // patch] = p
+            truth[y // patch, x // patch] = label
+        maps.append((pid, predicted, truth))
+    return maps
