@@ -12,7 +12,7 @@ from desktop.core.folder import expand_tissue_images
 from desktop.core.model import Model
 from desktop.core.scan import scan_folder
 from desktop.core.session import Session
-from desktop.core.slide import is_background, patch_position
+from desktop.core.slide import PatchGrid, is_background, patch_position
 from desktop.core.store import Cell
 from desktop.core.summary import ReferenceIntervals, counts, differential, idc_summary
 
@@ -92,7 +92,7 @@ def test_large_tissue_image_is_cut_into_patches_skipping_white_background(tmp_pa
     folder = tmp_path / "tissue"
     folder.mkdir()
     write_image(folder / "slide.png", image)
-    items = expand_tissue_images(scan_folder(folder), 50)
+    items = expand_tissue_images(scan_folder(folder), PatchGrid(50, 50))
     assert len(items) == 6
     assert {(t.x, t.y) for t in items} == {(x, y) for x in (0, 50, 100) for y in (0, 50)}
     assert is_background(image[200:250, 200:250])

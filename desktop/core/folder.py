@@ -8,7 +8,7 @@ from pathlib import Path
 from desktop.core.files import UnreadableFile, read_file
 from desktop.core.imaging import UnreadableImage, image_header, load_image
 from desktop.core.scan import SourceFile, scan_folder
-from desktop.core.slide import TILE_MIN_PATCHES, tile_image
+from desktop.core.slide import TILE_MIN_PATCHES, PatchGrid, tile_image
 
 
 class FolderError(Exception):
@@ -24,10 +24,11 @@ def _header_size(item: SourceFile) -> tuple[int, int] | None:
     return (header.width, header.height) if header else None
 
 
-def expand_tissue_images(files: list[SourceFile], patch: int) -> list:
-    """For patch models: a large tissue image becomes its tissue tiles; patches stay as they are."""
+def expand_tissue_images(files: list[SourceFile], grid: PatchGrid) -> list:
+    """For patch models: a large tissue image becomes its tissue tiles (the model's patch size and
+    stride); patches stay as they are."""
     items: list = []
-    large = patch * TILE_MIN_PATCHES
+    large = grid.size * TILE_MIN_PATCHES
     for f in files:
         if f.problem:
             items.append(f)  # the pipeline reports it with the reason
@@ -43,7 +44,7 @@ def expand_tissue_images(files: list[SourceFile], patch: int) -> list:
             items.append(f)  # the pipeline reports it with the reason
             continue
         if rgb.shape[0] >= large and rgb.shape[1] >= large:
-            items.extend(tile_image(rgb, f, patch))
+            items.extend(tile_image(rgb, f, grid))
         else:
             items.append(f)
     return items

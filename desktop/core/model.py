@@ -2,6 +2,12 @@
 
 A damaged, foreign or incompatible file raises `ModelError` naming the file and the
 problem; the app then lists the other models and says which one it skipped.
+
+Patch models (task `idc-patch`) may declare where their patches lie on a slide, as optional
+metadata (integers, in slide pixels): `patch_size`, the side of the square cut from a large
+tissue image (default: the input width), and `patch_stride`, the distance between neighbouring
+patches, i.e. the spacing of the tiles the app cuts and of the x/y in patch file names
+(default: `patch_size`). Heat map, mosaic, gallery crops and tiling all read them from here.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core.imaging import INTERPOLATIONS, SMALL_INPUT_RULES, InputSpec
+from desktop.core.slide import PatchGrid
 
 SCHEMA_PREFIX = "slidetally/"
 TASKS = ("blood-differential", "idc-patch")
@@ -48,6 +55,7 @@ class ModelInfo:
     review_threshold: float
     decision_threshold: float
     ood_threshold: float | None
+    patch: PatchGrid  # patch models: patch side and stride on the slide (others: the input width)
     sha256: str = field(default="", compare=False)  # of the model file: what a session is bound to
     metrics: dict = field(default_factory=dict, compare=False)
     dataset: dict = field(default_factory=dict, compare=False)
@@ -85,6 +93,17 @@ def _json(meta: dict[str, str], key: str, path: Path):
         return json.loads(meta[key])
     except (json.JSONDecodeError, TypeError) as exc:
         raise ModelError(f"{path.name}: metadata '{key}' is not valid JSON") from exc
+
+
+def _patch_grid(meta: dict[str, str], width: int, path: Path) -> PatchGrid:
+    """`patch_size` (default: input width) and `patch_stride` (default: patch_size), whole slide pixels."""
+    values = {}
+    for key, default in (("patch_size", width), ("patch_stride", None)):
+        value = _json(meta, key, path) if key in meta else (default or values["patch_size"])
+        if not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4096):
+            raise ModelError(f"{path.name}: metadata '{key}' must be a whole number of pixels (1-4096)")
+        values[key] = value
+    return PatchGrid(values["patch_size"], values["patch_stride"])
 
 
 def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelInfo:
@@ -126,6 +145,7 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         input=InputSpec(size[0], size[1], resize, small),
         temperature=number("temperature", 1.0), review_threshold=number("review_threshold", 0.0),
         decision_threshold=number("decision_threshold", 0.5), ood_threshold=number("ood_threshold", None),
+        patch=_patch_grid(meta, size[1], path),
         metrics=_json(meta, "metrics", path) if "metrics" in meta else {},
         dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
         provenance=_json(meta, "provenance", path) if "provenance" in meta else {},

@@ -186,7 +186,7 @@ class Session:
         except OSError as exc:
             raise FolderError(f"Cannot read the folder {readable(str(self.folder))}: {exc.strerror or exc}") from exc
         if self.info.task == "idc-patch":
-            return expand_tissue_images(files, self.info.input.width)
+            return expand_tissue_images(files, self.info.patch)
         return files
 
     def _compare(self, items: list, cancel: threading.Event | None) -> tuple[FolderChanges, list]:

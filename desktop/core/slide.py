@@ -4,7 +4,7 @@ and the heat map reassembled from patch positions."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,35 @@ TILE_MIN_PATCHES = 4
 # The largest slide offset placed on a heat map (the IDC slides reach ~4,000 px); the mosaic
 # at 10 px a patch is then at most 6,000 px square.
 MAX_SLIDE_PX = 30_000
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Where a patch model's patches lie on the slide: squares of `size` px, `stride` px apart,
+    column 0 / row 0 at the slide offset `origin`."""
+
+    size: int
+    stride: int
+    origin: tuple[int, int] = (0, 0)
+
+    def place(self, offset: tuple[int, int]) -> tuple[int, int]:
+        """(column, row) of the patch at a slide offset: the one place offsets become grid positions."""
+        return (offset[0] - self.origin[0]) // self.stride, (offset[1] - self.origin[1]) // self.stride
+
+    def offset(self, column: int, row: int) -> tuple[int, int]:
+        """The slide offset of a grid position's top-left pixel."""
+        return self.origin[0] + column * self.stride, self.origin[1] + row * self.stride
+
+    def fitted(self, offsets: list[tuple[int, int]]) -> PatchGrid:
+        """The same grid with column 0 / row 0 at the top-left patch, so a slide's map starts at its tissue."""
+        if not offsets:
+            return self
+        return replace(self, origin=(min(x for x, _ in offsets), min(y for _, y in offsets)))
+
+    def shape(self, offsets: list[tuple[int, int]]) -> tuple[int, int]:
+        """(rows, cols) of the map that holds every patch at these offsets."""
+        places = [self.place(o) for o in offsets]
+        return max([r + 1 for _, r in places], default=0), max([c + 1 for c, _ in places], default=0)
 
 
 @dataclass(frozen=True)
@@ -42,6 +71,22 @@ def patch_position(relative: str) -> tuple[int, int] | None:
     return (x, y) if x <= MAX_SLIDE_PX and y <= MAX_SLIDE_PX else None
 
 
+def cell_offset(cell) -> tuple[int, int] | None:
+    """A classified cell's slide offset: the one stored at classification, else from its file name."""
+    return (cell.x, cell.y) if cell.x is not None else patch_position(cell.file)
+
+
+def tile_source(relative: str) -> tuple[str, int, int] | None:
+    """('slide.png', x, y) for a tile `slide.png#x<X>_y<Y>`; None for a file of its own."""
+    match = TILE_SUFFIX.search(relative)
+    return (relative[: match.start()], int(match.group(1)), int(match.group(2))) if match else None
+
+
+def cut_tile(rgb: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
+    """The patch of a tissue image at (x, y): `size` px square, smaller at the image's edges."""
+    return rgb[y:y + size, x:x + size]
+
+
 def is_background(tile: np.ndarray, white_level: int = 220, max_tissue: float = 0.25) -> bool:
     """Mostly white (empty glass) tiles are skipped: less than a quarter of the pixels are tissue."""
     grey = tile.mean(axis=2)
@@ -50,46 +95,49 @@ def is_background(tile: np.ndarray, white_level: int = 220, max_tissue: float = 
     return tissue.mean() < max_tissue
 
 
-def tile_image(rgb: np.ndarray, source, patch: int = 50) -> list[Tile]:
-    """Cut an RGB image into patch x patch tiles and keep the ones with tissue."""
+def tile_image(rgb: np.ndarray, source, grid: PatchGrid) -> list[Tile]:
+    """Cut an RGB image into the model's patches (grid.size px, grid.stride apart) and keep the ones with tissue."""
     tiles = []
     height, width = rgb.shape[:2]
-    for y in range(0, height, patch):
-        for x in range(0, width, patch):
-            piece = rgb[y:y + patch, x:x + patch]
-            if piece.shape[0] < patch // 2 or piece.shape[1] < patch // 2 or is_background(piece):
+    for y in range(0, height, grid.stride):
+        for x in range(0, width, grid.stride):
+            piece = cut_tile(rgb, x, y, grid.size)
+            if piece.shape[0] < grid.size // 2 or piece.shape[1] < grid.size // 2 or is_background(piece):
                 continue
             tiles.append(Tile(source.path, f"{source.relative}#x{x}_y{y}", source.size, source.mtime,
                               x, y, piece.shape[1], piece.shape[0]))
     return tiles
 
 
-def heat_map(positions: list[tuple[int, int]], values: list[float], patch: int = 50) -> np.ndarray:
-    """A (rows, cols) array of values at patch positions; NaN where there is no patch."""
-    if not positions:
-        return np.full((0, 0), np.nan)
-    cols = max(x for x, _ in positions) // patch + 1
-    rows = max(y for _, y in positions) // patch + 1
-    grid = np.full((rows, cols), np.nan, dtype=np.float32)
-    for (x, y), v in zip(positions, values):
-        grid[y // patch, x // patch] = v
-    return grid
+def heat_map(offsets: list[tuple[int, int]], values: list[float], grid: PatchGrid) -> np.ndarray:
+    """A (rows, cols) array of values at the patches' grid positions; NaN where there is no patch."""
+    rows, cols = grid.shape(offsets)
+    out = np.full((rows, cols), np.nan, dtype=np.float32)
+    for offset, v in zip(offsets, values):
+        column, row = grid.place(offset)
+        if column >= 0 and row >= 0:
+            out[row, column] = v
+    return out
 
 
-def build_mosaic(images: list[tuple[tuple[int, int], np.ndarray]], patch: int = 50, cell_px: int = 10) -> np.ndarray:
-    """Reassemble the slide from its patches, each shrunk to cell_px (white where none)."""
+def build_mosaic(images: list[tuple[tuple[int, int], np.ndarray]], grid: PatchGrid, cell_px: int = 10) -> np.ndarray:
+    """Reassemble the slide from its patches on the map's grid, cell_px a grid step (white where none)."""
     import cv2
 
     if not images:
         return np.full((cell_px, cell_px, 3), 255, np.uint8)
-    cols = max(x for (x, _), _ in images) // patch + 1
-    rows = max(y for (_, y), _ in images) // patch + 1
+    rows, cols = grid.shape([offset for offset, _ in images])
     mosaic = np.full((rows * cell_px, cols * cell_px, 3), 255, np.uint8)
-    for (x, y), rgb in images:
-        h = max(1, round(rgb.shape[0] * cell_px / patch))
-        w = max(1, round(rgb.shape[1] * cell_px / patch))
-        r, c = (y // patch) * cell_px, (x // patch) * cell_px
-        mosaic[r:r + h, c:c + w] = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)[: cell_px, : cell_px]
+    for offset, rgb in images:
+        column, row = grid.place(offset)
+        if column < 0 or row < 0:
+            continue
+        # A patch larger than the stride (overlapping tiles) shows its first stride's worth.
+        h = max(1, round(rgb.shape[0] * cell_px / grid.stride))
+        w = max(1, round(rgb.shape[1] * cell_px / grid.stride))
+        piece = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)[:cell_px, :cell_px]
+        r, c = row * cell_px, column * cell_px
+        mosaic[r:r + piece.shape[0], c:c + piece.shape[1]] = piece
     return mosaic
 
 
@@ -98,18 +146,42 @@ CALL_COLOURS = {1.0: ((213, 94, 0), 0.70), 0.0: ((0, 114, 178), 0.30), 2.0: ((24
 CALL_LEGEND = (("IDC (final call)", 1.0), ("no IDC", 0.0), ("awaiting review", 2.0))
 
 
-def call_overlay(calls: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = 10) -> np.ndarray:
-    """The slide's final calls painted over its mosaic: 1 IDC, 0 not, 2 awaiting review, NaN no patch."""
+# The AI-only map: P(IDC) from blue (0) to vermillion (1), the same Okabe–Ito ends as the calls.
+PROBABILITY_ENDS = ((0, 114, 178), (213, 94, 0))
+PROBABILITY_ALPHA = 0.65
+
+
+def _map_base(shape: tuple[int, int], mosaic: np.ndarray | None, cell_px: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The mosaic under a (rows, cols) map, or white when there is none of that size; and the size (w, h)."""
+    rows, cols = shape
+    size = (cols * cell_px, rows * cell_px)
+    if mosaic is not None and mosaic.shape[:2] == (size[1], size[0]):
+        return mosaic.astype(np.float32), size
+    return np.full((size[1], size[0], 3), 255, np.float32), size
+
+
+def _upsample(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
-    rows, cols = calls.shape
-    size = (cols * cell_px, rows * cell_px)
-    base = mosaic if mosaic is not None and mosaic.shape[:2] == (size[1], size[0]) else None
-    if base is None:
-        base = np.full((size[1], size[0], 3), 255, np.uint8)
-    grid = cv2.resize(np.nan_to_num(calls, nan=-1.0).astype(np.float32), size, interpolation=cv2.INTER_NEAREST)
-    out = base.astype(np.float32)
+    return cv2.resize(np.nan_to_num(values, nan=-1.0).astype(np.float32), size, interpolation=cv2.INTER_NEAREST)
+
+
+def call_overlay(calls: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = 10) -> np.ndarray:
+    """The slide's final calls painted over its mosaic: 1 IDC, 0 not, 2 awaiting review, NaN no patch."""
+    out, size = _map_base(calls.shape, mosaic, cell_px)
+    grid = _upsample(calls, size)
     for value, (colour, alpha) in CALL_COLOURS.items():
         where = grid == value
         out[where] = out[where] * (1 - alpha) + np.array(colour, np.float32) * alpha
+    return out.round().astype(np.uint8)
+
+
+def probability_overlay(heat: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = 10) -> np.ndarray:
+    """The model's own P(IDC) per patch over the mosaic, before any review (NaN: no patch)."""
+    out, size = _map_base(heat.shape, mosaic, cell_px)
+    p = _upsample(heat, size)
+    where = p >= 0
+    low, high = (np.array(c, np.float32) for c in PROBABILITY_ENDS)
+    colour = low + (high - low) * p[where][:, None]
+    out[where] = out[where] * (1 - PROBABILITY_ALPHA) + colour * PROBABILITY_ALPHA
     return out.round().astype(np.uint8)

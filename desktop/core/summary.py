@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core.model import ModelInfo
-from desktop.core.slide import heat_map, patch_position
+from desktop.core.slide import PatchGrid, cell_offset, heat_map
 from desktop.core.store import Cell
 
 DEFAULT_TARGET_WBC = 100
@@ -162,29 +162,48 @@ def differential(cells: list[Cell], info: ModelInfo, reference: ReferenceInterva
 
 @dataclass
 class SlideSummary:
-    patches: int
+    """The slide's IDC fraction from the final calls (what is reported), the model's own figure
+    before review beside it, and their maps on the slide's patch grid."""
+
+    patches: int  # patches with a final call (Review patches wait until confirmed)
     idc: int
     fraction: float | None
     pending_review: int
-    heat: np.ndarray  # P(IDC) per patch position, NaN where no patch
+    heat: np.ndarray  # AI only: P(IDC) per patch position, NaN where no patch
     calls: np.ndarray  # final call per position: 1 IDC, 0 not, 2 awaiting review, NaN none
+    ai_patches: int  # every classified patch, Review included
+    ai_idc: int  # of those, called IDC by the model
+    ai_fraction: float | None
+    grid: PatchGrid  # the maps' grid: map[row, col] is the patch at grid.offset(col, row)
 
 
-def idc_summary(cells: list[Cell], info: ModelInfo, patch: int | None = None, tally: Counts | None = None) -> SlideSummary:
-    """The slide's IDC fraction from final calls, and its grids; the patch stride is the model's input width."""
+def placed_cells(cells: list[Cell]) -> list[tuple[Cell, tuple[int, int]]]:
+    """The slide's usable patches with their slide offsets (unreadable, missing and unplaced ones left out)."""
+    placed = []
+    for c in cells:
+        offset = None if c.unreadable or c.missing else cell_offset(c)
+        if offset is not None:
+            placed.append((c, offset))
+    return placed
+
+
+def slide_grid(cells: list[Cell], info: ModelInfo) -> PatchGrid:
+    """The model's patch grid, anchored at the slide's top-left patch: the heat map, the mosaic and
+    a click on the map all use this one."""
+    return info.patch.fitted([offset for _, offset in placed_cells(cells)])
+
+
+def idc_summary(cells: list[Cell], info: ModelInfo, tally: Counts | None = None) -> SlideSummary:
+    """The slide's IDC fraction from final calls and from the AI alone, and their maps on the model's patch grid."""
     tally = tally or counts(cells, info)
-    patch = patch or info.input.width
     positive = info.class_keys[1]
-    usable = [c for c in cells if not c.unreadable and not c.missing]
-    positions, probs, calls = [], [], []
-    for c in usable:
-        pos = (c.x, c.y) if c.x is not None else patch_position(c.file)
-        if pos is None:
-            continue
-        positions.append(pos)
-        probs.append(c.probabilities[1] if len(c.probabilities) > 1 else np.nan)
-        calls.append(2.0 if c.needs_review else 1.0 if (c.final_class or c.ai_class) == positive else 0.0)
-    n = sum(tally.final.values())
-    idc = tally.final.get(positive, 0)
+    placed = placed_cells(cells)
+    grid = slide_grid(cells, info)
+    offsets = [offset for _, offset in placed]
+    probs = [c.probabilities[1] if len(c.probabilities) > 1 else np.nan for c, _ in placed]
+    calls = [2.0 if c.needs_review else 1.0 if (c.final_class or c.ai_class) == positive else 0.0 for c, _ in placed]
+    n, idc = sum(tally.final.values()), tally.final.get(positive, 0)
+    ai_n, ai_idc = sum(tally.ai.values()), tally.ai.get(positive, 0)
     return SlideSummary(n, idc, idc / n if n else None, tally.pending_review,
-                        heat_map(positions, probs, patch), heat_map(positions, calls, patch))
+                        heat_map(offsets, probs, grid), heat_map(offsets, calls, grid),
+                        ai_n, ai_idc, ai_idc / ai_n if ai_n else None, grid)

@@ -28,7 +28,7 @@ from desktop.core.imaging import UnreadableImage, load_image
 from desktop.core.model import ModelInfo
 from desktop.core.names import readable
 from desktop.core.review import ALL, cell_bin, in_bin
-from desktop.core.slide import TILE_SUFFIX
+from desktop.core.slide import cut_tile, tile_source
 from desktop.core.store import Cell
 
 THUMB = 96  # default thumbnail size (px); the technician zooms between THUMB_SIZES
@@ -50,19 +50,18 @@ def _tissue_image(path: str) -> np.ndarray:
     return load_image(Path(path))
 
 
-def load_cell_image(folder: Path, relative: str) -> np.ndarray:
-    """The cell's pixels: a file, or a tile cut from a tissue image (`name.png#x<X>_y<Y>`)."""
-    match = TILE_SUFFIX.search(relative)
-    if match:
-        rgb = _tissue_image(str(folder / relative[: match.start()]))
-        x, y = int(match.group(1)), int(match.group(2))
-        return rgb[y:y + 50, x:x + 50]
+def load_cell_image(folder: Path, relative: str, patch_size: int) -> np.ndarray:
+    """The cell's pixels: a file, or a patch_size tile cut from a tissue image (`name.png#x<X>_y<Y>`)."""
+    tile = tile_source(relative)
+    if tile:
+        source, x, y = tile
+        return cut_tile(_tissue_image(str(folder / source)), x, y, patch_size)
     return load_image(folder / relative)
 
 
-def thumbnail(folder: Path, relative: str, size: int = THUMB) -> QImage:
+def thumbnail(folder: Path, relative: str, patch_size: int, size: int = THUMB) -> QImage:
     try:
-        rgb = load_cell_image(folder, relative)
+        rgb = load_cell_image(folder, relative, patch_size)
     except (UnreadableImage, OSError):
         grey = np.full((size, size, 3), 200, np.uint8)
         cv2.line(grey, (10, 10), (size - 10, size - 10), (160, 40, 40), 3)
@@ -80,12 +79,13 @@ class _ThumbSignals(QObject):
 
 
 class _ThumbJob(QRunnable):
-    def __init__(self, folder: Path, relative: str, signals: _ThumbSignals, size: int = THUMB):
+    def __init__(self, folder: Path, relative: str, signals: _ThumbSignals, patch_size: int, size: int = THUMB):
         super().__init__()
         self.folder, self.relative, self.signals, self.size = folder, relative, signals, size
+        self.patch_size = patch_size
 
     def run(self) -> None:
-        self.signals.ready.emit(self.relative, thumbnail(self.folder, self.relative, self.size))
+        self.signals.ready.emit(self.relative, thumbnail(self.folder, self.relative, self.patch_size, self.size))
 
 
 class ThumbnailCache(QObject):
@@ -97,6 +97,7 @@ class ThumbnailCache(QObject):
     def __init__(self, limit: int = 4000):
         super().__init__()
         self.folder: Path | None = None
+        self.patch_size = 0  # the model's patch side: tiles of tissue images are cut at it
         self.size = THUMB
         self.base_limit = limit
         self.limit = limit
@@ -109,9 +110,10 @@ class ThumbnailCache(QObject):
         self.placeholder = QPixmap(THUMB, THUMB)
         self.placeholder.fill(QColor("#e8e8e8"))
 
-    def reset(self, folder: Path) -> None:
+    def reset(self, folder: Path, patch_size: int) -> None:
         self._pool.clear()
         self.folder = folder
+        self.patch_size = patch_size
         self._pixmaps.clear()
         self._asked.clear()
 
@@ -134,7 +136,7 @@ class ThumbnailCache(QObject):
             return pixmap
         if relative not in self._asked and self.folder is not None:
             self._asked.add(relative)
-            self._pool.start(_ThumbJob(self.folder, relative, self._signals, self.size))
+            self._pool.start(_ThumbJob(self.folder, relative, self._signals, self.patch_size, self.size))
         return self.placeholder
 
     def _store(self, relative: str, image: QImage) -> None:

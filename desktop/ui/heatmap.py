@@ -1,14 +1,25 @@
-"""The slide map for patch assays: final calls over the slide's mosaic, with a legend;
-Ctrl+wheel or +/- zooms, a click on a tile selects its patch in the gallery."""
+"""The slide map for patch assays: final calls over the slide's mosaic, with a legend, or the
+model's own P(IDC) before review (AI only, one tick away); Ctrl+wheel or +/- zooms, a click
+on a tile selects its patch in the gallery."""
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPixmap
-from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QHBoxLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
 
-from desktop.core.slide import CALL_COLOURS, CALL_LEGEND, call_overlay
+from desktop.core.slide import CALL_COLOURS, CALL_LEGEND, PROBABILITY_ENDS, call_overlay, probability_overlay
+from desktop.core.summary import SlideSummary
 from desktop.ui.gallery import to_qimage
 
 CELL_PX = 10  # mosaic pixels per patch
@@ -67,8 +78,25 @@ class _MapView(QGraphicsView):
             self.tile_clicked.emit(int(point.x()) // CELL_PX, int(point.y()) // CELL_PX)
 
 
+def _swatch(style: str) -> QLabel:
+    swatch = QLabel()
+    swatch.setFixedSize(12, 12)
+    swatch.setStyleSheet(f"background: {style}; border: 1px solid #555;")
+    return swatch
+
+
+def _legend(entries: list[tuple[QLabel, str]]) -> QWidget:
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    for swatch, label in entries:
+        row.addWidget(swatch)
+        row.addWidget(QLabel(label))
+    return box
+
+
 class SlideMap(QWidget):
-    """The map and its legend."""
+    """The map and its legend: the final calls, or with "AI only" ticked the model's P(IDC) before review."""
 
     tile_clicked = Signal(int, int)
 
@@ -76,19 +104,44 @@ class SlideMap(QWidget):
         super().__init__()
         self.view = _MapView()
         self.view.tile_clicked.connect(self.tile_clicked)
+        self.final_legend = _legend([(_swatch(QColor(*CALL_COLOURS[value][0]).name()), label)
+                                     for label, value in CALL_LEGEND])
+        low, high = (QColor(*c).name() for c in PROBABILITY_ENDS)
+        self.ai_legend = _legend([(_swatch(low), "P(IDC) 0"), (_swatch(high), "1 (AI only, before review)")])
+        self.ai_only = QCheckBox("AI only")
+        self.ai_only.setToolTip("Show the model's own probability of IDC per patch, before the technician's review")
+        self.ai_only.toggled.connect(self._render)
         legend = QHBoxLayout()
-        for label, value in CALL_LEGEND:
-            colour, _ = CALL_COLOURS[value]
-            swatch = QLabel()
-            swatch.setFixedSize(12, 12)
-            swatch.setStyleSheet(f"background: {QColor(*colour).name()}; border: 1px solid #555;")
-            legend.addWidget(swatch)
-            legend.addWidget(QLabel(label))
+        legend.addWidget(self.final_legend)
+        legend.addWidget(self.ai_legend)
         legend.addStretch(1)
+        legend.addWidget(self.ai_only)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view, 1)
         layout.addLayout(legend)
+        self._slide: SlideSummary | None = None
+        self._mosaic: np.ndarray | None = None
+        self._render()
 
-    def show_calls(self, calls: np.ndarray, mosaic: np.ndarray | None) -> None:
-        self.view.set_image(call_overlay_image(calls, mosaic))
+    def show_slide(self, slide: SlideSummary, mosaic: np.ndarray | None) -> None:
+        self._slide, self._mosaic = slide, mosaic
+        ai = "" if slide.ai_fraction is None else f": {100 * slide.ai_fraction:.1f}% IDC"
+        self.ai_only.setText(f"AI only{ai}")
+        self._render()
+
+    def overlay(self) -> np.ndarray | None:
+        """What the map shows: the final calls, or the model's P(IDC) when "AI only" is ticked."""
+        if self._slide is None:
+            return None
+        if self.ai_only.isChecked():
+            return probability_overlay(self._slide.heat, self._mosaic, CELL_PX)
+        return call_overlay(self._slide.calls, self._mosaic, CELL_PX)
+
+    def _render(self) -> None:
+        ai_only = self.ai_only.isChecked()
+        self.final_legend.setVisible(not ai_only)
+        self.ai_legend.setVisible(ai_only)
+        image = self.overlay()
+        if image is not None:
+            self.view.set_image(to_qimage(image))

@@ -40,6 +40,8 @@ from desktop.core.record import SessionRecord
 from desktop.core.resources import resource, user_data_dir, user_models_dir
 from desktop.core.review import ALL, MISSING, REVIEW, UNREADABLE, ranked_classes
 from desktop.core.session import Session, SessionLocked, StoreError
+from desktop.core.slide import cell_offset
+from desktop.core.summary import slide_grid
 from desktop.ui import commands
 from desktop.ui.gallery import MIME_IDS, THUMB, THUMB_SIZES, BinFilter, CellRole, GalleryModel, ThumbnailCache
 from desktop.ui.gallery_view import GalleryView, zoom_step
@@ -503,7 +505,7 @@ class MainWindow(RecordActions, QMainWindow):
         adapter.state_changed.connect(self._state_changed)
         adapter.progress.connect(self._progress)
         adapter.notice.connect(self._notice)
-        self.thumbnails.reset(folder)
+        self.thumbnails.reset(folder, self.info.patch.size)
         self.summary.set_mosaic(None)
         self.gallery_model.reset(session.cells(), self.info)
         self.banner.setVisible(False)
@@ -638,8 +640,8 @@ class MainWindow(RecordActions, QMainWindow):
     def _build_mosaic(self) -> None:
         from desktop.ui.mosaic import MosaicJob
 
-        cells = [c for c in self.gallery_model.cells if not c.unreadable and not c.missing]
-        job = MosaicJob(self.folder, cells)
+        cells = self.gallery_model.cells
+        job = MosaicJob(self.folder, cells, slide_grid(cells, self.info))
         job.signals.ready.connect(lambda mosaic: (self.summary.set_mosaic(mosaic), self.refresh_summary()))
         self._mosaic_job = job
         self.thumbnails._pool.start(job)
@@ -791,13 +793,14 @@ class MainWindow(RecordActions, QMainWindow):
         """A click on the slide map selects that patch in the gallery (All images, no file filter)."""
         if self.info is None:
             return
-        patch = self.info.input.width
-        x, y = column * patch, row * patch
+        grid = slide_grid(self.gallery_model.cells, self.info)
+        x, y = grid.offset(column, row)
         self.find.clear()
         self.bins.setCurrentRow(0)
         for r in range(self.proxy.rowCount()):
             cell = self.proxy.data(self.proxy.index(r, 0), CellRole)
-            if cell.x is not None and (cell.x // patch, cell.y // patch) == (column, row):
+            offset = None if cell.unreadable or cell.missing else cell_offset(cell)
+            if offset is not None and grid.place(offset) == (column, row):
                 self.gallery.select_row(r)
                 self.gallery.setFocus()
                 self.statusBar().showMessage(f"Patch at x={x}, y={y}: {cell.file}", 5000)

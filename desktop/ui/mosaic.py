@@ -8,7 +8,8 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, Signal
 
 from desktop.core.imaging import UnreadableImage
-from desktop.core.slide import build_mosaic, patch_position
+from desktop.core.slide import PatchGrid, build_mosaic
+from desktop.core.summary import placed_cells
 from desktop.ui.gallery import load_cell_image
 
 
@@ -17,22 +18,20 @@ class _Signals(QObject):
 
 
 class MosaicJob(QRunnable):
-    def __init__(self, folder: Path, cells):
+    def __init__(self, folder: Path, cells, grid: PatchGrid):
         super().__init__()
         self.folder = folder
         self.cells = cells
+        self.grid = grid  # the slide's grid (summary.slide_grid), so the mosaic lies under the maps
         self.signals = _Signals()
         self.setAutoDelete(False)
 
     def run(self) -> None:
         images = []
-        for c in self.cells:
-            position = (c.x, c.y) if c.x is not None else patch_position(c.file)
-            if position is None:
-                continue
+        for c, offset in placed_cells(self.cells):
             try:
-                images.append((position, load_cell_image(self.folder, c.file)))
+                images.append((offset, load_cell_image(self.folder, c.file, self.grid.size)))
             except (UnreadableImage, OSError):
                 continue
         if images:
-            self.signals.ready.emit(build_mosaic(images))
+            self.signals.ready.emit(build_mosaic(images, self.grid))

@@ -112,7 +112,7 @@ class CellViewer(QDialog):
         self.setWindowTitle(readable(cell.file))
         self.position.setText(f"{self.row + 1} of {count}")
         try:
-            pixmap = QPixmap.fromImage(to_qimage(load_cell_image(self.folder, cell.file)))
+            pixmap = QPixmap.fromImage(to_qimage(load_cell_image(self.folder, cell.file, self.info.patch.size)))
             side = min(560, max(self.image.width(), self.image.height(), 480))
             self.image.setPixmap(pixmap.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
                                                Qt.TransformationMode.SmoothTransformation))

@@ -136,5 +136,5 @@ class SummaryPanel(QWidget):
                 + (f"; {slide.pending_review} awaiting review" if slide.pending_review else "") + ".</p>")
         if slide.calls.size:
             self.heat.setVisible(True)
-            self.heat.show_calls(slide.calls, self._mosaic)
+            self.heat.show_slide(slide, self._mosaic)
         return text
