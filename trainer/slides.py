@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from desktop.core.slide import PatchGrid, heat_map
 from trainer.data import patch_xy
 
 
@@ -26,19 +27,17 @@ def idc_patients(items: list, probs: np.ndarray, threshold: float, labels: np.nd
 
 
 def idc_maps(items: list, p_idc: np.ndarray, patients: list[str], patch: int):
-    """Per-patient grids of P(IDC) and truth; `items` row for row with `p_idc`, `patch` the tile's side."""
+    """Per-patient maps of P(IDC) and truth on the app's own grid (`desktop.core.slide`);
+    `items` row for row with `p_idc`, `patch` the tile's side and spacing."""
     maps = []
     for pid in patients:
         cells = [(patch_xy(i.path), p, i.label) for i, p in zip(items, p_idc, strict=True) if i.group == pid]
         cells = [c for c in cells if c[0]]
         if not cells:
             continue
-        w = max(x for (x, _), _, _ in cells) // patch + 1
-        h = max(y for (_, y), _, _ in cells) // patch + 1
-        predicted = np.full((h, w), np.nan)
-        truth = np.full((h, w), np.nan)
-        for (x, y), p, label in cells:
-            predicted[y // patch, x // patch] = p
-            truth[y // patch, x // patch] = label
+        offsets = [offset for offset, _, _ in cells]
+        grid = PatchGrid(patch, patch).fitted(offsets)
+        predicted = heat_map(offsets, [p for _, p, _ in cells], grid)
+        truth = heat_map(offsets, [float(label) for _, _, label in cells], grid)
         maps.append((pid, predicted, truth))
     return maps

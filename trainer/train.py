@@ -196,6 +196,7 @@ def build_metadata(recipe: Recipe, classes: list[str], metrics: dict, dataset: D
                     "Breast Histopathology Images (Janowczyk & Madabhushi 2016)",
                     "split_hash": dataset.split_hash(), "counts": dataset.counts()},
         "provenance": provenance,
+        **({"patch_size": recipe.input_size, "patch_stride": recipe.input_size} if recipe.kind == "idc" else {}),
     }
 
 
