@@ -93,7 +93,8 @@ def fhir_bundle(report: AssayReport) -> Bundle:
             type={"text": "CNN image classifier (pre-classification; final calls by the technician)"})))
         if record.patient_id:
             refs["patient"] = urls["patient"]
-            entries.append((urls["patient"], Patient(identifier=[{"system": f"{ID_SYSTEM}:patient", "value": record.patient_id}])))
+            patient = Patient(identifier=[{"system": f"{ID_SYSTEM}:patient", "value": record.patient_id}])
+            entries.append((urls["patient"], patient))
         specimen: dict = {"accessionIdentifier": {"system": f"{ID_SYSTEM}:specimen",
                                                   "value": record.specimen_id or record.folder},
                           "type": {"text": "Blood smear" if report.blood else "Tissue section"}}
