@@ -286,7 +286,7 @@ def test_reports_before_sign_off_are_preliminary_and_an_empty_review_says_so(qtb
     window = window_for(qtbot, tmp, models)
     classified(qtbot, window, folder)
     written = []
-    monkeypatch.setattr(report, "write_pdf", lambda path, html_text: written.append(html_text))
+    monkeypatch.setattr(report, "write_pdf", lambda path, document: written.append(document.html))
     window.write_pdf(tmp / "r.pdf")
     assert "PRELIMINARY" in written[-1]
     window.session.confirm([c.file for c in window.session.cells()], "Ana Ruiz")
