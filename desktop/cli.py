@@ -31,16 +31,18 @@ if threading.current_thread() is threading.main_thread() and signal.getsignal(si
     signal.signal(signal.SIGINT, _on_ctrl_c)
 
 try:  # Ctrl+C while Python loads the libraries ends as quietly as later on
-    from desktop.core.export import ExportError, export_csv
+    from desktop.core.assay_report import AssayReport, build_report
+    from desktop.core.export import CsvStyle, ExportError, export_csv
     from desktop.core.folder import FolderError
     from desktop.core.imaging import UnreadableImage, load_prepared
-    from desktop.core.model import ModelError, ModelInfo, discover_models
+    from desktop.core.lis_codes import load_codes
+    from desktop.core.lis_export import write_fhir, write_hl7
+    from desktop.core.model import ModelError, discover_models
     from desktop.core.pipeline import Progress
-    from desktop.core.record import record_lines
     from desktop.core.resources import resource, user_models_dir
     from desktop.core.scan import scan_folder
     from desktop.core.session import Session, SessionLocked, SignOffRefused, StoreError, resolve_model
-    from desktop.core.summary import counts, differential, idc_summary, left_out_line
+    from desktop.core.summary import DEFAULT_TARGET_WBC, left_out_line
 except (KeyboardInterrupt, ImportError):
     if not _interrupted:
         raise
@@ -84,8 +86,7 @@ class ProgressBar:
 
 def cmd_classify(args) -> int:
     folder = Path(args.folder)
-    if args.csv and args.summary and Path(args.csv).resolve() == Path(args.summary).resolve():
-        raise CliError("--csv and --summary name the same file; give each its own.")
+    _check_outputs(args)
     session = Session.open(folder, args.model, Path(args.data_dir) if args.data_dir else None)
     try:
         operator = args.operator.strip()
@@ -102,17 +103,9 @@ def cmd_classify(args) -> int:
         if not cells or result.changes.folder_empty:
             raise NothingToDo(f"nothing to classify: {readable(str(folder))} holds no files"
                               + ("; the stored session is kept as it was" if cells else ""))
-        info = session.info
-        record = session.record()
-        when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-        changes = session.pending_changes
-        if args.csv or args.summary:
-            export_csv(cells, info, Path(args.csv) if args.csv else None, Path(args.summary) if args.summary else None,
-                       record=record, changes=changes, operator=operator, when=when)
-        for label, value in record_lines(record, changes):
-            if value:
-                print(f"{label}: {value}")
-        print_summary(cells, info, result.classified)
+        report = _report(session, cells, args)
+        write_outputs(report, cells, session.folder, args)
+        print_report(report, result.classified)
         if result.foreign:
             print("stopped: the images look foreign to this model; --force classifies them anyway", file=sys.stderr)
             return FOREIGN
@@ -121,27 +114,107 @@ def cmd_classify(args) -> int:
         session.close()
 
 
-def print_summary(cells, info: ModelInfo, classified_now: int) -> None:
-    tally = counts(cells, info)
-    print(f"{info.display_name} (v{info.version}): {tally.total} images, {classified_now} classified now, "
-          f"{tally.pending_review} to review, {tally.unreadable} unreadable")
-    if tally.left_out:
-        print(f"  left out: {left_out_line(tally)}")
-    for c in info.classes:
-        print(f"  {c.label:<24} AI {tally.ai[c.key]:>6}   final {tally.final[c.key]:>6}")
-    if info.task == "blood-differential":
-        diff = differential(cells, info)
-        print(f"  WBC counted {diff.wbc}, platelets {diff.platelets}")
-        for r in diff.rows:
-            if r.percent is not None:
-                unit = "/100 WBC" if r.key == "erythroblast" else "%"
-                print(f"  {r.label:<24} {r.percent:6.1f} {unit} {r.flag}")
-        for w in diff.warnings:
-            print(f"  ! {w}")
-    else:
-        slide = idc_summary(cells, info)
-        if slide.fraction is not None:
-            print(f"  IDC fraction {100 * slide.fraction:.1f}% ({slide.idc}/{slide.patches} patches)")
+def cmd_report(args) -> int:
+    """The report of a stored session (a folder classified before, or its session file), in any outlet."""
+    _check_outputs(args)
+    session = open_stored_session(Path(args.session), args.model, _data_dir(args))
+    try:
+        cells = session.cells()
+        if not cells:
+            raise NothingToDo(f"the session of {readable(str(session.folder))} holds no cells; classify it first")
+        report = _report(session, cells, args)
+        write_outputs(report, cells, session.folder, args)
+        print_report(report)
+        return DONE
+    finally:
+        session.close()
+
+
+def open_stored_session(target: Path, model_arg: str | None, data_dir: Path) -> Session:
+    """A session database (…/sessions/<hash>-<model>.sqlite) or an analysed folder, as `classify` stored it.
+    Nothing is created: a folder never classified is said so."""
+    from desktop.core.store import SessionStore, read_session, session_path
+
+    if target.is_file():
+        try:
+            meta, _ = read_session(target)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file: one sentence
+            raise CliError(f"{readable(str(target))} is not a SlideTally session file ({exc})") from exc
+        if "folder" not in meta or "model_sha256" not in meta:
+            raise CliError(f"{readable(str(target))} is not a SlideTally session file")
+        infos, _problems = discover_models()
+        match = [i for i in infos if i.sha256 == meta["model_sha256"]]
+        if not match:
+            raise CliError(f"the session was made with model {meta.get('model', '?')} (SHA-256 "
+                           f"{meta['model_sha256'][:16]}…), which is not installed here")
+        model = resolve_model(match[0].path)
+        folder = Path(meta["folder"])
+        return Session(folder, model, SessionStore(target, folder, model.info.key, model.info.sha256))
+    if target.is_dir():
+        model = resolve_model(model_arg, target)
+        if not session_path(data_dir, target, model.info.key).exists():
+            raise NothingToDo(f"no stored session of {readable(str(target))} with {model.info.key} in {data_dir}; "
+                              "classify it first")
+        return Session.open(target, model, data_dir)
+    raise CliError(f"{readable(str(target))} is neither an analysed folder nor a session file")
+
+
+def _check_outputs(args) -> None:
+    outputs = [Path(p).resolve() for p in (args.csv, args.summary, args.hl7, args.fhir, args.pdf) if p]
+    if len(set(outputs)) < len(outputs):
+        raise CliError("two outputs (--csv, --summary, --hl7, --fhir, --pdf) name the same file; give each its own.")
+
+
+def _report(session: Session, cells, args) -> AssayReport:
+    when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    codes = load_codes(Path(args.codes)) if args.codes else load_codes()
+    return build_report(cells, session.info, session.record(), audit=session.audit(), changes=session.pending_changes,
+                        target=args.target, codes=codes, generated_at=when, generated_by=args.operator.strip())
+
+
+def write_outputs(report: AssayReport, cells, folder: Path, args) -> None:
+    """Every outlet asked for, from the one report."""
+    if args.csv or args.summary:
+        export_csv(report, cells, Path(args.csv) if args.csv else None, Path(args.summary) if args.summary else None,
+                   CsvStyle.named(args.csv_locale))
+    if args.hl7:
+        write_hl7(report, Path(args.hl7))
+    if args.fhir:
+        write_fhir(report, Path(args.fhir))
+    if args.pdf:
+        from desktop.ui.report import heat_image, report_document, write_pdf_headless
+
+        def render(path: Path) -> None:
+            write_pdf_headless(path, report_document(report, folder, heat_image(report)))
+
+        try:
+            render(Path(args.pdf))
+        except OSError as exc:
+            raise ExportError(f"Could not write {readable(str(args.pdf))}: {exc}") from exc
+
+
+def print_report(report: AssayReport, classified_now: int | None = None) -> None:
+    for name, label, value in report.identity():
+        if value and name not in ("exported_at", "exported_by", "report_status", "assay"):
+            print(f"{label}: {value}")
+    t, m = report.tally, report.model
+    now = "" if classified_now is None else f", {classified_now} classified now"
+    print(f"{m.display_name} (v{m.version}): {t.total} images{now}, {t.pending_review} to review, {t.unreadable} unreadable")
+    if t.left_out:
+        print(f"  left out: {left_out_line(t)}")
+    for c in report.classes:
+        print(f"  {c.label:<24} AI {c.ai:>6}   final {c.final:>6}")
+    if report.blood:
+        print(f"  WBC counted {report.wbc}, platelets {report.platelets}")
+    for c in report.differential:
+        r = c.result
+        if r.value is not None:
+            print(f"  {c.label:<24} {r.text():>6} {r.unit.symbol} {r.flag}")
+    fraction = report.result("idc_fraction")
+    if fraction is not None and fraction.value is not None and report.slide is not None:
+        print(f"  IDC fraction {fraction.text()}{fraction.unit.symbol} ({report.slide.idc}/{report.slide.patches} patches)")
+    for w in report.warnings:
+        print(f"  ! {w}")
 
 
 def _data_dir(args) -> Path:
@@ -303,21 +376,38 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _output_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--csv", help="write the per-image CSV here (and its JSON sidecar beside it)")
+    p.add_argument("--summary", help="write the summary CSV here")
+    p.add_argument("--csv-locale", choices=("comma", "semicolon"), default="comma",
+                   help="'semicolon': ';' between fields and a decimal comma, for European spreadsheets")
+    p.add_argument("--hl7", help="write the HL7 v2.5.1 ORU^R01 message here")
+    p.add_argument("--fhir", help="write the FHIR R4B Bundle (JSON) here")
+    p.add_argument("--pdf", help="write the PDF report here")
+    p.add_argument("--codes", help="the lab's LOINC/code overrides (JSON; default: lis_codes.json in the user data folder)")
+    p.add_argument("--target", type=int, default=DEFAULT_TARGET_WBC, help="white cells to count (blood; default 100)")
+    p.add_argument("--operator", default=getpass.getuser(), help="who runs it: in the audit trail and the exports")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slidetally-cli", description="SlideTally without the GUI.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("classify", help="classify a folder of images and print the counts")
     p.add_argument("folder")
     p.add_argument("--model", help="model key (e.g. blood-pbc8), task, or path to an .onnx file")
-    p.add_argument("--csv", help="write the per-image CSV here")
-    p.add_argument("--summary", help="write the summary CSV here")
-    p.add_argument("--operator", default=getpass.getuser(), help="who runs it: in the audit trail and the export header")
+    _output_arguments(p)
     p.add_argument("--specimen", help="specimen / accession ID the images belong to (stored with the session)")
     p.add_argument("--patient", help="patient ID (optional, with --specimen)")
     p.add_argument("--force", action="store_true",
                    help="classify even when the first images look foreign to the model (mostly Unfamiliar)")
     p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
     p.set_defaults(func=cmd_classify)
+    p = sub.add_parser("report", help="the report of a stored session, as CSV, PDF, HL7 v2 or FHIR")
+    p.add_argument("session", help="an analysed folder, or a session file (…/sessions/*.sqlite)")
+    p.add_argument("--model", help="with a folder: the model it was classified with (default: the assay it looks like)")
+    _output_arguments(p)
+    p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("verify", help="verification report: the model's calls against the technicians' final calls")
     p.add_argument("--model", help="model key, task or .onnx path (default: the blood model)")
     p.add_argument("--since", help="only sessions signed off on or after this date (e.g. 2026-11-01)")
@@ -364,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         return _say(f"error: {exc}", NOT_SAVED)
     except (CliError, ModelError, FolderError, ExportError, SessionLocked, SignOffRefused, ValueError) as exc:
+        # ValueError includes a bad code file, an HL7 or FHIR message that could not be made valid
         return _say(f"error: {exc}", ERROR)
     except BrokenPipeError:
         # The reader went away (`| head`): what was classified is saved; stay quiet on the way out.

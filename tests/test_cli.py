@@ -65,8 +65,11 @@ def test_classify_with_specimen_and_a_signed_session_is_never_changed(tmp_path, 
                   "--csv", str(tmp_path / "c.csv"))
     assert out.returncode == 0, out.stderr
     assert "warning:" in out.stderr and "late.png" in out.stderr and "cell_00.png" in out.stderr
-    csv_text = (tmp_path / "c.csv").read_text(encoding="utf-8-sig")
-    assert "Folder changed since sign-off" in csv_text and "Signed off at" in csv_text
+    import json
+
+    identity = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))["identity"]  # the per-cell CSV's sidecar
+    assert "late.png" in identity["folder_changes"] and "cell_00.png" in identity["folder_changes"]
+    assert identity["signed_at"] and identity["signed_by"] == "Kim"
     session = Session.open(good_folder, Model(tiny_model), data)
     assert session.cells() == before
     session.close()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import stat
 
 import pytest
 from conftest import random_rgb, write_image
 
+from desktop.core.assay_report import report_of
 from desktop.core.export import ExportError, export_csv
 from desktop.core.model import Model
 from desktop.core.session import Session
@@ -37,21 +39,22 @@ def test_per_image_and_summary_csv(tmp_path, classified):
     out = tmp_path / "out"
     out.mkdir()
     cells = classified.cells()
-    export_csv(cells, classified.info, out / "cells.csv", out / "summary.csv", record=classified.record(),
-               operator="Dr. Müller", when="2026-11-24T10:00:00")
+    export_csv(report_of(classified, operator="Dr. Müller", when="2026-11-24T10:00:00"), cells, out / "cells.csv",
+               out / "summary.csv")
     rows = _read(out / "cells.csv")
-    assert rows[0] == ["# SlideTally export"]
-    assert ["# exported by", "Dr. Müller"] in rows
-    assert ["# assay", "Tiny blood-differential"] in rows
-    assert ["# Status", "Not signed off — preliminary"] in rows
-    header_at = next(i for i, r in enumerate(rows) if r and r[0] == "file")
-    body = {r[0]: dict(zip(rows[header_at], r)) for r in rows[header_at + 1:]}
+    assert rows[0][0] == "file"  # the header row first: no comment lines for scripts to skip
+    body = {r[0]: dict(zip(rows[0], r)) for r in rows[1:]}
     assert set(body) == {'cell, "quoted".png', "Zelle_ü.png", "broken.jpg"}
     assert body["broken.jpg"]["unreadable"].startswith("empty")
     assert body["Zelle_ü.png"]["ai_class"] in classified.info.class_keys
     assert b'"cell, ""quoted"".png"' in (out / "cells.csv").read_bytes()
     assert b"\r\n" in (out / "cells.csv").read_bytes()
     summary = _read(out / "summary.csv")
+    identity = {r[1]: r[5] for r in summary if r and r[0] == "identity"}
+    assert identity["exported_by"] == "Dr. Müller" and identity["assay"] == "Tiny blood-differential"
+    assert identity["status"] == "Not signed off — preliminary" and identity["report_status"] == "preliminary"
+    sidecar = json.loads((out / "cells.json").read_text(encoding="utf-8"))
+    assert sidecar["identity"]["exported_by"] == "Dr. Müller" and sidecar["delimiter"] == ","
     totals = {r[1]: r for r in summary if r and r[0] == "total"}
     assert totals["images"][3] == "3" and totals["unreadable"][3] == "1"
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
@@ -65,8 +68,7 @@ def test_export_to_read_only_folder_is_a_clear_error_and_leaves_nothing(tmp_path
         if os.access(locked, os.W_OK):
             pytest.skip("running as a user who can write anywhere")
         with pytest.raises(ExportError, match="Cannot write"):
-            export_csv(classified.cells(), classified.info, locked / "c.csv", None, record=classified.record(), operator="x",
-                       when="now")
+            export_csv(report_of(classified), classified.cells(), locked / "c.csv", None)
         assert list(locked.iterdir()) == []
     finally:
         os.chmod(locked, stat.S_IRWXU)
@@ -81,12 +83,11 @@ def test_failed_write_keeps_the_previous_file_whole(tmp_path, classified, monkey
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(ExportError, match="No space"):
-        export_csv(classified.cells(), classified.info, target, None, record=classified.record(), operator="x", when="now")
+        export_csv(report_of(classified), classified.cells(), target, None)
     assert target.read_text() == "previous export"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_export_into_a_missing_folder_is_a_clear_error(tmp_path, classified):
     with pytest.raises(ExportError, match="Cannot write"):
-        export_csv(classified.cells(), classified.info, tmp_path / "gone" / "c.csv", None, record=classified.record(),
-                   operator="x", when="now")
+        export_csv(report_of(classified), classified.cells(), tmp_path / "gone" / "c.csv", None)

@@ -122,7 +122,8 @@ def test_csv_cells_a_spreadsheet_would_run_are_escaped(hostile_run):
             for cell in row:
                 if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
                     assert cell.lstrip("+-").replace(".", "", 1).isdigit(), f"{name}: {cell!r} would run as a formula"
-        assert ["# exported by", "'" + OPERATOR] in rows
+    identity = {r[1]: r[5] for r in read_csv(hostile_run["out"] / "summary.csv") if r and r[0] == "identity"}
+    assert identity["exported_by"] == "'" + OPERATOR and identity["specimen_id"] == "'+1-2"
     exported = body(read_csv(hostile_run["out"] / "cells.csv"), "file")
     for name in FORMULA_NAMES:
         assert "'" + name in exported, name
@@ -436,6 +437,7 @@ def test_a_model_answer_that_is_not_a_number_is_left_out_not_counted(tiny_model)
 
 
 def test_interrupted_and_killed_exports_leave_no_temp_file(tmp_path, tiny_model, good_folder, monkeypatch):
+    from desktop.core.assay_report import report_of
     from desktop.core.export import export_csv
     from desktop.core.model import Model
     from desktop.core.session import Session
@@ -455,7 +457,7 @@ def test_interrupted_and_killed_exports_leave_no_temp_file(tmp_path, tiny_model,
 
     monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        export_csv(session.cells(), session.info, out / "cells.csv", None, record=session.record(), operator="x", when="now")
+        export_csv(report_of(session), session.cells(), out / "cells.csv", None)
     monkeypatch.undo()
     session.close()
     assert sorted(p.name for p in out.iterdir()) == []

@@ -286,7 +286,7 @@ def test_reports_before_sign_off_are_preliminary_and_an_empty_review_says_so(qtb
     window = window_for(qtbot, tmp, models)
     classified(qtbot, window, folder)
     written = []
-    monkeypatch.setattr(report, "write_pdf", lambda path, html_text: written.append(html_text))
+    monkeypatch.setattr(report, "write_pdf", lambda path, document: written.append(document.html))
     window.write_pdf(tmp / "r.pdf")
     assert "PRELIMINARY" in written[-1]
     window.session.confirm([c.file for c in window.session.cells()], "Ana Ruiz")
@@ -301,4 +301,32 @@ def test_reports_before_sign_off_are_preliminary_and_an_empty_review_says_so(qtb
     qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() > 0, timeout=30_000)
     assert window.info.key == "calm"
     assert window.summary.review_bar.text() == "Nothing to review"
+    window.close()
+
+
+def test_sign_off_drops_hl7_and_fhir_into_the_lis_folder_and_file_export_writes_them(qtbot, bench, monkeypatch):
+    import hl7
+    from PySide6.QtWidgets import QFileDialog
+
+    models, folder, tmp, answers = bench
+    lis = tmp / "lis-inbox"
+    lis.mkdir()
+    window = window_for(qtbot, tmp, models)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(lis))
+    window.lis_folder_action.trigger()
+    classified(qtbot, window, folder)
+    window.session.confirm([c.file for c in window.session.cells()], "Ana Ruiz")
+    window.sign_off()
+    assert window.session.signed
+    written = sorted(p.name for p in lis.iterdir())
+    assert [n.split("_", 2)[:2] for n in written] == [["S-9", "final"], ["S-9", "final"]]
+    assert {n.rsplit(".", 1)[-1] for n in written} == {"hl7", "json"} and not any(n.startswith(".") for n in written)
+    message = hl7.parse(next(lis.glob("*.hl7")).read_bytes().decode())
+    assert str(message.segment("OBR")[25]) == "F"
+    # File → Export → HL7 / FHIR write the same report where the technician says
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp / "by-hand.hl7"), ""))
+    window.hl7_action.trigger()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp / "by-hand.fhir.json"), ""))
+    window.fhir_action.trigger()
+    assert (tmp / "by-hand.hl7").read_bytes().startswith(b"MSH|") and (tmp / "by-hand.fhir.json").exists()
     window.close()

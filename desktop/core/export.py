@@ -1,5 +1,6 @@
-"""CSV export: per-image and summary files, UTF-8 with BOM (Excel), RFC 4180 quoting,
-a header block naming model, operator and time, written atomically (temp file + rename).
+"""CSV export: the per-image table (header row first, a JSON sidecar naming what it belongs to)
+and the summary file (identity, counts, results, warnings), UTF-8 with BOM (Excel), RFC 4180
+quoting, comma or semicolon + decimal comma, written atomically (temp file + rename).
 
 Every cell a spreadsheet would run as a formula is escaped, and file names that are not
 valid UTF-8 are written in their readable form."""
@@ -8,19 +9,20 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from desktop.core.model import ModelInfo
+from desktop.core.assay_report import AssayReport, Result, number
 from desktop.core.names import readable
-from desktop.core.record import FolderChanges, SessionRecord, record_lines
+from desktop.core.record import SessionRecord, record_lines
 from desktop.core.store import AuditEntry, Cell
-from desktop.core.summary import Differential, counts, differential, idc_summary
 
 
 class ExportError(Exception):
@@ -76,18 +78,11 @@ def write_atomically(path: Path, text: str, encoding: str = "utf-8-sig") -> None
         raise
 
 
-def _header(info: ModelInfo, record: SessionRecord, changes: FolderChanges | None, operator: str,
-            when: str) -> list[list[str]]:
-    lines = [["# SlideTally export"], ["# assay", info.display_name]]
-    lines += [[f"# {label}", value] for label, value in record_lines(record, changes)]
-    return lines + [["# exported", when], ["# exported by", operator]]
-
-
 # OWASP "CSV injection": a cell that starts with one of these is run as a formula by Excel,
 # LibreOffice or Sheets. defusedcsv escapes neither tab nor CR and rewrites '|' inside values,
 # so the rule is written here.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_NUMBER = re.compile(r"^[+-]?(\d+[.,]?\d*|[.,]\d+)([eE][+-]?\d+)?$")  # either decimal mark
 
 
 def safe_cell(value):
@@ -100,74 +95,123 @@ def safe_cell(value):
     return value
 
 
-def render_csv(rows: list[list]) -> str:
+@dataclass(frozen=True)
+class CsvStyle:
+    """Separator and decimal mark: ',' and '.' by default; ';' and ',' where the decimal mark is a comma
+    (European Excel splits '12.5' or reads it as a date otherwise)."""
+
+    delimiter: str = ","
+    decimal: str = "."
+
+    @classmethod
+    def for_decimal_point(cls, point: str) -> CsvStyle:
+        return DECIMAL_COMMA if point == "," else COMMA
+
+    @classmethod
+    def named(cls, name: str) -> CsvStyle:
+        """'comma' or 'semicolon' (semicolon separator and decimal comma), as the CLI's --csv-locale takes them."""
+        styles = {"comma": COMMA, "semicolon": DECIMAL_COMMA, "decimal-comma": DECIMAL_COMMA}
+        if name not in styles:
+            raise ValueError(f"--csv-locale must be 'comma' or 'semicolon', not {name!r}")
+        return styles[name]
+
+
+COMMA = CsvStyle()
+DECIMAL_COMMA = CsvStyle(";", ",")
+
+
+def render_csv(rows: list[list], style: CsvStyle = COMMA) -> str:
     """Every CSV the app writes goes through here."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer = csv.writer(buffer, delimiter=style.delimiter, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerows([safe_cell(v) for v in row] for row in rows)
     return buffer.getvalue()
 
 
-def per_image_rows(cells: list[Cell], info: ModelInfo) -> list[list]:
-    keys = info.class_keys
+def _plain(value: float | None, decimal: str) -> str:
+    """A reference limit as written in the intervals file (40, 0.5), with the style's decimal mark."""
+    return "" if value is None else f"{value:g}".replace(".", decimal)
+
+
+def per_image_rows(cells: list[Cell], class_keys: list[str], style: CsvStyle = COMMA) -> list[list]:
+    """The per-cell table: the header row first, one row per image, nothing else."""
+    def num(value: float | None) -> str:
+        return "" if value is None else number(value, 4, style.decimal)
+
     rows = [["file", "ai_class", "ai_confidence", "second_class", "final_class", "changed", "review", "review_reason",
              "confirmed", "unfamiliar", "ood_score", "unreadable", "reviewer", "missing", "file_changed", "x", "y"]
-            + [f"p_{k}" for k in keys]]
+            + [f"p_{k}" for k in class_keys]]
     for c in cells:
-        probs = [f"{p:.4f}" for p in c.probabilities] if c.probabilities else [""] * len(keys)
+        probs = [num(p) for p in c.probabilities] if c.probabilities else [""] * len(class_keys)
         rows.append([
-            c.file, c.ai_class or "", f"{c.confidence:.4f}" if not c.unreadable else "", c.second_class or "",
+            c.file, c.ai_class or "", num(c.confidence) if not c.unreadable else "", c.second_class or "",
             (c.final_class or c.ai_class or "") if not c.needs_review else "", int(c.changed), int(c.review),
-            c.review_reason, int(c.confirmed), int(c.unfamiliar),
-            f"{c.ood_score:.4f}" if c.ood_score is not None else "", c.unreadable, c.reviewer or "",
+            c.review_reason, int(c.confirmed), int(c.unfamiliar), num(c.ood_score), c.unreadable, c.reviewer or "",
             int(c.missing), int(c.file_changed), "" if c.x is None else c.x, "" if c.y is None else c.y, *probs,
         ])
     return rows
 
 
-def summary_rows(cells: list[Cell], info: ModelInfo, diff: Differential | None = None) -> list[list]:
-    tally = counts(cells, info)
-    rows: list[list] = [["section", "class", "label", "ai_count", "final_count", "value", "unit", "reference", "flag"]]
-    diff_rows = {r.key: r for r in diff.rows} if diff else {}
-    for c in info.classes:
-        r = diff_rows.get(c.key)
-        value = "" if r is None or r.percent is None else f"{r.percent:.1f}"
-        unit = "" if r is None or r.percent is None else ("per 100 WBC" if c.group == "nrbc" else "% of WBC")
-        ref = "" if r is None or r.interval is None else f"{r.interval[0]:g}-{r.interval[1]:g}"
-        rows.append(["count", c.key, c.label, tally.ai[c.key], tally.final[c.key], value, unit, ref,
-                     r.flag if r else ""])
-    rows.append(["total", "images", "", tally.total, sum(tally.final.values()), "", "", "", ""])
-    rows.append(["total", "review_pending", "", tally.pending_review, "", "", "", "", ""])
-    rows.append(["total", "unfamiliar_excluded", "", tally.unfamiliar_excluded, "", "", "", "", ""])
-    rows.append(["total", "unreadable", "", tally.unreadable, "", "", "", "", ""])
-    rows.append(["total", "missing_not_counted", "", tally.missing, "", "", "", "", ""])
-    rows += [["left_out", kind, "", n, "", "", "", "", ""] for kind, n in tally.left_out.items()]
-    if diff:
-        rows.append(["differential", "wbc_counted", "", "", diff.wbc, "", "", f"target {diff.target}", ""])
-        rows.append(["differential", "platelets", "", "", diff.platelets, "", "counted apart", "", ""])
-        nrbc = "" if diff.nrbc_per_100_wbc is None else f"{diff.nrbc_per_100_wbc:.1f}"
-        rows.append(["differential", "nrbc_per_100_wbc", "", "", "", nrbc, "per 100 WBC", "", ""])
-        for w in diff.warnings:
-            rows.append(["warning", "", w, "", "", "", "", "", ""])
-    if info.task == "idc-patch":
-        slide = idc_summary(cells, info)
-        value = "" if slide.fraction is None else f"{100 * slide.fraction:.1f}"
-        rows.append(["slide", "idc_fraction", "IDC patches / classified patches", "", slide.idc, value, "%", "", ""])
+SUMMARY_COLUMNS = ["section", "item", "label", "ai_count", "final_count", "value", "unit", "ref_low", "ref_high", "flag",
+                   "code", "code_system"]
+
+
+def _result_cells(r: Result | None, style: CsvStyle) -> list:
+    if r is None:
+        return ["", "", "", "", "", "", ""]
+    low, high = r.interval if r.interval else (None, None)
+    return [r.text(style.decimal), r.unit.text, _plain(low, style.decimal), _plain(high, style.decimal), r.flag,
+            r.code.code if r.code else "", r.code.system if r.code else ""]
+
+
+def summary_rows(report: AssayReport, style: CsvStyle = COMMA) -> list[list]:
+    """The summary file: identity, counts with the reported values, totals, results, warnings; one table."""
+    blank = [""] * 7
+    rows: list[list] = [list(SUMMARY_COLUMNS)]
+    rows += [["identity", name, label, "", "", value, *blank[1:]] for name, label, value in report.identity()]
+    rows.append(["identity", "reference_source", "Reference intervals", "", "", report.reference_source, *blank[1:]])
+    for c in report.classes:
+        rows.append(["count", c.key, c.label, c.ai, c.final, *_result_cells(c.result, style)])
+    t = report.tally
+    totals = [("images", t.total, sum(t.final.values())), ("review_pending", t.pending_review, ""),
+              ("unfamiliar_excluded", t.unfamiliar_excluded, ""), ("unreadable", t.unreadable, ""),
+              ("missing_not_counted", t.missing, "")]
+    rows += [["total", item, "", ai, final, *blank] for item, ai, final in totals]
+    rows += [["left_out", kind, "", n, "", *blank] for kind, n in t.left_out.items()]
+    if report.target is not None:
+        rows.append(["target", "wbc_target", "White cells to count", "", "", report.target, "cells", *blank[2:]])
+    class_keys = {c.key for c in report.classes}
+    for r in report.results:
+        if r.key not in class_keys:
+            rows.append(["result", r.key, r.label, "", r.count if r.count is not None else "", *_result_cells(r, style)])
+    rows += [["warning", "", w, "", "", *blank] for w in report.warnings]
     return rows
 
 
-def export_csv(cells: list[Cell], info: ModelInfo, per_image: Path | None, summary: Path | None, *,
-               record: SessionRecord, operator: str, when: str, changes: FolderChanges | None = None,
-               target: int = 100) -> None:
+def export_csv(report: AssayReport, cells: list[Cell], per_image: Path | None, summary: Path | None,
+               style: CsvStyle = COMMA) -> None:
+    """The per-cell table (plus a JSON sidecar with who and what it belongs to) and the summary file."""
     if per_image and summary and _same_file(Path(per_image), Path(summary)):
         raise ExportError(f"The per-image and the summary CSV would both be {readable(str(per_image))}: "
                           "give them different names.")
-    head = _header(info, record, changes, operator, when)
     if per_image:
-        write_atomically(per_image, render_csv(head + [[]] + per_image_rows(cells, info)))
+        per_image = Path(per_image)
+        write_atomically(per_image, render_csv(per_image_rows(cells, [c.key for c in report.classes], style), style))
+        write_atomically(sidecar_path(per_image), json.dumps(sidecar(report, style), indent=2, ensure_ascii=False) + "\n",
+                         encoding="utf-8")
     if summary:
-        diff = differential(cells, info, target=target) if info.task == "blood-differential" else None
-        write_atomically(summary, render_csv(head + [[]] + summary_rows(cells, info, diff)))
+        write_atomically(summary, render_csv(summary_rows(report, style), style))
+
+
+def sidecar_path(per_image: Path) -> Path:
+    return Path(per_image).with_suffix(".json")
+
+
+def sidecar(report: AssayReport, style: CsvStyle) -> dict:
+    """What the per-cell table's rows belong to, for scripts: identity, status and how to read the file."""
+    return {"slidetally_export": "per-cell", "identity": {name: value for name, _label, value in report.identity()},
+            "status": report.status, "delimiter": style.delimiter, "decimal": style.decimal,
+            "class_keys": [c.key for c in report.classes]}
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -104,7 +104,8 @@ class Differential:
     warnings: list[str] = field(default_factory=list)
 
 
-def _flag(value: float | None, interval: tuple[float, float] | None) -> str:
+def flag_of(value: float | None, interval: tuple[float, float] | None) -> str:
+    """'H' above, 'L' below the reference interval, '' inside it or without one."""
     if value is None or interval is None:
         return ""
     if value > interval[1] + 1e-9:
@@ -144,11 +145,19 @@ def differential(cells: list[Cell], info: ModelInfo, reference: ReferenceInterva
         n = tally.final[c.key]
         value = values[c.key]
         interval = reference.intervals.get(c.key)
-        rows.append(DifferentialRow(c.key, c.label, n, value, interval, _flag(value, interval)))
+        rows.append(DifferentialRow(c.key, c.label, n, value, interval, flag_of(value, interval)))
     nrbc_per_100 = 100.0 * nrbc / wbc if wbc else None
     warnings = []
     if wbc < target:
         warnings.append(f"Only {wbc} white cells counted; the target is {target}. Percentages are imprecise.")
+    warnings += count_warnings(tally)
+    return Differential(rows, wbc, platelets, nrbc_per_100, target, tally.pending_review, tally.unfamiliar_excluded,
+                        warnings)
+
+
+def count_warnings(tally: Counts) -> list[str]:
+    """What every assay's report warns about: cells waiting for review, unreadable and missing files."""
+    warnings = []
     if tally.pending_review:
         warnings.append(f"{tally.pending_review} cell(s) in Review are not counted until confirmed"
                         + (f" ({tally.unfamiliar_excluded} flagged Unfamiliar)." if tally.unfamiliar_excluded else "."))
@@ -156,8 +165,7 @@ def differential(cells: list[Cell], info: ModelInfo, reference: ReferenceInterva
         warnings.append(f"{tally.unreadable} file(s) could not be read: {left_out_line(tally)}.")
     if tally.missing:
         warnings.append(f"{tally.missing} file(s) are no longer in the folder and are not counted.")
-    return Differential(rows, wbc, platelets, nrbc_per_100, target, tally.pending_review, tally.unfamiliar_excluded,
-                        warnings)
+    return warnings
 
 
 @dataclass

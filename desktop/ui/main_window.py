@@ -249,7 +249,13 @@ class MainWindow(RecordActions, QMainWindow):
         file_menu.addAction(self.open_action)
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addSeparator()
-        file_menu.addActions([self.export_action, self.report_action])
+        export_menu = file_menu.addMenu("E&xport")
+        self.hl7_action = self._action("&HL7 v2 message (ORU^R01)…", self.export_hl7)
+        self.fhir_action = self._action("&FHIR Bundle…", self.export_fhir)
+        export_menu.addActions([self.export_action, self.report_action, self.hl7_action, self.fhir_action])
+        self.lis_folder_action = self._action("&LIS export folder…", self.choose_lis_folder,
+                                              tip="Where the HL7 and FHIR files are written after each sign-off")
+        file_menu.addAction(self.lis_folder_action)
         file_menu.addSeparator()
         file_menu.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
         edit = self.menuBar().addMenu("&Edit")
@@ -650,7 +656,7 @@ class MainWindow(RecordActions, QMainWindow):
     def refresh_summary(self) -> None:
         cells = self.gallery_model.cells
         record = self.session.record() if self.session else None
-        self.summary.show_summary(cells, self.info if self.session else None, record.status_line() if record else "")
+        self.summary.show_report(self.report(cells, record, with_history=False) if record is not None else None)
         tally = self.proxy.counts()
         for row in range(self.bins.count()):
             item = self.bins.item(row)

@@ -8,9 +8,15 @@ import datetime as dt
 import logging
 from pathlib import Path
 
+from PySide6.QtCore import QLocale
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
-from desktop.core.export import ExportError, export_audit_csv, export_csv
+from desktop.core.assay_report import AssayReport, build_report
+from desktop.core.export import CsvStyle, ExportError, export_audit_csv, export_csv
+from desktop.core.lis_codes import DEFAULT_CODES, CodeTableError, load_codes
+from desktop.core.lis_export import write_fhir, write_hl7, write_lis_drop
+from desktop.core.lis_fhir import FhirError
+from desktop.core.lis_hl7 import Hl7Error
 from desktop.core.session import SessionLocked, SignOffRefused
 from desktop.ui.audit_view import AuditDialog
 from desktop.ui.dialogs import IdentityForm
@@ -38,11 +44,9 @@ class RecordActions:
             self.error("Still classifying", "Wait until classification has finished before signing off.")
             return
         if self.info is not None and self.info.task == "blood-differential":
-            from desktop.core.summary import differential
-
-            diff = differential(self.session.cells(), self.info, target=self.summary.target.value())
-            if diff.wbc < diff.target and not self.ask(
-                    "Below the target count", f"Only {diff.wbc} white cells are counted; the target is {diff.target}. "
+            before = self.report(with_history=False)
+            if before.wbc < before.target and not self.ask(
+                    "Below the target count", f"Only {before.wbc} white cells are counted; the target is {before.target}. "
                     "The percentages are imprecise. Sign off anyway?"):
                 return
         record = self.session.record()
@@ -60,7 +64,9 @@ class RecordActions:
             self.error("Cannot sign off yet", str(exc))
             return
         self.undo_stack.clear()  # a signed-off session has nothing to undo
-        self.statusBar().showMessage(f"Signed off by {name}. The session is now read-only.")
+        sent = self.send_to_lis()
+        self.statusBar().showMessage(f"Signed off by {name}. The session is now read-only."
+                                     + (f" Sent to the LIS folder: {sent[0].name}, {sent[1].name}." if sent else ""))
 
     def verify(self) -> None:
         if self.session is None or not self.session.signed:
@@ -129,6 +135,23 @@ class RecordActions:
         self.statusBar().showMessage(f"Audit trail exported: {path.name}.", 6000)
         return True
 
+    def report(self, cells=None, record=None, *, with_history: bool = True) -> AssayReport:
+        """The session's AssayReport: the one source of every figure the panel and the exports show."""
+        return build_report(self.session.cells() if cells is None else cells, self.session.info,
+                            record or self.session.record(), audit=self.session.audit() if with_history else (),
+                            changes=self.session.pending_changes, target=self.summary.target.value(),
+                            codes=self._codes(), generated_at=self._now(), generated_by=self._exporter(),
+                            with_gallery=with_history)
+
+    def _codes(self):
+        """The LIS code table with the lab's overrides; a broken override file is said, not fatal."""
+        try:
+            return load_codes()
+        except CodeTableError as exc:
+            log.warning("%s", exc)
+            self.statusBar().showMessage(f"{exc} Using the built-in codes.", 10000)
+            return dict(DEFAULT_CODES)
+
     def export_csv(self) -> None:
         if self.session is None or self.info is None:
             return
@@ -138,11 +161,11 @@ class RecordActions:
             self.write_csv(path)
 
     def write_csv(self, path: Path) -> tuple[Path, Path] | None:
+        """Per-cell table + JSON sidecar + summary; separator and decimal mark follow the system locale."""
         summary = path.with_name(path.stem.removesuffix("-cells") + "-summary.csv")
+        style = CsvStyle.for_decimal_point(QLocale().decimalPoint())
         try:
-            export_csv(self.session.cells(), self.info, path, summary, record=self.session.record(),
-                       changes=self.session.pending_changes, operator=self._exporter(), when=self._now(),
-                       target=self.summary.target.value())
+            export_csv(self.report(), self.session.cells(), path, summary, style)
         except ExportError as exc:
             self.error("Export failed", str(exc))
             return None
@@ -158,24 +181,65 @@ class RecordActions:
             self.write_pdf(path)
 
     def write_pdf(self, path: Path) -> bool:
-        from desktop.core.summary import idc_summary
-        from desktop.ui.heatmap import call_overlay_image
-        from desktop.ui.report import report_html, write_pdf
+        from desktop.ui import report as pdf
 
-        cells = self.session.cells()
-        heat = None
-        if self.info.task == "idc-patch":
-            slide = idc_summary(cells, self.info)
-            if slide.calls.size:
-                heat = call_overlay_image(slide.calls, self.summary._mosaic)
-        html_text = report_html(cells, self.info, record=self.session.record(), changes=self.session.pending_changes,
-                                operator=self._exporter(), when=self._now(), target=self.summary.target.value(),
-                                heat=heat)
+        assay = self.report()
+        content = pdf.report_document(assay, self.session.folder, pdf.heat_image(assay, self.summary._mosaic))
         try:
-            write_pdf(path, html_text)
+            pdf.write_pdf(path, content)
         except OSError as exc:
             self.error("Report failed", f"The report could not be written: {exc}")
             return False
         self.settings.setValue("export_dir", str(path.parent))
         self.statusBar().showMessage(f"Report written: {path}", 6000)
         return True
+
+    # --- the laboratory information system ------------------------------------------------------
+    def export_hl7(self) -> None:
+        if self.session is not None:
+            path = self._ask_save_path("Export HL7 v2 message (ORU^R01)", ".hl7", "HL7 messages (*.hl7)")
+            if path:
+                self._write_lis(lambda: write_hl7(self.report(), path), path)
+
+    def export_fhir(self) -> None:
+        if self.session is not None:
+            path = self._ask_save_path("Export FHIR Bundle", ".fhir.json", "FHIR JSON (*.json)")
+            if path:
+                self._write_lis(lambda: write_fhir(self.report(), path), path)
+
+    def _write_lis(self, write, path: Path) -> bool:
+        try:
+            write()
+        except (ExportError, Hl7Error, FhirError) as exc:
+            self.error("Export failed", str(exc))
+            return False
+        self.settings.setValue("export_dir", str(path.parent))
+        self.statusBar().showMessage(f"Written: {path.name}", 6000)
+        return True
+
+    def lis_folder(self) -> Path | None:
+        folder = str(self.settings.value("lis_folder", "") or "")
+        return Path(folder) if folder else None
+
+    def choose_lis_folder(self) -> None:
+        """The LIS drop folder: after each sign-off the HL7 and FHIR files are written there."""
+        current = self.lis_folder()
+        folder = QFileDialog.getExistingDirectory(self, "LIS export folder (HL7 and FHIR after sign-off)",
+                                                  str(current or Path.home()))
+        if folder:
+            self.settings.setValue("lis_folder", folder)
+            self.statusBar().showMessage(f"After sign-off, HL7 and FHIR files go to {folder}.", 6000)
+
+    def send_to_lis(self) -> tuple[Path, Path] | None:
+        """After sign-off: the report into the LIS drop folder, when one is set."""
+        folder = self.lis_folder()
+        if folder is None or self.session is None:
+            return None
+        try:
+            written = write_lis_drop(self.report(), folder)
+        except (ExportError, Hl7Error, FhirError) as exc:
+            self.error("Not sent to the LIS", f"{exc} The session is signed off; send it again with "
+                       "File → Export → HL7 / FHIR.")
+            return None
+        log.info("sent to the LIS folder: %s", ", ".join(p.name for p in written))
+        return written

@@ -1,74 +1,126 @@
-"""The printable PDF report (Qt's own QTextDocument + QPdfWriter, no extra dependency)."""
+"""The printable PDF report, laid out from an AssayReport with Qt's own QTextDocument + QPdfWriter:
+identity, results, warnings, signature lines, a cell gallery per class (or the IDC heat map), and
+on every page 'page x of y' and, until sign-off, a PRELIMINARY mark."""
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QSizeF
-from PySide6.QtGui import QFont, QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
+import numpy as np
+from PySide6.QtCore import QMarginsF, QRectF, QSizeF, Qt, QUrl
+from PySide6.QtGui import QColor, QFont, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter, QTextDocument
 
-from desktop.core.model import ModelInfo
-from desktop.core.record import FolderChanges, SessionRecord, record_lines
-from desktop.core.store import Cell
-from desktop.core.summary import counts, differential, idc_summary
+from desktop.core.assay_report import AssayReport
 
-
-def _image_tag(image: QImage, width: int = 420) -> str:
-    data = QByteArray()
-    buffer = QBuffer(data)
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, "PNG")
-    return f"<img width={width} src='data:image/png;base64,{bytes(data.toBase64()).decode()}'>"
+THUMB_PX = 72  # gallery thumbnails, in the document's pixels
+THUMBS_PER_ROW = 8
+DATA_NOTE = "For research and laboratory review; not a diagnosis. The model pre-classifies; every final call is the technician's."
 
 
-def report_html(cells: list[Cell], info: ModelInfo, *, record: SessionRecord, changes: FolderChanges | None,
-                operator: str, when: str, target: int, heat: QImage | None = None) -> str:
-    tally = counts(cells, info)
-    m = info.metrics
+@dataclass
+class PdfDocument:
+    """What is printed: the HTML body, the images it names (by URL), the footer and whether to mark it PRELIMINARY."""
+
+    html: str
+    images: dict[str, QImage] = field(default_factory=dict)
+    footer: str = ""
+    preliminary: bool = False
+
+
+def _signature(role: str, name: str, at: str) -> str:
+    filled = f"{html.escape(name)} — {html.escape(at)}" if name else "&nbsp;"
+    return (f"<td width='50%' style='padding-right:24px'><p style='margin-top:26px'>{filled}</p>"
+            f"<hr><p style='font-size:8pt'>{role}: name, date, signature</p></td>")
+
+
+def report_document(report: AssayReport, folder: Path | None = None, heat: QImage | None = None) -> PdfDocument:
+    """The PDF's content from the report; thumbnails are read from `folder` (the session's source folder)."""
     e = html.escape
-    identity = "<br>".join(f"<b>{e(label)}:</b> {e(value)}" for label, value in record_lines(record, changes) if value)
-    title = "SlideTally report" if record.signed else "SlideTally report — PRELIMINARY (not signed off)"
+    r, m = report.record, report.model
+    images: dict[str, QImage] = {}
+    title = "SlideTally report" if report.final else "SlideTally report — PRELIMINARY (not signed off)"
+    skip = {"exported_at", "exported_by", "report_status"}
+    identity = "".join(f"<tr><td><b>{e(label)}</b></td><td>{e(value)}</td></tr>"
+                       for name, label, value in report.identity() if value and name not in skip)
+    accuracy = "n/a" if m.accuracy is None else f"{m.accuracy:.2%}"
+    macro = "n/a" if m.macro_f1 is None else f"{m.macro_f1:.3f}"
+    t = report.tally
     parts = [
         f"<h2>{e(title)}</h2>",
-        f"<p>{identity}<br><b>Printed:</b> {e(when)} by {e(operator)}</p>",
-        f"<p><b>Model:</b> {e(info.display_name)} — {e(info.key)} version {e(info.version)}; test accuracy "
-        f"{m.get('accuracy', float('nan')):.2%}, macro-F1 {m.get('macro_f1', float('nan')):.3f} on {m.get('n', '?')} "
-        "held-out images. The model pre-classifies; every final call is the technician's.</p>",
-        f"<p>{tally.total} images; {tally.pending_review} awaiting review; {tally.unreadable} unreadable; "
-        f"{tally.unfamiliar_excluded} unfamiliar excluded.</p>",
+        f"<table cellspacing=0 cellpadding=2>{identity}<tr><td><b>Printed</b></td>"
+        f"<td>{e(report.generated_at)} by {e(report.generated_by)}</td></tr></table>",
+        f"<p><b>Model:</b> {e(m.display_name)} — {e(m.key)} version {e(m.version)}; test accuracy {accuracy}, "
+        f"macro-F1 {macro} on {m.n_test} held-out images.</p>",
+        f"<p>{t.total} images; {t.pending_review} awaiting review; {t.unreadable} unreadable; "
+        f"{t.unfamiliar_excluded} unfamiliar excluded.</p>",
     ]
-    if info.task == "blood-differential":
-        diff = differential(cells, info, target=target)
-        parts.append(f"<p><b>WBC counted:</b> {diff.wbc} (target {diff.target}); <b>platelets</b> (counted apart): "
-                     f"{diff.platelets}; <b>NRBC</b>: "
-                     + ("n/a" if diff.nrbc_per_100_wbc is None else f"{diff.nrbc_per_100_wbc:.1f} per 100 WBC") + "</p>")
+    if report.blood:
+        nrbc = next((c.result for c in report.differential if c.result.unit.symbol == "/100 WBC"), None)
+        parts.append(f"<p><b>WBC counted:</b> {report.wbc} (target {report.target}); <b>platelets</b> (counted apart): "
+                     f"{report.platelets}" + (f"; <b>NRBC</b>: {nrbc.text() or 'n/a'} {nrbc.unit.symbol}" if nrbc else "")
+                     + "</p>")
         rows = "".join(
-            f"<tr><td>{e(r.label)}</td><td align=right>{tally.ai[r.key]}</td><td align=right>{r.count}</td>"
-            f"<td align=right>{'' if r.percent is None else f'{r.percent:.1f}'}</td>"
-            f"<td>{'' if r.interval is None else f'{r.interval[0]:g}–{r.interval[1]:g}'}</td><td><b>{r.flag}</b></td></tr>"
-            for r in diff.rows)
+            f"<tr><td>{e(c.label)}</td><td align=right>{c.ai}</td><td align=right>{c.final}</td>"
+            f"<td align=right>{c.result.text() if c.result else ''}</td><td>{e(c.result.unit.symbol) if c.result else ''}</td>"
+            f"<td>{'' if not c.result or c.result.interval is None else f'{c.result.interval[0]:g}–{c.result.interval[1]:g}'}"
+            f"</td><td><b>{c.result.flag if c.result else ''}</b></td>"
+            f"<td style='font-size:8pt'>{e(c.result.code.code) if c.result and c.result.code else ''}</td></tr>"
+            for c in report.classes)
         parts.append("<table border=1 cellspacing=0 cellpadding=4><tr><th>Class</th><th>AI count</th><th>Final count</th>"
-                     f"<th>% of WBC (NRBC /100 WBC)</th><th>Reference</th><th>Flag</th></tr>{rows}</table>")
-        parts += [f"<p>⚠ {e(w)}</p>" for w in diff.warnings]
+                     f"<th>Value</th><th>Unit</th><th>Reference</th><th>Flag</th><th>Code</th></tr>{rows}</table>")
     else:
-        slide = idc_summary(cells, info)
-        fraction = "n/a" if slide.fraction is None else f"{100 * slide.fraction:.1f}%"
-        parts.append(f"<p><b>IDC fraction:</b> {fraction} ({slide.idc} of {slide.patches} patches)</p>")
-        rows = "".join(f"<tr><td>{e(c.label)}</td><td align=right>{tally.ai[c.key]}</td>"
-                       f"<td align=right>{tally.final[c.key]}</td></tr>" for c in info.classes)
+        fraction = report.result("idc_fraction")
+        slide = report.slide
+        shown = "n/a" if fraction is None or fraction.value is None else f"{fraction.text()}{fraction.unit.symbol}"
+        parts.append(f"<p><b>IDC fraction:</b> {shown}" + (f" ({slide.idc} of {slide.patches} patches)" if slide else "")
+                     + "</p>")
+        rows = "".join(f"<tr><td>{e(c.label)}</td><td align=right>{c.ai}</td><td align=right>{c.final}</td></tr>"
+                       for c in report.classes)
         parts.append("<table border=1 cellspacing=0 cellpadding=4><tr><th>Class</th><th>AI</th><th>Final</th></tr>"
                      f"{rows}</table>")
         if heat is not None:
+            images["slidetally://heat"] = heat
             parts.append("<p>Slide map of the final calls (vermilion: IDC; blue: no IDC; yellow: awaiting review):</p>"
-                         + _image_tag(heat))
-    parts.append("<p style='font-size:8pt'>Reference intervals: see resources/reference_intervals.json; each laboratory "
-                 "must use its own validated intervals. For research and laboratory review; not a diagnosis.</p>")
+                         "<img width=420 src='slidetally://heat'>")
+    parts += [f"<p>⚠ {e(w)}</p>" for w in report.warnings]
+    parts.append(f"<p style='font-size:8pt'><b>Reference:</b> {e(report.reference_source)} {e(DATA_NOTE)}</p>")
+    parts.append("<table width='100%' style='margin-top:12px'><tr>"
+                 + _signature("Signed off", r.signed_by if r.signed else "", r.signed_at if r.signed else "")
+                 + _signature("Verified", r.verified_by, r.verified_at) + "</tr></table>")
+    parts.append(_gallery_html(report, folder, images))
+    footer = (f"{r.specimen_id or '(no specimen ID)'} · {m.key} v{m.version} · SlideTally {report.app_version} · "
+              f"{report.status}")
+    return PdfDocument("".join(parts), images, footer, preliminary=not report.final)
+
+
+def _gallery_html(report: AssayReport, folder: Path | None, images: dict[str, QImage]) -> str:
+    """A page of thumbnails per class: the final calls, most confident first."""
+    if folder is None or not any(g.files for g in report.gallery):
+        return ""
+    from desktop.ui.gallery import thumbnail
+
+    parts = ["<h3 style='page-break-before: always'>Cell gallery: final calls per class</h3>"]
+    for g in report.gallery:
+        if not g.files:
+            continue
+        shown = f"; the {len(g.files)} most confident shown" if len(g.files) < g.count else ""
+        parts.append(f"<p><b>{html.escape(g.label)}</b> — {g.count} final call(s){shown}</p><table cellspacing=2><tr>")
+        for i, file in enumerate(g.files):
+            url = f"slidetally://thumb/{g.key}/{i}"
+            images[url] = thumbnail(folder, file, THUMB_PX)
+            if i and i % THUMBS_PER_ROW == 0:
+                parts.append("</tr><tr>")
+            parts.append(f"<td><img width={THUMB_PX} height={THUMB_PX} src='{url}'></td>")
+        parts.append("</tr></table>")
     return "".join(parts)
 
 
-def write_pdf(path: Path, html_text: str) -> None:
-    """Render to a temp file, then rename: no half-written report is ever left behind."""
+def write_pdf(path: Path, content: PdfDocument | str) -> None:
+    """Render page by page (footer 'page x of y', PRELIMINARY mark) to a temp file, then rename:
+    no half-written report is ever left behind."""
+    doc = content if isinstance(content, PdfDocument) else PdfDocument(content)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     writer = QPdfWriter(str(tmp))
@@ -76,19 +128,51 @@ def write_pdf(path: Path, html_text: str) -> None:
     writer.setPageMargins(QMarginsF(15, 15, 15, 15), QPageLayout.Unit.Millimeter)
     writer.setResolution(150)
     document = QTextDocument()
-    # lay out in the printer's resolution, so point sizes come out as points on paper
-    document.documentLayout().setPaintDevice(writer)
+    document.documentLayout().setPaintDevice(writer)  # point sizes come out as points on paper
     document.setDefaultFont(QFont("DejaVu Sans", 10))
-    document.setHtml(html_text)
-    document.setPageSize(QSizeF(writer.width(), writer.height()))
-    document.print_(writer)
+    for url, image in doc.images.items():
+        document.addResource(QTextDocument.ResourceType.ImageResource, QUrl(url), image)
+    document.setHtml(doc.html)
+    width, height = writer.width(), writer.height()
+    footer_h = int(writer.resolution() * 0.35)
+    body = QSizeF(width, height - footer_h)
+    document.setPageSize(body)
+    pages = document.pageCount()
+    painter = QPainter(writer)
+    try:
+        for page in range(pages):
+            if page:
+                writer.newPage()
+            if doc.preliminary:
+                _preliminary_mark(painter, width, height)
+            painter.save()
+            painter.translate(0, -page * body.height())
+            document.drawContents(painter, QRectF(0, page * body.height(), body.width(), body.height()))
+            painter.restore()
+            painter.setFont(QFont("DejaVu Sans", 8))
+            painter.setPen(QColor("#444"))
+            band = QRectF(0, height - footer_h, width, footer_h)
+            painter.drawText(band, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom, doc.footer)
+            painter.drawText(band, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom, f"page {page + 1} of {pages}")
+    finally:
+        painter.end()
     del writer
     if not tmp.exists() or tmp.stat().st_size == 0:
         raise OSError(f"could not write {path}")
     tmp.replace(path)
 
 
-def write_pdf_headless(path: Path, html_text: str) -> None:
+def _preliminary_mark(painter: QPainter, width: int, height: int) -> None:
+    painter.save()
+    painter.setPen(QColor(220, 38, 38, 60))
+    painter.setFont(QFont("DejaVu Sans", 64, QFont.Weight.Bold))
+    painter.translate(width / 2, height / 2)
+    painter.rotate(-45)
+    painter.drawText(QRectF(-width, -height / 8, 2 * width, height / 4), Qt.AlignmentFlag.AlignCenter, "PRELIMINARY")
+    painter.restore()
+
+
+def write_pdf_headless(path: Path, content: PdfDocument | str) -> None:
     """The same PDF from a process without a window (the CLI): Qt's offscreen platform."""
     import os
 
@@ -96,4 +180,13 @@ def write_pdf_headless(path: Path, html_text: str) -> None:
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     _app = QGuiApplication.instance() or QGuiApplication([])
-    write_pdf(path, html_text)
+    write_pdf(path, content)
+
+
+def heat_image(report: AssayReport, mosaic: np.ndarray | None = None) -> QImage | None:
+    """The IDC slide map of the report's final calls, or None (blood, nothing classified)."""
+    if report.slide is None or not report.slide.calls.size:
+        return None
+    from desktop.ui.heatmap import call_overlay_image
+
+    return call_overlay_image(report.slide.calls, mosaic)

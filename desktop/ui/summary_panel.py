@@ -9,9 +9,7 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
 
-from desktop.core.model import ModelInfo
-from desktop.core.store import Cell
-from desktop.core.summary import ReferenceIntervals, counts, differential, idc_summary
+from desktop.core.assay_report import AssayReport
 from desktop.ui.heatmap import SlideMap
 
 
@@ -48,7 +46,6 @@ class SummaryPanel(QWidget):
 
     def __init__(self):
         super().__init__()
-        self.reference = ReferenceIntervals.load()
         layout = QVBoxLayout(self)
         form = QFormLayout()
         self.target = QSpinBox()
@@ -82,56 +79,56 @@ class SummaryPanel(QWidget):
     def set_mosaic(self, mosaic: np.ndarray | None) -> None:
         self._mosaic = mosaic
 
-    def show_summary(self, cells: list[Cell], info: ModelInfo | None, status: str = "") -> None:
-        if info is None:
+    def show_report(self, report: AssayReport | None) -> None:
+        """Lay out the session's report; every figure is the report's own."""
+        if report is None:
             self.text.setHtml("<p>Open a folder of images (Ctrl+O) or drop it on the window.</p>")
             self.chart.set_rows([])
             return
-        blood = info.task == "blood-differential"
+        blood = report.blood
         self.target.setVisible(blood)
         self.target_row.setVisible(blood)
-        tally = counts(cells, info)  # once per refresh: every figure below reads it
+        tally = report.tally
         self.review_bar.setMaximum(max(tally.review_total, 1))
         self.review_bar.setValue(tally.confirmed_review if tally.review_total else 1)
         self.review_bar.setFormat("Review: %v of %m confirmed" if tally.review_total else "Nothing to review")
-        self.chart.set_rows([(c.label, tally.final[c.key]) for c in info.classes])
-        parts = [f"<h3>{html.escape(info.display_name)}</h3>"]
-        if status:
-            colour = "#166534" if status.startswith("Signed off") else "#b45309"
-            parts.append(f"<p style='color:{colour}'><b>{html.escape(status)}</b></p>")
-        parts.append(f"<p>{tally.total} images · {tally.pending_review} awaiting review · {tally.unreadable} unreadable</p>")
+        self.chart.set_rows([(c.label, c.final) for c in report.classes])
+        status = report.record.status_line()
+        colour = "#166534" if report.final else "#b45309"
+        parts = [f"<h3>{html.escape(report.model.display_name)}</h3>",
+                 f"<p style='color:{colour}'><b>{html.escape(status)}</b></p>",
+                 f"<p>{tally.total} images · {tally.pending_review} awaiting review · {tally.unreadable} unreadable</p>"]
         if blood:
-            parts.append(self._differential_html(cells, info, tally))
+            parts.append(self._differential_html(report))
             self.heat.setVisible(False)
         else:
-            parts.append(self._idc_html(cells, info, tally))
+            parts.append(self._slide_html(report))
+        parts += [f"<p style='color:#b45309'>⚠ {html.escape(w)}</p>" for w in report.warnings]
         self.text.setHtml("".join(parts))
 
-    def _differential_html(self, cells, info, tally) -> str:
-        diff = differential(cells, info, self.reference, self.target.value(), tally)
+    def _differential_html(self, report: AssayReport) -> str:
         rows = ["<table cellspacing=0 cellpadding=3 width='100%'>",
                 "<tr><th align=left>Class</th><th align=right>AI</th><th align=right>Final</th>"
                 "<th align=right>Value</th><th align=left>Ref.</th><th></th></tr>"]
-        ai = tally.ai
-        for r in diff.rows:
-            value = "" if r.percent is None else (f"{r.percent:.1f}/100 WBC" if r.key == "erythroblast" else f"{r.percent:.1f}%")
-            ref = "" if r.interval is None else f"{r.interval[0]:g}–{r.interval[1]:g}"
-            flag = f"<b style='color:#b00020'>{r.flag}</b>" if r.flag else ""
-            rows.append(f"<tr><td>{html.escape(r.label)}</td><td align=right>{ai[r.key]}</td><td align=right>{r.count}</td>"
+        for c in report.classes:
+            r = c.result
+            value = "" if r is None or r.value is None else f"{r.text()} {r.unit.symbol}"
+            ref = "" if r is None or r.interval is None else f"{r.interval[0]:g}–{r.interval[1]:g}"
+            flag = f"<b style='color:#b00020'>{r.flag}</b>" if r is not None and r.flag else ""
+            rows.append(f"<tr><td>{html.escape(c.label)}</td><td align=right>{c.ai}</td><td align=right>{c.final}</td>"
                         f"<td align=right>{value}</td><td>{ref}</td><td>{flag}</td></tr>")
         rows.append("</table>")
-        colour = "#b45309" if diff.wbc < diff.target else "#166534"
-        head = (f"<p><b style='color:{colour}'>WBC counted: {diff.wbc} / {diff.target}</b> · platelets (apart): "
-                f"{diff.platelets}</p>")
-        warnings = "".join(f"<p style='color:#b45309'>⚠ {html.escape(w)}</p>" for w in diff.warnings)
-        return head + "".join(rows) + warnings
+        colour = "#b45309" if (report.wbc or 0) < (report.target or 0) else "#166534"
+        head = (f"<p><b style='color:{colour}'>WBC counted: {report.wbc} / {report.target}</b> · platelets (apart): "
+                f"{report.platelets}</p>")
+        return head + "".join(rows)
 
-    def _idc_html(self, cells, info, tally) -> str:
-        slide = idc_summary(cells, info, tally=tally)
-        if slide.fraction is None:
+    def _slide_html(self, report: AssayReport) -> str:
+        slide, fraction = report.slide, report.result("idc_fraction")
+        if slide is None or fraction is None or fraction.value is None:
             self.heat.setVisible(False)
             return "<p>No patches classified yet.</p>"
-        text = (f"<p style='font-size:15pt'><b>IDC fraction: {100 * slide.fraction:.1f}%</b></p>"
+        text = (f"<p style='font-size:15pt'><b>IDC fraction: {fraction.text()}{fraction.unit.symbol}</b></p>"
                 f"<p>{slide.idc} of {slide.patches} classified patches called IDC"
                 + (f"; {slide.pending_review} awaiting review" if slide.pending_review else "") + ".</p>")
         if slide.calls.size:

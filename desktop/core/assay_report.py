@@ -1,0 +1,277 @@
+"""One AssayReport per session: every number and word an outlet shows (GUI panel, CLI, summary
+CSV, PDF, HL7 v2, FHIR) is decided here, once. Outlets only lay it out; none recomputes a number.
+
+Values are rounded here to the precision they are reported at, and flags are taken on the
+rounded value, so a reader never sees "80.0 H"."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from desktop import __version__
+from desktop.core.lis_codes import ResultCode, code_for, load_codes
+from desktop.core.model import ModelInfo
+from desktop.core.record import FolderChanges, SessionRecord
+from desktop.core.store import AuditEntry, Cell
+from desktop.core.summary import (
+    DEFAULT_TARGET_WBC,
+    Counts,
+    ReferenceIntervals,
+    SlideSummary,
+    class_percentages,
+    count_warnings,
+    counts,
+    differential,
+    flag_of,
+    idc_summary,
+)
+
+BLOOD, IDC = "blood-differential", "idc-patch"
+DECIMALS = 1  # every percentage and ratio is reported to one decimal
+GALLERY_PER_CLASS = 24  # thumbnails per class on the PDF's gallery page
+IDC_REFERENCE_NOTE = ("No reference interval applies: the IDC fraction is the share of this slide's classified "
+                      "patches called IDC by the final calls; it is not a clinical grade.")
+
+
+@dataclass(frozen=True)
+class Unit:
+    symbol: str  # as printed beside a number: "%", "/100 WBC"
+    ucum: str  # as sent to the LIS
+    text: str  # in words, for headings: "% of WBC"
+
+
+PERCENT_OF_WBC = Unit("%", "%", "% of WBC")
+PER_100_WBC = Unit("/100 WBC", "/100{WBCs}", "per 100 WBC")
+PERCENT_OF_IMAGES = Unit("%", "%", "% of classified images")
+PERCENT_OF_PATCHES = Unit("%", "%", "% of classified patches")
+CELLS = Unit("cells", "{cells}", "cells counted")
+
+
+def unit_of(group: str, blood: bool) -> Unit | None:
+    """The one rule for a class's unit, from its group: WBC classes % of WBC, NRBC per 100 WBC,
+    platelets none (counted apart); in other assays % of the classified images."""
+    if not blood:
+        return PERCENT_OF_IMAGES
+    return {"wbc": PERCENT_OF_WBC, "nrbc": PER_100_WBC}.get(group)
+
+
+def number(value: float | int | None, decimals: int = DECIMALS, decimal: str = ".") -> str:
+    """A reported number as text ('' when there is none); `decimal` is ',' for a decimal-comma locale."""
+    if value is None:
+        return ""
+    text = f"{value:.{decimals}f}" if decimals else str(int(round(value)))
+    return text.replace(".", decimal) if decimal != "." else text
+
+
+@dataclass(frozen=True)
+class Result:
+    """One reported quantity: a class's share, NRBC per 100 WBC, the WBC count, the IDC fraction."""
+
+    key: str
+    label: str
+    value: float | None  # already rounded to `decimals`
+    unit: Unit
+    decimals: int = DECIMALS
+    interval: tuple[float, float] | None = None
+    flag: str = ""  # "H", "L" or ""
+    count: int | None = None  # the final count behind the value
+    code: ResultCode | None = None
+
+    def text(self, decimal: str = ".") -> str:
+        return number(self.value, self.decimals, decimal)
+
+
+@dataclass(frozen=True)
+class ClassLine:
+    key: str
+    label: str
+    group: str
+    ai: int
+    final: int
+    result: Result | None  # its reported value, when the assay reports one for this class
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    key: str
+    display_name: str
+    version: str
+    sha256: str
+    task: str
+    accuracy: float | None
+    macro_f1: float | None
+    n_test: int | str
+
+
+@dataclass(frozen=True)
+class Reopen:
+    at: str
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GalleryClass:
+    """A class's final calls shown as thumbnails: the most confident first, at most GALLERY_PER_CLASS."""
+
+    key: str
+    label: str
+    count: int
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AssayReport:
+    record: SessionRecord
+    model: ModelIdentity
+    app_version: str
+    classes: tuple[ClassLine, ...]
+    tally: Counts
+    results: tuple[Result, ...]  # what goes to the LIS, in order
+    warnings: tuple[str, ...]
+    reference_source: str  # where the reference intervals come from, or why none apply
+    generated_at: str
+    generated_by: str
+    changes: FolderChanges | None = None
+    reopens: tuple[Reopen, ...] = ()
+    target: int | None = None  # WBC to count (blood)
+    wbc: int | None = None
+    platelets: int | None = None
+    slide: SlideSummary | None = field(default=None, compare=False)  # IDC fraction and heat map grids
+    panel: ResultCode | None = None
+    gallery: tuple[GalleryClass, ...] = ()
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+    @property
+    def blood(self) -> bool:
+        return self.model.task == BLOOD
+
+    @property
+    def status(self) -> str:
+        """'final' once signed off, else 'preliminary'."""
+        return self.record.status
+
+    @property
+    def final(self) -> bool:
+        return self.record.signed
+
+    @property
+    def specimen_id(self) -> str:
+        return self.record.specimen_id
+
+    def result(self, key: str) -> Result | None:
+        return next((r for r in self.results if r.key == key), None)
+
+    @property
+    def differential(self) -> tuple[ClassLine, ...]:
+        """The classes with a reported value, in the model's order."""
+        return tuple(c for c in self.classes if c.result is not None)
+
+    def identity(self) -> list[tuple[str, str, str]]:
+        """(name, label, value) of who and what the report belongs to: the head of every outlet."""
+        r, m = self.record, self.model
+        rows = [
+            ("specimen_id", "Specimen ID", r.specimen_id or "(not entered)"),
+            ("patient_id", "Patient ID", r.patient_id),
+            ("folder", "Folder", r.folder),
+            ("assay", "Assay", m.display_name),
+            ("model", "Model", f"{m.key} v{m.version}"),
+            ("model_sha256", "Model SHA-256", m.sha256),
+            ("app_version", "SlideTally version", self.app_version),
+            ("status", "Status", r.status_line()),
+            ("report_status", "Report status", self.status),
+            ("signed_by", "Signed off by", r.signed_by if r.signed else ""),
+            ("signed_at", "Signed off at", r.signed_at if r.signed else ""),
+            ("verified_by", "Verified by", r.verified_by),
+            ("verified_at", "Verified at", r.verified_at),
+        ]
+        rows += [("reopened", "Reopened", f"{o.at} by {o.by}: {o.reason}") for o in self.reopens]
+        if self.changes is not None and self.changes.any:
+            rows.append(("folder_changes", "Folder changed since sign-off" if r.signed
+                         else "Folder changes not yet classified", self.changes.summary()))
+        rows += [("exported_at", "Exported", self.generated_at), ("exported_by", "Exported by", self.generated_by)]
+        return rows
+
+
+def _model_identity(info: ModelInfo) -> ModelIdentity:
+    m = info.metrics
+    return ModelIdentity(info.key, info.display_name, info.version, info.sha256, info.task, m.get("accuracy"),
+                         m.get("macro_f1"), m.get("n", "?"))
+
+
+def _reopens(audit: Iterable[AuditEntry]) -> tuple[Reopen, ...]:
+    return tuple(Reopen(e.at, e.operator, e.reason or "") for e in audit if e.action == "reopen")
+
+
+def _gallery(cells: list[Cell], info: ModelInfo) -> tuple[GalleryClass, ...]:
+    by_class: dict[str, list[Cell]] = {k: [] for k in info.class_keys}
+    for c in cells:
+        if c.counted and (c.final_class or c.ai_class) in by_class:
+            by_class[c.final_class or c.ai_class].append(c)
+    return tuple(GalleryClass(k.key, k.label, len(by_class[k.key]),
+                              tuple(c.file for c in sorted(by_class[k.key], key=lambda c: -c.confidence)[:GALLERY_PER_CLASS]))
+                 for k in info.classes)
+
+
+def build_report(cells: list[Cell], info: ModelInfo, record: SessionRecord, *, audit: Iterable[AuditEntry] = (),
+                 changes: FolderChanges | None = None, target: int = DEFAULT_TARGET_WBC,
+                 reference: ReferenceIntervals | None = None, codes: dict[str, ResultCode] | None = None,
+                 generated_at: str = "", generated_by: str = "", app_version: str = __version__,
+                 with_gallery: bool = True) -> AssayReport:
+    """The session's report from its cells and record; the only place its numbers are computed."""
+    codes = codes if codes is not None else load_codes()
+    tally = counts(cells, info)
+    blood = info.task == BLOOD
+    groups = {c.key: c.group for c in info.classes}
+    values = class_percentages(tally.final, info)
+    reference = (reference or ReferenceIntervals.load()) if blood else None
+    lines, results = [], []
+    for c in info.classes:
+        unit = unit_of(c.group, blood) if info.task != IDC else None
+        value = values[c.key]
+        result = None
+        if unit is not None and (blood or info.task != IDC):
+            shown = None if value is None else round(value, DECIMALS)
+            interval = reference.intervals.get(c.key) if reference else None
+            result = Result(c.key, c.label, shown, unit, DECIMALS, interval, flag_of(shown, interval),
+                            tally.final[c.key], code_for(codes, c.key, c.group))
+            if shown is not None:
+                results.append(result)
+        lines.append(ClassLine(c.key, c.label, c.group, tally.ai[c.key], tally.final[c.key], result))
+    warnings: list[str]
+    slide = wbc = platelets = None
+    if blood:
+        diff = differential(cells, info, reference, target, tally)
+        wbc, platelets, warnings = diff.wbc, diff.platelets, list(diff.warnings)
+        results.append(Result("wbc_counted", "White cells counted", wbc, CELLS, 0, count=wbc,
+                              code=code_for(codes, "wbc_counted")))
+        if any(g == "platelet" for g in groups.values()):
+            results.append(Result("platelets_counted", "Platelets counted (apart)", platelets, CELLS, 0, count=platelets,
+                                  code=code_for(codes, "platelets_counted")))
+        source = reference.source if reference else ""
+    else:
+        warnings = count_warnings(tally)
+        source = IDC_REFERENCE_NOTE if info.task == IDC else "No reference intervals for this assay."
+        if info.task == IDC:
+            slide = idc_summary(cells, info, tally=tally)
+            fraction = None if slide.fraction is None else round(100 * slide.fraction, DECIMALS)
+            results.append(Result("idc_fraction", "IDC fraction", fraction, PERCENT_OF_PATCHES, DECIMALS,
+                                  count=slide.idc, code=code_for(codes, "idc_fraction")))
+    return AssayReport(
+        record=record, model=_model_identity(info), app_version=app_version, classes=tuple(lines), tally=tally,
+        results=tuple(results), warnings=tuple(warnings), reference_source=source, generated_at=generated_at,
+        generated_by=generated_by, changes=changes, reopens=_reopens(audit), target=target if blood else None,
+        wbc=wbc, platelets=platelets, slide=slide, panel=codes.get(f"panel:{info.task}"),
+        gallery=_gallery(cells, info) if with_gallery else ())
+
+
+def report_of(session, *, operator: str = "", when: str = "", target: int = DEFAULT_TARGET_WBC,
+              codes: dict[str, ResultCode] | None = None, with_history: bool = True) -> AssayReport:
+    """The report of an open Session (the GUI panel passes with_history=False: no audit read per refresh)."""
+    return build_report(session.cells(), session.info, session.record(), audit=session.audit() if with_history else (),
+                        changes=session.pending_changes, target=target, codes=codes, generated_at=when,
+                        generated_by=operator, with_gallery=with_history)

@@ -1,0 +1,48 @@
+"""Handing a report to the laboratory information system: HL7 and FHIR files written atomically,
+by path or into the lab's drop folder (how most LIS interfaces receive files) under a name the
+LIS can match: specimen, status and time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+from desktop.core.assay_report import AssayReport
+from desktop.core.export import ExportError, write_atomically
+from desktop.core.lis_fhir import fhir_json
+from desktop.core.lis_hl7 import hl7_message
+from desktop.core.names import readable
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def write_hl7(report: AssayReport, path: Path) -> Path:
+    write_atomically(Path(path), hl7_message(report), encoding="utf-8")
+    return Path(path)
+
+
+def write_fhir(report: AssayReport, path: Path) -> Path:
+    write_atomically(Path(path), fhir_json(report), encoding="utf-8")
+    return Path(path)
+
+
+def drop_stem(report: AssayReport) -> str:
+    """'B-1187_final_20261125T103000' — one file pair per specimen and hand-off, never overwritten by another."""
+    specimen = _UNSAFE.sub("_", report.record.specimen_id or Path(report.record.folder).name).strip("_") or "specimen"
+    when = report.record.signed_at if report.final else report.generated_at
+    try:
+        stamp = dt.datetime.fromisoformat(when).strftime("%Y%m%dT%H%M%S")
+    except ValueError:
+        stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    return f"{specimen}_{report.status}_{stamp}"
+
+
+def write_lis_drop(report: AssayReport, folder: Path) -> tuple[Path, Path]:
+    """The HL7 message and the FHIR Bundle in the LIS drop folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ExportError(f"The LIS export folder {readable(str(folder))} does not exist or is not reachable. "
+                          "Choose it again (File → LIS export folder).")
+    stem = drop_stem(report)
+    return write_hl7(report, folder / f"{stem}.hl7"), write_fhir(report, folder / f"{stem}.fhir.json")
