@@ -192,7 +192,7 @@ def test_unreadable_subfolder_is_a_row_for_an_unprivileged_user(open_tmp):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "1 folder not readable" in out.stdout
     summary = read_csv(data / "s.csv")
-    assert ["left_out", "folder not readable", "", "1", "", "", "", "", ""] in summary
+    assert ["left_out", "folder not readable", "", "1"] in [row[:4] for row in summary]
 
 
 def test_read_only_data_folder_is_one_clear_line(open_tmp):
