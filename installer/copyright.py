@@ -83,6 +83,18 @@ def components() -> list[Component]:
         Component("psutil", ("psutil/*",), "2009, Jay Loden, Dave Daeschler, Giampaolo Rodola", "BSD-3-clause",
                   licence_files("psutil")),
         Component("platformdirs", (), "2010-202x The platformdirs developers", "Expat", licence_files("platformdirs")),
+        Component("hl7apy", ("hl7apy/*",), "2012-2024 CRS4", "Expat", licence_files("hl7apy"),
+                  "Builds and validates the HL7 v2.5.1 messages for the laboratory information system."),
+        Component("fhir.resources", (), "2019 Md Nazrul Islam", "BSD-3-clause", licence_files("fhir.resources")
+                  + licence_files("fhir-core"), "fhir.resources and fhir-core build and validate the FHIR R4B "
+                  "Bundle;\nPython byte code inside the programs."),
+        Component("pydantic", ("pydantic_core/*",), "2017-present Pydantic Services Inc. and individual contributors",
+                  "Expat", licence_files("pydantic") + licence_files("pydantic-core") + licence_files("annotated-types")
+                  + licence_files("typing-inspection"),
+                  "pydantic, pydantic-core, annotated-types and typing-inspection: data validation used by\n"
+                  "fhir.resources."),
+        Component("typing_extensions", (), "2001-2024 Python Software Foundation", "PSF-2.0",
+                  licence_files("typing-extensions"), "Python byte code inside the programs."),
     ]
 
 
