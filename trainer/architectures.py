@@ -8,6 +8,8 @@ exported graph) and ends in logits. The Unfamiliar detector reads the layer name
 from __future__ import annotations
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import layers
 
 
@@ -42,6 +44,41 @@ def seed_idc(input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
     return keras.Model(inputs, logits, name="seed")
 
 
+def bright_background(x, quantile: float = 0.9):
+    """Per image and channel, the bright background level [N, 3]: the `quantile` of a 4x4
+    average (so single bright pixels do not count) of float pixels 0..255."""
+    pooled = tf.nn.avg_pool2d(x, 4, 4, "VALID")
+    per_channel = tf.transpose(tf.reshape(pooled, [tf.shape(x)[0], -1, 3]), [0, 2, 1])
+    k = max(1, round((1 - quantile) * pooled.shape[1] * pooled.shape[2]))
+    return tf.math.top_k(per_channel, k=k, sorted=True).values[:, :, -1]
+
+
+@keras.saving.register_keras_serializable(package="slidetally")
+class WhiteBalance(layers.Layer):
+    """Scale each channel so that the image's bright background matches the training lab's:
+    another lab's lamp, camera or stain tint (a yellow background) is divided out before the
+    first convolution. Inside the graph, so the app's preprocessing stays one function; on the
+    training lab's images it is nearly the identity."""
+
+    def __init__(self, reference: list[float], quantile: float = 0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.reference = [float(v) for v in reference]
+        self.quantile = quantile
+
+    def call(self, x):
+        scale = tf.constant(self.reference, tf.float32)[None, :] / tf.maximum(bright_background(x, self.quantile), 1.0)
+        return tf.clip_by_value(x * scale[:, None, None, :], 0.0, 255.0)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "reference": self.reference, "quantile": self.quantile}
+
+
+def background_reference(images: np.ndarray, quantile: float = 0.9) -> list[float]:
+    """The training images' mean bright background per channel (uint8 [N, H, W, 3] in)."""
+    levels = [bright_background(tf.cast(images[i:i + 512], tf.float32), quantile) for i in range(0, len(images), 512)]
+    return [round(float(v), 3) for v in tf.reduce_mean(tf.concat(levels, axis=0), axis=0).numpy()]
+
+
 def _conv_bn(x, filters: int, stride: int = 1, name: str = ""):
     x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
@@ -70,13 +107,16 @@ def slidenet(
     dropout: float = 0.2,
     name: str = "slidenet",
     stem_stride: int = 2,
+    white_balance: list[float] | None = None,
 ) -> keras.Model:
     """Ours: a plain stem, separable residual stages with batch norm, global pooling.
 
     `stem_stride` 2 halves large inputs at once (blood cells, 96 px); small tissue patches
-    (50 px) keep full resolution in the stem (stride 1) so nuclear texture is not lost."""
+    (50 px) keep full resolution in the stem (stride 1) so nuclear texture is not lost.
+    `white_balance`: the training images' background level per channel, to normalise to."""
     inputs = keras.Input(input_shape, name="pixels")
-    x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    x = WhiteBalance(white_balance, name="white_balance")(inputs) if white_balance else inputs
+    x = layers.Rescaling(1.0 / 255, name="scale")(x)
     x = _conv_bn(x, widths[0], stride=stem_stride, name="stem")
     x = _sep_bn(x, widths[0], "stem2")
     pooled = []

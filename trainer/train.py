@@ -102,7 +102,9 @@ def our_model(recipe: Recipe, arrays: dict[str, DecodedSplit], out: Path, n_clas
     """SlideNet with the recipe's augmentation and schedule; batch norm re-estimated on clean images."""
     keras.utils.set_random_seed(2)
     shape = (recipe.input_size, recipe.input_size, 3)
-    model = architectures.slidenet(shape, n_classes, recipe.widths, name="slidenet", stem_stride=recipe.stem_stride)
+    reference = architectures.background_reference(arrays["train"].x) if recipe.white_balance else None
+    model = architectures.slidenet(shape, n_classes, recipe.widths, name="slidenet", stem_stride=recipe.stem_stride,
+                                   white_balance=reference)
     trained = train_model("slidenet", model, arrays, recipe, out, recipe.epochs, False)
     recalibrate_batch_norm(trained.model, arrays["train"].x)
     return trained
