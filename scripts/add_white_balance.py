@@ -1,0 +1,127 @@
+"""Put the white-balance front end (trainer/architectures.WhiteBalance) in front of an existing
+contract model, by graph surgery and without retraining, and prove what it changes.
+
+    .venv/bin/python scripts/add_white_balance.py IN.onnx OUT.onnx [--version 2.1.0]
+
+The reference background level is measured on the model's own training split (the one in
+its metadata's split hash) with the trainer's `background_reference`; the inserted ops are
+the same as the layer's (4x4 average, 90th percentile by TopK, per-channel scale, clip), and
+the script checks them against the Keras layer on real images before writing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from desktop.core.model import Model  # noqa: E402
+from trainer.data import cached_arrays, split_blood  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "pbc"
+QUANTILE = 0.9
+
+
+def white_balance_nodes(source: str, target: str, reference: list[float], height: int, width: int):
+    """Nodes and constants that turn float NHWC `source` into the white-balanced `target`."""
+    cells = (height // 4) * (width // 4)
+    k = max(1, round((1 - QUANTILE) * cells))
+    consts = [numpy_helper.from_array(np.array(v, dtype=dt), name) for name, v, dt in (
+        ("wb_flat", [0, 3, cells], np.int64),
+        ("wb_k", [k], np.int64), ("wb_last_start", [k - 1], np.int64), ("wb_last_end", [k], np.int64),
+        ("wb_axis", [2], np.int64), ("wb_shape", [-1, 1, 1, 3], np.int64), ("wb_one", 1.0, np.float32),
+        ("wb_lo", 0.0, np.float32), ("wb_hi", 255.0, np.float32))]
+    nodes = [
+        helper.make_node("Transpose", [source], ["wb_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("AveragePool", ["wb_nchw"], ["wb_pooled"], kernel_shape=[4, 4], strides=[4, 4]),
+        helper.make_node("Reshape", ["wb_pooled", "wb_flat"], ["wb_cells"]),
+        helper.make_node("TopK", ["wb_cells", "wb_k"], ["wb_top", "wb_top_idx"], axis=-1, largest=1, sorted=1),
+        helper.make_node("Slice", ["wb_top", "wb_last_start", "wb_last_end", "wb_axis"], ["wb_bright3"]),
+        helper.make_node("Max", ["wb_bright3", "wb_one"], ["wb_bright"]),
+        helper.make_node("Div", ["wb_reference_col", "wb_bright"], ["wb_scale3"]),
+        helper.make_node("Reshape", ["wb_scale3", "wb_shape"], ["wb_scale"]),
+        helper.make_node("Mul", [source, "wb_scale"], ["wb_scaled"]),
+        helper.make_node("Max", ["wb_scaled", "wb_lo"], ["wb_floor"]),
+        helper.make_node("Min", ["wb_floor", "wb_hi"], [target]),
+    ]
+    consts.append(numpy_helper.from_array(np.array(reference, np.float32).reshape(3, 1), "wb_reference_col"))
+    return nodes, consts
+
+
+def with_white_balance(model: onnx.ModelProto, reference: list[float], height: int, width: int) -> onnx.ModelProto:
+    """The model with the front end between the uint8 input's Cast and everything that read it."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    cast = next(n for n in graph.node if n.op_type == "Cast" and list(n.input) == ["image"])
+    source, target = cast.output[0], "wb_balanced"
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == source:
+                node.input[i] = target
+    nodes, consts = white_balance_nodes(source, target, reference, height, width)
+    position = list(graph.node).index(cast) + 1
+    for offset, node in enumerate(nodes):
+        graph.node.insert(position + offset, node)
+    graph.initializer.extend(consts)
+    onnx.checker.check_model(model)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--version", default="2.1.0")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")),
+                        help="folder for the decoded-split cache (a training run's folder reuses its own)")
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+
+    from trainer.architectures import WhiteBalance, background_reference
+
+    info = Model(args.model).info
+    dataset = split_blood(DATA)
+    arrays = cached_arrays(dataset, info.input, args.cache)
+    reference = background_reference(arrays["train"].x, QUANTILE)
+    base = onnx.load(str(args.model))
+    model = with_white_balance(base, reference, info.input.height, info.input.width)
+    meta = {p.key: p.value for p in model.metadata_props}
+    provenance = json.loads(meta["provenance"])
+    provenance["white_balance"] = {"reference": reference, "quantile": QUANTILE, "added_to": args.model.name,
+                                   "by": "scripts/add_white_balance.py (graph surgery, no retraining)"}
+    for prop in model.metadata_props:
+        if prop.key == "provenance":
+            prop.value = json.dumps(provenance)
+        if prop.key == "version":
+            prop.value = args.version
+    # The inserted ops must equal the trainer's layer on real images.
+    x = arrays["val"].x[:256]
+    layer = WhiteBalance(reference, QUANTILE)
+    expected = layer(tf.cast(x, tf.float32)).numpy()
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe.graph.output.append(helper.make_tensor_value_info("wb_balanced", TensorProto.FLOAT, None))
+    got = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["wb_balanced"], {"image": x})[0]
+    worst = float(np.abs(got - expected).max())
+    print(f"front end vs Keras layer on {len(x)} val images: max |d| {worst:.2e} (pixel units)")
+    if worst > 1e-2:
+        raise SystemExit("the inserted ops do not match the trainer's WhiteBalance layer; nothing written")
+    args.out.write_bytes(model.SerializeToString())
+    print(f"reference {reference}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
