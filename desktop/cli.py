@@ -213,6 +213,9 @@ def print_report(report: AssayReport, classified_now: int | None = None) -> None
     fraction = report.result("idc_fraction")
     if fraction is not None and fraction.value is not None and report.slide is not None:
         print(f"  IDC fraction {fraction.text()}{fraction.unit.symbol} ({report.slide.idc}/{report.slide.patches} patches)")
+        ai = report.ai_fraction
+        if ai is not None and ai.value is not None:
+            print(f"  (AI only, before review: {ai.text()}{ai.unit.symbol}, {report.slide.ai_idc}/{report.slide.ai_patches})")
     for w in report.warnings:
         print(f"  ! {w}")
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import MODELS, ROOT, SAMPLES, make_tiny_model, shipped
 
 from desktop.core.assay_report import PER_100_WBC, report_of
-from desktop.core.export import DECIMAL_COMMA, export_csv
+from desktop.core.export import DECIMAL_COMMA, export_csv, summary_rows
 from desktop.core.lis_codes import LOCAL_SYSTEM, LOINC, CodeTableError, load_codes
 from desktop.core.lis_fhir import fhir_json
 from desktop.core.lis_hl7 import hl7_message
@@ -109,6 +109,27 @@ def test_idc_report_sends_a_local_code_and_no_blood_reference(tmp_path):
     assert report.slide is not None and report.slide.calls.size
     message = hl7_message(report)
     assert "idc-patch-fraction^" in message and "^99SLT" in message
+
+
+def test_idc_fraction_follows_corrections_and_the_ai_figure_stays_apart(tmp_path):
+    folder = tmp_path / "slide"
+    folder.mkdir()
+    for path in sorted((SAMPLES / "breast-idc-9022").glob("*.png"))[:60]:
+        shutil.copy(path, folder / path.name)
+    session = Session.open(folder, Model(MODELS / "breast-idc.onnx"), tmp_path / "data")
+    session.classify()
+    before = report_of(session, when=WHEN)
+    normal = [c.file for c in session.cells() if (c.final_class or c.ai_class) == "normal" and not c.needs_review]
+    session.reclassify(normal[:3], "idc", "Ana Ruiz")
+    after = report_of(session, when=WHEN)
+    session.close()
+    assert after.slide.idc == before.slide.idc + 3
+    assert after.result("idc_fraction").value > before.result("idc_fraction").value
+    assert after.ai_fraction == before.ai_fraction and after.ai_fraction.value is not None
+    assert "idc_fraction_ai" not in hl7_message(after)  # the LIS gets the reported (final) figure only
+    rows = {row[1]: row for row in summary_rows(after)}
+    assert float(rows["idc_fraction_ai"][5]) == after.ai_fraction.value
+    assert float(rows["idc_fraction"][5]) == after.result("idc_fraction").value
 
 
 # --- CSV -------------------------------------------------------------------------------------------

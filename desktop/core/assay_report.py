@@ -139,6 +139,7 @@ class AssayReport:
     wbc: int | None = None
     platelets: int | None = None
     slide: SlideSummary | None = field(default=None, compare=False)  # IDC fraction and heat map grids
+    ai_fraction: Result | None = None  # IDC: the model's own fraction before review, shown apart, never sent to the LIS
     panel: ResultCode | None = None
     gallery: tuple[GalleryClass, ...] = ()
 
@@ -243,7 +244,7 @@ def build_report(cells: list[Cell], info: ModelInfo, record: SessionRecord, *, a
                 results.append(result)
         lines.append(ClassLine(c.key, c.label, c.group, tally.ai[c.key], tally.final[c.key], result))
     warnings: list[str]
-    slide = wbc = platelets = None
+    slide = wbc = platelets = ai_fraction = None
     if blood:
         diff = differential(cells, info, reference, target, tally)
         wbc, platelets, warnings = diff.wbc, diff.platelets, list(diff.warnings)
@@ -261,11 +262,14 @@ def build_report(cells: list[Cell], info: ModelInfo, record: SessionRecord, *, a
             fraction = None if slide.fraction is None else round(100 * slide.fraction, DECIMALS)
             results.append(Result("idc_fraction", "IDC fraction", fraction, PERCENT_OF_PATCHES, DECIMALS,
                                   count=slide.idc, code=code_for(codes, "idc_fraction")))
+            ai_value = None if slide.ai_fraction is None else round(100 * slide.ai_fraction, DECIMALS)
+            ai_fraction = Result("idc_fraction_ai", "IDC fraction, AI only (before review)", ai_value,
+                                 PERCENT_OF_PATCHES, DECIMALS, count=slide.ai_idc)
     return AssayReport(
         record=record, model=_model_identity(info), app_version=app_version, classes=tuple(lines), tally=tally,
         results=tuple(results), warnings=tuple(warnings), reference_source=source, generated_at=generated_at,
         generated_by=generated_by, changes=changes, reopens=_reopens(audit), target=target if blood else None,
-        wbc=wbc, platelets=platelets, slide=slide, panel=codes.get(f"panel:{info.task}"),
+        wbc=wbc, platelets=platelets, slide=slide, ai_fraction=ai_fraction, panel=codes.get(f"panel:{info.task}"),
         gallery=_gallery(cells, info) if with_gallery else ())
 
 

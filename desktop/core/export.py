@@ -184,6 +184,10 @@ def summary_rows(report: AssayReport, style: CsvStyle = COMMA) -> list[list]:
     for r in report.results:
         if r.key not in class_keys:
             rows.append(["result", r.key, r.label, "", r.count if r.count is not None else "", *_result_cells(r, style)])
+    if report.ai_fraction is not None:
+        ai = report.ai_fraction
+        rows.append(["ai_only", ai.key, ai.label, ai.count if ai.count is not None else "", "",
+                     *_result_cells(ai, style)])
     rows += [["warning", "", w, "", "", *blank] for w in report.warnings]
     return rows
 

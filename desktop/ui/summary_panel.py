@@ -131,6 +131,9 @@ class SummaryPanel(QWidget):
         text = (f"<p style='font-size:15pt'><b>IDC fraction: {fraction.text()}{fraction.unit.symbol}</b></p>"
                 f"<p>{slide.idc} of {slide.patches} classified patches called IDC"
                 + (f"; {slide.pending_review} awaiting review" if slide.pending_review else "") + ".</p>")
+        ai = report.ai_fraction
+        if ai is not None and ai.value is not None and ai.value != fraction.value:
+            text += f"<p style='color:#555'>AI only, before review: {ai.text()}{ai.unit.symbol}</p>"
         if slide.calls.size:
             self.heat.setVisible(True)
             self.heat.show_slide(slide, self._mosaic)
