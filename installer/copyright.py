@@ -88,8 +88,9 @@ def components() -> list[Component]:
         Component("fhir.resources", (), "2019 Md Nazrul Islam", "BSD-3-clause", licence_files("fhir.resources")
                   + licence_files("fhir-core"), "fhir.resources and fhir-core build and validate the FHIR R4B "
                   "Bundle;\nPython byte code inside the programs."),
-        Component("pydantic", ("pydantic_core/*",), "2017-present Pydantic Services Inc. and individual contributors",
-                  "Expat", licence_files("pydantic") + licence_files("pydantic-core") + licence_files("annotated-types")
+        Component("pydantic", ("pydantic_core/*", "pydantic-*.dist-info/*", "pydantic_core-*.dist-info/*"),
+                  "2017-present Pydantic Services Inc. and individual contributors", "Expat",
+                  licence_files("pydantic") + licence_files("pydantic-core") + licence_files("annotated-types")
                   + licence_files("typing-inspection"),
                   "pydantic, pydantic-core, annotated-types and typing-inspection: data validation used by\n"
                   "fhir.resources."),
