@@ -35,7 +35,7 @@ def dist_file(dist: str, relative: str) -> Path:
 def licence_files(dist: str) -> tuple[Path, ...]:
     files = distribution(dist).files or []
     return tuple(Path(distribution(dist).locate_file(f)) for f in files
-                 if any(word in f.name.upper() for word in ("LICEN", "COPYING", "NOTICE")) and f.suffix != ".py")
+                 if any(word in f.name.upper() for word in ("LICEN", "COPYING", "NOTICE")) and f.suffix not in (".py", ".pyc"))
 
 
 def components() -> list[Component]:
@@ -85,9 +85,11 @@ def components() -> list[Component]:
         Component("platformdirs", (), "2010-202x The platformdirs developers", "Expat", licence_files("platformdirs")),
         Component("hl7apy", ("hl7apy/*",), "2012-2024 CRS4", "Expat", licence_files("hl7apy"),
                   "Builds and validates the HL7 v2.5.1 messages for the laboratory information system."),
-        Component("fhir.resources", (), "2019 Md Nazrul Islam", "BSD-3-clause", licence_files("fhir.resources")
-                  + licence_files("fhir-core"), "fhir.resources and fhir-core build and validate the FHIR R4B "
-                  "Bundle;\nPython byte code inside the programs."),
+        # fhir.resources and fhir-core ship no licence file in their wheels (only the BSD-3-clause
+        # classifier); their "notice" modules (PaymentNotice, ...) are FHIR resources, not licences.
+        Component("fhir.resources", (), "2019 Md Nazrul Islam", "BSD-3-clause", (),
+                  "fhir.resources and fhir-core build and validate the FHIR R4B Bundle;\n"
+                  "Python byte code inside the programs."),
         Component("pydantic", ("pydantic_core/*", "pydantic-*.dist-info/*", "pydantic_core-*.dist-info/*"),
                   "2017-present Pydantic Services Inc. and individual contributors", "Expat",
                   licence_files("pydantic") + licence_files("pydantic-core") + licence_files("annotated-types")
