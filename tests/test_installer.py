@@ -78,7 +78,8 @@ def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
     size_mb = int(control(deb, "Installed-Size")) / 1024
     print(f"Installed-Size {size_mb:.0f} MB; Depends: {depends}")
     # 334 MB after the exclusions; +11 MB since the onnx library (with ml_dtypes, protobuf) ships for site adaptation
-    assert size_mb <= 350, "the bundle grew back: see the exclusions in installer/slidetally.spec"
+    # 345 MB before the LIS hand-off; hl7apy, fhir.resources and pydantic(-core) add 13 MB (358 measured).
+    assert size_mb <= 365, "the bundle grew back: see the exclusions in installer/slidetally.spec"
 
     root = tmp_path / "x"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
