@@ -70,7 +70,8 @@ def hl7_message(report: AssayReport, *, facility: str = "LAB", receiver: str = "
         result_group = msg.add_group("ORU_R01_PATIENT_RESULT")
         pid = result_group.add_group("ORU_R01_PATIENT").pid
         pid.pid_1 = "1"
-        pid.pid_3 = f"{escape(record.patient_id or record.specimen_id or 'UNKNOWN')}^^^{SENDING_APPLICATION}^PI"
+        # Never the specimen ID in place of a missing patient ID: the LIS would file it as a patient.
+        pid.pid_3 = f"{escape(record.patient_id or 'UNKNOWN')}^^^{SENDING_APPLICATION}^PI"
         pid.pid_5 = "UNKNOWN"  # SlideTally holds no names: the LIS matches on the IDs
         order = result_group.add_group("ORU_R01_ORDER_OBSERVATION")
         order.orc.orc_1 = "RE"
