@@ -95,3 +95,19 @@ def shipped(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{name} not shipped yet")
     return path
+
+
+def open_window(qtbot, tmp_path: Path, models: Path, settings_file: str = "settings.ini"):
+    """The real main window, shown, with its own data folder and settings file, the models in `models` loaded."""
+    from PySide6.QtCore import QSettings
+
+    from desktop.ui.main_window import MainWindow
+
+    window = MainWindow(data_root=tmp_path / "data",
+                        settings=QSettings(str(tmp_path / settings_file), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.load_models((models,))
+    return window
+

@@ -8,8 +8,8 @@ import io
 import shutil
 
 import pytest
-from conftest import SAMPLES, make_tiny_model
-from PySide6.QtCore import QSettings, Qt
+from conftest import SAMPLES, make_tiny_model, open_window
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from desktop.core.review import REVIEW
@@ -36,18 +36,6 @@ def setup(tmp_path, monkeypatch):
     return models, folder, tmp_path, warnings
 
 
-def make_window(qtbot, tmp_path, models):
-    from desktop.ui.main_window import MainWindow
-
-    window = MainWindow(data_root=tmp_path / "data",
-                        settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    window.load_models((models,))
-    return window
-
-
 def wait_classified(qtbot, window, n):
     qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() == n, timeout=30_000)
 
@@ -55,7 +43,7 @@ def wait_classified(qtbot, window, n):
 def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     models, folder, tmp, warnings = setup
     n = len(list(folder.iterdir()))
-    window = make_window(qtbot, tmp, models)
+    window = open_window(qtbot, tmp, models)
     window.open_folder(folder, guess=False)
     wait_classified(qtbot, window, n)
     assert "awaiting review" in window.summary.text.toPlainText()
@@ -103,7 +91,7 @@ def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     window.close()
 
     # reopening the folder restores every call without classifying again
-    again = make_window(qtbot, tmp, models)
+    again = open_window(qtbot, tmp, models)
     again.open_folder(folder, guess=False)
     wait_classified(qtbot, again, n)
     restored = again.session.cells([cell.file])[0]
@@ -156,7 +144,7 @@ def _many(folder, n, size=(24, 24)):
 def test_a_late_signal_from_the_previous_folder_does_not_stop_the_next(qtbot, setup):
     models, folder, tmp, warnings = setup
     big = _many(tmp / "big", 600)
-    window = make_window(qtbot, tmp, models)
+    window = open_window(qtbot, tmp, models)
     window.open_folder(big, guess=False)
     first_worker = window.worker
     window.open_folder(folder, guess=False)  # the first run is cancelled; its signals arrive late
@@ -180,12 +168,12 @@ def test_closing_while_scanning_or_classifying_stops_quickly_and_keeps_every_cal
 
     models, folder, tmp, warnings = setup
     big = _many(tmp / "big", 3000)
-    window = make_window(qtbot, tmp, models)
+    window = open_window(qtbot, tmp, models)
     window.open_folder(big, guess=False)
     window.close()  # while planning (scanning the folder)
     assert window.thread is None and window.session is None
 
-    window = make_window(qtbot, tmp, models)
+    window = open_window(qtbot, tmp, models)
     window.open_folder(big, guess=False)
     qtbot.waitUntil(lambda: window.gallery_model.rowCount() > 100, timeout=30_000)
     start = time.monotonic()
@@ -199,7 +187,7 @@ def test_closing_while_scanning_or_classifying_stops_quickly_and_keeps_every_cal
 
 def test_a_refused_action_never_enters_the_undo_stack(qtbot, setup):
     models, folder, tmp, warnings = setup
-    window = make_window(qtbot, tmp, models)
+    window = open_window(qtbot, tmp, models)
     window.open_folder(folder, guess=False)
     wait_classified(qtbot, window, len(list(folder.iterdir())))
     files = [c.file for c in window.session.cells()]
@@ -220,7 +208,7 @@ def test_signed_session_banner_and_audit_view(qtbot, setup, monkeypatch):
     from desktop.ui.audit_view import AuditDialog
 
     models, folder, tmp, warnings = setup
-    window = make_window(qtbot, tmp, models)
+    window = open_window(qtbot, tmp, models)
     window.open_folder(folder, guess=False)
     n = len(list(folder.iterdir()))
     wait_classified(qtbot, window, n)
@@ -228,7 +216,7 @@ def test_signed_session_banner_and_audit_view(qtbot, setup, monkeypatch):
     window.sign_off()
     window.close()
     write_image(folder / "late.png", random_rgb(5, (40, 40)))
-    again = make_window(qtbot, tmp, models)
+    again = open_window(qtbot, tmp, models)
     again.open_folder(folder, guess=False)
     qtbot.waitUntil(lambda: again.banner.isVisible(), timeout=10_000)
     assert "late.png" in again.banner.text() and "signed off" in again.banner.text()

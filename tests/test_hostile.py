@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, make_tiny_model
+from conftest import ROOT, make_tiny_model, open_window
 from hostile import (
     FORMULA_NAMES,
     NON_UTF8_DIR,
@@ -500,23 +500,17 @@ def test_a_patch_name_claiming_a_huge_offset_does_not_blow_up_the_heat_map(tmp_p
 
 
 def test_the_window_shows_a_hostile_folder_without_hanging(qtbot, tmp_path, monkeypatch):
-    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QMessageBox
 
     from desktop.core.scan import scan_folder
-    from desktop.ui.main_window import MainWindow
 
     folder, _ = make_hostile_folder(tmp_path)
     models = tmp_path / "models"
     models.mkdir()
     make_tiny_model(models / "tiny.onnx")
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: None)
-    window = MainWindow(data_root=tmp_path / "data",
-                        settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    window.load_models((models,))
+    window = open_window(qtbot, tmp_path, models)
     n = len(scan_folder(folder))
     window.open_folder(folder, guess=False)
     qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() == n, timeout=30_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import SAMPLES, make_tiny_model, random_rgb, write_image
+from conftest import SAMPLES, make_tiny_model, open_window, random_rgb, write_image
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
@@ -32,15 +32,9 @@ def bench(tmp_path, monkeypatch):
 
 
 def window_for(qtbot, tmp_path, models, settings_file="settings.ini"):
-    from desktop.ui.main_window import MainWindow
-
-    window = MainWindow(data_root=tmp_path / "data",
-                        settings=QSettings(str(tmp_path / settings_file), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
+    """The window, active, so that key presses reach it."""
+    window = open_window(qtbot, tmp_path, models, settings_file)
     window.activateWindow()
-    window.load_models((models,))
     return window
 
 

@@ -4,9 +4,8 @@ on the model's grid; the map shows the final calls, and "AI only" the model's ow
 from __future__ import annotations
 
 import numpy as np
-from conftest import write_image
+from conftest import open_window, write_image
 from patch_model import NORMAL_RGB, PATCH, make_patch_model, paint_slide
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from desktop.core.summary import idc_summary
@@ -17,8 +16,6 @@ TISSUE = ["NNNN......", "NNNNII....", "NNNNII....", "NNNNII....", "NNNNII....", 
 
 
 def test_a_32px_model_shows_its_tiles_mosaic_and_final_calls_with_the_ai_view_apart(qtbot, tmp_path, monkeypatch):
-    from desktop.ui.main_window import MainWindow
-
     models = tmp_path / "models"
     models.mkdir()
     make_patch_model(models / "idc32.onnx")
@@ -27,12 +24,7 @@ def test_a_32px_model_shows_its_tiles_mosaic_and_final_calls_with_the_ai_view_ap
     write_image(folder / "slide.png", paint_slide(TISSUE))
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))
-    window = MainWindow(data_root=tmp_path / "data",
-                        settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    window.load_models((models,))
+    window = open_window(qtbot, tmp_path, models)
     window.open_folder(folder, guess=False)
     qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() == 28, timeout=30_000)
     slide_map = window.summary.heat
