@@ -93,7 +93,8 @@ def test_a_signed_off_report_is_final_and_names_who_and_when(report):
     assert identity["app_version"]
 
 
-def test_idc_report_sends_a_local_code_and_no_blood_reference(tmp_path):
+def idc_session(tmp_path) -> Session:
+    """60 patches of the bundled IDC sample slide, classified by the bundled IDC model."""
     shipped("breast-idc.onnx")
     folder = tmp_path / "slide"
     folder.mkdir()
@@ -101,6 +102,11 @@ def test_idc_report_sends_a_local_code_and_no_blood_reference(tmp_path):
         shutil.copy(path, folder / path.name)
     session = Session.open(folder, Model(MODELS / "breast-idc.onnx"), tmp_path / "data")
     session.classify()
+    return session
+
+
+def test_idc_report_sends_a_local_code_and_no_blood_reference(tmp_path):
+    session = idc_session(tmp_path)
     report = report_of(session, when=WHEN)
     session.close()
     fraction = report.result("idc_fraction")
@@ -112,12 +118,7 @@ def test_idc_report_sends_a_local_code_and_no_blood_reference(tmp_path):
 
 
 def test_idc_fraction_follows_corrections_and_the_ai_figure_stays_apart(tmp_path):
-    folder = tmp_path / "slide"
-    folder.mkdir()
-    for path in sorted((SAMPLES / "breast-idc-9022").glob("*.png"))[:60]:
-        shutil.copy(path, folder / path.name)
-    session = Session.open(folder, Model(MODELS / "breast-idc.onnx"), tmp_path / "data")
-    session.classify()
+    session = idc_session(tmp_path)
     before = report_of(session, when=WHEN)
     normal = [c.file for c in session.cells() if (c.final_class or c.ai_class) == "normal" and not c.needs_review]
     session.reclassify(normal[:3], "idc", "Ana Ruiz")
