@@ -117,6 +117,18 @@ def test_idc_report_sends_a_local_code_and_no_blood_reference(tmp_path):
     assert "idc-patch-fraction^" in message and "^99SLT" in message
 
 
+def test_a_missing_patient_id_is_sent_as_unknown_never_as_the_specimen_id(tmp_path):
+    import hl7
+
+    session = idc_session(tmp_path)
+    session.set_identity("S-5", "", "Ana Ruiz")
+    report = report_of(session, when=WHEN)
+    session.close()
+    pid = hl7.parse(hl7_message(report)).segment("PID")
+    assert str(pid[3][0][0]) == "UNKNOWN"
+    assert "S-5" not in str(pid)
+
+
 def test_idc_fraction_follows_corrections_and_the_ai_figure_stays_apart(tmp_path):
     session = idc_session(tmp_path)
     before = report_of(session, when=WHEN)
