@@ -33,7 +33,7 @@ from trainer.fitting import Trained, bench_onnx, log, ood_scores, predict, recal
 from trainer.model_card import write_card  # noqa: E402
 from trainer.recipe import Recipe, pin  # noqa: E402
 from trainer.robustness import robustness  # noqa: E402
-from trainer.slides import idc_maps, idc_patients  # noqa: E402
+from trainer.slides import fraction_mae, idc_maps, idc_patients  # noqa: E402
 
 SCHEMA = "slidetally/1"
 BLOOD_CLASSES = {
@@ -135,10 +135,8 @@ def evaluate_once(recipe: Recipe, model: keras.Model, test: DecodedSplit, calib:
         metrics["patients"] = patients
         metrics["complete_patients"] = complete
         if complete:
-            metrics["complete_fraction_mae"] = float(np.mean([abs(patients[p]["predicted"] - patients[p]["true"])
-                                                              for p in complete]))
-        metrics["all_patients_fraction_mae"] = float(np.mean([abs(v["predicted"] - v["true"])
-                                                              for v in patients.values()]))
+            metrics["complete_fraction_mae"] = fraction_mae(patients, complete)
+        metrics["all_patients_fraction_mae"] = fraction_mae(patients, list(patients))
         evaluate.plot_heatmaps(idc_maps(test.items, probs[:, 1], complete, recipe.input_size), out / "heatmaps.png")
     evaluate.plot_confusion(metrics["confusion"], classes, out / "confusion.png", f"{recipe.key}: test split")
     evaluate.plot_reliability(table_before, table_after, (ece_before, ece_after), out / "reliability.png")
