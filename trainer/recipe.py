@@ -39,7 +39,9 @@ class Recipe:
     stem_stride: int = 2
     ema: float = 0.0  # >0: ship an exponential moving average of the weights
     subtype_weight: float = 0.0  # >0: auxiliary head on the file names' sub-types (SNE, BNE, MY, ...), this loss weight
-    white_balance: bool = False  # normalise each image's bright background to the training images' (in the graph)
+    # normalise each image's bright background to the training images' (in the graph):
+    # "off", "trained" (on while training) or "serving" (off while training, on from calibration to export)
+    white_balance: str = "off"
     version: str = "1.0.0"
     limit: int | None = None  # images per class (blood) or patients (idc), for quick runs
     skip_seed: bool = False  # do not train the reference model
@@ -55,10 +57,10 @@ class Recipe:
 
 DEFAULTS = {
     "blood": Recipe("blood", "blood-pbc8", "blood-differential", "Blood smear differential (PBC, 8 classes)",
-                    96, "resize", (48, 96, 192, 320), epochs=36, seed_epochs=40, batch=64,
+                    96, "resize", (48, 96, 192, 320), seed_epochs=40, batch=64,
                     learning_rate=3e-3, balanced=False, review_accuracy=0.995, review_budget=0.08,
-                    augment=AugmentConfig(scale_min=0.5, blur_prob=0.2),
-                    subtype_weight=0.5, white_balance=True, version="3.0.0"),
+                    augment=AugmentConfig(scale_min=0.5, blur_prob=0.2), epochs=30, ema=0.998,
+                    white_balance="serving", version="3.0.0"),
     "idc": Recipe("idc", "breast-idc", "idc-patch", "Breast histopathology IDC (50x50 patches)",
                   50, "pad-white", (32, 64, 128, 192), epochs=40, seed_epochs=30, batch=128,
                   learning_rate=3e-3, balanced=True, review_accuracy=0.95, review_budget=0.15,

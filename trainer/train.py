@@ -102,10 +102,13 @@ def our_model(recipe: Recipe, arrays: dict[str, DecodedSplit], out: Path, n_clas
     """SlideNet with the recipe's augmentation and schedule; batch norm re-estimated on clean images."""
     keras.utils.set_random_seed(2)
     shape = (recipe.input_size, recipe.input_size, 3)
-    reference = architectures.background_reference(arrays["train"].x) if recipe.white_balance else None
+    balanced = recipe.white_balance != "off"
+    reference = architectures.background_reference(arrays["train"].x) if balanced else None
     model = architectures.slidenet(shape, n_classes, recipe.widths, name="slidenet", stem_stride=recipe.stem_stride,
-                                   white_balance=reference)
+                                   white_balance=reference, white_balance_enabled=recipe.white_balance == "trained")
     trained = train_model("slidenet", model, arrays, recipe, out, recipe.epochs, False)
+    if balanced:
+        trained.model.get_layer("white_balance").enabled = True  # from here on, the served graph
     recalibrate_batch_norm(trained.model, arrays["train"].x)
     return trained
 
