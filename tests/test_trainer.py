@@ -101,6 +101,26 @@ def test_idc_pipeline_end_to_end_on_a_few_patients(tmp_path):
     card = (tmp_path / "run" / "breast-idc.card.md").read_text()
     facts = results["data"]
     assert facts["patients"] == 12 and f"{facts['images']:,} patches from 12 patients" in card
+    # the slide-level step is declared for the app to run, and the card says every figure went through it
+    assert model.info.slide_step is not None and model.info.slide_step.weight == resolve("idc").slide_step_weight
+    assert "Slide-level step" in card
+
+
+def test_white_balance_divides_out_another_labs_tint_and_is_the_identity_when_off():
+    import tensorflow as tf
+
+    from trainer.architectures import WhiteBalance, bright_background
+
+    rng = np.random.default_rng(0)
+    image = np.full((1, 96, 96, 3), 230.0, np.float32)
+    image[0, 30:66, 30:66] = rng.uniform(60, 160, (36, 36, 3))  # a "cell" on bright glass
+    tinted = image * np.array([1.0, 0.93, 0.70], np.float32)  # a yellow lamp
+    reference = [230.0, 230.0, 230.0]
+    layer = WhiteBalance(reference)
+    np.testing.assert_allclose(bright_background(tf.constant(tinted)).numpy()[0], [230.0, 213.9, 161.0], rtol=1e-3)
+    np.testing.assert_allclose(layer(tf.constant(tinted)).numpy(), image, rtol=1e-4, atol=1e-3)
+    off = WhiteBalance(reference, enabled=False)
+    np.testing.assert_array_equal(off(tf.constant(tinted)).numpy(), tinted)
 
 
 def test_ood_score_rises_on_a_stain_shifted_copy():

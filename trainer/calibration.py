@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -108,21 +109,34 @@ class Calibration:
     review_threshold: float
     val_accuracy: float  # the shipped rule on clean val images: the figure runs are chosen by
     tradeoff: list[dict]  # review share vs accepted accuracy, per threshold
+    # the app's slide-level step, (P(positive), items) -> P(positive) row for row; None: none
+    slide: Callable[[np.ndarray, list], np.ndarray] | None = field(default=None, compare=False)
 
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        return softmax(logits, self.temperature)
+    def probabilities(self, logits: np.ndarray, items: list | None = None) -> np.ndarray:
+        """What the app decides on: temperature-scaled, then (given the images' `items`, for
+        their slide positions) through the slide-level step."""
+        probs = softmax(logits, self.temperature)
+        return with_slide_step(probs, items, self.slide)
 
-    def calls(self, logits: np.ndarray) -> np.ndarray:
-        return decide(self.probabilities(logits), self.decision_threshold)
+    def calls(self, logits: np.ndarray, items: list | None = None) -> np.ndarray:
+        return decide(self.probabilities(logits, items), self.decision_threshold)
+
+
+def with_slide_step(probs: np.ndarray, items: list | None, slide) -> np.ndarray:
+    if slide is None or items is None:
+        return probs
+    p = slide(probs[:, 1], items)
+    return np.stack([1 - p, p], axis=1)
 
 
 def calibrate(val_logits: np.ndarray, y_val: np.ndarray, two_class_threshold: bool, review_accuracy: float,
-              review_budget: float) -> Calibration:
-    """Temperature by NLL, the IDC threshold by balanced accuracy, the review bar by the budget: all on val."""
+              review_budget: float, slide=None, val_items: list | None = None) -> Calibration:
+    """Temperature by NLL, the IDC threshold by balanced accuracy, the review bar by the budget: all on val.
+    With a slide-level step, the thresholds are chosen on its output, as the app decides on it."""
     temperature = fit_temperature(val_logits, y_val)
-    probs = softmax(val_logits, temperature)
+    probs = with_slide_step(softmax(val_logits, temperature), val_items, slide)
     decision = balanced_accuracy_threshold(probs[:, 1], y_val) if two_class_threshold else 0.5
     preds = decide(probs, decision)
     tradeoff = review_tradeoff(probs, y_val, preds)
     review = choose_review_threshold(tradeoff, review_accuracy, review_budget)
-    return Calibration(temperature, decision, review, float((preds == y_val).mean()), tradeoff)
+    return Calibration(temperature, decision, review, float((preds == y_val).mean()), tradeoff, slide)

@@ -60,14 +60,23 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
               f"![loss and accuracy per epoch](figures/{key}-curves.png)", "",
               f"![reliability](figures/{key}-reliability.png)", ""]
     if cfg.task == "idc-patch":
-        lines += [f"Decision threshold P(IDC) ≥ {results['decision_threshold']} (chosen on val for balanced accuracy).", "",
+        step = metadata.get("slide_step")
+        lines += [f"Decision threshold P(IDC) ≥ {results['decision_threshold']} (chosen on val for balanced accuracy"
+                  + (", on the slide-level step's output)." if step else ")."), ""]
+        if step:
+            lines += [f"Slide-level step (metadata `slide_step`, run by the app's core over every patch of a slide "
+                      f"before the decision rule, `desktop/core/slide_step.py`): `{step}`. Each patch's logit is "
+                      "blended with the mean logit of its neighbours on the slide grid. Every figure above and below "
+                      "is measured through it, as the app calls.", ""]
+        lines += [
                   "### Per-patient IDC fraction (test patients)", "",
                   f"Mean absolute error, complete slides: {_pct(ours.get('complete_fraction_mae'))}; "
                   f"all test patients: {_pct(ours.get('all_patients_fraction_mae'))}.", "",
-                  "| patient | patches | true IDC | predicted IDC |", "|---|---|---|---|"]
+                  "| patient | patches | true IDC | predicted IDC | error (points) |", "|---|---|---|---|---|"]
         for pid in ours["complete_patients"]:
             v = ours["patients"][pid]
-            lines.append(f"| {pid} (complete) | {v['n']} | {_pct(v['true'])} | {_pct(v['predicted'])} |")
+            lines.append(f"| {pid} (complete) | {v['n']} | {_pct(v['true'])} | {_pct(v['predicted'])} | "
+                         f"{100 * (v['predicted'] - v['true']):+.1f} |")
         lines += ["", f"![heat maps](figures/{key}-heatmaps.png)", ""]
     lines += ["## Review threshold (chosen on val)", "",
               f"Calls with top probability below **{results['review_threshold']}** go to Review.", "",

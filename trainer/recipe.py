@@ -42,6 +42,7 @@ class Recipe:
     # normalise each image's bright background to the training images' (in the graph):
     # "off", "trained" (on while training) or "serving" (off while training, on from calibration to export)
     white_balance: str = "off"
+    slide_step_weight: float = 0.0  # >0: IDC calls blend each patch's P(IDC) with its neighbours' (desktop.core.slide_step)
     version: str = "1.0.0"
     limit: int | None = None  # images per class (blood) or patients (idc), for quick runs
     skip_seed: bool = False  # do not train the reference model
@@ -64,7 +65,8 @@ DEFAULTS = {
     "idc": Recipe("idc", "breast-idc", "idc-patch", "Breast histopathology IDC (50x50 patches)",
                   50, "pad-white", (32, 64, 128, 192), epochs=40, seed_epochs=30, batch=128,
                   learning_rate=3e-3, balanced=True, review_accuracy=0.95, review_budget=0.15,
-                  augment=AugmentConfig(hed_sigma=0.08, scale_prob=0.3, scale_min=0.85, scale_max=1.15)),
+                  augment=AugmentConfig(hed_sigma=0.08, scale_prob=0.3, scale_min=0.85, scale_max=1.15),
+                  ema=0.998, slide_step_weight=0.5, version="3.0.0"),
 }
 
 

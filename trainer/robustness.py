@@ -49,10 +49,10 @@ def robustness(model, recipe: Recipe, classes: list[str], test: DecodedSplit, ca
     condition also reports the complete test patients' IDC-fraction error."""
     result: dict = {}
 
-    def assess(x, y, with_patients: bool = False):
+    def assess(x, y, with_patients: bool = False, items: list | None = None):
         logits, feats = predict(model, x)
-        probs = calib.probabilities(logits)
-        preds = calib.calls(logits)
+        probs = calib.probabilities(logits, items)
+        preds = calib.calls(logits, items)
         correct = preds == y
         unfamiliar = ood_scores(feats, unfamiliar_detector.stats) > unfamiliar_detector.threshold
         conf = probs.max(1)
@@ -78,9 +78,9 @@ def robustness(model, recipe: Recipe, classes: list[str], test: DecodedSplit, ca
     per_patient = bool(complete)
     x_test, y_test = test.x, test.y
     spec = recipe.spec
-    result["in_domain"] = assess(x_test, y_test, per_patient)
+    result["in_domain"] = assess(x_test, y_test, per_patient, test.items)
     for name, (scale, shift) in STAIN_SHIFTS.items():
-        result[f"stain shift: {name}"] = assess(stain_shift(x_test, scale, shift), y_test, per_patient)
+        result[f"stain shift: {name}"] = assess(stain_shift(x_test, scale, shift), y_test, per_patient, test.items)
     fullres = external.parent / "pbc_fullres_samples" if external is not None else None
     if fullres is not None and fullres.is_dir() and recipe.kind == "blood":
         result["full resolution vs half size"] = fullres_consistency(model, classes, spec, fullres,

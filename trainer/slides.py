@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from desktop.core.slide import PatchGrid, heat_map
+from desktop.core.slide_step import SlideStep
 from trainer.data import patch_xy
 
 
@@ -41,3 +42,19 @@ def idc_maps(items: list, p_idc: np.ndarray, patients: list[str], patch: int):
         truth = heat_map(offsets, [float(label) for _, _, label in cells], grid)
         maps.append((pid, predicted, truth))
     return maps
+
+
+def slide_level(step: SlideStep, patch: int):
+    """The app's slide-level step as the trainer applies it: per patient (one slide each),
+    `(P(IDC), items) -> P(IDC)` row for row; patches without a position keep theirs."""
+    def apply(p_idc: np.ndarray, items: list) -> np.ndarray:
+        out = np.asarray(p_idc, dtype=np.float64).copy()
+        by_patient: dict[str, list[int]] = {}
+        offsets = [patch_xy(i.path) for i in items]
+        for row, item in enumerate(items):
+            if offsets[row] is not None:
+                by_patient.setdefault(item.group, []).append(row)
+        for rows in by_patient.values():
+            out[rows] = step.apply(out[rows], [offsets[r] for r in rows], PatchGrid(patch, patch))
+        return out
+    return apply

@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from desktop.core.slide_step import SlideStep  # noqa: E402
 from trainer import architectures, calibration, evaluate, export, lab_book  # noqa: E402
 from trainer.calibration import Calibration  # noqa: E402
 from trainer.data import SPLITS, Dataset, DecodedSplit, cached_arrays, split_blood, split_idc  # noqa: E402
@@ -33,7 +34,7 @@ from trainer.fitting import Trained, bench_onnx, log, ood_scores, predict, recal
 from trainer.model_card import write_card  # noqa: E402
 from trainer.recipe import Recipe, pin  # noqa: E402
 from trainer.robustness import robustness  # noqa: E402
-from trainer.slides import fraction_mae, idc_maps, idc_patients  # noqa: E402
+from trainer.slides import fraction_mae, idc_maps, idc_patients, slide_level  # noqa: E402
 
 SCHEMA = "slidetally/1"
 BLOOD_CLASSES = {
@@ -113,9 +114,16 @@ def our_model(recipe: Recipe, arrays: dict[str, DecodedSplit], out: Path, n_clas
     return trained
 
 
+def slide_step(recipe: Recipe) -> SlideStep | None:
+    """The slide-level step the app will run (declared in the metadata), or None."""
+    return SlideStep(radius=1, weight=recipe.slide_step_weight) if recipe.slide_step_weight > 0 else None
+
+
 def calibrate(recipe: Recipe, model: keras.Model, val: DecodedSplit) -> Calibration:
+    step = slide_step(recipe)
     calib = calibration.calibrate(predict(model, val.x)[0], val.y, two_class_threshold=recipe.kind == "idc",
-                                  review_accuracy=recipe.review_accuracy, review_budget=recipe.review_budget)
+                                  review_accuracy=recipe.review_accuracy, review_budget=recipe.review_budget,
+                                  slide=slide_level(step, recipe.input_size) if step else None, val_items=val.items)
     log(f"    val accuracy {calib.val_accuracy:.4f}, temperature {calib.temperature:.3f}, "
         f"review threshold {calib.review_threshold}, decision threshold {calib.decision_threshold}")
     return calib
@@ -125,10 +133,10 @@ def evaluate_once(recipe: Recipe, model: keras.Model, test: DecodedSplit, calib:
                   dataset: Dataset, out: Path) -> Evaluation:
     """Metrics, reliability and (IDC) per-patient fractions on the test split, and their figures."""
     logits, _ = predict(model, test.x)
-    probs = calib.probabilities(logits)
+    probs = calib.probabilities(logits, test.items)
     ece_before, table_before = calibration.reliability(calibration.softmax(logits), test.y)
     ece_after, table_after = calibration.reliability(probs, test.y)
-    metrics = evaluate.classification_metrics(test.y, calib.calls(logits), classes)
+    metrics = evaluate.classification_metrics(test.y, calib.calls(logits, test.items), classes)
     metrics.update({"ece_before": ece_before, "ece_after": ece_after, "val_accuracy_clean": calib.val_accuracy})
     if recipe.kind == "idc":
         metrics.update(evaluate.binary_metrics(test.y, probs[:, 1], calib.decision_threshold))
@@ -200,6 +208,7 @@ def build_metadata(recipe: Recipe, classes: list[str], metrics: dict, dataset: D
                     "split_hash": dataset.split_hash(), "counts": dataset.counts()},
         "provenance": provenance,
         **({"patch_size": recipe.input_size, "patch_stride": recipe.input_size} if recipe.kind == "idc" else {}),
+        **({"slide_step": step.as_metadata()} if (step := slide_step(recipe)) else {}),
     }
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from desktop.core.imaging import INTERPOLATIONS, SMALL_INPUT_RULES, InputSpec
 from desktop.core.slide import PatchGrid
+from desktop.core.slide_step import SlideStep, SlideStepError, parse_slide_step
 
 SCHEMA_PREFIX = "slidetally/"
 TASKS = ("blood-differential", "idc-patch")
@@ -56,6 +57,7 @@ class ModelInfo:
     decision_threshold: float
     ood_threshold: float | None
     patch: PatchGrid  # patch models: patch side and stride on the slide (others: the input width)
+    slide_step: SlideStep | None = None  # patch models: run over the whole slide before the decision rule
     sha256: str = field(default="", compare=False)  # of the model file: what a session is bound to
     metrics: dict = field(default_factory=dict, compare=False)
     dataset: dict = field(default_factory=dict, compare=False)
@@ -106,6 +108,16 @@ def _patch_grid(meta: dict[str, str], width: int, path: Path) -> PatchGrid:
     return PatchGrid(values["patch_size"], values["patch_stride"])
 
 
+def _slide_step(meta: dict[str, str], n_classes: int, path: Path) -> SlideStep | None:
+    try:
+        step = parse_slide_step(meta.get("slide_step"))
+    except SlideStepError as exc:
+        raise ModelError(f"{path.name}: {exc}") from exc
+    if step is not None and n_classes != 2:
+        raise ModelError(f"{path.name}: slide_step needs a two-class patch model")
+    return step
+
+
 def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelInfo:
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if "slidetally.schema" in missing:
@@ -145,7 +157,7 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         input=InputSpec(size[0], size[1], resize, small),
         temperature=number("temperature", 1.0), review_threshold=number("review_threshold", 0.0),
         decision_threshold=number("decision_threshold", 0.5), ood_threshold=number("ood_threshold", None),
-        patch=_patch_grid(meta, size[1], path),
+        patch=_patch_grid(meta, size[1], path), slide_step=_slide_step(meta, len(classes), path),
         metrics=_json(meta, "metrics", path) if "metrics" in meta else {},
         dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
         provenance=_json(meta, "provenance", path) if "provenance" in meta else {},

@@ -80,20 +80,44 @@ def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndar
             calls.append(Call(source.relative, source.size, source.mtime, content_hash=hashes[i] if hashes else None,
                               unreadable=INVALID_OUTPUT, review=True, review_reason=f"unreadable: {INVALID_OUTPUT}"))
             continue
-        p = probabilities[i]
-        order = np.argsort(-p)
-        top = int(rule.top[i])
         position = patch_position(source.relative)
-        second = int(order[1]) if order[0] == top else int(order[0])
-        score = float(ood[i]) if ood is not None else None
-        unfamiliar = bool(rule.unfamiliar[i])
-        confidence = float(p[top])
-        reason = REVIEW_UNFAMILIAR if unfamiliar else (REVIEW_LOW_CONFIDENCE if rule.low_confidence[i] else "")
         calls.append(Call(
             relative=source.relative, size=source.size, mtime=source.mtime,
-            content_hash=hashes[i] if hashes else None, ai_class=keys[top],
-            confidence=confidence, probabilities=tuple(float(v) for v in p), second_class=keys[second],
-            ood_score=score, unfamiliar=unfamiliar, review=bool(reason), review_reason=reason,
+            content_hash=hashes[i] if hashes else None, probabilities=tuple(float(v) for v in probabilities[i]),
             x=position[0] if position else None, y=position[1] if position else None,
+            **ai_fields(keys, probabilities[i], rule, i, None if ood is None else float(ood[i])).__dict__,
         ))
     return calls
+
+
+@dataclass(frozen=True)
+class AiFields:
+    """The parts of a call the decision rule sets (what a slide-level step may revise)."""
+
+    ai_class: str
+    confidence: float
+    second_class: str
+    ood_score: float | None
+    unfamiliar: bool
+    review: bool
+    review_reason: str
+
+
+def ai_fields(keys: list[str], p: np.ndarray, rule: Decisions, i: int, ood_score: float | None) -> AiFields:
+    """Image i's call, confidence, runner-up and Review reason under the decided `rule`."""
+    top = int(rule.top[i])
+    order = np.argsort(-p)
+    second = int(order[1]) if order[0] == top else int(order[0])
+    unfamiliar = bool(rule.unfamiliar[i])
+    reason = REVIEW_UNFAMILIAR if unfamiliar else (REVIEW_LOW_CONFIDENCE if rule.low_confidence[i] else "")
+    return AiFields(keys[top], float(p[top]), keys[second], ood_score, unfamiliar, bool(reason), reason)
+
+
+def slide_level_calls(info: ModelInfo, p_positive: np.ndarray, ood: list[float | None]) -> list[AiFields]:
+    """The calls of a slide's patches from their slide-level P(positive) (`SlideStep.apply`),
+    under the same decision rule as every other call."""
+    probabilities = np.stack([1 - np.asarray(p_positive), np.asarray(p_positive)], axis=1)
+    scores = None if all(v is None for v in ood) else np.array([np.nan if v is None else v for v in ood])
+    rule = decide(probabilities, None if scores is None else np.nan_to_num(scores, nan=0.0), info.review_threshold,
+                  info.ood_threshold, info.decision_threshold)
+    return [ai_fields(info.class_keys, probabilities[i], rule, i, ood[i]) for i in range(len(probabilities))]

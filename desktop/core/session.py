@@ -18,14 +18,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from desktop.core.events import Event
 from desktop.core.folder import FolderError, expand_tissue_images, guess_task
 from desktop.core.model import Model, ModelError, discover_models
 from desktop.core.names import readable
 from desktop.core.pipeline import Progress, classify
 from desktop.core.record import FolderChanges, SessionRecord
-from desktop.core.results import Call
+from desktop.core.results import Call, slide_level_calls
 from desktop.core.scan import ScanCancelled, hash_file, scan_folder
+from desktop.core.slide import tile_source
 from desktop.core.store import (
     OPEN,
     REOPENED,
@@ -270,7 +273,41 @@ class Session:
             if guard is not None:
                 guard.look(calls)
 
-        return classify(self.model, items, on_calls, on_progress, cancel, batch_size=batch_size)
+        done = classify(self.model, items, on_calls, on_progress, cancel, batch_size=batch_size)
+        if done:
+            self._apply_slide_step()
+        return done
+
+    def _apply_slide_step(self) -> None:
+        """Run the model's slide-level step over every patch of each slide in the session and
+        revise the AI calls it changes (never a technician's call; a signed session is not
+        classified at all). One audit line says what the step did."""
+        step = self.info.slide_step
+        if step is None:
+            return
+        slides: dict[str, list] = {}
+        for cell in self.store.cells():
+            if cell.x is None or cell.y is None or cell.unreadable or cell.missing or len(cell.probabilities) != 2:
+                continue
+            tile = tile_source(cell.file)
+            slides.setdefault(tile[0] if tile else "", []).append(cell)
+        revised = []
+        for cells in slides.values():
+            p_slide = step.apply(np.array([c.probabilities[1] for c in cells]), [(c.x, c.y) for c in cells],
+                                 self.info.patch)
+            fields = slide_level_calls(self.info, p_slide, [c.ood_score for c in cells])
+            revised += [(c, f) for c, f in zip(cells, fields)
+                        if c.final_class is None and not c.confirmed  # the technician has seen this call
+                        and (c.ai_class, c.review, round(c.confidence, 9)) != (f.ai_class, f.review, round(f.confidence, 9))]
+        if not revised:
+            return
+        with self.store.write(self._system()) as w:
+            for cell, fields in revised:
+                w.set_ai(cell.file, fields)
+            flipped = sum(c.ai_class != f.ai_class for c, f in revised)
+            w.audit("slide step", None, None, None,
+                    f"{step.describe()}: {flipped} AI call(s) changed by their neighbours on the slide")
+        self._announce_changed(w)
 
     def _notice(self, changes: FolderChanges) -> str:
         if changes.folder_empty:

@@ -242,6 +242,15 @@ class Writer:
             self.touched.append(call.relative)
         return bool(cursor.rowcount)
 
+    def set_ai(self, file: str, fields) -> None:
+        """Revise the AI call of a file (a slide-level step): the model's own probabilities and
+        anything the technician did stay as they are."""
+        self.db.execute("""UPDATE images SET ai_class=?, confidence=?, second_class=?, unfamiliar=?, review=?,
+                           review_reason=? WHERE relative=?""",
+                        _args(fields.ai_class, fields.confidence, fields.second_class, int(fields.unfamiliar),
+                              int(fields.review), fields.review_reason, file))
+        self.touched.append(file)
+
     def set_missing(self, file: str, missing: bool) -> None:
         self.db.execute("UPDATE images SET missing=? WHERE relative=?", _args(int(missing), file))
         self.touched.append(file)
