@@ -51,6 +51,8 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
     if "val_accuracy" in results:
         lines.append("| accuracy on val (clean images; the split used to choose between runs) | - | "
                      f"{results['val_accuracy']:.4f} |")
+    if "val_balanced_accuracy" in results:
+        lines.append(f"| balanced accuracy on val (chosen by) | - | {results['val_balanced_accuracy']:.4f} |")
     lines.append(f"| ECE before → after temperature (T={results['temperature']:.3f}) | - | "
                  f"{ours['ece_before']:.4f} → {ours['ece_after']:.4f} |")
     lines += ["", "Per class (ours):", "", "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
@@ -77,6 +79,9 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
             v = ours["patients"][pid]
             lines.append(f"| {pid} (complete) | {v['n']} | {_pct(v['true'])} | {_pct(v['predicted'])} | "
                          f"{100 * (v['predicted'] - v['true']):+.1f} |")
+        for pid, v in results.get("val_complete_patients", {}).items():
+            lines.append(f"| {pid} (complete, **val**: chosen by, not a test figure) | {v['n']} | {_pct(v['true'])} | "
+                         f"{_pct(v['predicted'])} | {100 * (v['predicted'] - v['true']):+.1f} |")
         lines += ["", f"![heat maps](figures/{key}-heatmaps.png)", ""]
     lines += ["## Review threshold (chosen on val)", "",
               f"Calls with top probability below **{results['review_threshold']}** go to Review.", "",

@@ -129,6 +129,22 @@ def calibrate(recipe: Recipe, model: keras.Model, val: DecodedSplit) -> Calibrat
     return calib
 
 
+def val_figures(recipe: Recipe, model: keras.Model, val: DecodedSplit, calib: Calibration) -> dict:
+    """The figures runs are chosen by, on val: balanced accuracy and (IDC) the complete val
+    slides' IDC-fraction error, all through the shipped rule (and slide-level step)."""
+    logits, _ = predict(model, val.x)
+    calls = calib.calls(logits, val.items)
+    figures = {"val_balanced_accuracy": float(np.mean([(calls[val.y == k] == k).mean() for k in np.unique(val.y)]))}
+    if recipe.kind == "idc":
+        patients = idc_patients(val.items, calib.probabilities(logits, val.items)[:, 1], calib.decision_threshold, val.y)
+        complete = [p for p, v in patients.items() if v["n"] > COMPLETE_SLIDE_PATCHES]
+        figures["val_complete_patients"] = {p: patients[p] for p in complete}
+        if complete:
+            figures["val_complete_fraction_mae"] = fraction_mae(patients, complete)
+    log("    " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items() if isinstance(v, float)))
+    return figures
+
+
 def evaluate_once(recipe: Recipe, model: keras.Model, test: DecodedSplit, calib: Calibration, classes: list[str],
                   dataset: Dataset, out: Path) -> Evaluation:
     """Metrics, reliability and (IDC) per-patient fractions on the test split, and their figures."""
@@ -230,6 +246,7 @@ def record(recipe: Recipe, name: str, trained: Trained, metrics: dict, trained_b
         "train_accuracy": history.get("accuracy", [None])[-1], "val_accuracy": history.get("val_accuracy", [None])[-1],
         "test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "minutes": trained.minutes,
         "val_accuracy_clean": metrics.get("val_accuracy_clean"), "resumed": not trained.fresh,
+        **{k: metrics[k] for k in ("val_balanced_accuracy", "val_complete_fraction_mae") if k in metrics},
         "git_sha": trained_by, "notes": notes + (" (resumed: weights reused from the run folder)"
                                                  if not trained.fresh else ""),
     })
@@ -284,6 +301,8 @@ def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, shi
 
     log("5/9 calibrate on val")
     calib = calibrate(recipe, ours.model, arrays["val"])
+    chosen_by = val_figures(recipe, ours.model, arrays["val"], calib)
+    results.update(chosen_by)
 
     log("6/9 evaluate on the test split (once)")
     evaluation = evaluate_once(recipe, ours.model, test, calib, classes, dataset, out)
@@ -310,7 +329,7 @@ def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, shi
     (out / "results.json").write_text(json.dumps(results, indent=1))
     write_card(out / f"{recipe.key}.card.md", recipe, results, metadata)
     if lab_book_row:
-        record(recipe, "slidenet", ours, evaluation.metrics, trained_by, notes)
+        record(recipe, "slidenet", ours, {**evaluation.metrics, **chosen_by}, trained_by, notes)
     if ship:
         ship_model(out, ship, recipe.key)
     log(f"done: {exported.path}")
