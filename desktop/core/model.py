@@ -8,6 +8,8 @@ metadata (integers, in slide pixels): `patch_size`, the side of the square cut f
 tissue image (default: the input width), and `patch_stride`, the distance between neighbouring
 patches, i.e. the spacing of the tiles the app cuts and of the x/y in patch file names
 (default: `patch_size`). Heat map, mosaic, gallery crops and tiling all read them from here.
+A two-class patch model may also declare `slide_step` (JSON, see `desktop/core/slide_step.py`):
+a step over all the patches of a slide that the core runs before the decision rule.
 """
 
 from __future__ import annotations
