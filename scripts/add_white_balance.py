@@ -5,7 +5,7 @@ contract model, by graph surgery and without retraining, and prove what it chang
 
 The reference background level is measured on the model's own training split (the one in
 its metadata's split hash) with the trainer's `background_reference`; the inserted ops are
-the same as the layer's (4x4 average, 90th percentile by TopK, per-channel scale, clip), and
+the same as the layer's (4x4 average, 90th percentile by TopK, per-channel scale, clip at 255), and
 the script checks them against the Keras layer on real images before writing anything.
 """
 
@@ -35,26 +35,32 @@ QUANTILE = 0.9
 
 
 def white_balance_nodes(source: str, target: str, reference: list[float], height: int, width: int):
-    """Nodes and constants that turn float NHWC `source` into the white-balanced `target`."""
-    cells = (height // 4) * (width // 4)
+    """Nodes and constants that turn float NHWC `source` into the white-balanced `target`:
+    the layer's ops, the 4x4 average as reshape + mean in NHWC (no full-image transpose)."""
+    rows, cols = height // 4, width // 4
+    cells = rows * cols
     k = max(1, round((1 - QUANTILE) * cells))
     consts = [numpy_helper.from_array(np.array(v, dtype=dt), name) for name, v, dt in (
-        ("wb_flat", [0, 3, cells], np.int64),
+        ("wb_crop_start", [0, 0], np.int64), ("wb_crop_end", [rows * 4, cols * 4], np.int64),
+        ("wb_crop_axes", [1, 2], np.int64),
+        ("wb_blocks", [-1, rows, 4, cols, 4, 3], np.int64),
+        ("wb_flat", [-1, cells, 3], np.int64),
         ("wb_k", [k], np.int64), ("wb_last_start", [k - 1], np.int64), ("wb_last_end", [k], np.int64),
         ("wb_axis", [2], np.int64), ("wb_shape", [-1, 1, 1, 3], np.int64), ("wb_one", 1.0, np.float32),
-        ("wb_lo", 0.0, np.float32), ("wb_hi", 255.0, np.float32))]
+        ("wb_hi", 255.0, np.float32))]
     nodes = [
-        helper.make_node("Transpose", [source], ["wb_nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("AveragePool", ["wb_nchw"], ["wb_pooled"], kernel_shape=[4, 4], strides=[4, 4]),
-        helper.make_node("Reshape", ["wb_pooled", "wb_flat"], ["wb_cells"]),
+        helper.make_node("Slice", [source, "wb_crop_start", "wb_crop_end", "wb_crop_axes"], ["wb_crop"]),
+        helper.make_node("Reshape", ["wb_crop", "wb_blocks"], ["wb_block6"]),
+        helper.make_node("ReduceMean", ["wb_block6"], ["wb_pooled"], axes=[2, 4], keepdims=0),  # opset 17: axes attribute
+        helper.make_node("Reshape", ["wb_pooled", "wb_flat"], ["wb_cells_last"]),
+        helper.make_node("Transpose", ["wb_cells_last"], ["wb_cells"], perm=[0, 2, 1]),
         helper.make_node("TopK", ["wb_cells", "wb_k"], ["wb_top", "wb_top_idx"], axis=-1, largest=1, sorted=1),
         helper.make_node("Slice", ["wb_top", "wb_last_start", "wb_last_end", "wb_axis"], ["wb_bright3"]),
         helper.make_node("Max", ["wb_bright3", "wb_one"], ["wb_bright"]),
         helper.make_node("Div", ["wb_reference_col", "wb_bright"], ["wb_scale3"]),
         helper.make_node("Reshape", ["wb_scale3", "wb_shape"], ["wb_scale"]),
         helper.make_node("Mul", [source, "wb_scale"], ["wb_scaled"]),
-        helper.make_node("Max", ["wb_scaled", "wb_lo"], ["wb_floor"]),
-        helper.make_node("Min", ["wb_floor", "wb_hi"], [target]),
+        helper.make_node("Min", ["wb_scaled", "wb_hi"], [target]),
     ]
     consts.append(numpy_helper.from_array(np.array(reference, np.float32).reshape(3, 1), "wb_reference_col"))
     return nodes, consts
