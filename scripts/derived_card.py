@@ -65,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")))
     parser.add_argument("--speed-images", type=int, default=4096)
+    parser.add_argument("--labels", nargs=2, metavar=("BASE", "DERIVED"), help="what the note calls them, e.g. v2 v3")
     args = parser.parse_args(argv)
     base, derived = Model(args.base), Model(args.derived)
     arrays = cached_arrays(split_blood(DATA), base.info.input, args.cache)
-    names = (f"v{base.info.version} ({args.base.name})", f"v{derived.info.version} ({args.derived.name})")
+    labels = args.labels or ("base", "derived")
+    names = tuple(f"{label}: metadata version {m.info.version}" for label, m in zip(labels, (base, derived)))
     figures = {split: [split_figures(m, arrays[split].x, arrays[split].y) for m in (base, derived)]
                for split in ("val", "test")}
     batch = arrays["test"].x[:64]
@@ -77,19 +79,20 @@ def main(argv: list[str] | None = None) -> int:
 
     provenance = derived.info.provenance
     lines = [f"## Version {derived.info.version}: {provenance.get('white_balance', {}).get('by', 'derived')}", "",
-             f"This file is the v{base.info.version} weights (trained as described above) with a front end "
+             f"This file is the {labels[0]} weights (metadata version {base.info.version}; trained as described above) "
+             "with a front end "
              "inserted in front of them; nothing was retrained. Measured here side by side, through the app's "
              "own model loading and decision rule, on the same images:", "",
              f"| figure | {names[0]} | {names[1]} |", "|---|---|---|"]
     for split in ("val", "test"):
         old, new = figures[split]
-        label = "val (the split runs are chosen by)" if split == "val" else "test (read once for this model)"
+        label = "val (the split runs are chosen by)" if split == "val" else "test (used for no choice)"
         lines.append(f"| {label}: accuracy | {old['accuracy']:.4f} | {new['accuracy']:.4f} |")
         lines.append(f"| {split}: macro-F1 | {old['macro_f1']:.4f} | {new['macro_f1']:.4f} |")
         for key in old["recall"]:
             lines.append(f"| {split}: {key} recall | {old['recall'][key]:.3f} | {new['recall'][key]:.3f} |")
         same = float((old["calls"] == new["calls"]).mean())
-        lines.append(f"| {split}: same call as {names[0].split(' ')[0]} | - | {same:.4f} |")
+        lines.append(f"| {split}: same call as {labels[0]} | - | {same:.4f} |")
     for site, (old, new) in sites.items():
         lines.append(f"| zero-shot {site} ({old.n} cells): balanced accuracy | {old.balanced_accuracy:.3f} | "
                      f"{new.balanced_accuracy:.3f} |")
@@ -102,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", f"White balance reference (train split's mean bright background, RGB): {wb['reference']}; "
                   f"quantile {wb['quantile']}."]
     body = args.base_card.read_text(encoding="utf-8")
-    body = body.replace(f"version {base.info.version},", f"version {derived.info.version} (v{base.info.version} "
-                        "weights, front end below),", 1)
+    body = body.replace(f"version {base.info.version},", f"version {derived.info.version} ({labels[1]}: the "
+                        f"{labels[0]} weights, metadata version {base.info.version}, with the front end below),", 1)
     args.out.write_text(body.rstrip() + "\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
     summary = {"val": [f["accuracy"] for f in figures["val"]], "test": [f["accuracy"] for f in figures["test"]],
                "speed": speed, "sites": {s: [v.balanced_accuracy for v in pair] for s, pair in sites.items()}}

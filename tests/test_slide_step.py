@@ -107,3 +107,32 @@ def test_the_step_round_trips_through_the_metadata(tmp_path):
     model = Model(make_patch_model(tmp_path / "m.onnx", extra_metadata={"slide_step": STEP}))
     assert model.info.slide_step == SlideStep(1, 0.5)
     assert json.loads(STEP)["kind"] == "neighbour-logit-mean"
+
+
+def test_the_cli_and_the_gui_session_give_the_same_fraction_through_the_shipped_step(tmp_path):
+    """The shipped IDC model declares its step; the CLI (a subprocess) and a session opened as
+    the GUI opens it call the bundled slide the same, and both went through the step."""
+    import csv
+    import subprocess
+    import sys
+
+    from conftest import ROOT, SAMPLES, shipped
+
+    model = Model(shipped("breast-idc.onnx"))
+    assert model.info.slide_step is not None
+    folder = SAMPLES / "breast-idc-9022"
+    out = subprocess.run([sys.executable, "-m", "desktop.cli", "classify", str(folder), "--model", str(model.info.path),
+                          "--csv", str(tmp_path / "cells.csv"), "--data-dir", str(tmp_path / "cli")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    with (tmp_path / "cells.csv").open(encoding="utf-8-sig") as handle:
+        cli_calls = {row["file"]: row["ai_class"] for row in csv.DictReader(handle)}
+    session = Session.open(folder, model, tmp_path / "gui")
+    session.classify()
+    gui = idc_summary(session.cells(), model.info)
+    gui_calls = {c.file: c.ai_class for c in session.cells()}
+    stepped = [e for e in session.audit() if e.action == "slide step"]
+    session.close()
+    assert cli_calls == gui_calls and len(gui_calls) == 517
+    assert sum(v == "idc" for v in cli_calls.values()) == gui.ai_idc
+    assert stepped  # the step changed some calls on this slide, and said so

@@ -28,9 +28,12 @@ def append(entry: dict, book: Path | None = None) -> None:
 def render(book: Path = LAB_BOOK) -> None:
     lines = ["# Lab book", "", "Every training run, appended by the trainer (`lab_book.jsonl`). *val acc* is the",
              "last epoch's (augmentation off, before batch-norm re-estimation); *val (final)* is the shipped rule's",
-             "accuracy on val after calibration, the figure runs are chosen by. Test is read once per run.", "",
-             "| date | task | model | epochs | train acc | val acc | val (final) | test acc | minutes | git | notes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "accuracy on val after calibration, the figure runs are chosen by; *val BA* its balanced accuracy and,",
+             "for IDC, *val slide err* the complete val slides' IDC-fraction error in points (runs since",
+             "2026-11-26 05:00). Test is read once per run.", "",
+             "| date | task | model | epochs | train acc | val acc | val (final) | val BA | val slide err | test acc "
+             "| minutes | git | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for raw in book.read_text(encoding="utf-8").splitlines():
         if not raw.strip():
             continue
@@ -39,7 +42,9 @@ def render(book: Path = LAB_BOOK) -> None:
         lines.append(" | ".join([
             "", e.get("date", "")[:16], e.get("task", ""), e.get("name", ""), str(e.get("epochs", "")),
             fmt(e.get("train_accuracy")), fmt(e.get("val_accuracy")),
-            fmt(e.get("val_accuracy_clean")), fmt(e.get("test_accuracy")),
+            fmt(e.get("val_accuracy_clean")), fmt(e.get("val_balanced_accuracy")),
+            f"{100 * e['val_complete_fraction_mae']:.1f}" if "val_complete_fraction_mae" in e else "",
+            fmt(e.get("test_accuracy")),
             f"{e.get('minutes', 0):.1f}", e.get("git_sha", ""), e.get("notes", ""), "",
         ]).strip())
     book.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")

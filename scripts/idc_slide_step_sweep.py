@@ -1,0 +1,63 @@
+"""The evidence for an IDC model's slide-level step: val balanced accuracy and the complete val
+slide's IDC fraction for several neighbour weights and radii, each with its own decision
+threshold chosen on val for balanced accuracy (as the trainer chooses it).
+
+    .venv/bin/python scripts/idc_slide_step_sweep.py MODEL.onnx [--markdown out.md]
+
+The model's own `slide_step` is ignored: it runs the raw patch probabilities through
+`desktop.core.slide_step.SlideStep` per patient, as `trainer/slides.slide_level` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from desktop.core.model import Model  # noqa: E402
+from desktop.core.slide_step import SlideStep  # noqa: E402
+from trainer.calibration import balanced_accuracy_threshold  # noqa: E402
+from trainer.data import load_arrays, split_idc  # noqa: E402
+from trainer.slides import slide_level  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "idc"
+COMPLETE = 300  # patches: a complete slide (as the trainer counts it)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args(argv)
+    model = Model(args.model)
+    val, _ = load_arrays(split_idc(DATA).items["val"], model.info.input)
+    p = np.concatenate([model.predict(val.x[i:i + 512])[0][:, 1] for i in range(0, len(val.x), 512)])
+    patients = np.array([item.group for item in val.items])
+    complete = [q for q in np.unique(patients) if (patients == q).sum() > COMPLETE]
+    lines = ["| radius | neighbour weight | threshold (val) | val balanced accuracy | "
+             + " | ".join(f"val slide {q}: predicted IDC (true {val.y[patients == q].mean():.1%})" for q in complete)
+             + " |", "|---|---|---|---|" + "---|" * len(complete)]
+    size = model.info.patch.size
+    for radius, weight in ((1, 0.0), (1, 0.3), (1, 0.5), (1, 0.7), (2, 0.3), (2, 0.5), (2, 0.7)):
+        slide = slide_level(SlideStep(radius, weight), size)(p, val.items) if weight else p
+        threshold = balanced_accuracy_threshold(slide, val.y)
+        calls = slide >= threshold
+        ba = (calls[val.y == 1].mean() + (~calls[val.y == 0]).mean()) / 2
+        fractions = " | ".join(f"{calls[patients == q].mean():.1%}" for q in complete)
+        lines.append(f"| {radius if weight else '-'} | {weight} | {threshold} | {ba:.4f} | {fractions} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
