@@ -15,7 +15,7 @@ from desktop.core.model import Model, ModelError
 from desktop.core.session import Session
 from desktop.core.slide import PatchGrid
 from desktop.core.slide_step import SlideStep
-from desktop.core.summary import idc_summary
+from desktop.core.summary import decided_p_positive, idc_summary
 
 STEP = SlideStep(radius=1, weight=0.5).as_metadata()
 AMBIGUOUS_RGB = (140, 60, 100)  # mean red 140: P(IDC) = sigmoid(1.2) ~ 0.77 on its own
@@ -69,7 +69,13 @@ def test_the_session_calls_the_slide_step_and_says_so_in_the_audit(tmp_path):
     assert plain_calls[lone].ai_class == "idc" and calls[lone].ai_class == "normal"
     assert calls[inside].ai_class == "idc"
     assert calls[lone].probabilities == plain_calls[lone].probabilities  # the model's own output is kept
-    assert idc_summary(with_step.cells(), model.info).ai_idc == 9
+    summary = idc_summary(with_step.cells(), model.info)
+    assert summary.ai_idc == 9
+    # what the gallery label and the AI-only map show is the P the call was decided on, never
+    # the raw 0.77 under a "No IDC" call
+    decided = decided_p_positive(calls[lone], "idc")
+    assert decided < model.info.decision_threshold < plain_calls[lone].probabilities[1]
+    assert summary.heat[1, 1] == pytest.approx(decided)
     assert idc_summary(without.cells(), plain.info).ai_idc == 10
     steps = [e for e in with_step.audit() if e.action == "slide step"]
     assert len(steps) == 1 and "1 AI call(s) changed" in steps[0].reason

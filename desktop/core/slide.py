@@ -177,7 +177,7 @@ def call_overlay(calls: np.ndarray, mosaic: np.ndarray | None = None, cell_px: i
 
 
 def probability_overlay(heat: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = 10) -> np.ndarray:
-    """The model's own P(IDC) per patch over the mosaic, before any review (NaN: no patch)."""
+    """The AI's P(IDC) per patch over the mosaic, before any review (NaN: no patch)."""
     out, size = _map_base(heat.shape, mosaic, cell_px)
     p = _upsample(heat, size)
     where = p >= 0

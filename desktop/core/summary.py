@@ -177,7 +177,7 @@ class SlideSummary:
     idc: int
     fraction: float | None
     pending_review: int
-    heat: np.ndarray  # AI only: P(IDC) per patch position, NaN where no patch
+    heat: np.ndarray  # AI only: the P(IDC) each AI call was decided on, per patch position; NaN where no patch
     calls: np.ndarray  # final call per position: 1 IDC, 0 not, 2 awaiting review, NaN none
     ai_patches: int  # every classified patch, Review included
     ai_idc: int  # of those, called IDC by the model
@@ -201,6 +201,15 @@ def slide_grid(cells: list[Cell], info: ModelInfo) -> PatchGrid:
     return info.patch.fitted([offset for _, offset in placed_cells(cells)])
 
 
+def decided_p_positive(cell: Cell, positive: str) -> float:
+    """The P(positive class) the AI call was decided on: the model's, or after the model's
+    slide-level step its neighbours' blend, which is what `confidence` holds then. What the
+    gallery label and the AI-only map show, so they never contradict the call."""
+    if not cell.probabilities or cell.ai_class is None:
+        return float("nan")
+    return cell.confidence if cell.ai_class == positive else 1.0 - cell.confidence
+
+
 def idc_summary(cells: list[Cell], info: ModelInfo, tally: Counts | None = None) -> SlideSummary:
     """The slide's IDC fraction from final calls and from the AI alone, and their maps on the model's patch grid."""
     tally = tally or counts(cells, info)
@@ -208,7 +217,7 @@ def idc_summary(cells: list[Cell], info: ModelInfo, tally: Counts | None = None)
     placed = placed_cells(cells)
     grid = slide_grid(cells, info)
     offsets = [offset for _, offset in placed]
-    probs = [c.probabilities[1] if len(c.probabilities) > 1 else np.nan for c, _ in placed]
+    probs = [decided_p_positive(c, positive) for c, _ in placed]
     calls = [2.0 if c.needs_review else 1.0 if (c.final_class or c.ai_class) == positive else 0.0 for c, _ in placed]
     n, idc = sum(tally.final.values()), tally.final.get(positive, 0)
     ai_n, ai_idc = sum(tally.ai.values()), tally.ai.get(positive, 0)

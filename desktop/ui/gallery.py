@@ -30,6 +30,7 @@ from desktop.core.names import readable
 from desktop.core.review import ALL, cell_bin, in_bin
 from desktop.core.slide import cut_tile, tile_source
 from desktop.core.store import Cell
+from desktop.core.summary import decided_p_positive
 
 THUMB = 96  # default thumbnail size (px); the technician zooms between THUMB_SIZES
 THUMB_SIZES = (64, 80, 96, 128, 160, 192)
@@ -236,9 +237,10 @@ class GalleryModel(QAbstractListModel):
         mark = "✓ " if cell.confirmed else ""
         if self.info and len(self.info.classes) == 2 and len(cell.probabilities) == 2:
             # A two-class call is made at the model's threshold, so "No IDC 45%" would
-            # read oddly: show the probability of the positive class instead.
+            # read oddly: show the probability of the positive class instead (the one the
+            # call was decided on, after any slide-level step).
             positive = self.info.short_label_of(self.info.class_keys[1])
-            return f"{mark}{short}\nP({positive}) {cell.probabilities[1]:.0%}"
+            return f"{mark}{short}\nP({positive}) {decided_p_positive(cell, self.info.class_keys[1]):.0%}"
         return f"{mark}{short}\n{cell.confidence:.0%}"
 
     def rowCount(self, parent=None) -> int:  # noqa: N802 - Qt API

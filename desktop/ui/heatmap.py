@@ -1,6 +1,6 @@
 """The slide map for patch assays: final calls over the slide's mosaic, with a legend, or the
-model's own P(IDC) before review (AI only, one tick away); Ctrl+wheel or +/- zooms, a click
-on a tile selects its patch in the gallery."""
+P(IDC) the AI calls were decided on, before review (AI only, one tick away); Ctrl+wheel or +/-
+zooms, a click on a tile selects its patch in the gallery."""
 
 from __future__ import annotations
 
