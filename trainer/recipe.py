@@ -60,8 +60,8 @@ DEFAULTS = {
     "blood": Recipe("blood", "blood-pbc8", "blood-differential", "Blood smear differential (PBC, 8 classes)",
                     96, "resize", (48, 96, 192, 320), seed_epochs=40, batch=64,
                     learning_rate=3e-3, balanced=False, review_accuracy=0.995, review_budget=0.08,
-                    augment=AugmentConfig(scale_min=0.5, blur_prob=0.2), epochs=30, ema=0.998,
-                    white_balance="serving", version="3.0.0"),
+                    augment=AugmentConfig(scale_min=0.5, blur_prob=0.2), epochs=30,
+                    white_balance="serving", version="3.0.0"),  # v3: v2's recipe, white balance for serving
     "idc": Recipe("idc", "breast-idc", "idc-patch", "Breast histopathology IDC (50x50 patches)",
                   50, "pad-white", (32, 64, 128, 192), epochs=40, seed_epochs=30, batch=128,
                   learning_rate=3e-3, balanced=True, review_accuracy=0.95, review_budget=0.15,
