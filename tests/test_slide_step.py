@@ -142,3 +142,13 @@ def test_the_cli_and_the_gui_session_give_the_same_fraction_through_the_shipped_
     assert cli_calls == gui_calls and len(gui_calls) == 517
     assert sum(v == "idc" for v in cli_calls.values()) == gui.ai_idc
     assert stepped  # the step changed some calls on this slide, and said so
+
+
+@pytest.mark.parametrize("p, positive, shown", [
+    (0.6399, False, "63.99%"), (0.6351, False, "63.5%"), (0.30, False, "30%"),
+    (0.6401, True, "64%"), (0.64, True, "64%"), (0.97, True, "97%"),
+])
+def test_a_gallery_percentage_never_sits_on_the_wrong_side_of_the_threshold(p, positive, shown):
+    from desktop.ui.gallery import percent_on_its_side
+
+    assert percent_on_its_side(p, 0.64, positive) == shown

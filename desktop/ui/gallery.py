@@ -158,6 +158,16 @@ def sort_key(cell: Cell) -> tuple[float, int]:
     return (cell.confidence, cell.id)
 
 
+def percent_on_its_side(p: float, threshold: float, positive_call: bool) -> str:
+    """P as a percentage with just enough decimals to stay on the side of the threshold the
+    call was made on: "No IDC 63.99%" at a 64% threshold, never "No IDC 64%"."""
+    for digits in (0, 1, 2):
+        shown = round(p * 100, digits)
+        if (shown >= threshold * 100) == positive_call:
+            return f"{shown:.{digits}f}%"
+    return f"{p * 100:.3f}%"
+
+
 class GalleryModel(QAbstractListModel):
     """All cells of the session, one row each, least confident first; the proxy picks a bin.
 
@@ -239,8 +249,10 @@ class GalleryModel(QAbstractListModel):
             # A two-class call is made at the model's threshold, so "No IDC 45%" would
             # read oddly: show the probability of the positive class instead (the one the
             # call was decided on, after any slide-level step).
-            positive = self.info.short_label_of(self.info.class_keys[1])
-            return f"{mark}{short}\nP({positive}) {decided_p_positive(cell, self.info.class_keys[1]):.0%}"
+            positive_key = self.info.class_keys[1]
+            p = decided_p_positive(cell, positive_key)
+            shown = percent_on_its_side(p, self.info.decision_threshold, cell.ai_class == positive_key)
+            return f"{mark}{short}\nP({self.info.short_label_of(positive_key)}) {shown}"
         return f"{mark}{short}\n{cell.confidence:.0%}"
 
     def rowCount(self, parent=None) -> int:  # noqa: N802 - Qt API
