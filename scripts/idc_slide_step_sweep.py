@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
 from desktop.core.model import Model  # noqa: E402
 from desktop.core.slide_step import SlideStep  # noqa: E402
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         slide = slide_level(SlideStep(radius, weight), size)(p, val.items) if weight else p
         threshold = balanced_accuracy_threshold(slide, val.y)
         calls = slide >= threshold
-        ba = (calls[val.y == 1].mean() + (~calls[val.y == 0]).mean()) / 2
+        ba = balanced_accuracy_score(val.y, calls.astype(int))
         fractions = " | ".join(f"{calls[patients == q].mean():.1%}" for q in complete)
         lines.append(f"| {radius if weight else '-'} | {weight} | {threshold} | {ba:.4f} | {fractions} |")
     text = "\n".join(lines) + "\n"

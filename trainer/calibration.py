@@ -118,8 +118,9 @@ class Calibration:
         probs = softmax(logits, self.temperature)
         return with_slide_step(probs, items, self.slide)
 
-    def calls(self, logits: np.ndarray, items: list | None = None) -> np.ndarray:
-        return decide(self.probabilities(logits, items), self.decision_threshold)
+    def calls(self, probabilities: np.ndarray) -> np.ndarray:
+        """The shipped rule on what `probabilities` returned (so the slide step runs once)."""
+        return decide(probabilities, self.decision_threshold)
 
 
 def with_slide_step(probs: np.ndarray, items: list | None, slide) -> np.ndarray:

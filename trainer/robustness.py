@@ -52,7 +52,7 @@ def robustness(model, recipe: Recipe, classes: list[str], test: DecodedSplit, ca
     def assess(x, y, with_patients: bool = False, items: list | None = None):
         logits, feats = predict(model, x)
         probs = calib.probabilities(logits, items)
-        preds = calib.calls(logits, items)
+        preds = calib.calls(probs)
         correct = preds == y
         unfamiliar = ood_scores(feats, unfamiliar_detector.stats) > unfamiliar_detector.threshold
         conf = probs.max(1)

@@ -24,6 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
 from desktop.core.slide_step import SlideStep  # noqa: E402
 from trainer import architectures, calibration, evaluate, export, lab_book  # noqa: E402
@@ -119,9 +120,9 @@ def slide_step(recipe: Recipe) -> SlideStep | None:
     return SlideStep(radius=1, weight=recipe.slide_step_weight) if recipe.slide_step_weight > 0 else None
 
 
-def calibrate(recipe: Recipe, model: keras.Model, val: DecodedSplit) -> Calibration:
+def calibrate(recipe: Recipe, val_logits: np.ndarray, val: DecodedSplit) -> Calibration:
     step = slide_step(recipe)
-    calib = calibration.calibrate(predict(model, val.x)[0], val.y, two_class_threshold=recipe.kind == "idc",
+    calib = calibration.calibrate(val_logits, val.y, two_class_threshold=recipe.kind == "idc",
                                   review_accuracy=recipe.review_accuracy, review_budget=recipe.review_budget,
                                   slide=slide_level(step, recipe.input_size) if step else None, val_items=val.items)
     log(f"    val accuracy {calib.val_accuracy:.4f}, temperature {calib.temperature:.3f}, "
@@ -129,14 +130,13 @@ def calibrate(recipe: Recipe, model: keras.Model, val: DecodedSplit) -> Calibrat
     return calib
 
 
-def val_figures(recipe: Recipe, model: keras.Model, val: DecodedSplit, calib: Calibration) -> dict:
+def val_figures(recipe: Recipe, val_logits: np.ndarray, val: DecodedSplit, calib: Calibration) -> dict:
     """The figures runs are chosen by, on val: balanced accuracy and (IDC) the complete val
     slides' IDC-fraction error, all through the shipped rule (and slide-level step)."""
-    logits, _ = predict(model, val.x)
-    calls = calib.calls(logits, val.items)
-    figures = {"val_balanced_accuracy": float(np.mean([(calls[val.y == k] == k).mean() for k in np.unique(val.y)]))}
+    probs = calib.probabilities(val_logits, val.items)
+    figures = {"val_balanced_accuracy": float(balanced_accuracy_score(val.y, calib.calls(probs)))}
     if recipe.kind == "idc":
-        patients = idc_patients(val.items, calib.probabilities(logits, val.items)[:, 1], calib.decision_threshold, val.y)
+        patients = idc_patients(val.items, probs[:, 1], calib.decision_threshold, val.y)
         complete = [p for p, v in patients.items() if v["n"] > COMPLETE_SLIDE_PATCHES]
         figures["val_complete_patients"] = {p: patients[p] for p in complete}
         if complete:
@@ -152,7 +152,7 @@ def evaluate_once(recipe: Recipe, model: keras.Model, test: DecodedSplit, calib:
     probs = calib.probabilities(logits, test.items)
     ece_before, table_before = calibration.reliability(calibration.softmax(logits), test.y)
     ece_after, table_after = calibration.reliability(probs, test.y)
-    metrics = evaluate.classification_metrics(test.y, calib.calls(logits, test.items), classes)
+    metrics = evaluate.classification_metrics(test.y, calib.calls(probs), classes)
     metrics.update({"ece_before": ece_before, "ece_after": ece_after, "val_accuracy_clean": calib.val_accuracy})
     if recipe.kind == "idc":
         metrics.update(evaluate.binary_metrics(test.y, probs[:, 1], calib.decision_threshold))
@@ -300,8 +300,9 @@ def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, shi
     evaluate.plot_curves(histories, out / "curves.png")
 
     log("5/9 calibrate on val")
-    calib = calibrate(recipe, ours.model, arrays["val"])
-    chosen_by = val_figures(recipe, ours.model, arrays["val"], calib)
+    val_logits, _ = predict(ours.model, arrays["val"].x)
+    calib = calibrate(recipe, val_logits, arrays["val"])
+    chosen_by = val_figures(recipe, val_logits, arrays["val"], calib)
     results.update(chosen_by)
 
     log("6/9 evaluate on the test split (once)")

@@ -117,7 +117,6 @@ def slide_level_calls(info: ModelInfo, p_positive: np.ndarray, ood: list[float |
     """The calls of a slide's patches from their slide-level P(positive) (`SlideStep.apply`),
     under the same decision rule as every other call."""
     probabilities = np.stack([1 - np.asarray(p_positive), np.asarray(p_positive)], axis=1)
-    scores = None if all(v is None for v in ood) else np.array([np.nan if v is None else v for v in ood])
-    rule = decide(probabilities, None if scores is None else np.nan_to_num(scores, nan=0.0), info.review_threshold,
-                  info.ood_threshold, info.decision_threshold)
+    scores = None if all(v is None for v in ood) else np.array([0.0 if v is None else v for v in ood])
+    rule = decide(probabilities, scores, info.review_threshold, info.ood_threshold, info.decision_threshold)
     return [ai_fields(info.class_keys, probabilities[i], rule, i, ood[i]) for i in range(len(probabilities))]
