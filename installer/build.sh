@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the one-dir bundle (PyInstaller) and the Linux .deb into dist/.
 # Usage: installer/build.sh
-# Needs python3 with venv, and (Debian) dpkg-dev, binutils and patchelf; the libraries the bundle links to must
+# Needs python3 with venv, and (Debian) dpkg-dev, binutils, patchelf, cmake, ninja-build, nasm and a C++ compiler; the libraries the bundle links to must
 # be installed for dpkg-shlibdeps to find their packages (see installer/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,9 @@ if [ ! -x .venv-build/bin/python ]; then
 fi
 .venv-build/bin/python -m pip install -q --upgrade pip
 .venv-build/bin/python -m pip install -q -e ".[installer]"
-.venv-build/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller \
+# OpenCV's Python module with only the parts the app uses, from the same release's source (cached in build/).
+OPENCV=$(installer/build_opencv.sh .venv-build/bin/python)
+PYTHONPATH=$OPENCV .venv-build/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller \
     installer/slidetally.spec
 BUNDLE=dist/slidetally
 # PyInstaller still links the left-out Qt libraries into _internal/; drop those dangling links.
@@ -53,7 +55,7 @@ for size in 48 64 128 256; do
 done
 cp installer/icons/slidetally.svg "$PKG/usr/share/icons/hicolor/scalable/apps/slidetally.svg"
 cp installer/lintian-overrides "$PKG/usr/share/lintian/overrides/slidetally"
-.venv-build/bin/python installer/copyright.py "$PKG" usr/lib/slidetally
+.venv-build/bin/python installer/copyright.py "$PKG" usr/lib/slidetally "$(dirname "$OPENCV")/licenses"
 cat > "$DOC/changelog" <<CHANGELOG
 slidetally ($VERSION) unstable; urgency=medium
 

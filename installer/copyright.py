@@ -1,8 +1,10 @@
 """Write the .deb's machine-readable copyright file (DEP-5) and copy every bundled licence text beside it.
 
-Usage (with the build venv's python): copyright.py PACKAGE_ROOT BUNDLE_DIR   e.g. build/deb/slidetally_1_amd64 usr/lib/slidetally
-The texts come from the installed wheels, Python's own LICENSE.txt, PyInstaller's COPYING.txt and Debian's files;
-nothing is written by hand. A file in the bundle that no paragraph below covers stops the build.
+Usage (with the build venv's python): copyright.py PACKAGE_ROOT BUNDLE_DIR OPENCV_LICENSES
+  e.g. build/deb/slidetally_1_amd64 usr/lib/slidetally build/opencv-5.0.0.93/licenses
+The texts come from the installed wheels, the OpenCV source that installer/build_opencv.sh compiled, Python's own
+LICENSE.txt, PyInstaller's COPYING.txt and Debian's files; nothing is written by hand. A file in the bundle that
+no paragraph below covers stops the build.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def licence_files(dist: str) -> tuple[Path, ...]:
                  if any(word in f.name.upper() for word in ("LICEN", "COPYING", "NOTICE")) and f.suffix not in (".py", ".pyc"))
 
 
-def components() -> list[Component]:
+def components(opencv_licenses: Path) -> list[Component]:
     python_licence = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
     icu = Path("/usr/share/doc/libicu72/copyright")
     return [
@@ -62,12 +64,11 @@ def components() -> list[Component]:
                   "2005-2025, NumPy Developers", "BSD-3-clause", licence_files("numpy"),
                   "numpy.libs holds OpenBLAS, LAPACK and the GCC Fortran runtime; their licences follow\n"
                   "NumPy's in licenses/numpy/LICENSE.txt."),
-        Component("opencv", ("cv2/*", "opencv_python_headless.libs/*", "libopenblas*", "libav*", "libsw*", "libaom*",
-                             "libvpx*", "libavif*", "libcrypto-*", "libssl-*", "libdrm-*", "libpng16-*"),
-                  "OpenCV team and contributors", "Apache-2.0", licence_files("opencv-python-headless"),
-                  "opencv_python_headless.libs holds FFmpeg (LGPL-2.1+, dynamically linked and replaceable),\n"
-                  "libvpx, libaom, libavif, OpenSSL, libpng, OpenBLAS and the GCC Fortran runtime;\n"
-                  "their licences are in licenses/opencv/LICENSE-3RD-PARTY.txt."),
+        Component("opencv", ("cv2/*",), "OpenCV team and contributors", "Apache-2.0",
+                  tuple(sorted(p for p in opencv_licenses.rglob("*") if p.is_file())),
+                  "OpenCV's core, imgproc and imgcodecs, built by installer/build_opencv.sh from the source of\n"
+                  "the opencv-python-headless release the development install uses, with libjpeg-turbo,\n"
+                  "libpng and libtiff compiled in; their licences are in licenses/opencv/."),
         Component("onnxruntime", ("onnxruntime/*",), "Microsoft Corporation", "Expat",
                   (dist_file("onnxruntime", "onnxruntime/LICENSE"),
                    dist_file("onnxruntime", "onnxruntime/ThirdPartyNotices.txt")),
@@ -136,19 +137,19 @@ HEADER_COMMENT = """\
 SlideTally is distributed with the libraries it runs on, each under its own licence, listed below;
 the full texts are in /usr/share/doc/slidetally/licenses/ and /usr/share/common-licenses/.
 
-Relinking (LGPL): Qt, Qt for Python and FFmpeg are shared libraries loaded at run time from
-/usr/lib/slidetally/_internal (PySide6/Qt/lib, PySide6, shiboken6, opencv_python_headless.libs).
+Relinking (LGPL): Qt and Qt for Python are shared libraries loaded at run time from
+/usr/lib/slidetally/_internal (PySide6/Qt/lib, PySide6, shiboken6).
 You may replace any of them with your own build of the same version, modified or not, and
 reverse-engineer SlideTally for debugging such changes. The source code of Qt is at
 https://download.qt.io/official_releases/qt/, of Qt for Python at
-https://download.qt.io/official_releases/QtForPython/, of FFmpeg at https://ffmpeg.org/."""
+https://download.qt.io/official_releases/QtForPython/."""
 
 
-def main(package_root: str, bundle: str) -> None:
+def main(package_root: str, bundle: str, opencv_licenses: str) -> None:
     root = Path(package_root)
     internal = root / bundle / "_internal"
     doc = root / "usr/share/doc/slidetally"
-    comps = components()
+    comps = components(Path(opencv_licenses))
     covered = set()
     for path in internal.rglob("*"):
         if path.is_file() or path.is_symlink():

@@ -74,8 +74,9 @@ def make_hostile_folder(root: Path) -> tuple[Path, dict[str, str]]:
     (folder / "anim.gif").write_bytes(b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
                                       b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
     expect["anim.gif"] = "unsupported format: GIF"
-    ok, webp = cv2.imencode(".webp", random_rgb(5, (16, 16)))
-    (folder / "pic.webp").write_bytes(webp.tobytes())
+    # a real 1x1 lossless WebP, as bytes: the bundle's OpenCV has no WebP encoder to make one
+    (folder / "pic.webp").write_bytes(b'RIFF\x1e\x00\x00\x00WEBPVP8L\x11\x00\x00\x00/\x00\x00\x00\x00\x07P\xad"\x17\xa5\xff'
+                                      b"\x81\x88\xe8\x7f\x00\x00")
     expect["pic.webp"] = "unsupported format: WebP"
     (folder / "notes.txt").write_text("analyser log")
     expect["notes.txt"] = "not an image"
