@@ -1,7 +1,7 @@
 """Write the .deb's machine-readable copyright file (DEP-5) and copy every bundled licence text beside it.
 
 Usage (with the build venv's python): copyright.py PACKAGE_ROOT BUNDLE_DIR OPENCV_LICENSES
-  e.g. build/deb/slidetally_1_amd64 usr/lib/slidetally build/opencv-5.0.0.93/licenses
+  e.g. build/deb/slidetally_1_amd64 usr/lib/slidetally build/opencv-5.0.0.93-<key>/licenses
 The texts come from the installed wheels, the OpenCV source that installer/build_opencv.sh compiled, Python's own
 LICENSE.txt, PyInstaller's COPYING.txt and Debian's files; nothing is written by hand. A file in the bundle that
 no paragraph below covers stops the build.

@@ -4,7 +4,7 @@ For each image, both builds decode and fit it to each bundled model's input thro
 (`imaging.load_prepared`), and the model classifies it; this prints how many inputs are bit-identical,
 the largest pixel and probability differences, and how many calls differ.
 
-    .venv/bin/python scripts/opencv_parity.py build/opencv-5.0.0.93/python [FOLDER ...] [--per-folder N]
+    .venv/bin/python scripts/opencv_parity.py "$(installer/build_opencv.sh .venv-build/bin/python)" [FOLDER ...]
 
 Each build runs in its own process (one cv2 per interpreter); the wheel's is the development install's.
 """
