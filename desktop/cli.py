@@ -393,7 +393,10 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from desktop import __version__
+
     parser = argparse.ArgumentParser(prog="slidetally-cli", description="SlideTally without the GUI.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("classify", help="classify a folder of images and print the counts")
     p.add_argument("folder")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the one-dir bundle (PyInstaller) and the Linux .deb into dist/.
 # Usage: installer/build.sh
-# Needs python3 with venv, and (Debian) dpkg-dev, binutils, patchelf, cmake, ninja-build, nasm and a C++ compiler; the libraries the bundle links to must
-# be installed for dpkg-shlibdeps to find their packages (see installer/README.md).
+# Needs python3 with venv, and (Debian) dpkg-dev, binutils, patchelf, help2man, cmake, ninja-build, nasm and a C++
+# compiler; the libraries the bundle links to must be installed for dpkg-shlibdeps to find their packages
+# (see installer/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=$(python3 -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
@@ -55,6 +56,22 @@ for size in 48 64 128 256; do
 done
 cp installer/icons/slidetally.svg "$PKG/usr/share/icons/hicolor/scalable/apps/slidetally.svg"
 cp installer/lintian-overrides "$PKG/usr/share/lintian/overrides/slidetally"
+# Manual pages (Debian policy 12.1), made by help2man from the programs' own --help and --version; the CLI's page
+# also carries each command's --help, as it is in this build.
+mkdir -p "$PKG/usr/share/man/man1"
+COMMANDS=build/slidetally-cli-commands.h2m
+{
+    echo "[COMMANDS]"
+    for cmd in $("$BUNDLE/slidetally-cli" --help | grep -o '{[a-z,-]*}' | head -1 | tr -d '{}' | tr ',' ' '); do
+        printf '.SS %s\n.nf\n' "$cmd"
+        "$BUNDLE/slidetally-cli" "$cmd" --help | sed -e 's/\\/\\e/g' -e "s/^\([.']\)/\\\\\&\1/"
+        printf '.fi\n'
+    done
+} > "$COMMANDS"
+help2man --no-info --no-discard-stderr --name "classify microscope images and export the counts, without the GUI" \
+    --include "$COMMANDS" "$BUNDLE/slidetally-cli" | gzip -9n > "$PKG/usr/share/man/man1/slidetally-cli.1.gz"
+help2man --no-info --no-discard-stderr --name "CNN pre-classification of blood-cell and breast-tissue images" \
+    "$BUNDLE/slidetally" | gzip -9n > "$PKG/usr/share/man/man1/slidetally.1.gz"
 .venv-build/bin/python installer/copyright.py "$PKG" usr/lib/slidetally "$(dirname "$OPENCV")/licenses"
 cat > "$DOC/changelog" <<CHANGELOG
 slidetally ($VERSION) unstable; urgency=medium

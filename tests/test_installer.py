@@ -26,12 +26,12 @@ def _need(*tools):
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (apt-get install xvfb xdotool imagemagick dpkg-dev lintian appstream "
-                    "desktop-file-utils patchelf)")
+                    "desktop-file-utils patchelf help2man man-db cmake ninja-build nasm g++ zlib1g-dev)")
 
 
 @pytest.fixture(scope="module")
 def deb() -> Path:
-    _need("dpkg-deb", "dpkg-shlibdeps", "patchelf")
+    _need("dpkg-deb", "dpkg-shlibdeps", "patchelf", "help2man", "cmake", "ninja", "nasm")
     if os.environ.get("SLIDETALLY_REUSE_BUILD") and list((ROOT / "dist").glob("slidetally_*_amd64.deb")):
         return next((ROOT / "dist").glob("slidetally_*_amd64.deb"))
     out = subprocess.run(["bash", "installer/build.sh"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
@@ -59,12 +59,19 @@ def dpkg(root: Path, *args: str) -> str:
     return out.stdout
 
 
+def control_version(root: Path) -> str:
+    """The Version dpkg recorded for the package installed into root."""
+    out = subprocess.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f=${Version}", "slidetally"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout
+
+
 def control(deb: Path, field: str) -> str:
     return subprocess.run(["dpkg-deb", "-f", str(deb), field], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
-    _need("lintian", "appstreamcli", "desktop-file-validate")
+    _need("lintian", "appstreamcli", "desktop-file-validate", "man")
     start = time.monotonic()
     lint = subprocess.run(["lintian", "--fail-on", "error", "--tag-display-limit", "0", str(deb)],
                           capture_output=True, text=True, timeout=1200)
@@ -94,6 +101,11 @@ def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
                  "python/LICENSE.txt", "psutil/LICENSE", "icu/copyright"):
         assert (doc / "licenses" / text).exists(), text
     assert (doc / "changelog.gz").exists()
+    for program in ("slidetally", "slidetally-cli"):  # made by help2man from the bundled program's --help
+        page = subprocess.run(["man", "-l", str(root / f"usr/share/man/man1/{program}.1.gz")],
+                              capture_output=True, text=True, check=True, env=dict(os.environ, MANWIDTH="100")).stdout
+        assert f"usage: {program}" in page and control(deb, "Version") in page, page
+    assert "adapt a model to this lab" in page  # the CLI's page carries each command's help
     for size in ("48x48", "64x64", "128x128", "256x256"):
         assert (root / f"usr/share/icons/hicolor/{size}/apps/slidetally.png").exists()
     assert (root / "usr/share/icons/hicolor/scalable/apps/slidetally.svg").exists()
@@ -118,6 +130,9 @@ def test_installed_cli_gives_the_development_install_calls(installed, tmp_path, 
                           str(tmp_path / "bundle.csv")], env=env, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
     assert f"{count} images" in cli.stdout
+    version = subprocess.run([str(installed / "usr/bin/slidetally-cli"), "--version"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert version.stdout == f"slidetally-cli {control_version(installed)}\n", version.stdout + version.stderr
     env["XDG_DATA_HOME"] = str(tmp_path / "dev-data")
     dev = subprocess.run([sys.executable, "-c", "from desktop.cli import main; raise SystemExit(main())", "classify",
                           str(folder), "--csv", str(tmp_path / "dev.csv")], cwd=ROOT, env=env, capture_output=True,

@@ -7,6 +7,7 @@ import ast
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -25,6 +26,19 @@ def test_version_is_written_only_in_pyproject():
     assert "EncodeVer(6, 3, 0)" in iss  # x64compatible needs Inno Setup 6.3
     for name in ("build.sh", "slidetally.spec", "slidetally.metainfo.xml"):
         assert version not in (INSTALLER / name).read_text(), name
+
+
+@pytest.mark.parametrize("program, entry", [("slidetally", "desktop.ui.app"), ("slidetally-cli", "desktop.cli")])
+def test_both_programs_answer_version_and_help_without_a_display(program, entry, tmp_path):
+    """IT checks an installed version with --version, and help2man builds the manual pages from --help and
+    --version: neither may need a display, or open a window."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}  # no DISPLAY
+    run = [sys.executable, "-c", f"from {entry} import main; raise SystemExit(main())"]
+    for flag, expected in (("--version", f"{program} {desktop.__version__}\n"), ("--help", f"usage: {program}")):
+        out = subprocess.run([*run, flag], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith(expected), out.stdout
+    assert not (tmp_path / "data").exists()  # nothing started: no log file, no session store
 
 
 @pytest.mark.parametrize("launcher", ["launch_gui.py", "launch_cli.py"])

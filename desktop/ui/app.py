@@ -46,8 +46,35 @@ def install_excepthook(window_getter) -> None:
     sys.excepthook = hook
 
 
+USAGE = """usage: slidetally [FOLDER]
+
+Open SlideTally, the CNN pre-classification of blood-cell and breast-tissue images, and
+classify FOLDER if one is given. Counts, review and sign-off are in the window; the same
+work without a window is slidetally-cli.
+
+options:
+  -h, --help  show this help message and exit
+  --version   show the program's version number and exit
+"""
+
+
+def answer_without_window(argv: list[str]) -> bool:
+    """--help and --version print and return True before any window (or display) is needed."""
+    if "-h" in argv[1:2] or "--help" in argv[1:2]:
+        print(USAGE, end="")
+        return True
+    if "--version" in argv[1:2]:
+        from desktop import __version__
+
+        print(f"slidetally {__version__}")
+        return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
+    if answer_without_window(argv):
+        return 0
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
