@@ -1,7 +1,8 @@
 """Slow: build the bundle and the .deb, check it with lintian, install it with dpkg into a temporary root, classify
 the samples with the installed CLI (same calls as the development install), start the installed app under Xvfb
-from its desktop entry, and purge it. The bundle is built without the parts installer/slidetally.spec leaves out,
-so these runs are the proof that the app never needs them."""
+from its desktop entry, and purge it. The bundle is built without the parts installer/slidetally.spec leaves out and
+with installer/build_opencv.sh's OpenCV (no video, no LAPACK), so these runs are the proof that the app never needs
+them, and the calls-and-probabilities comparison that it sees the samples as the development install does."""
 
 from __future__ import annotations
 
