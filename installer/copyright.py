@@ -67,8 +67,9 @@ def components(opencv_licenses: Path) -> list[Component]:
         Component("opencv", ("cv2/*",), "OpenCV team and contributors", "Apache-2.0",
                   tuple(sorted(p for p in opencv_licenses.rglob("*") if p.is_file())),
                   "OpenCV's core, imgproc and imgcodecs, built by installer/build_opencv.sh from the source of\n"
-                  "the opencv-python-headless release the development install uses, with libjpeg-turbo,\n"
-                  "libpng and libtiff compiled in; their licences are in licenses/opencv/."),
+                  "the opencv-python-headless release the development install uses. The third-party parts it\n"
+                  "compiles in (libjpeg-turbo, libpng, libtiff, Berkeley SoftFloat, dlpack, the Rubik font)\n"
+                  "have their licences in licenses/opencv/3rdparty/, as OpenCV's build installs them."),
         Component("onnxruntime", ("onnxruntime/*",), "Microsoft Corporation", "Expat",
                   (dist_file("onnxruntime", "onnxruntime/LICENSE"),
                    dist_file("onnxruntime", "onnxruntime/ThirdPartyNotices.txt")),

@@ -97,8 +97,9 @@ def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
     assert copyright_text.startswith("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/")
     assert "Relinking (LGPL)" in copyright_text
     assert "License: LGPL-3" in copyright_text  # Qt; the text is in /usr/share/common-licenses
-    for text in ("opencv/LICENSE", "opencv/libjpeg-turbo/LICENSE.md", "opencv/libpng/LICENSE",
-                 "opencv/libtiff/LICENSE.md", "onnxruntime/ThirdPartyNotices.txt", "numpy/LICENSE.txt",
+    for text in ("opencv/LICENSE", "opencv/3rdparty/libjpeg-turbo-LICENSE.md", "opencv/3rdparty/libpng-LICENSE",
+                 "opencv/3rdparty/libtiff-LICENSE.md", "opencv/3rdparty/SoftFloat-COPYING.txt",
+                 "onnxruntime/ThirdPartyNotices.txt", "numpy/LICENSE.txt",
                  "python/LICENSE.txt", "psutil/LICENSE", "icu/copyright"):
         assert (doc / "licenses" / text).exists(), text
     assert (doc / "changelog.gz").exists()
