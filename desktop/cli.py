@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from desktop import __version__
 from desktop.core.names import readable
 
 _interrupted = False
@@ -393,8 +394,6 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from desktop import __version__
-
     parser = argparse.ArgumentParser(prog="slidetally-cli", description="SlideTally without the GUI.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -2,13 +2,14 @@
 # Build OpenCV's Python module with only what the app uses (core, imgproc, imgcodecs with JPEG, PNG, TIFF and
 # BMP) from the same release's source as the installed opencv-python-headless wheel, for the Linux bundle.
 # Why: the wheel's cv2 links FFmpeg, libvpx, libaom, OpenSSL and OpenBLAS (81 MB of libraries, 71 MB module)
-# that `import cv2` loads although the app never opens a video or calls LAPACK; this module is ~7 MB and
-# links only the system's zlib and libc.
+# that `import cv2` loads although the app never opens a video or calls LAPACK; this module is 19 MB and
+# links only the system's zlib, libstdc++, libgcc and libc.
 # Usage: installer/build_opencv.sh PYTHON   (the build venv's python; prints the folder to put on PYTHONPATH)
 # The source is the wheel's own sdist from PyPI, checked against the index's sha256. The result is cached in
 # build/opencv-<version>-<hash of this script>/ (a changed option builds again); a second run only prints the
 # folder. 6.5 min on 2 cores.
 set -euo pipefail
+trap 'echo "build_opencv.sh failed at line $LINENO; the logs are in ${OUT:-build}/" >&2' ERR
 PYTHON=$(realpath -s "$1")  # -s: a venv's python is a symlink, and the venv is what counts
 KEY=$(sha256sum "$0" | cut -c1-12)
 cd "$(dirname "$0")/.."
@@ -31,8 +32,8 @@ NUMPY_INCLUDE=$("$PYTHON" -c "import numpy; print(numpy.get_include())")
 PY_INCLUDE=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 PY_LIBRARY=$("$PYTHON" -c "import os, sysconfig as s; print(os.path.join(s.get_config_var('LIBDIR'), s.get_config_var('LDLIBRARY')))")
 # Options as the wheel's build (Release, static, limited API, SSE3 baseline with run-time dispatch up to
-# AVX-512), minus every module, codec and back end the app does not use. IPP is off: it is downloaded at
-# configure time, and this machine builds offline.
+# AVX-512), minus every module, codec and back end the app does not use. IPP is off: it is downloaded from
+# GitHub at configure time, and the build machine reaches only package registries.
 cmake -S "$OUT/src/opencv" -B "$OUT/cmake" -G Ninja -Wno-dev \
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$OUT/install" \
     -DBUILD_LIST=core,imgproc,imgcodecs,python3,python_bindings_generator -DBUILD_SHARED_LIBS=OFF \
