@@ -20,37 +20,44 @@ from desktop.core.names import readable
 _interrupted = False
 
 
+def _remember_ctrl_c(signum, frame):
+    """Ctrl+C while the libraries load: remembered, and acted on once they have loaded. Raised at
+    once, the KeyboardInterrupt could land inside an extension's import (an ImportError then) or in
+    a callback from native code (pydantic-core's), which only prints it: the Ctrl+C would be lost."""
+    global _interrupted
+    _interrupted = True
+
+
 def _on_ctrl_c(signum, frame):
-    """Python's own Ctrl+C handler, remembering that it ran: inside a C extension's import (cv2,
-    onnxruntime) the KeyboardInterrupt comes out as an ImportError."""
+    """Python's own Ctrl+C handler, remembering that it ran."""
     global _interrupted
     _interrupted = True
     raise KeyboardInterrupt
 
 
-if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _on_ctrl_c)
+_OWN_CTRL_C = (threading.current_thread() is threading.main_thread()
+               and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+if _OWN_CTRL_C:
+    signal.signal(signal.SIGINT, _remember_ctrl_c)
 
-try:  # Ctrl+C while Python loads the libraries ends as quietly as later on
-    from desktop.core.assay_report import AssayReport, build_report
-    from desktop.core.export import CsvStyle, ExportError, export_csv
-    from desktop.core.folder import FolderError
-    from desktop.core.imaging import UnreadableImage, load_prepared
-    from desktop.core.lis_codes import load_codes
-    from desktop.core.lis_export import write_fhir, write_hl7
-    from desktop.core.model import ModelError, discover_models
-    from desktop.core.pipeline import Progress
-    from desktop.core.resources import resource, user_models_dir
-    from desktop.core.scan import scan_folder
-    from desktop.core.session import Session, SessionLocked, SignOffRefused, StoreError, resolve_model
-    from desktop.core.summary import DEFAULT_TARGET_WBC, left_out_line
-except (KeyboardInterrupt, ImportError):
-    if not _interrupted:
-        raise
-    print("\ncancelled", file=sys.stderr, flush=True)
-    # Not SystemExit: a Ctrl+C caught inside an extension's start-up leaves CPython (3.11) marked to
-    # kill itself with SIGINT on the way out. Nothing is open yet, so leave at once, with our code.
-    os._exit(130)
+from desktop.core.assay_report import AssayReport, build_report  # noqa: E402 - after the Ctrl+C handler
+from desktop.core.export import CsvStyle, ExportError, export_csv  # noqa: E402
+from desktop.core.folder import FolderError  # noqa: E402
+from desktop.core.imaging import UnreadableImage, load_prepared  # noqa: E402
+from desktop.core.lis_codes import load_codes  # noqa: E402
+from desktop.core.lis_export import write_fhir, write_hl7  # noqa: E402
+from desktop.core.model import ModelError, discover_models  # noqa: E402
+from desktop.core.pipeline import Progress  # noqa: E402
+from desktop.core.resources import resource, user_models_dir  # noqa: E402
+from desktop.core.scan import scan_folder  # noqa: E402
+from desktop.core.session import Session, SessionLocked, SignOffRefused, StoreError, resolve_model  # noqa: E402
+from desktop.core.summary import DEFAULT_TARGET_WBC, left_out_line  # noqa: E402
+
+if _OWN_CTRL_C:
+    if _interrupted:  # Ctrl+C while loading: ends as quietly as later on. Nothing is open yet.
+        print("\ncancelled", file=sys.stderr, flush=True)
+        os._exit(130)
+    signal.signal(signal.SIGINT, _on_ctrl_c)
 
 # Exit codes (the README lists them).
 DONE, NOTHING, ERROR, NOT_SAVED, FOREIGN, INTERNAL, CANCELLED, PIPE_CLOSED = 0, 1, 2, 3, 4, 70, 130, 141
@@ -467,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return PIPE_CLOSED
     except Exception as exc:  # noqa: BLE001 - one line for the technician; the traceback on request
-        if _interrupted:  # a Ctrl+C that surfaced as another error (an import in progress)
+        if _interrupted:  # a Ctrl+C that surfaced as another error (a late import in progress)
             return _cancelled(argv)
         if os.environ.get("SLIDETALLY_TRACEBACK"):
             raise
@@ -482,7 +489,9 @@ def main(argv: list[str] | None = None) -> int:
 def _cancelled(argv: list[str] | None) -> int:
     """Ctrl+C: the session is closed by now and every batch stored so far is kept."""
     code = _say("cancelled: what was classified is kept", CANCELLED, "\n")
-    if argv is None and _interrupted:  # run as a program: leave with our code (see the import block)
+    # Run as a program, leave with our code at once: a KeyboardInterrupt that went through an
+    # extension's start-up leaves CPython (3.11) marked to kill itself with SIGINT on the way out.
+    if argv is None and _interrupted:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -336,6 +336,40 @@ def test_ctrl_c_in_any_phase_ends_with_one_line(tmp_path, many_cells, delay):
     assert again.returncode == 0 and "3000 images" in again.stdout, again.stderr[-2000:]
 
 
+# Native code that calls back into Python while it loads (pydantic-core building the FHIR models did, in CI) only
+# prints what such a callback raises: a Ctrl+C raised there is lost, and a traceback is printed. This emulates it.
+SWALLOWING_IMPORT = """
+import os, signal, sys
+
+class SwallowingCallback:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10000):  # Python's handler for the signal runs here, inside the callback
+            pass
+
+class Finder:
+    def find_spec(self, name, path=None, target=None):
+        if name == "desktop.core.lis_export":
+            SwallowingCallback()  # made and collected at once
+        return None
+
+sys.meta_path.insert(0, Finder())
+from desktop.cli import main
+raise SystemExit(main())
+"""
+
+
+def test_ctrl_c_inside_a_library_callback_at_load_still_cancels_in_one_line(tmp_path, many_cells):
+    folder, model = many_cells
+    proc = subprocess.run([sys.executable, "-c", SWALLOWING_IMPORT, "classify", str(folder), "--model", str(model),
+                           "--data-dir", str(tmp_path / "data")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          preexec_fn=_interruptible)
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 130, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stderr.strip().splitlines()[-1] == "cancelled"
+    assert not (tmp_path / "data").exists()  # cancelled before anything was stored
+
+
 def test_bomb_folder_is_refused_and_stays_under_1_gb(tmp_path):
     folder, refused, allowed = make_bomb_folder(tmp_path)
     model = make_tiny_model(tmp_path / "linear.onnx", metadata_overrides={"resize": "linear"})  # full decodes
