@@ -37,7 +37,7 @@ DATA = ROOT.parent / "shared" / "data" / "pbc"
 
 def split_figures(model: Model, x: np.ndarray, y: np.ndarray) -> dict:
     info = model.info
-    probs = np.concatenate([model.predict(x[i:i + 256])[0] for i in range(0, len(x), 256)])
+    probs = model.probabilities_in_batches(x, 256)
     calls = decide(probs, None, info.review_threshold, info.ood_threshold, info.decision_threshold).top
     recall = {c.key: float((calls[y == k] == k).mean()) for k, c in enumerate(info.classes) if (y == k).any()}
     return {"accuracy": float((calls == y).mean()), "macro_f1": float(f1_score(y, calls, average="macro")),

@@ -26,10 +26,9 @@ from desktop.core.model import Model  # noqa: E402
 from desktop.core.slide_step import SlideStep  # noqa: E402
 from trainer.calibration import balanced_accuracy_threshold  # noqa: E402
 from trainer.data import load_arrays, split_idc  # noqa: E402
-from trainer.slides import slide_level  # noqa: E402
+from trainer.slides import COMPLETE_SLIDE_PATCHES, slide_level  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "idc"
-COMPLETE = 300  # patches: a complete slide (as the trainer counts it)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = Model(args.model)
     val, _ = load_arrays(split_idc(DATA).items["val"], model.info.input)
-    p = np.concatenate([model.predict(val.x[i:i + 512])[0][:, 1] for i in range(0, len(val.x), 512)])
+    p = model.probabilities_in_batches(val.x, 512)[:, 1]
     patients = np.array([item.group for item in val.items])
-    complete = [q for q in np.unique(patients) if (patients == q).sum() > COMPLETE]
+    complete = [q for q in np.unique(patients) if (patients == q).sum() > COMPLETE_SLIDE_PATCHES]
     lines = ["| radius | neighbour weight | threshold (val) | val balanced accuracy | "
              + " | ".join(f"val slide {q}: predicted IDC (true {val.y[patients == q].mean():.1%})" for q in complete)
              + " |", "|---|---|---|---|" + "---|" * len(complete)]

@@ -55,7 +55,7 @@ def dump(paths_file: Path, out: Path) -> None:
             except UnreadableImage:
                 ok.append(False)
         batch = np.stack(inputs)
-        probabilities = np.concatenate([model.predict(batch[i:i + 64])[0] for i in range(0, len(batch), 64)])
+        probabilities = model.probabilities_in_batches(batch, 64)
         arrays |= {f"{name}_inputs": batch, f"{name}_p": probabilities, f"{name}_ok": np.array(ok)}
     np.savez(out, **arrays)
 

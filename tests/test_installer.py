@@ -60,13 +60,6 @@ def dpkg(root: Path, *args: str) -> str:
     return out.stdout
 
 
-def control_version(root: Path) -> str:
-    """The Version dpkg recorded for the package installed into root."""
-    out = subprocess.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f=${Version}", "slidetally"],
-                         capture_output=True, text=True, check=True)
-    return out.stdout
-
-
 def control(deb: Path, field: str) -> str:
     return subprocess.run(["dpkg-deb", "-f", str(deb), field], capture_output=True, text=True, check=True).stdout.strip()
 
@@ -124,7 +117,7 @@ def _rows(path: Path) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("sample, count", [("blood", 40), ("breast-idc-9022", 517)])
-def test_installed_cli_gives_the_development_install_calls(installed, tmp_path, sample, count):
+def test_installed_cli_gives_the_development_install_calls(deb, installed, tmp_path, sample, count):
     folder = SAMPLES / sample
     env = dict(os.environ, HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "bundle-data"))
     env.pop("QT_QPA_PLATFORM", None)
@@ -134,7 +127,7 @@ def test_installed_cli_gives_the_development_install_calls(installed, tmp_path, 
     assert f"{count} images" in cli.stdout
     version = subprocess.run([str(installed / "usr/bin/slidetally-cli"), "--version"], env=env, capture_output=True,
                              text=True, timeout=60)
-    assert version.stdout == f"slidetally-cli {control_version(installed)}\n", version.stdout + version.stderr
+    assert version.stdout == f"slidetally-cli {control(deb, 'Version')}\n", version.stdout + version.stderr
     env["XDG_DATA_HOME"] = str(tmp_path / "dev-data")
     dev = subprocess.run([sys.executable, "-c", "from desktop.cli import main; raise SystemExit(main())", "classify",
                           str(folder), "--csv", str(tmp_path / "dev.csv")], cwd=ROOT, env=env, capture_output=True,

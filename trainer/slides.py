@@ -8,6 +8,15 @@ from desktop.core.slide import PatchGrid, heat_map
 from desktop.core.slide_step import SlideStep
 from trainer.data import patch_xy
 
+COMPLETE_SLIDE_PATCHES = 300  # a patient with more patches than this is a complete slide
+
+
+def complete_slides(patients: dict, order=None) -> list[str]:
+    """The patients of `patients` (idc_patients' result) whose slide is complete, in `order`
+    (patient ids; default: the dict's own)."""
+    return [p for p in (patients if order is None else order)
+            if patients.get(p, {}).get("n", 0) > COMPLETE_SLIDE_PATCHES]
+
 
 def fraction_mae(patients: dict, ids: list[str]) -> float:
     """Mean absolute error of the predicted IDC fraction over the given patients."""

@@ -35,7 +35,7 @@ from trainer.fitting import Trained, bench_onnx, log, ood_scores, predict, recal
 from trainer.model_card import write_card  # noqa: E402
 from trainer.recipe import Recipe, pin  # noqa: E402
 from trainer.robustness import robustness  # noqa: E402
-from trainer.slides import fraction_mae, idc_maps, idc_patients, slide_level  # noqa: E402
+from trainer.slides import complete_slides, fraction_mae, idc_maps, idc_patients, slide_level  # noqa: E402
 
 SCHEMA = "slidetally/1"
 BLOOD_CLASSES = {
@@ -49,7 +49,6 @@ BLOOD_CLASSES = {
     "platelet": ("Platelet", "platelet"),
 }
 IDC_CLASSES = {"normal": ("No IDC", "tissue"), "idc": ("IDC", "tumour")}
-COMPLETE_SLIDE_PATCHES = 300  # a test patient with more patches than this is a complete slide
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ def val_figures(recipe: Recipe, val_logits: np.ndarray, val: DecodedSplit, calib
     figures = {"val_balanced_accuracy": float(balanced_accuracy_score(val.y, calib.calls(probs)))}
     if recipe.kind == "idc":
         patients = idc_patients(val.items, probs[:, 1], calib.decision_threshold, val.y)
-        complete = [p for p, v in patients.items() if v["n"] > COMPLETE_SLIDE_PATCHES]
+        complete = complete_slides(patients)
         figures["val_complete_patients"] = {p: patients[p] for p in complete}
         if complete:
             figures["val_complete_fraction_mae"] = fraction_mae(patients, complete)
@@ -157,8 +156,7 @@ def evaluate_once(recipe: Recipe, model: keras.Model, test: DecodedSplit, calib:
     if recipe.kind == "idc":
         metrics.update(evaluate.binary_metrics(test.y, probs[:, 1], calib.decision_threshold))
         patients = idc_patients(test.items, probs[:, 1], calib.decision_threshold, test.y)
-        complete = [p for p in dataset.report["patients"]["test"]
-                    if patients.get(p, {}).get("n", 0) > COMPLETE_SLIDE_PATCHES]
+        complete = complete_slides(patients, dataset.report["patients"]["test"])
         metrics["patients"] = patients
         metrics["complete_patients"] = complete
         if complete:

@@ -254,6 +254,11 @@ class Model:
         result = self.session.run(self._outputs, {"image": images})
         return result[0], (result[1] if self.has_ood else None)
 
+    def probabilities_in_batches(self, images: np.ndarray, batch: int) -> np.ndarray:
+        """Probabilities [N, C] of a large uint8 array, `batch` images at a time (for the scripts
+        that measure a model on a whole split; memory stays bounded)."""
+        return np.concatenate([self.predict(images[i:i + batch])[0] for i in range(0, len(images), batch)])
+
     def predict_with_features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Probabilities, Unfamiliar scores and the pooled `features` (for verification and adaptation)."""
         session = self.session if self.has_features else self._session_with_features()
