@@ -89,7 +89,8 @@ def _first_transpose(graph, source: str):
     return transpose, scale, offset
 
 
-def with_white_balance(model: onnx.ModelProto, reference: list[float], height: int, width: int) -> onnx.ModelProto:
+def with_white_balance(model: onnx.ModelProto, reference: list[float], height: int, width: int
+                       ) -> tuple[onnx.ModelProto, str, float, float]:
     """The model with the front end: the background measured on the cast pixels (NHWC), the
     per-image scale applied after the graph's own transpose to channels-first, where ONNX
     Runtime broadcasts [N, 3, 1, 1] fast (in NHWC the same Mul cost as much as a convolution).
