@@ -40,18 +40,18 @@ _OWN_CTRL_C = (threading.current_thread() is threading.main_thread()
 if _OWN_CTRL_C:
     signal.signal(signal.SIGINT, _remember_ctrl_c)
 
-from desktop.core.assay_report import AssayReport, build_report  # noqa: E402 - after the Ctrl+C handler
-from desktop.core.export import CsvStyle, ExportError, export_csv  # noqa: E402
-from desktop.core.folder import FolderError  # noqa: E402
-from desktop.core.imaging import UnreadableImage, load_prepared  # noqa: E402
-from desktop.core.lis_codes import load_codes  # noqa: E402
+from desktop.core.errors import ExportError, SlideTallyError, StoreError  # noqa: E402
+from desktop.core.export import CsvStyle, export_csv  # noqa: E402
+from desktop.core.inference.imaging import UnreadableImage, load_prepared  # noqa: E402
+from desktop.core.inference.model import discover_models  # noqa: E402
+from desktop.core.inference.pipeline import Progress  # noqa: E402
+from desktop.core.inference.scan import scan_folder  # noqa: E402
 from desktop.core.lis_export import write_fhir, write_hl7  # noqa: E402
-from desktop.core.model import ModelError, discover_models  # noqa: E402
-from desktop.core.pipeline import Progress  # noqa: E402
+from desktop.core.records.session import Session, resolve_model  # noqa: E402
+from desktop.core.report.assay_report import AssayReport, build_report  # noqa: E402 - after the Ctrl+C handler
+from desktop.core.report.codes import load_codes  # noqa: E402
+from desktop.core.report.summary import DEFAULT_TARGET_WBC, left_out_line  # noqa: E402
 from desktop.core.resources import resource, user_models_dir  # noqa: E402
-from desktop.core.scan import scan_folder  # noqa: E402
-from desktop.core.session import Session, SessionLocked, SignOffRefused, StoreError, resolve_model  # noqa: E402
-from desktop.core.summary import DEFAULT_TARGET_WBC, left_out_line  # noqa: E402
 
 if _OWN_CTRL_C:
     if _interrupted:  # Ctrl+C while loading: ends as quietly as later on. Nothing is open yet.
@@ -63,11 +63,11 @@ if _OWN_CTRL_C:
 DONE, NOTHING, ERROR, NOT_SAVED, FOREIGN, INTERNAL, CANCELLED, PIPE_CLOSED = 0, 1, 2, 3, 4, 70, 130, 141
 
 
-class CliError(Exception):
+class CliError(SlideTallyError):
     """A refused command line, in one sentence."""
 
 
-class NothingToDo(Exception):
+class NothingToDo(SlideTallyError):
     """Nothing to list or classify: not an error, but not a result either (exit 1)."""
 
 
@@ -141,12 +141,14 @@ def cmd_report(args) -> int:
 def open_stored_session(target: Path, model_arg: str | None, data_dir: Path) -> Session:
     """A session database (…/sessions/<hash>-<model>.sqlite) or an analysed folder, as `classify` stored it.
     Nothing is created: a folder never classified is said so."""
-    from desktop.core.store import SessionStore, read_session, session_path
+    import sqlite3
+
+    from desktop.core.records.store import SessionStore, read_session, session_path
 
     if target.is_file():
         try:
             meta, _ = read_session(target)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file: one sentence
+        except (sqlite3.Error, OSError) as exc:  # not a database, or not readable
             raise CliError(f"{readable(str(target))} is not a SlideTally session file ({exc})") from exc
         if "folder" not in meta or "model_sha256" not in meta:
             raise CliError(f"{readable(str(target))} is not a SlideTally session file")
@@ -237,8 +239,8 @@ def _data_dir(args) -> Path:
 def cmd_verify(args) -> int:
     """The model's calls against the technicians' final calls over the signed-off sessions."""
     from desktop.core.export import render_csv, write_atomically
-    from desktop.core.site_cells import signed_sessions
-    from desktop.core.verification import build_report, report_html, report_rows, report_text
+    from desktop.core.lab.site_cells import signed_sessions
+    from desktop.core.lab.verification import build_report, report_html, report_rows, report_text
 
     model = resolve_model(args.model)
     sessions = signed_sessions(_data_dir(args), model.info, args.since)
@@ -258,9 +260,9 @@ def cmd_verify(args) -> int:
 
 def cmd_adapt(args) -> int:
     """Fit a site model on verified cells (cross-validated), write it, print before/after."""
-    from desktop.core.adaptation import AdaptationRefused
-    from desktop.core.site_cells import cells_from_folder, cells_from_sessions, signed_sessions
-    from desktop.core.site_model import prepare_adaptation, write_site_model
+    from desktop.core.lab.adaptation import AdaptationRefused
+    from desktop.core.lab.site_cells import cells_from_folder, cells_from_sessions, signed_sessions
+    from desktop.core.lab.site_model import prepare_adaptation, write_site_model
 
     model = resolve_model(args.model)
     if args.verified:
@@ -363,7 +365,7 @@ def cmd_bench(args) -> int:
     def end_to_end():
         with tempfile.TemporaryDirectory() as tmp:
             # distinct relative names so the store keeps every row
-            from desktop.core.scan import SourceFile
+            from desktop.core.inference.scan import SourceFile
             unique = [SourceFile(f.path, f"{i}/{f.relative}", f.size, f.mtime) for i, f in enumerate(items)]
             session = Session.open(folder, model, Path(tmp))
             session.classify_items(unique, set(), None, None, args.batch)
@@ -465,8 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         return _say(str(exc), NOTHING)
     except StoreError as exc:
         return _say(f"error: {exc}", NOT_SAVED)
-    except (CliError, ModelError, FolderError, ExportError, SessionLocked, SignOffRefused, ValueError) as exc:
-        # ValueError includes a bad code file, an HL7 or FHIR message that could not be made valid
+    except SlideTallyError as exc:  # every refusal a technician can meet: a bad code file, a locked session …
         return _say(f"error: {exc}", ERROR)
     except BrokenPipeError:
         # The reader went away (`| head`): what was classified is saved; stay quiet on the way out.

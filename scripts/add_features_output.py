@@ -17,10 +17,10 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from desktop.core.graft import read_head, with_features_output  # noqa: E402
-from desktop.core.imaging import load_prepared  # noqa: E402
-from desktop.core.model import Model  # noqa: E402
-from desktop.core.scan import scan_folder  # noqa: E402
+from desktop.core.inference.imaging import load_prepared  # noqa: E402
+from desktop.core.inference.model import Model  # noqa: E402
+from desktop.core.inference.scan import scan_folder  # noqa: E402
+from desktop.core.lab.graft import read_head, with_features_output  # noqa: E402
 
 
 def main(model_path: str, samples: str) -> int:

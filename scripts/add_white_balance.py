@@ -27,7 +27,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from desktop.core.model import Model  # noqa: E402
+from desktop.core.inference.model import Model  # noqa: E402
 from trainer.data import cached_arrays, split_blood  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "pbc"

@@ -4,7 +4,7 @@ graph surgery): the base card, then what changed, measured side by side on the s
     .venv/bin/python scripts/derived_card.py BASE.onnx DERIVED.onnx BASE.card.md OUT.card.md \
         [--cache DIR] [--speed-images 4096]
 
-Every figure goes through the app's own path (`desktop.core.model.Model`, the shipped decision
+Every figure goes through the app's own path (`desktop.core.inference.model.Model`, the shipped decision
 rule `decide`): val and test accuracy, macro-F1 and per-class recall on the base model's split,
 zero-shot figures at the other labs' sites (`scripts/zero_shot.py`), and model-alone speed of
 both models, alternated in one run on one batch (run it on a quiet machine).
@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 from zero_shot import SITES, site_figures  # noqa: E402
 
-from desktop.core.model import Model  # noqa: E402
-from desktop.core.results import decide  # noqa: E402
+from desktop.core.inference.decision import decide  # noqa: E402
+from desktop.core.inference.model import Model  # noqa: E402
 from trainer.data import cached_arrays, split_blood  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "pbc"

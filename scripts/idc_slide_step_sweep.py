@@ -5,7 +5,7 @@ threshold chosen on val for balanced accuracy (as the trainer chooses it).
     .venv/bin/python scripts/idc_slide_step_sweep.py MODEL.onnx [--markdown out.md]
 
 The model's own `slide_step` is ignored: it runs the raw patch probabilities through
-`desktop.core.slide_step.SlideStep` per patient, as `trainer/slides.slide_level` does.
+`desktop.core.inference.slide_step.SlideStep` per patient, as `trainer/slides.slide_level` does.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
-from desktop.core.model import Model  # noqa: E402
-from desktop.core.slide_step import SlideStep  # noqa: E402
+from desktop.core.inference.model import Model  # noqa: E402
+from desktop.core.inference.slide_step import SlideStep  # noqa: E402
 from trainer.calibration import balanced_accuracy_threshold  # noqa: E402
 from trainer.data import load_arrays, split_idc  # noqa: E402
 from trainer.slides import COMPLETE_SLIDE_PATCHES, slide_level  # noqa: E402

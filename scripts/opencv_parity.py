@@ -26,7 +26,7 @@ MODELS = {"blood": ROOT / "resources/models/blood-pbc8.onnx", "idc": ROOT / "res
 
 def images(folders: list[Path], per_folder: int) -> list[Path]:
     """Every n-th image of each folder (sorted), so the choice does not depend on the run."""
-    from desktop.core.imaging import IMAGE_EXTENSIONS
+    from desktop.core.inference.imaging import IMAGE_EXTENSIONS
 
     chosen = []
     for folder in folders:
@@ -40,8 +40,8 @@ def dump(paths_file: Path, out: Path) -> None:
     """Child: prepared inputs and probabilities of every image under each model, with this process's cv2."""
     import cv2
 
-    from desktop.core.imaging import UnreadableImage, load_prepared
-    from desktop.core.model import Model
+    from desktop.core.inference.imaging import UnreadableImage, load_prepared
+    from desktop.core.inference.model import Model
 
     paths = [Path(line) for line in paths_file.read_text().splitlines()]
     arrays = {"cv2_file": np.array(cv2.__file__)}

@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: E402
 
-from desktop.core.imaging import load_prepared  # noqa: E402
-from desktop.core.model import Model  # noqa: E402
+from desktop.core.inference.imaging import load_prepared  # noqa: E402
+from desktop.core.inference.model import Model  # noqa: E402
 from trainer.data import split_blood  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "pbc"

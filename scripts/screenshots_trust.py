@@ -32,7 +32,7 @@ def pump(app, seconds):
 
 def signed_lab_sessions(tmp: Path, data: Path) -> None:
     """Four signed-off sessions whose final calls are the dataset's labels (as a lab's technicians would give)."""
-    from desktop.core.session import Session
+    from desktop.core.records.session import Session
 
     files = sorted(LAB.glob("*/*.jpg"))
     for n in range(4):

@@ -27,13 +27,13 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from desktop.core.adaptation import SiteSet, adapt, rule_figures  # noqa: E402
-from desktop.core.graft import read_head  # noqa: E402
-from desktop.core.imaging import load_image, load_prepared  # noqa: E402
-from desktop.core.model import Model  # noqa: E402
-from desktop.core.results import decide  # noqa: E402
-from desktop.core.site_cells import cells_from_folder  # noqa: E402
-from desktop.core.site_model import build_site_model, prove_graft, site_metadata  # noqa: E402
+from desktop.core.inference.decision import decide  # noqa: E402
+from desktop.core.inference.imaging import load_image, load_prepared  # noqa: E402
+from desktop.core.inference.model import Model  # noqa: E402
+from desktop.core.lab.adaptation import SiteSet, adapt, rule_figures  # noqa: E402
+from desktop.core.lab.graft import read_head  # noqa: E402
+from desktop.core.lab.site_cells import cells_from_folder  # noqa: E402
+from desktop.core.lab.site_model import build_site_model, prove_graft, site_metadata  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SITES = {"BCCD": DATA / "external_bccd", "Tecom (Zheng)": DATA / "external_zheng" / "tecom",

@@ -18,9 +18,9 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from desktop.core.adaptation import rule_figures  # noqa: E402
-from desktop.core.model import Model  # noqa: E402
-from desktop.core.site_cells import cells_from_folder, extract  # noqa: E402
+from desktop.core.inference.model import Model  # noqa: E402
+from desktop.core.lab.adaptation import rule_figures  # noqa: E402
+from desktop.core.lab.site_cells import cells_from_folder, extract  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SITES = {"BCCD": DATA / "external_bccd", "Tecom (Zheng)": DATA / "external_zheng" / "tecom",

@@ -13,12 +13,12 @@ import onnx
 import pytest
 from conftest import ROOT, make_tiny_model, write_image
 
-from desktop.core.adaptation import AdaptationRefused, adapt
-from desktop.core.graft import read_head, site_scores
-from desktop.core.model import Model, discover_models
-from desktop.core.results import decide
-from desktop.core.site_cells import cells_from_folder, extract
-from desktop.core.site_model import prepare_adaptation, write_site_model
+from desktop.core.inference.decision import decide
+from desktop.core.inference.model import Model, discover_models
+from desktop.core.lab.adaptation import AdaptationRefused, adapt
+from desktop.core.lab.graft import read_head, site_scores
+from desktop.core.lab.site_cells import cells_from_folder, extract
+from desktop.core.lab.site_model import prepare_adaptation, write_site_model
 
 COLOURS = {"a": (200, 60, 60), "b": (60, 200, 60), "c": (60, 60, 200)}
 
@@ -54,7 +54,7 @@ def test_adapted_model_learns_the_site_passes_validation_and_matches_numpy(tmp_p
     assert meta["cells_per_class"] == {"a": 30, "b": 30, "c": 30} and meta["after"]["n"] == 90
     # the grafted graph against the numpy reference of the fitted head, on images it never saw
     cells = cells_from_folder(held_out, base.info)
-    images = np.stack([__import__("desktop.core.imaging", fromlist=["x"]).load_prepared(c.path, base.info.input)
+    images = np.stack([__import__("desktop.core.inference.imaging", fromlist=["x"]).load_prepared(c.path, base.info.input)
                        for c in cells])
     probs, ood, features = site.predict_with_features(images)
     ref_p, ref_ood = site_scores(features.astype(np.float64), a.site)
@@ -88,7 +88,7 @@ def test_a_set_too_small_is_refused_saying_what_is_missing(tmp_path, base):
 
 
 def test_cli_verify_and_adapt_from_signed_sessions(tmp_path, base):
-    from desktop.core.session import Session
+    from desktop.core.records.session import Session
 
     data = tmp_path / "data"
     for n in range(3):  # three signed sessions of one lab, its technicians' calls by colour

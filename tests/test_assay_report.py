@@ -14,13 +14,13 @@ import sys
 import pytest
 from conftest import MODELS, ROOT, SAMPLES, make_tiny_model, shipped
 
-from desktop.core.assay_report import PER_100_WBC, report_of
 from desktop.core.export import DECIMAL_COMMA, export_csv, summary_rows
-from desktop.core.lis_codes import LOCAL_SYSTEM, LOINC, CodeTableError, load_codes
+from desktop.core.inference.model import Model
 from desktop.core.lis_fhir import fhir_json
 from desktop.core.lis_hl7 import hl7_message
-from desktop.core.model import Model
-from desktop.core.session import Session
+from desktop.core.records.session import Session
+from desktop.core.report.assay_report import PER_100_WBC, report_of
+from desktop.core.report.codes import LOCAL_SYSTEM, LOINC, CodeTableError, load_codes
 
 WHEN = "2026-11-25T10:30:00+01:00"
 

@@ -47,8 +47,8 @@ def test_bundled_samples_classify_with_shipped_models(tmp_path):
 def test_classify_with_specimen_and_a_signed_session_is_never_changed(tmp_path, tiny_model, good_folder):
     from conftest import random_rgb, write_image
 
-    from desktop.core.model import Model
-    from desktop.core.session import Session
+    from desktop.core.inference.model import Model
+    from desktop.core.records.session import Session
 
     data = tmp_path / "data"
     out = run_cli("classify", str(good_folder), "--model", str(tiny_model), "--data-dir", str(data),

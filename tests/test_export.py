@@ -11,10 +11,11 @@ import stat
 import pytest
 from conftest import random_rgb, write_image
 
-from desktop.core.assay_report import report_of
-from desktop.core.export import ExportError, export_csv
-from desktop.core.model import Model
-from desktop.core.session import Session
+from desktop.core.errors import ExportError
+from desktop.core.export import export_csv
+from desktop.core.inference.model import Model
+from desktop.core.records.session import Session
+from desktop.core.report.assay_report import report_of
 
 
 @pytest.fixture

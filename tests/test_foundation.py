@@ -15,16 +15,16 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_app_imports_without_tensorflow():
-    modules = _modules_after("import desktop.cli, desktop.ui.app, desktop.ui.main_window, desktop.core.session")
+    modules = _modules_after("import desktop.cli, desktop.ui.app, desktop.ui.main_window, desktop.core.records.session")
     assert not any(m == "tensorflow" or m.startswith("tensorflow.") for m in modules)
     assert not any(m.startswith("keras") for m in modules)
 
 
 def test_core_imports_no_qt():
     code = ("import pkgutil, importlib, desktop.core as c\n"
-            "for m in pkgutil.iter_modules(c.__path__): importlib.import_module('desktop.core.' + m.name)")
+            "for m in pkgutil.walk_packages(c.__path__, 'desktop.core.'): importlib.import_module(m.name)")
     modules = _modules_after(code)
-    assert "desktop.core.pipeline" in modules
+    assert "desktop.core.inference.pipeline" in modules and "desktop.core.records.session" in modules
     assert not any(m.startswith("PySide6") for m in modules)
 
 

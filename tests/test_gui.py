@@ -12,7 +12,7 @@ from conftest import SAMPLES, make_tiny_model, open_window
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
-from desktop.core.review import REVIEW
+from desktop.core.records.review import REVIEW
 from desktop.ui.dialogs import IdentityForm
 
 
@@ -104,7 +104,7 @@ def test_gallery_stays_sorted_as_batches_arrive_and_filters_by_bin(qtbot):
     import random
     from dataclasses import replace
 
-    from desktop.core.store import Cell
+    from desktop.core.records.domain import Cell
     from desktop.ui.gallery import BinFilter, GalleryModel, ThumbnailCache
 
     def cell(i, conf, cls="lymphocyte"):
@@ -163,8 +163,8 @@ def test_a_late_signal_from_the_previous_folder_does_not_stop_the_next(qtbot, se
 def test_closing_while_scanning_or_classifying_stops_quickly_and_keeps_every_call(qtbot, setup):
     import time
 
-    from desktop.core.model import Model
-    from desktop.core.session import Session
+    from desktop.core.inference.model import Model
+    from desktop.core.records.session import Session
 
     models, folder, tmp, warnings = setup
     big = _many(tmp / "big", 3000)

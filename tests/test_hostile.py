@@ -96,9 +96,9 @@ def test_everything_left_out_has_a_row_and_a_count_per_reason(hostile_run):
 
 
 def test_names_that_are_not_utf8_are_stored_losslessly_and_read_again(hostile_run):
-    from desktop.core.imaging import load_image
-    from desktop.core.model import Model
-    from desktop.core.session import Session
+    from desktop.core.inference.imaging import load_image
+    from desktop.core.inference.model import Model
+    from desktop.core.records.session import Session
 
     second = hostile_run["second"]
     assert second.returncode == 0, second.stderr[-2000:]
@@ -136,8 +136,8 @@ def test_exports_honour_the_umask(hostile_run):
 
 def test_audit_csv_escapes_formulas_too(tmp_path, tiny_model):
     from desktop.core.export import export_audit_csv
-    from desktop.core.model import Model
-    from desktop.core.session import Session
+    from desktop.core.inference.model import Model
+    from desktop.core.records.session import Session
 
     folder = tmp_path / "f"
     folder.mkdir()
@@ -386,7 +386,7 @@ def test_bomb_folder_is_refused_and_stays_under_1_gb(tmp_path):
 
 
 def test_opencv_checks_the_same_pixel_limit_before_it_allocates():
-    from desktop.core.imaging import MAX_PIXELS
+    from desktop.core.inference.imaging import MAX_PIXELS
 
     code = "import desktop, cv2, os; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
@@ -429,7 +429,7 @@ def test_no_telemetry_store_and_no_inet_socket(tmp_path, tiny_model, good_folder
         assert inet == [], f"the app opened internet sockets: {inet[:3]}"
 
 
-@pytest.mark.parametrize("entry", ["desktop.ui.app", "trainer", "desktop.core.model"])
+@pytest.mark.parametrize("entry", ["desktop.ui.app", "trainer", "desktop.core.inference.model"])
 def test_every_entry_point_disables_telemetry_before_onnxruntime_loads(tmp_path, tiny_model, entry):
     code = (f"import {entry}\nimport numpy as np, onnxruntime as ort\n"
             f"s = ort.InferenceSession({str(tiny_model)!r}, providers=['CPUExecutionProvider'])\n"
@@ -441,7 +441,8 @@ def test_every_entry_point_disables_telemetry_before_onnxruntime_loads(tmp_path,
 
 
 def test_bad_models_are_refused_in_one_line_and_never_hide_the_good_one(tmp_path, good_folder):
-    from desktop.core.model import Model, ModelError, discover_models
+    from desktop.core.errors import ModelError
+    from desktop.core.inference.model import Model, discover_models
 
     models = tmp_path / "models"
     models.mkdir()
@@ -458,9 +459,9 @@ def test_bad_models_are_refused_in_one_line_and_never_hide_the_good_one(tmp_path
 
 
 def test_a_model_answer_that_is_not_a_number_is_left_out_not_counted(tiny_model):
-    from desktop.core.model import Model
-    from desktop.core.results import make_calls
-    from desktop.core.scan import SourceFile
+    from desktop.core.inference.decision import make_calls
+    from desktop.core.inference.model import Model
+    from desktop.core.inference.scan import SourceFile
 
     info = Model(tiny_model).info
     sources = [SourceFile(Path(f"{i}.png"), f"{i}.png", 1, 0.0) for i in range(2)]
@@ -471,10 +472,10 @@ def test_a_model_answer_that_is_not_a_number_is_left_out_not_counted(tiny_model)
 
 
 def test_interrupted_and_killed_exports_leave_no_temp_file(tmp_path, tiny_model, good_folder, monkeypatch):
-    from desktop.core.assay_report import report_of
     from desktop.core.export import export_csv
-    from desktop.core.model import Model
-    from desktop.core.session import Session
+    from desktop.core.inference.model import Model
+    from desktop.core.records.session import Session
+    from desktop.core.report.assay_report import report_of
 
     session = Session.open(good_folder, Model(tiny_model), tmp_path / "data")
     session.classify()
@@ -517,9 +518,9 @@ def test_bench_starts_when_the_first_file_is_unreadable(tmp_path, tiny_model, go
 
 
 def test_a_patch_name_claiming_a_huge_offset_does_not_blow_up_the_heat_map(tmp_path):
-    from desktop.core.model import Model
-    from desktop.core.session import Session
-    from desktop.core.summary import idc_summary
+    from desktop.core.inference.model import Model
+    from desktop.core.records.session import Session
+    from desktop.core.report.summary import idc_summary
 
     folder = tmp_path / "slide"
     folder.mkdir()
@@ -537,7 +538,7 @@ def test_the_window_shows_a_hostile_folder_without_hanging(qtbot, tmp_path, monk
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QMessageBox
 
-    from desktop.core.scan import scan_folder
+    from desktop.core.inference.scan import scan_folder
 
     folder, _ = make_hostile_folder(tmp_path)
     models = tmp_path / "models"

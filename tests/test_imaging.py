@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import random_rgb, write_image
 
-from desktop.core.imaging import InputSpec, UnreadableImage, decode_image, load_image, prepare
+from desktop.core.inference.imaging import InputSpec, UnreadableImage, decode_image, load_image, prepare
 
 
 def test_zero_byte_file_is_reported_not_fatal(tmp_path):
@@ -94,7 +94,7 @@ def test_large_jpeg_decodes_reduced_but_never_below_the_model_input(tmp_path, pr
     params = [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)]
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(smooth, cv2.COLOR_RGB2BGR), params)
     data = encoded.tobytes()
-    from desktop.core.imaging import _jpeg_size, decode_prepared
+    from desktop.core.inference.imaging import _jpeg_size, decode_prepared
 
     assert _jpeg_size(data) == (360, 363)
     assert decode_image(data, at_least=(96, 96)).shape == (182, 180, 3)  # 1/2, not 1/4 (90 < 96)

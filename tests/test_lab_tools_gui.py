@@ -9,8 +9,8 @@ from test_adaptation import site_folder
 
 
 def test_verification_and_adapt_dialogs(qtbot, tmp_path, monkeypatch):
-    from desktop.core.model import Model
-    from desktop.core.session import Session
+    from desktop.core.inference.model import Model
+    from desktop.core.records.session import Session
     from desktop.ui.lab_tools import AdaptDialog, VerificationDialog
     from desktop.ui.main_window import MainWindow
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import DATA, MODELS, ROOT, make_tiny_model, shipped
 
-from desktop.core.model import Model, ModelError, discover_models
+from desktop.core.errors import ModelError
+from desktop.core.inference.model import Model, discover_models
 
 
 def test_damaged_model_file_names_the_file(tmp_path, tiny_model):

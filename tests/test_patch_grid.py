@@ -11,12 +11,13 @@ import pytest
 from conftest import MODELS, write_image
 from patch_model import PATCH, make_patch_model, paint_slide, write_patches
 
-from desktop.core.folder import expand_tissue_images
-from desktop.core.model import Model, ModelError
-from desktop.core.scan import scan_folder
-from desktop.core.session import Session
-from desktop.core.slide import PatchGrid, build_mosaic, call_overlay, probability_overlay
-from desktop.core.summary import idc_summary
+from desktop.core.errors import ModelError
+from desktop.core.inference.folder import expand_tissue_images
+from desktop.core.inference.model import Model
+from desktop.core.inference.scan import scan_folder
+from desktop.core.inference.slide import PatchGrid, build_mosaic, call_overlay, probability_overlay
+from desktop.core.records.session import Session
+from desktop.core.report.summary import idc_summary
 
 # 8 rows x 10 columns of 32 px: tissue in the top-left 5 x 6, IDC in 8 of its 30 patches.
 TISSUE = [

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 from conftest import random_rgb, write_image
 
-from desktop.core.model import Model
-from desktop.core.pipeline import classify
-from desktop.core.scan import scan_folder
-from desktop.core.session import Session
+from desktop.core.inference.model import Model
+from desktop.core.inference.pipeline import classify
+from desktop.core.inference.scan import scan_folder
+from desktop.core.records.session import Session
 
 
 def _folder_digest(folder) -> str:

@@ -9,7 +9,7 @@ from conftest import SAMPLES, make_tiny_model, open_window, random_rgb, write_im
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
-from desktop.core.review import REVIEW
+from desktop.core.records.review import REVIEW
 from desktop.ui.dialogs import IdentityForm
 
 
@@ -267,7 +267,7 @@ def test_the_slide_map_shows_final_calls_and_a_click_selects_the_patch(qtbot, tm
     assert (cell.x, cell.y) == (100, 50)
     # the map follows the technician's final call, not the model's probability
     window.reclassify([cell.file], "idc")
-    from desktop.core.summary import idc_summary
+    from desktop.core.report.summary import idc_summary
 
     assert idc_summary(window.session.cells(), window.info).calls[1, 2] == 1.0
     window.close()

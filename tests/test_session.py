@@ -14,11 +14,12 @@ import time
 import pytest
 from conftest import ROOT, make_tiny_model, random_rgb, write_image
 
-from desktop.core.assay_report import report_of
+from desktop.core.errors import ActionRefused, SessionLocked, SignOffRefused
 from desktop.core.export import export_audit_csv, export_csv
-from desktop.core.model import Model
-from desktop.core.session import Session, SessionLocked, SignOffRefused
-from desktop.core.summary import counts
+from desktop.core.inference.model import Model
+from desktop.core.records.session import Session
+from desktop.core.report.assay_report import report_of
+from desktop.core.report.summary import counts
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_reclassify_keeps_ai_call_and_audits_operator_and_os_account(session):
 
 
 def test_an_action_without_an_operator_name_is_refused(session):
-    with pytest.raises(ValueError, match="name"):
+    with pytest.raises(ActionRefused, match="name"):
         session.reclassify([session.cells()[0].file], session.info.class_keys[0], "  ")
 
 
@@ -206,7 +207,7 @@ def test_reopened_session_exports_say_so_until_signed_again(session, tmp_path):
     export_csv(report_of(session, operator="Ana"), session.cells(), None, out)
     text = out.read_text(encoding="utf-8-sig")
     assert "Signed off " in text and "by Ana" in text
-    with pytest.raises(ValueError):
+    with pytest.raises(ActionRefused):
         session.reopen("Ben", "")
     session.reopen("Ben", "wrong patient label")
     export_csv(report_of(session, operator="Ana"), session.cells(), None, out)
@@ -257,8 +258,8 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
     from pathlib import Path
-    from desktop.core.model import Model
-    from desktop.core.session import Session
+    from desktop.core.inference.model import Model
+    from desktop.core.records.session import Session
     session = Session.open(Path({folder!r}), Model(Path({model!r})), Path({data!r}))
     if {review}:
         for i, cell in enumerate(session.cells()):

@@ -8,7 +8,7 @@ from conftest import open_window, write_image
 from patch_model import NORMAL_RGB, PATCH, make_patch_model, paint_slide
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
-from desktop.core.summary import idc_summary
+from desktop.core.report.summary import idc_summary
 from desktop.ui.gallery import load_cell_image
 from desktop.ui.heatmap import CELL_PX
 

@@ -11,11 +11,12 @@ import pytest
 from conftest import write_image
 from patch_model import NORMAL_RGB, PATCH, make_patch_model
 
-from desktop.core.model import Model, ModelError
-from desktop.core.session import Session
-from desktop.core.slide import PatchGrid
-from desktop.core.slide_step import SlideStep
-from desktop.core.summary import decided_p_positive, idc_summary
+from desktop.core.errors import ModelError
+from desktop.core.inference.model import Model
+from desktop.core.inference.slide import PatchGrid
+from desktop.core.inference.slide_step import SlideStep
+from desktop.core.records.session import Session
+from desktop.core.report.summary import decided_p_positive, idc_summary
 
 STEP = SlideStep(radius=1, weight=0.5).as_metadata()
 AMBIGUOUS_RGB = (140, 60, 100)  # mean red 140: P(IDC) = sigmoid(1.2) ~ 0.77 on its own

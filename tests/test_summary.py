@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from conftest import make_tiny_model, write_image
 
-from desktop.core.folder import expand_tissue_images
-from desktop.core.model import Model
-from desktop.core.scan import scan_folder
-from desktop.core.session import Session
-from desktop.core.slide import PatchGrid, is_background, patch_position
-from desktop.core.store import Cell
-from desktop.core.summary import ReferenceIntervals, counts, differential, idc_summary
+from desktop.core.inference.folder import expand_tissue_images
+from desktop.core.inference.model import Model
+from desktop.core.inference.scan import scan_folder
+from desktop.core.inference.slide import PatchGrid, is_background, patch_position
+from desktop.core.records.domain import Cell
+from desktop.core.records.session import Session
+from desktop.core.report.summary import ReferenceIntervals, counts, differential, idc_summary
 
 BLOOD = ["basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet"]
 GROUPS = {"erythroblast": "nrbc", "platelet": "platelet"}

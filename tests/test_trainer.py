@@ -12,7 +12,7 @@ from conftest import DATA, random_rgb, shipped, write_image
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.trainer
 
-from desktop.core.model import Model  # noqa: E402
+from desktop.core.inference.model import Model  # noqa: E402
 from trainer.data import deduplicate, discover_blood, split_blood, split_idc  # noqa: E402
 
 
@@ -129,8 +129,8 @@ def test_ood_score_rises_on_a_stain_shifted_copy():
     model = Model(shipped("blood-pbc8.onnx"))
     from conftest import SAMPLES
 
-    from desktop.core.imaging import load_prepared
-    from desktop.core.scan import scan_folder
+    from desktop.core.inference.imaging import load_prepared
+    from desktop.core.inference.scan import scan_folder
 
     files = scan_folder(SAMPLES / "blood")[::5]
     images = np.stack([load_prepared(f.path, model.info.input) for f in files])
@@ -143,7 +143,7 @@ def test_ood_score_rises_on_a_stain_shifted_copy():
 def test_an_unreadable_patch_does_not_shift_the_patients_after_it(tmp_path):
     """Decoding drops an unreadable file from pixels, labels and items alike, so per-patient
     fractions stay with their patients (they were zipped against the undecoded list)."""
-    from desktop.core.imaging import InputSpec
+    from desktop.core.inference.imaging import InputSpec
     from trainer.data import Item, load_arrays
     from trainer.slides import idc_patients
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import make_tiny_model, random_rgb, write_image
 
-from desktop.core.model import Model
-from desktop.core.session import Session
-from desktop.core.site_cells import signed_sessions
-from desktop.core.summary import class_percentages
-from desktop.core.verification import bland_altman, build_report, cohen_kappa, report_rows, wilson
+from desktop.core.inference.model import Model
+from desktop.core.lab.site_cells import signed_sessions
+from desktop.core.lab.verification import bland_altman, build_report, cohen_kappa, report_rows, wilson
+from desktop.core.records.session import Session
+from desktop.core.report.summary import class_percentages
 
 
 def test_wilson_interval_known_values():

@@ -31,9 +31,9 @@ def seed_way(keras_path: Path, folder: Path, size: int, repeat: int) -> tuple[in
 
 
 def desktop_way(onnx_path: Path, folder: Path, repeat: int) -> tuple[int, float]:
-    from desktop.core.model import Model
-    from desktop.core.scan import SourceFile, scan_folder
-    from desktop.core.session import Session
+    from desktop.core.inference.model import Model
+    from desktop.core.inference.scan import SourceFile, scan_folder
+    from desktop.core.records.session import Session
 
     model = Model(onnx_path)
     files = scan_folder(folder)

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from desktop.core.imaging import IMAGE_EXTENSIONS, InputSpec, UnreadableImage, load_prepared
+from desktop.core.inference.imaging import IMAGE_EXTENSIONS, InputSpec, UnreadableImage, load_prepared
 
 SEED = 20261124
 SPLITS = ("train", "val", "test")

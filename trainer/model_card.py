@@ -67,7 +67,7 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
                   + (", on the slide-level step's output)." if step else ")."), ""]
         if step:
             lines += [f"Slide-level step (metadata `slide_step`, run by the app's core over every patch of a slide "
-                      f"before the decision rule, `desktop/core/slide_step.py`): `{step}`. Each patch's logit is "
+                      f"before the decision rule, `desktop/core/inference/slide_step.py`): `{step}`. Each patch's logit is "
                       "blended with the mean logit of its neighbours on the slide grid. Every figure above and below "
                       "is measured through it, as the app calls.", ""]
         lines += [

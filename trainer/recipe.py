@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from desktop.core.imaging import InputSpec
+from desktop.core.inference.imaging import InputSpec
 from trainer.augment import AugmentConfig
 
 
@@ -42,7 +42,7 @@ class Recipe:
     # normalise each image's bright background to the training images' (in the graph):
     # "off", "trained" (on while training) or "serving" (off while training, on from calibration to export)
     white_balance: str = "off"
-    slide_step_weight: float = 0.0  # >0: IDC calls blend each patch's P(IDC) with its neighbours' (desktop.core.slide_step)
+    slide_step_weight: float = 0.0  # >0: IDC calls blend each patch's P(IDC) with its neighbours' (core/inference/slide_step)
     version: str = "1.0.0"
     limit: int | None = None  # images per class (blood) or patients (idc), for quick runs
     skip_seed: bool = False  # do not train the reference model

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from desktop.core.imaging import InputSpec, UnreadableImage, load_prepared
+from desktop.core.inference.imaging import InputSpec, UnreadableImage, load_prepared
 from trainer import calibration
 from trainer.augment import stain_shift
 from trainer.calibration import Calibration

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from desktop.core.slide import PatchGrid, heat_map
-from desktop.core.slide_step import SlideStep
+from desktop.core.inference.slide import PatchGrid, heat_map
+from desktop.core.inference.slide_step import SlideStep
 from trainer.data import patch_xy
 
 COMPLETE_SLIDE_PATCHES = 300  # a patient with more patches than this is a complete slide
@@ -37,7 +37,7 @@ def idc_patients(items: list, probs: np.ndarray, threshold: float, labels: np.nd
 
 
 def idc_maps(items: list, p_idc: np.ndarray, patients: list[str], patch: int):
-    """Per-patient maps of P(IDC) and truth on the app's own grid (`desktop.core.slide`);
+    """Per-patient maps of P(IDC) and truth on the app's own grid (`desktop.core.inference.slide`);
     `items` row for row with `p_idc`, `patch` the tile's side and spacing."""
     maps = []
     for pid in patients:

@@ -26,7 +26,7 @@ import onnxruntime as ort  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
-from desktop.core.slide_step import SlideStep  # noqa: E402
+from desktop.core.inference.slide_step import SlideStep  # noqa: E402
 from trainer import architectures, calibration, evaluate, export, lab_book  # noqa: E402
 from trainer.calibration import Calibration  # noqa: E402
 from trainer.data import SPLITS, Dataset, DecodedSplit, cached_arrays, split_blood, split_idc  # noqa: E402

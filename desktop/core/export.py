@@ -19,15 +19,10 @@ from pathlib import Path
 
 import psutil
 
-from desktop.core.assay_report import AssayReport, Result, number
+from desktop.core.errors import ActionRefused, ExportError
 from desktop.core.names import readable
-from desktop.core.record import SessionRecord, record_lines
-from desktop.core.store import AuditEntry, Cell
-
-
-class ExportError(Exception):
-    """The export could not be written; nothing partial was left behind."""
-
+from desktop.core.records.domain import AuditEntry, Cell, SessionRecord, record_lines
+from desktop.core.report.assay_report import AssayReport, Result, number
 
 _STALE_TEMP_S = 600  # a temp file this old, of a process that is gone, is a killed export's leftover
 
@@ -112,7 +107,7 @@ class CsvStyle:
         """'comma' or 'semicolon' (semicolon separator and decimal comma), as the CLI's --csv-locale takes them."""
         styles = {"comma": COMMA, "semicolon": DECIMAL_COMMA, "decimal-comma": DECIMAL_COMMA}
         if name not in styles:
-            raise ValueError(f"--csv-locale must be 'comma' or 'semicolon', not {name!r}")
+            raise ActionRefused(f"--csv-locale must be 'comma' or 'semicolon', not {name!r}")
         return styles[name]
 
 

@@ -8,11 +8,12 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from desktop.core.assay_report import AssayReport
-from desktop.core.export import ExportError, write_atomically
+from desktop.core.errors import ExportError
+from desktop.core.export import write_atomically
 from desktop.core.lis_fhir import fhir_json
 from desktop.core.lis_hl7 import hl7_message
 from desktop.core.names import readable
+from desktop.core.report.assay_report import AssayReport
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -15,8 +15,9 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.practitioner import Practitioner
 from fhir.resources.R4B.specimen import Specimen
 
-from desktop.core.assay_report import AssayReport, Result
-from desktop.core.lis_codes import LOCAL_SYSTEM
+from desktop.core.errors import SlideTallyError
+from desktop.core.report.assay_report import AssayReport, Result
+from desktop.core.report.codes import LOCAL_SYSTEM
 
 UCUM = "http://unitsofmeasure.org"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
@@ -25,7 +26,7 @@ REPORT_CATEGORY = "http://terminology.hl7.org/CodeSystem/v2-0074"
 ID_SYSTEM = "urn:slidetally:id"  # specimen, patient and model identifiers as the lab entered them
 
 
-class FhirError(ValueError):
+class FhirError(SlideTallyError):
     """The Bundle could not be made valid; nothing was written."""
 
 

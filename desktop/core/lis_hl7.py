@@ -10,15 +10,16 @@ import uuid
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 
-from desktop.core.assay_report import AssayReport, Result
-from desktop.core.lis_codes import ResultCode
+from desktop.core.errors import SlideTallyError
+from desktop.core.report.assay_report import AssayReport, Result
+from desktop.core.report.codes import ResultCode
 
 SENDING_APPLICATION = "SlideTally"
 _ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\"), ("\r\n", "\\.br\\"),
             ("\n", "\\.br\\"), ("\r", "\\.br\\"))
 
 
-class Hl7Error(ValueError):
+class Hl7Error(SlideTallyError):
     """The message could not be made valid (a value HL7 cannot carry); nothing was written."""
 
 

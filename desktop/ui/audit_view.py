@@ -7,7 +7,7 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QHeaderView, QLineEdit, QPushButton, QTableView, QVBoxLayout
 
 from desktop.core.names import readable
-from desktop.core.store import AuditEntry
+from desktop.core.records.domain import AuditEntry
 
 COLUMNS = ("Time", "Operator", "OS account", "Action", "Cell", "Old", "New", "Reason")
 

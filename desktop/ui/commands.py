@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtGui import QUndoCommand
 
-from desktop.core.session import Previous, Session
+from desktop.core.records.session import Previous, Session
 
 
 class SessionCommand(QUndoCommand):

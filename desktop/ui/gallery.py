@@ -24,13 +24,13 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPixmap
 
-from desktop.core.imaging import UnreadableImage, load_image
-from desktop.core.model import ModelInfo
+from desktop.core.inference.imaging import UnreadableImage, load_image
+from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.slide import cut_tile, tile_source
 from desktop.core.names import readable
-from desktop.core.review import ALL, cell_bin, in_bin
-from desktop.core.slide import cut_tile, tile_source
-from desktop.core.store import Cell
-from desktop.core.summary import decided_p_positive
+from desktop.core.records.domain import Cell
+from desktop.core.records.review import ALL, cell_bin, in_bin
+from desktop.core.report.summary import decided_p_positive
 
 THUMB = 96  # default thumbnail size (px); the technician zooms between THUMB_SIZES
 THUMB_SIZES = (64, 80, 96, 128, 160, 192)

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.slide import CALL_COLOURS, CALL_LEGEND, PROBABILITY_ENDS, call_overlay, probability_overlay
-from desktop.core.summary import SlideSummary
+from desktop.core.inference.slide import CALL_COLOURS, CALL_LEGEND, PROBABILITY_ENDS, call_overlay, probability_overlay
+from desktop.core.report.summary import SlideSummary
 from desktop.ui.gallery import to_qimage
 
 CELL_PX = 10  # mosaic pixels per patch

@@ -23,11 +23,12 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from desktop.core.export import ExportError, render_csv, write_atomically
-from desktop.core.model import Model
-from desktop.core.site_cells import cells_from_folder, cells_from_sessions, signed_sessions
-from desktop.core.site_model import PreparedAdaptation, prepare_adaptation, write_site_model
-from desktop.core.verification import build_report, report_html, report_rows
+from desktop.core.errors import ExportError, SlideTallyError
+from desktop.core.export import render_csv, write_atomically
+from desktop.core.inference.model import Model
+from desktop.core.lab.site_cells import cells_from_folder, cells_from_sessions, signed_sessions
+from desktop.core.lab.site_model import PreparedAdaptation, prepare_adaptation, write_site_model
+from desktop.core.lab.verification import build_report, report_html, report_rows
 from desktop.ui.worker import TaskWorker, start_worker
 
 
@@ -63,7 +64,7 @@ class VerificationDialog(QDialog):
     def build(self) -> None:
         try:
             sessions = signed_sessions(self.data_root, self.model.info, self.since.text().strip() or None)
-        except ValueError as exc:
+        except SlideTallyError as exc:
             self.text.setHtml(f"<p style='color:#b00020'>{html.escape(str(exc))}</p>")
             return
         if not sessions:
@@ -172,7 +173,7 @@ class AdaptDialog(QDialog):
     def fit(self) -> None:
         try:
             cells, source = self._cells()
-        except ValueError as exc:
+        except SlideTallyError as exc:
             self.text.setHtml(f"<p style='color:#b00020'>{html.escape(str(exc))}</p>")
             return
         self.fit_button.setEnabled(False)

@@ -34,14 +34,15 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import __version__
-from desktop.core.folder import FolderError, guess_task
-from desktop.core.model import Model, ModelError, ModelInfo, discover_models
-from desktop.core.record import SessionRecord
+from desktop.core.errors import SessionLocked, SlideTallyError
+from desktop.core.inference.folder import guess_task
+from desktop.core.inference.model import Model, ModelInfo, discover_models
+from desktop.core.inference.slide import cell_offset
+from desktop.core.records.domain import SessionRecord
+from desktop.core.records.review import ALL, MISSING, REVIEW, UNREADABLE, ranked_classes
+from desktop.core.records.session import Session
+from desktop.core.report.summary import slide_grid
 from desktop.core.resources import resource, user_data_dir, user_models_dir
-from desktop.core.review import ALL, MISSING, REVIEW, UNREADABLE, ranked_classes
-from desktop.core.session import Session, SessionLocked, StoreError
-from desktop.core.slide import cell_offset
-from desktop.core.summary import slide_grid
 from desktop.ui import commands
 from desktop.ui.gallery import MIME_IDS, THUMB, THUMB_SIZES, BinFilter, CellRole, GalleryModel, ThumbnailCache
 from desktop.ui.gallery_view import GalleryView, zoom_step
@@ -495,12 +496,8 @@ class MainWindow(RecordActions, QMainWindow):
         self.close_session()
         try:
             session = Session.open(folder, self._model(self.info), self.data_root)
-        except (FolderError, ModelError, StoreError) as exc:
+        except SlideTallyError as exc:
             self.error("Cannot open the folder", str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - a broken data folder must not take the app down
-            log.exception("cannot open session")
-            self.error("Cannot open the session", f"The session could not be opened: {exc}")
             return
         self.session, self.folder = session, folder
         # Slots are this window's methods, so Qt queues the worker thread's signals to the GUI
@@ -731,8 +728,7 @@ class MainWindow(RecordActions, QMainWindow):
         except SessionLocked as exc:
             self.error("Session signed off", str(exc))
             return False
-        except Exception as exc:  # noqa: BLE001
-            log.exception("action failed")
+        except SlideTallyError as exc:
             self.error("That did not work", str(exc))
             return False
         if command is not None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, Signal
 
-from desktop.core.imaging import UnreadableImage
-from desktop.core.slide import PatchGrid, build_mosaic
-from desktop.core.summary import placed_cells
+from desktop.core.inference.imaging import UnreadableImage
+from desktop.core.inference.slide import PatchGrid, build_mosaic
+from desktop.core.report.summary import placed_cells
 from desktop.ui.gallery import load_cell_image
 
 

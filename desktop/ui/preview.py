@@ -20,11 +20,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from desktop.core.imaging import UnreadableImage
-from desktop.core.model import ModelInfo
+from desktop.core.inference.imaging import UnreadableImage
+from desktop.core.inference.model import ModelInfo
 from desktop.core.names import readable
-from desktop.core.review import ranked_classes
-from desktop.core.store import Cell
+from desktop.core.records.domain import Cell
+from desktop.core.records.review import ranked_classes
 from desktop.ui.gallery import CellRole, load_cell_image, to_qimage
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from PySide6.QtCore import QLocale
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
-from desktop.core.assay_report import AssayReport, build_report
-from desktop.core.export import CsvStyle, ExportError, export_audit_csv, export_csv
-from desktop.core.lis_codes import DEFAULT_CODES, CodeTableError, load_codes
+from desktop.core.errors import ExportError, SlideTallyError
+from desktop.core.export import CsvStyle, export_audit_csv, export_csv
 from desktop.core.lis_export import write_fhir, write_hl7, write_lis_drop
 from desktop.core.lis_fhir import FhirError
 from desktop.core.lis_hl7 import Hl7Error
-from desktop.core.session import SessionLocked, SignOffRefused
+from desktop.core.report.assay_report import AssayReport, build_report
+from desktop.core.report.codes import DEFAULT_CODES, CodeTableError, load_codes
 from desktop.ui.audit_view import AuditDialog
 from desktop.ui.dialogs import IdentityForm
 
@@ -60,7 +60,7 @@ class RecordActions:
             if name:
                 self.session.set_identity(specimen, patient, name)
             self.session.sign_off(name, specimen)
-        except (SignOffRefused, SessionLocked, ValueError) as exc:
+        except SlideTallyError as exc:
             self.error("Cannot sign off yet", str(exc))
             return
         self.undo_stack.clear()  # a signed-off session has nothing to undo
@@ -91,11 +91,8 @@ class RecordActions:
     def _guarded(self, fn) -> None:
         try:
             fn()
-        except (SessionLocked, SignOffRefused, ValueError) as exc:
+        except SlideTallyError as exc:
             self.error("Not possible", str(exc))
-        except Exception as exc:  # noqa: BLE001
-            log.exception("action failed")
-            self.error("That did not work", str(exc))
 
     def show_audit(self) -> None:
         if self.session is None:

@@ -12,7 +12,7 @@ import numpy as np
 from PySide6.QtCore import QMarginsF, QRectF, QSizeF, Qt, QUrl
 from PySide6.QtGui import QColor, QFont, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter, QTextDocument
 
-from desktop.core.assay_report import AssayReport
+from desktop.core.report.assay_report import AssayReport
 
 THUMB_PX = 72  # gallery thumbnails, in the document's pixels
 THUMBS_PER_ROW = 8

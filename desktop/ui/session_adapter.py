@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from desktop.core.session import Session
+from desktop.core.records.session import Session
 
 
 class SessionAdapter(QObject):

@@ -9,7 +9,7 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
 
-from desktop.core.assay_report import AssayReport
+from desktop.core.report.assay_report import AssayReport
 from desktop.ui.heatmap import SlideMap
 
 

@@ -8,7 +8,7 @@ import threading
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-from desktop.core.session import Session
+from desktop.core.records.session import Session
 
 log = logging.getLogger(__name__)
 

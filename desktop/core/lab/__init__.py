@@ -1,0 +1,1 @@
+"""The lab: verification against the technicians' calls, site adaptation, grafted heads, site models."""

@@ -1,0 +1,1 @@
+"""Records: the technician's unit of work — domain types, the store (the only SQL), the session, rescan."""
