@@ -1,4 +1,5 @@
-"""`slidetally-train blood|idc --data DIR --out DIR`: one resumable training run."""
+"""`slidetally-train blood|idc --data DIR --out DIR`: one resumable training run.
+`slidetally-train adapt …`: a site model, every layer fine-tuned (see trainer/adapt_cli.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ DEFAULT_DATA = {"blood": "../shared/data/pbc", "idc": "../shared/data/idc"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["adapt"]:  # site adaptation has its own arguments
+        from trainer.adapt_cli import main as adapt_main
+
+        return adapt_main(argv[1:])
     parser = argparse.ArgumentParser(prog="slidetally-train", description=__doc__)
     parser.add_argument("task", choices=("blood", "idc"))
     parser.add_argument("--data", type=Path, help="labelled image folder (default: ../shared/data/<task>)")

@@ -1,0 +1,65 @@
+"""Approve and install a site model made by `slidetally-train adapt` (a candidate: the model with
+its cross-validated figures, not yet approved). Used by the trainer's CLI and by Tools → Adapt,
+so both apply the same guard rails (`site_guard`) and write the same provenance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from desktop.core.errors import ModelError
+from desktop.core.lab.site_guard import SiteModelRefused, check_approver, check_destination, check_not_worse
+
+MAX_CANDIDATE_BYTES = 200 * 1024 * 1024
+
+
+def read_site(candidate: Path) -> tuple[onnx.ModelProto, dict]:
+    """The candidate's graph and its `site` metadata."""
+    candidate = Path(candidate)
+    if not candidate.is_file() or candidate.stat().st_size > MAX_CANDIDATE_BYTES:
+        raise ModelError(f"{candidate} is not a site model file")
+    try:
+        proto = onnx.load(str(candidate))
+        meta = {p.key: p.value for p in proto.metadata_props}
+        site = json.loads(meta["site"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same refusal to the technician
+        raise ModelError(f"{candidate.name} is not a site model ({type(exc).__name__})") from exc
+    return proto, site
+
+
+def install_site_model(candidate: Path, out: Path, approved_by: str, model_files: list[Path],
+                       protected_folders: list[Path], override: str | None = None) -> Path:
+    """Check every rule, stamp the approval (and any override of a loss) into the metadata,
+    write `out` atomically and return it. Nothing is written when a rule refuses."""
+    proto, site = read_site(candidate)
+    name = check_approver(approved_by, set(site.get("signed_by", [])))
+    accepted = check_not_worse(site.get("before", {}), site.get("after", {}), override)
+    out = check_destination(Path(out), model_files, protected_folders)
+    site.update({"approved_by": name, "approved_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                 "override": accepted or ""})
+    for entry in proto.metadata_props:
+        if entry.key == "site":
+            entry.value = json.dumps(site)
+    data = proto.SerializeToString()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        if out.exists():  # appeared while we worked: never overwritten
+            raise SiteModelRefused(f"{out} exists; a site model is written to a new file")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if hashlib.sha256(out.read_bytes()).hexdigest() != hashlib.sha256(data).hexdigest():
+        raise ModelError(f"{out} was not written completely")
+    return out

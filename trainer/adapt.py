@@ -1,0 +1,358 @@
+"""Deep site adaptation: every layer of a shipped model fine-tuned on a lab's verified cells.
+
+The protocol, in the order it runs:
+1. Rebuild the base model in Keras from its own ONNX file (`trainer/rebuild.py`), proved equal.
+2. Grouped cross-validation (folds by specimen; byte-identical images one group): each fold
+   fine-tunes a fresh copy and records its held-out logits at every checkpoint.
+3. The number of epochs, the temperature and the review threshold that score a fold are chosen
+   on the *other* folds only, so no reported cell had a say in the settings it is scored with.
+4. The site model: a fresh copy fine-tuned on every cell for the epochs the folds chose; its
+   Unfamiliar statistics refitted; written back into the base graph; proved against Keras.
+
+A head on frozen features (`slidetally-cli adapt`) cannot move the features themselves; this can.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import keras
+import numpy as np
+import onnx
+import tensorflow as tf
+
+from desktop.core.inference.decision import decide
+from desktop.core.lab.adaptation import RuleFigures, rule_figures
+from trainer import export
+from trainer.augment import AugmentConfig, augment_batch
+from trainer.calibration import fit_temperature, softmax
+from trainer.rebuild import keras_logits, onnx_outputs, prove_rebuild, rebuild, write_back
+from trainer.site_data import SiteArrays
+
+FOLDS = 3
+CHECKPOINTS = (2, 4, 6, 8, 10, 12, 14, 16)  # epochs at which each fold's held-out cells are scored
+LEARNING_RATE = 1e-4
+BATCH = 32
+MIN_STEPS_PER_EPOCH = 25  # small sets: an "epoch" is at least this many batches
+TARGET_ACCEPTED_ACCURACY = 0.97  # the review threshold: the lowest whose accepted calls reach this
+UNFAMILIAR_PERCENTILE = 99.0
+MIN_CELLS_TOTAL = 40
+MIN_SPECIMENS_FOR_GROUPS = 3
+# Cells stay cells: all 8 flips/turns, mild stain, light and scale changes (another lab's look is
+# mostly handled by the graph's white balance; strong jitter would teach away from this lab).
+AUGMENT = AugmentConfig(hed_sigma=0.03, brightness=0.05, contrast=0.1, gamma=0.1, saturation=0.1, blur_prob=0.1,
+                        scale_prob=0.5, scale_min=0.85, scale_max=1.15)
+
+Progress = Callable[[str, float], None]  # (stage, fraction of the whole run done)
+
+
+class DeepAdaptationRefused(Exception):
+    """Too few cells or specimens to fine-tune and estimate anything; the message says what is missing."""
+
+
+class Cancelled(Exception):
+    """The technician cancelled; nothing was written."""
+
+
+@dataclass(frozen=True)
+class DeepAdaptation:
+    proto: onnx.ModelProto  # not yet carrying the site metadata
+    before: RuleFigures  # the base model on every cell, with its own thresholds
+    after: RuleFigures  # out-of-fold, grouped: what other specimens of this lab can expect
+    epochs: int
+    temperature: float
+    review_threshold: float
+    ood_threshold: float
+    folds: str  # how the folds were made, in words
+    grouped_by_specimen: bool
+    specimens: int
+    cells_per_class: dict[str, int]
+    seconds: float
+    parity: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def report(self) -> dict:
+        """The `--report` JSON: before/after from the grouped cross-validation."""
+        keys = ("accuracy", "balanced_accuracy", "accepted_share", "accepted_accuracy")
+
+        def figure(value: float) -> float | None:  # none accepted: no accuracy among them (JSON has no NaN)
+            return None if np.isnan(value) else round(float(value), 4)
+
+        return {"before": {k: figure(getattr(self.before, k)) for k in keys},
+                "after": {k: figure(getattr(self.after, k)) for k in keys},
+                "specimens": self.specimens, "cells": self.after.n, "grouped_by_specimen": self.grouped_by_specimen,
+                "estimate": "site cross-validated" + ("" if self.grouped_by_specimen else
+                                                      " (no specimens known: optimistic)"),
+                "folds": self.folds, "epochs": self.epochs, "method": "deep: every layer fine-tuned",
+                "seconds": round(self.seconds, 1), "notes": self.notes}
+
+
+def grouped_folds(labels: np.ndarray, groups: np.ndarray, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
+    """Fold index per cell; every group in exactly one fold (greedy by size, then class balance)."""
+    unique, inverse = np.unique(groups, return_inverse=True)
+    k = min(folds, len(unique))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(unique))
+    sizes = np.bincount(inverse)
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    n_classes = int(labels.max()) + 1
+    per_group = np.zeros((len(unique), n_classes))
+    np.add.at(per_group, (inverse, labels), 1)
+    load = np.zeros((k, n_classes))
+    assign = np.empty(len(unique), int)
+    for g in order:  # to the fold whose class counts it evens out most
+        cost = [((load[f] + per_group[g]) ** 2).sum() for f in range(k)]
+        f = int(np.argmin(cost))
+        assign[g] = f
+        load[f] += per_group[g]
+    return assign[inverse]
+
+
+def _steps(n: int, min_steps: int = MIN_STEPS_PER_EPOCH) -> int:
+    return max(min_steps, int(np.ceil(n / BATCH)))
+
+
+def _dataset(images: np.ndarray, labels: np.ndarray, seed: int) -> tf.data.Dataset:
+    data = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().batch(BATCH)
+    return data.map(lambda x, y: augment_batch(x, y, AUGMENT), num_parallel_calls=1).prefetch(2)
+
+
+class _Watch(keras.callbacks.Callback):
+    def __init__(self, cancel: threading.Event | None, tick: Callable[[], None]):
+        super().__init__()
+        self.cancel, self.tick = cancel, tick
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.cancel is not None and self.cancel.is_set():
+            self.model.stop_training = True
+            raise Cancelled("cancelled")
+        self.tick()
+
+
+def _fine_tune(base: onnx.ModelProto, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int,
+               on_checkpoint: Callable[[int, keras.Model], None] | None, cancel, tick, min_steps: int):
+    keras.utils.set_random_seed(seed)
+    rebuilt = rebuild(base)
+    model = rebuilt.model
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    data = _dataset(images, labels, seed)
+    steps = _steps(len(images), min_steps)
+    watch = _Watch(cancel, tick)
+    done = 0
+    for stop in [e for e in CHECKPOINTS if e <= epochs] or [epochs]:
+        model.fit(data, epochs=stop - done, steps_per_epoch=steps, verbose=0, callbacks=[watch], shuffle=False)
+        done = stop
+        if on_checkpoint:
+            on_checkpoint(stop, model)
+    return rebuilt
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float((logits.argmax(1) == labels).mean())
+
+
+def _review_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    top, right = probs.max(1), probs.argmax(1) == labels
+    for t in np.round(np.arange(0.40, 0.991, 0.01), 2):
+        kept = top >= t
+        if kept.any() and right[kept].mean() >= TARGET_ACCEPTED_ACCURACY:
+            return float(t)
+    return 0.99
+
+
+def _ood_scores(features: np.ndarray, stats: dict) -> np.ndarray:
+    z = (features - stats["centre"]) @ stats["whiten"]
+    wm = stats["means"] @ stats["whiten"]
+    return (((z[:, None, :] - wm[None]) ** 2).sum(-1) / z.shape[1]).min(axis=1)
+
+
+def fit_unfamiliar(features: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """The trainer's Unfamiliar statistics on the site's cells; a class the lab has no cells of
+    takes the mean of a present class (so it never becomes the nearest by accident)."""
+    present = [k for k in range(n_classes) if (labels == k).sum() >= 2]
+    remap = {k: i for i, k in enumerate(present)}
+    stats = export.fit_ood(features[np.isin(labels, present)],
+                           np.array([remap[k] for k in labels if k in remap]), len(present))
+    means = np.stack([stats["means"][remap.get(k, 0)] for k in range(n_classes)])
+    return {**stats, "means": means.astype(np.float32)}
+
+
+def _features_model(model: keras.Model) -> keras.Model:
+    return keras.Model(model.inputs, [model.get_layer("logits").output, model.get_layer("logits").input])
+
+
+def _outputs(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    extractor = _features_model(model)
+    logits, feats = [], []
+    for i in range(0, len(images), 128):
+        lo, fe = extractor(tf.cast(images[i:i + 128], tf.float32), training=False)
+        logits.append(lo.numpy())
+        feats.append(fe.numpy())
+    return np.concatenate(logits), np.concatenate(feats)
+
+
+def check_enough(site: SiteArrays, class_keys: list[str]) -> dict[str, int]:
+    counts = {k: int((site.labels == i).sum()) for i, k in enumerate(class_keys)}
+    if len(site.labels) < MIN_CELLS_TOTAL or sum(n >= 10 for n in counts.values()) < 2:
+        listing = ", ".join(f"{k} {n}" for k, n in counts.items())
+        raise DeepAdaptationRefused(f"Too few verified cells to adapt: {len(site.labels)} ({listing}). Deep adaptation "
+                                    f"needs at least {MIN_CELLS_TOTAL} cells and two classes with 10 or more.")
+    return counts
+
+
+def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], base_thresholds: tuple,
+               progress: Progress | None = None, cancel: threading.Event | None = None,
+               folds: int = FOLDS, max_epochs: int = CHECKPOINTS[-1],
+               min_steps: int = MIN_STEPS_PER_EPOCH) -> DeepAdaptation:
+    """Cross-validate, then fit on every cell (see the module docstring).
+    `base_thresholds`: the base model's (review, ood, decision) thresholds, for the "before" figures."""
+    start = time.perf_counter()
+    counts = check_enough(site, class_keys)
+    n_classes = len(class_keys)
+    images, labels = site.images, site.labels
+    prove_rebuild(rebuild(base), images[:64])
+    base_out = onnx_outputs(base, images)
+    review0, ood0, decision0 = base_thresholds
+    before = rule_figures(base_out["probabilities"], base_out.get("ood_score"), labels, review0, ood0, decision0)
+
+    grouped = site.grouped_by_specimen and site.specimens >= MIN_SPECIMENS_FOR_GROUPS
+    fold_of = grouped_folds(labels, site.groups if grouped else np.arange(len(labels)).astype(str), folds)
+    k = int(fold_of.max()) + 1
+    checkpoints = [e for e in CHECKPOINTS if e <= max_epochs] or [max_epochs]
+    total_steps = sum(_steps(int((fold_of != f).sum()), min_steps) for f in range(k)) * checkpoints[-1] + \
+        _steps(len(images), min_steps) * checkpoints[-1]
+    done = [0]
+
+    def tick():
+        done[0] += 1
+        if progress and done[0] % 5 == 0:
+            progress("fine-tuning", min(done[0] / total_steps, 0.99))
+
+    held_logits = {e: np.zeros((len(labels), n_classes), np.float32) for e in checkpoints}
+    held_feats: dict[int, np.ndarray] = {}
+    train_feats: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for f in range(k):
+        train, test = fold_of != f, fold_of == f
+
+        def record(epoch, model, f=f, train=train, test=test):
+            logits, feats = _outputs(model, images)
+            held_logits[epoch][test] = logits[test]
+            held_feats.setdefault(epoch, np.zeros((len(labels), feats.shape[1]), np.float32))[test] = feats[test]
+            train_feats[(f, epoch)] = (feats[train], labels[train])
+
+        _fine_tune(base, images[train], labels[train], checkpoints[-1], seed=f, on_checkpoint=record,
+                   cancel=cancel, tick=tick, min_steps=min_steps)
+
+    # Settings for fold f come from the other folds only; the final model's from all of them.
+    def best_epoch(mask: np.ndarray) -> int:
+        return max(checkpoints, key=lambda e: (_accuracy(held_logits[e][mask], labels[mask]), -e))
+
+    probs = np.zeros((len(labels), n_classes))
+    ood = np.zeros(len(labels))
+    accepted = np.zeros(len(labels), bool)
+    top = np.zeros(len(labels), int)
+    for f in range(k):
+        others, test = fold_of != f, fold_of == f
+        e = best_epoch(others)
+        t = fit_temperature(held_logits[e][others], labels[others])
+        p_others = softmax(held_logits[e][others], t)
+        review = _review_threshold(p_others, labels[others])
+        stats = fit_unfamiliar(*train_feats[(f, e)], n_classes)
+        scores = _ood_scores(held_feats[e], stats)
+        ood_threshold = float(np.percentile(scores[others], UNFAMILIAR_PERCENTILE))
+        probs[test] = softmax(held_logits[e][test], t)
+        ood[test] = scores[test]
+        rule = decide(probs[test], ood[test], review, ood_threshold)
+        accepted[test], top[test] = rule.accepted, rule.top
+    after = _figures(top, accepted, labels)
+
+    epochs = best_epoch(np.ones(len(labels), bool))
+    temperature = fit_temperature(held_logits[epochs], labels)
+    review_threshold = _review_threshold(softmax(held_logits[epochs], temperature), labels)
+    oof_ood = np.concatenate([_ood_scores(held_feats[epochs][fold_of == f],
+                                          fit_unfamiliar(*train_feats[(f, epochs)], n_classes)) for f in range(k)])
+    ood_threshold = float(np.percentile(oof_ood, UNFAMILIAR_PERCENTILE))
+
+    if progress:
+        progress("final model", done[0] / total_steps)
+    rebuilt = _fine_tune(base, images, labels, epochs, seed=k, on_checkpoint=None, cancel=cancel, tick=tick,
+                         min_steps=min_steps)
+    _, feats = _outputs(rebuilt.model, images)
+    stats = fit_unfamiliar(feats, labels, n_classes)
+    proto = write_back(rebuilt, temperature, stats)
+    height, width = images.shape[1:3]
+    serve = export.serving_function(rebuilt.model, temperature, stats, height, width)
+    parity = export.prove_parity(serve, proto, images[:256])
+    if progress:
+        progress("done", 1.0)
+    notes = []
+    if not grouped:
+        notes.append("No specimens were known (or fewer than 3): folds are by image, and cells of one specimen may be "
+                     "on both sides. The figures are optimistic.")
+    if after.accuracy < before.accuracy or after.balanced_accuracy < before.balanced_accuracy:
+        notes.append(f"Worse than the base model on this lab's cells (accuracy {before.accuracy:.1%} → "
+                     f"{after.accuracy:.1%}, balanced {before.balanced_accuracy:.1%} → {after.balanced_accuracy:.1%}).")
+    folds_text = (f"{k}-fold grouped by specimen ({site.specimens} specimens)" if grouped
+                  else f"{k}-fold by image (no specimens known)")
+    return DeepAdaptation(proto, before, after, epochs, temperature, review_threshold, ood_threshold, folds_text,
+                          grouped, site.specimens, counts, time.perf_counter() - start, parity, notes)
+
+
+def _figures(top: np.ndarray, accepted: np.ndarray, labels: np.ndarray) -> RuleFigures:
+    right = top == labels
+    recalls = [right[labels == c].mean() for c in np.unique(labels)]
+    return RuleFigures(int(len(labels)), float(right.mean()), float(np.mean(recalls)), float(accepted.mean()),
+                       float(right[accepted].mean()) if accepted.any() else float("nan"))
+
+
+def site_metadata(base_meta: dict[str, str], base_sha256: str, result: DeepAdaptation, site: str, number: int,
+                  approved_by: str, signers: list[str], source: dict, override: str | None) -> dict[str, str]:
+    """The contract's metadata for the site model, with its provenance (see DESIGN, site models)."""
+    now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    meta = dict(base_meta)
+    after = result.after
+    meta.update({
+        "version": f"{base_meta['version']}+site.{site}.{number}",
+        "display_name": f"{base_meta['display_name']} — adapted to {site} #{number} (whole network)",
+        "temperature": f"{result.temperature:.4f}",
+        "review_threshold": f"{result.review_threshold:.2f}",
+        "ood_threshold": f"{result.ood_threshold:.6g}",
+        "decision_threshold": "0.5",
+        "metrics": json.dumps({"accuracy": round(after.accuracy, 4), "balanced_accuracy": round(after.balanced_accuracy, 4),
+                               "n": after.n, "cross_validated": True, "estimate": "site cross-validated"}),
+        "site": json.dumps({
+            "name": site, "number": number, "method": "deep", "base_model": base_meta.get("display_name", ""),
+            "base_version": base_meta["version"], "base_sha256": base_sha256,
+            "cells_per_class": result.cells_per_class, "specimens": result.specimens, "source": source,
+            "approved_by": approved_by, "approved_at": now, "signed_by": signers,
+            "cross_validation": result.folds, "grouped_by_specimen": result.grouped_by_specimen,
+            "epochs": result.epochs, "augmentation": asdict(AUGMENT), "learning_rate": LEARNING_RATE,
+            "before": result.before.as_dict(), "after": after.as_dict(), "notes": result.notes,
+            "override": override or "",
+        }),
+        "provenance": json.dumps({"date": now, "made_by": "slidetally-train adapt", "base_sha256": base_sha256,
+                                  "tensorflow": tf.__version__, "parity": result.parity}),
+    })
+    return meta
+
+
+def with_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    del out.metadata_props[:]
+    for key, value in metadata.items():
+        entry = out.metadata_props.add()
+        entry.key, entry.value = key, value
+    out.producer_name = "slidetally-train adapt"
+    onnx.checker.check_model(out)
+    return out
+
+
+__all__ = ["DeepAdaptation", "deep_adapt", "grouped_folds", "site_metadata", "with_metadata", "keras_logits"]
