@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from desktop.core.model import ModelInfo
-from desktop.core.slide import patch_position
+from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.slide import patch_position
 
 REVIEW_LOW_CONFIDENCE = "low confidence"
 REVIEW_UNFAMILIAR = "unfamiliar image"

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desktop.core.files import UnreadableFile, read_file
-from desktop.core.imaging import UnreadableImage, image_header, load_image
-from desktop.core.scan import SourceFile, scan_folder
-from desktop.core.slide import TILE_MIN_PATCHES, PatchGrid, tile_image
-
-
-class FolderError(Exception):
-    """The folder cannot be analysed (missing, not a folder, no permission)."""
+from desktop.core.inference.files import UnreadableFile, read_file
+from desktop.core.inference.imaging import UnreadableImage, image_header, load_image
+from desktop.core.inference.scan import SourceFile, scan_folder
+from desktop.core.inference.slide import TILE_MIN_PATCHES, PatchGrid, tile_image
 
 
 def _header_size(item: SourceFile) -> tuple[int, int] | None:

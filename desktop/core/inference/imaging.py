@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from desktop.core.files import UnreadableFile, megabytes, read_file
+from desktop.core.inference.files import UnreadableFile, megabytes, read_file
 
 # Refuse before decoding: a small file can claim any size (a 632-byte JPEG decoded to 5 GB).
 # MAX_PIXELS is also OpenCV's own limit (OPENCV_IO_MAX_IMAGE_PIXELS, set in desktop/__init__),

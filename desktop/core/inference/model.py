@@ -8,7 +8,7 @@ metadata (integers, in slide pixels): `patch_size`, the side of the square cut f
 tissue image (default: the input width), and `patch_stride`, the distance between neighbouring
 patches, i.e. the spacing of the tiles the app cuts and of the x/y in patch file names
 (default: `patch_size`). Heat map, mosaic, gallery crops and tiling all read them from here.
-A two-class patch model may also declare `slide_step` (JSON, see `desktop/core/slide_step.py`):
+A two-class patch model may also declare `slide_step` (JSON, see `desktop/core/inference/slide_step.py`):
 a step over all the patches of a slide that the core runs before the decision rule.
 """
 
@@ -22,18 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from desktop.core.imaging import INTERPOLATIONS, SMALL_INPUT_RULES, InputSpec
-from desktop.core.slide import PatchGrid
-from desktop.core.slide_step import SlideStep, SlideStepError, parse_slide_step
+from desktop.core.errors import ModelError
+from desktop.core.inference.imaging import INTERPOLATIONS, SMALL_INPUT_RULES, InputSpec
+from desktop.core.inference.slide import PatchGrid
+from desktop.core.inference.slide_step import SlideStep, SlideStepError, parse_slide_step
 
 SCHEMA_PREFIX = "slidetally/"
 TASKS = ("blood-differential", "idc-patch")
 REQUIRED_KEYS = ("slidetally.schema", "task", "display_name", "version", "classes", "input_size")
 OUTPUT_RANKS = {"probabilities": 2, "ood_score": 1, "features": 2}  # the contract's outputs: [N, C], [N], [N, F]
-
-
-class ModelError(Exception):
-    """A model file that cannot be used, with a sentence a technician can act on."""
 
 
 @dataclass(frozen=True)
@@ -271,7 +268,7 @@ class Model:
             import onnx
             import onnxruntime as ort
 
-            from desktop.core.graft import GraftError, with_features_output
+            from desktop.core.lab.graft import GraftError, with_features_output
 
             try:
                 proto = with_features_output(onnx.load(str(self.info.path)))

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from desktop.core.imaging import UnreadableImage, decode_image, decode_prepared, prepare, read_bytes
-from desktop.core.model import Model
-from desktop.core.results import Call, make_calls
-from desktop.core.scan import content_hash
-from desktop.core.slide import Tile
+from desktop.core.inference.decision import Call, make_calls
+from desktop.core.inference.imaging import UnreadableImage, decode_image, decode_prepared, prepare, read_bytes
+from desktop.core.inference.model import Model
+from desktop.core.inference.scan import content_hash
+from desktop.core.inference.slide import Tile
 
 
 @dataclass(frozen=True)

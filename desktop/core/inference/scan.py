@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.files import UnreadableFile, not_regular_reason, os_error_reason, read_file
+from desktop.core.inference.files import UnreadableFile, not_regular_reason, os_error_reason, read_file
 
 
 @dataclass(frozen=True)

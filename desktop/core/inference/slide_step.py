@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from desktop.core.slide import PatchGrid
+from desktop.core.inference.slide import PatchGrid
 
 KIND = "neighbour-logit-mean"
 

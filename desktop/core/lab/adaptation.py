@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from desktop.core.graft import Head, SiteHead
-from desktop.core.results import decide
+from desktop.core.errors import SlideTallyError
+from desktop.core.inference.decision import decide
+from desktop.core.lab.graft import Head, SiteHead
 
 MIN_CELLS = 10  # per class: fewer, and the class is held close to the base model's weights
 MIN_TOTAL = 40
@@ -28,7 +29,7 @@ UNFAMILIAR_PERCENTILE = 99.0
 ITERATIONS = 300
 
 
-class AdaptationRefused(Exception):
+class AdaptationRefused(SlideTallyError):
     """The verified set is too small to estimate anything; the message says what is missing."""
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from desktop.core.adaptation import SiteSet
-from desktop.core.imaging import UnreadableImage, load_prepared
-from desktop.core.model import Model, ModelInfo
-from desktop.core.scan import scan_folder
-from desktop.core.store import SIGNED, Cell, read_session, session_files
+from desktop.core.errors import ActionRefused
+from desktop.core.inference.imaging import UnreadableImage, load_prepared
+from desktop.core.inference.model import Model, ModelInfo
+from desktop.core.inference.scan import scan_folder
+from desktop.core.lab.adaptation import SiteSet
+from desktop.core.records.domain import Cell, SessionState
+from desktop.core.records.store import read_session, session_files
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def _parse_since(since: str | None) -> dt.datetime | None:
     try:
         when = dt.datetime.fromisoformat(since)
     except ValueError as exc:
-        raise ValueError(f"--since must be a date like 2026-11-01, not {since!r}") from exc
+        raise ActionRefused(f"--since must be a date like 2026-11-01, not {since!r}") from exc
     return when if when.tzinfo else when.astimezone()
 
 
@@ -63,7 +65,7 @@ def signed_sessions(root: Path, info: ModelInfo, since: str | None = None) -> li
             meta, cells = read_session(path)
         except Exception:  # noqa: BLE001 - a damaged or foreign file is not a session to report on
             continue
-        if meta.get("model_sha256") != info.sha256 or meta.get("state") != SIGNED:
+        if meta.get("model_sha256") != info.sha256 or meta.get("state") != SessionState.SIGNED:
             continue
         signed_at = meta.get("signed_at", "")
         if after is not None and (not signed_at or dt.datetime.fromisoformat(signed_at) < after):
@@ -87,11 +89,11 @@ def cells_from_folder(folder: Path, info: ModelInfo) -> list[VerifiedCell]:
     """A labelled tree DIR/<class key>/<image>; each image its own group (no session is known)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder")
+        raise ActionRefused(f"{folder} is not a folder")
     keys = info.class_keys
     unknown = [d.name for d in folder.iterdir() if d.is_dir() and d.name not in keys and not d.name.startswith(".")]
     if unknown:
-        raise ValueError(f"folders {', '.join(sorted(unknown))} are not classes of {info.key} ({', '.join(keys)})")
+        raise ActionRefused(f"folders {', '.join(sorted(unknown))} are not classes of {info.key} ({', '.join(keys)})")
     out = []
     for k, key in enumerate(keys):
         if (folder / key).is_dir():
@@ -130,7 +132,7 @@ def extract(model: Model, cells: list[VerifiedCell], progress=None, cancel: thre
             if progress:
                 progress(min(start + batch, len(cells)), len(cells))
     if not kept:
-        raise ValueError("none of the verified cells' images could be read" + (f" ({problems[0]})" if problems else ""))
+        raise ActionRefused("none of the verified cells' images could be read" + (f" ({problems[0]})" if problems else ""))
     has_ood = oods[0] is not None
     site = SiteSet(np.concatenate(feats).astype(np.float64), np.array([c.label for c in kept]),
                    np.array([c.group for c in kept]), np.concatenate(probs).astype(np.float64),

@@ -17,11 +17,12 @@ import onnx
 import onnxruntime as ort
 
 from desktop import __version__
-from desktop.core.adaptation import Adaptation, adapt
-from desktop.core.graft import graft_site_head, read_head, site_scores, with_features_output
-from desktop.core.imaging import UnreadableImage, load_prepared
-from desktop.core.model import Model, ModelError
-from desktop.core.site_cells import VerifiedCell, extract
+from desktop.core.errors import ActionRefused
+from desktop.core.inference.imaging import UnreadableImage, load_prepared
+from desktop.core.inference.model import Model, ModelError
+from desktop.core.lab.adaptation import Adaptation, adapt
+from desktop.core.lab.graft import graft_site_head, read_head, site_scores, with_features_output
+from desktop.core.lab.site_cells import VerifiedCell, extract
 
 PARITY = 1e-5
 
@@ -29,7 +30,7 @@ PARITY = 1e-5
 def slug(name: str) -> str:
     text = re.sub(r"[^A-Za-z0-9]+", "-", name.strip()).strip("-").lower()
     if not text:
-        raise ValueError("Give the site a name (letters or digits), e.g. the lab's short name.")
+        raise ActionRefused("Give the site a name (letters or digits), e.g. the lab's short name.")
     return text[:40]
 
 
@@ -119,7 +120,7 @@ def write_site_model(base: Model, prepared: PreparedAdaptation, site_name: str, 
     """Graft, prove, write atomically (into a folder, e.g. the user models folder, or to a .onnx path)
     and validate the file as any model is validated at load."""
     if not approved_by.strip():
-        raise ValueError("A site model must be approved by a named person (the lab director).")
+        raise ActionRefused("A site model must be approved by a named person (the lab director).")
     adaptation = prepared.adaptation
     site = slug(site_name)
     destination = Path(destination)
@@ -135,5 +136,6 @@ def write_site_model(base: Model, prepared: PreparedAdaptation, site_name: str, 
     tmp.write_bytes(data)
     tmp.replace(path)
     model = Model(path)  # the contract check every model gets at load
-    assert model.info.sha256 == hashlib.sha256(data).hexdigest()
+    if model.info.sha256 != hashlib.sha256(data).hexdigest():
+        raise ModelError(f"{path.name} changed while it was written; write the site model again.")
     return path

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from desktop.core.model import ModelInfo
-from desktop.core.site_cells import SignedSession
-from desktop.core.summary import class_percentages
+from desktop.core.inference.model import ModelInfo
+from desktop.core.lab.site_cells import SignedSession
+from desktop.core.report.summary import class_percentages
 
 Z95 = 1.959963984540054
 MIN_CELLS_FOR_VERDICT = 100

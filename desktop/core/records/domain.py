@@ -1,12 +1,85 @@
-"""Who and what a session's results belong to: specimen, model, sign-off, reopen and
-verification, and how the folder has changed since. Every export writes these lines."""
+"""The session's plain data, shared by every room of the core: a cell as the technician sees it,
+an audit entry, who acts, the session's states, how the folder changed, and who and what a
+session's results belong to. No SQL, no I/O: the store reads and writes these."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from desktop.core.names import readable
-from desktop.core.store import REOPENED, SIGNED
+
+
+class SessionState(StrEnum):
+    """The session's state, as kept in the store's meta 'state'."""
+
+    OPEN = "open"
+    SIGNED = "signed"
+    REOPENED = "reopened"
+
+
+def now() -> str:
+    """The local time with its offset, to the second: every timestamp the app writes."""
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One image of the session, as the technician sees it."""
+
+    id: int
+    file: str  # path relative to the session's folder (a tile: `name.png#x<X>_y<Y>`)
+    ai_class: str | None
+    confidence: float
+    probabilities: tuple[float, ...]
+    second_class: str | None
+    ood_score: float | None
+    unfamiliar: bool
+    review: bool
+    review_reason: str
+    unreadable: str
+    x: int | None
+    y: int | None
+    final_class: str | None
+    confirmed: bool
+    reviewer: str | None
+    missing: bool = False  # no longer in the folder: kept, shown apart, not counted
+    file_changed: bool = False  # its bytes changed since an earlier call; the old call is in the audit
+
+    @property
+    def changed(self) -> bool:
+        return self.final_class is not None and self.final_class != self.ai_class
+
+    @property
+    def needs_review(self) -> bool:
+        """In the Review bin and not yet confirmed by the technician."""
+        return self.review and not self.confirmed and not self.unreadable and not self.missing
+
+    @property
+    def counted(self) -> bool:
+        """Part of the counts: readable, present and not waiting for review."""
+        return not self.unreadable and not self.missing and not self.needs_review
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change: the operator's name and the OS account it was made under."""
+
+    operator: str
+    os_user: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: str
+    operator: str
+    os_user: str
+    action: str
+    file: str | None
+    old: str | None
+    new: str | None
+    reason: str | None
 
 
 @dataclass(frozen=True)
@@ -58,7 +131,7 @@ class SessionRecord:
 
     @property
     def signed(self) -> bool:
-        return self.state == SIGNED
+        return self.state == SessionState.SIGNED
 
     @property
     def status(self) -> str:
@@ -71,7 +144,7 @@ class SessionRecord:
             if self.verified_by:
                 line += f"; verified {self.verified_at} by {self.verified_by}"
             return line
-        if self.state == REOPENED:
+        if self.state == SessionState.REOPENED:
             return f"Reopened {self.reopened_at} by {self.reopened_by}: {self.reopen_reason} — not signed off"
         return "Not signed off — preliminary"
 

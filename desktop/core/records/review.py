@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from desktop.core.store import Cell
+from desktop.core.records.domain import Cell
 
 ALL = "__all__"
 REVIEW = "__review__"

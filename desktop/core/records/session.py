@@ -20,33 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+from desktop.core.errors import ActionRefused, FolderError, ModelError, SessionLocked, SignOffRefused
 from desktop.core.events import Event
-from desktop.core.folder import FolderError, expand_tissue_images, guess_task
-from desktop.core.model import Model, ModelError, discover_models
+from desktop.core.inference.decision import Call, slide_level_calls
+from desktop.core.inference.folder import expand_tissue_images, guess_task
+from desktop.core.inference.model import Model, discover_models
+from desktop.core.inference.pipeline import Progress, classify
+from desktop.core.inference.scan import ScanCancelled, hash_file, scan_folder
+from desktop.core.inference.slide import tile_source
 from desktop.core.names import readable
-from desktop.core.pipeline import Progress, classify
-from desktop.core.record import FolderChanges, SessionRecord
-from desktop.core.results import Call, slide_level_calls
-from desktop.core.scan import ScanCancelled, hash_file, scan_folder
-from desktop.core.slide import tile_source
-from desktop.core.store import (
-    OPEN,
-    REOPENED,
-    SIGNED,
-    Actor,
-    AuditEntry,
-    Cell,
-    SessionLocked,
-    SessionStore,
-    SignOffRefused,
-    StoreError,
-    Writer,
-    now,
-    session_path,
-    store_error,
-)
+from desktop.core.records.domain import Actor, AuditEntry, Cell, FolderChanges, SessionRecord, SessionState, now
+from desktop.core.records.store import SessionStore, Writer, session_path, store_error
 
-__all__ = ["Session", "SessionLocked", "SignOffRefused", "StoreError", "FolderError", "Previous", "ClassifyResult"]
 SYSTEM = "SlideTally"
 FOREIGN_SHARE = 0.8  # of the first batch flagged Unfamiliar: the folder is not what this model knows
 FOREIGN_MIN_CELLS = 8
@@ -167,7 +152,7 @@ class Session:
         meta = self.store.all_meta()
         return SessionRecord(
             folder=str(self.folder), model_key=self.info.key, model_version=self.info.version,
-            model_sha256=self.info.sha256, state=meta.get("state", OPEN), specimen_id=meta.get("specimen_id", ""),
+            model_sha256=self.info.sha256, state=meta.get("state", SessionState.OPEN), specimen_id=meta.get("specimen_id", ""),
             patient_id=meta.get("patient_id", ""), created_at=meta.get("created", ""),
             signed_by=meta.get("signed_by", ""), signed_at=meta.get("signed_at", ""),
             reopened_by=meta.get("reopened_by", ""), reopened_at=meta.get("reopened_at", ""),
@@ -363,12 +348,12 @@ class Session:
     def _actor(self, operator: str) -> Actor:
         operator = (operator or "").strip()
         if not operator:
-            raise ValueError("Enter the operator's name first.")
+            raise ActionRefused("Enter the operator's name first.")
         return Actor(operator, self.os_user)
 
     def _check_class(self, key: str) -> None:
         if key not in self.info.class_keys:
-            raise ValueError(f"unknown class {key!r}")
+            raise ActionRefused(f"unknown class {key!r}")
 
     def reclassify(self, files: Iterable[str], new_class: str, operator: str) -> list[Previous]:
         """Set the final call of cells; returns what they were, for undo."""
@@ -409,7 +394,7 @@ class Session:
         """The specimen / accession ID (and optional patient ID) the results belong to."""
         specimen_id, patient_id = specimen_id.strip(), patient_id.strip()
         if not specimen_id:
-            raise ValueError("Enter the specimen ID.")
+            raise ActionRefused("Enter the specimen ID.")
         before = self.record()
         if (before.specimen_id, before.patient_id) == (specimen_id, patient_id):
             return
@@ -440,7 +425,7 @@ class Session:
             left = sum(1 for c in self.store.cells() if c.needs_review)
             if left:
                 raise SignOffRefused(f"{left} cell(s) in Review are not confirmed yet. Confirm or reclassify them first.")
-            w.set_meta("state", SIGNED)
+            w.set_meta("state", SessionState.SIGNED)
             w.set_meta("signed_by", operator)
             w.set_meta("signed_at", now())
             w.delete_meta("verified_by", "verified_at")
@@ -464,11 +449,11 @@ class Session:
     def reopen(self, operator: str, reason: str) -> None:
         actor = self._actor(operator)
         if not reason.strip():
-            raise ValueError("A reason is needed to reopen a signed-off session.")
+            raise ActionRefused("A reason is needed to reopen a signed-off session.")
         if not self.signed:
-            raise ValueError("This session is not signed off.")
+            raise ActionRefused("This session is not signed off.")
         with self.store.write(actor, require_open=False) as w:
-            w.set_meta("state", REOPENED)
+            w.set_meta("state", SessionState.REOPENED)
             w.set_meta("reopened_by", actor.operator)
             w.set_meta("reopened_at", now())
             w.set_meta("reopen_reason", reason.strip())

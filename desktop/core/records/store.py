@@ -23,7 +23,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from desktop.core.results import Call
+from desktop.core.errors import SessionLocked, StoreError
+from desktop.core.inference.decision import Call
+from desktop.core.records.domain import Actor, AuditEntry, Cell, SessionState, now
 
 SCHEMA_VERSION = "2"
 SCHEMA = """
@@ -49,22 +51,6 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 CELL_COLUMNS = ("id, relative, ai_class, confidence, probabilities, second_class, ood_score, unfamiliar, review, "
                 "review_reason, unreadable, x, y, final_class, confirmed, reviewer, missing, file_changed")
-
-# Session states kept in meta 'state'
-OPEN, SIGNED, REOPENED = "open", "signed", "reopened"
-
-
-class SessionLocked(Exception):
-    """The session was signed off; it must be reopened (with a reason) before changes."""
-
-
-class SignOffRefused(Exception):
-    """Sign-off (or verification) is not possible yet; the message says what is left to do."""
-
-
-class StoreError(Exception):
-    """The session cannot be saved (disk full, read-only data folder, busy); what was saved before is kept."""
-
 
 def store_error(exc: BaseException, folder: Path) -> StoreError:
     """One plain sentence for an SQLite or OS error met while saving a session."""
@@ -106,64 +92,6 @@ def _py(row) -> tuple:
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One image of the session, as the technician sees it."""
-
-    id: int
-    file: str  # path relative to the session's folder (a tile: `name.png#x<X>_y<Y>`)
-    ai_class: str | None
-    confidence: float
-    probabilities: tuple[float, ...]
-    second_class: str | None
-    ood_score: float | None
-    unfamiliar: bool
-    review: bool
-    review_reason: str
-    unreadable: str
-    x: int | None
-    y: int | None
-    final_class: str | None
-    confirmed: bool
-    reviewer: str | None
-    missing: bool = False  # no longer in the folder: kept, shown apart, not counted
-    file_changed: bool = False  # its bytes changed since an earlier call; the old call is in the audit
-
-    @property
-    def changed(self) -> bool:
-        return self.final_class is not None and self.final_class != self.ai_class
-
-    @property
-    def needs_review(self) -> bool:
-        """In the Review bin and not yet confirmed by the technician."""
-        return self.review and not self.confirmed and not self.unreadable and not self.missing
-
-    @property
-    def counted(self) -> bool:
-        """Part of the counts: readable, present and not waiting for review."""
-        return not self.unreadable and not self.missing and not self.needs_review
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who makes a change: the operator's name and the OS account it was made under."""
-
-    operator: str
-    os_user: str
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: str
-    operator: str
-    os_user: str
-    action: str
-    file: str | None
-    old: str | None
-    new: str | None
-    reason: str | None
-
-
-@dataclass(frozen=True)
 class StoredFile:
     """What the store remembers of a file, to tell touched from changed."""
 
@@ -171,10 +99,6 @@ class StoredFile:
     mtime: float | None
     content_hash: str | None
     missing: bool
-
-
-def now() -> str:
-    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def session_path(root: Path, folder: Path, model_key: str) -> Path:
@@ -282,7 +206,7 @@ class SessionStore:
                         w.set_meta("model", model_key)
                         w.set_meta("model_sha256", model_sha256)
                         w.set_meta("created", now())
-                        w.set_meta("state", OPEN)
+                        w.set_meta("state", SessionState.OPEN)
         except StoreError:
             raise
         except (sqlite3.Error, OSError, Timeout) as exc:
@@ -322,7 +246,7 @@ class SessionStore:
             except sqlite3.Error as exc:
                 raise store_error(exc, self.path.parent.parent) from exc
             try:
-                if require_open and self._meta("state") == SIGNED:
+                if require_open and self._meta("state") == SessionState.SIGNED:
                     raise SessionLocked("This session is signed off. Reopen it (with a reason) to make changes.")
                 writer = Writer(self.db, actor)
                 yield writer

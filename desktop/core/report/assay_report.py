@@ -10,11 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from desktop import __version__
-from desktop.core.lis_codes import ResultCode, code_for, load_codes
-from desktop.core.model import ModelInfo
-from desktop.core.record import FolderChanges, SessionRecord
-from desktop.core.store import AuditEntry, Cell
-from desktop.core.summary import (
+from desktop.core.inference.model import ModelInfo
+from desktop.core.records.domain import AuditEntry, Cell, FolderChanges, SessionRecord
+from desktop.core.report.codes import ResultCode, code_for, load_codes
+from desktop.core.report.summary import (
     DEFAULT_TARGET_WBC,
     Counts,
     ReferenceIntervals,

@@ -18,13 +18,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from desktop.core.errors import SlideTallyError
+
 LOINC = "http://loinc.org"
 LOCAL_SYSTEM = "urn:slidetally:code"  # FHIR system of SlideTally's local codes
 HL7_LOCAL = "99SLT"  # HL7 v2 name of that system (table 0396: 99zzz is a local coding system)
 CODES_FILE = "lis_codes.json"  # in the user data folder: the lab's overrides
 
 
-class CodeTableError(ValueError):
+class CodeTableError(SlideTallyError):
     """The lab's code file cannot be used; the message says which entry and why."""
 
 

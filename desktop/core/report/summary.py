@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from desktop.core.model import ModelInfo
-from desktop.core.slide import PatchGrid, cell_offset, heat_map
-from desktop.core.store import Cell
+from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map
+from desktop.core.records.domain import Cell
 
 DEFAULT_TARGET_WBC = 100
 
