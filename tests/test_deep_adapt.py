@@ -129,10 +129,11 @@ def test_approver_must_not_have_signed_the_cells(tmp_path):
 
 def test_site_metadata_out_of_range_or_unknown_base_is_refused():
     sha = Model(shipped("blood-pbc8.onnx")).info.sha256
-    good = {"site": json.dumps({"base_sha256": sha}), "review_threshold": "0.9", "temperature": "1.0",
+    good = {"site": json.dumps({"base_sha256": sha, "approved_by": "Dr Lee"}), "review_threshold": "0.9", "temperature": "1.0",
             "ood_threshold": "2.0", "metrics": json.dumps({"accuracy": 0.9})}
     check_site_metadata(good, {sha})
-    for bad in ({"site": json.dumps({"base_sha256": "0" * 64})}, {"review_threshold": "0"},
+    for bad in ({"site": json.dumps({"base_sha256": "0" * 64, "approved_by": "Dr Lee"})},
+                {"site": json.dumps({"base_sha256": sha, "approved_by": ""})}, {"review_threshold": "0"},
                 {"ood_threshold": "1e30"}, {"temperature": "nan"}, {"metrics": json.dumps({"accuracy": 1.5})}):
         with pytest.raises(ModelError):
             check_site_metadata({**good, **bad}, {sha})
@@ -155,3 +156,18 @@ def test_deep_adapt_end_to_end_writes_a_contract_model_with_grouped_figures(tmp_
     assert site["method"] == "deep" and site["base_sha256"] == Model(shipped("blood-pbc8.onnx")).info.sha256
     assert json.loads(meta["metrics"])["estimate"] == "site cross-validated"
     assert out.with_suffix(".card.md").read_text().count("Site adaptation") == 1
+
+
+def test_forged_site_model_is_not_listed_and_does_not_hide_the_others(tmp_path):
+    from desktop.core.inference.model import discover_models
+
+    shutil.copy(shipped("blood-pbc8.onnx"), tmp_path / "blood-pbc8.onnx")
+    proto = onnx.load(str(shipped("blood-pbc8.onnx")))
+    forged = {"base_sha256": "0" * 64, "approved_by": "Dr Lee", "after": {"accuracy": 0.9999}}
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "site", json.dumps(forged)
+    (tmp_path / "blood-pbc8-site-north-1.onnx").write_bytes(proto.SerializeToString())
+    infos, problems = discover_models(tmp_path)
+    assert [i.key for i in infos] == ["blood-pbc8"]
+    assert any("blood-pbc8-site-north-1" in p and "not installed" in p for p in problems)
+    assert infos[0].accuracy_label == "test accuracy"

@@ -99,6 +99,8 @@ def check_site_metadata(meta: dict[str, str], installed_base_sha256: set[str]) -
         raise ModelError("site model metadata: 'site' is not readable JSON") from None
     if not isinstance(site, dict) or not isinstance(metrics, dict):
         raise ModelError("site model metadata: 'site' and 'metrics' must be JSON objects")
+    if not str(site.get("approved_by", "")).strip():
+        raise ModelError("site model was never approved by a lab director; it is not used")
     base = str(site.get("base_sha256", ""))
     if base not in installed_base_sha256:
         raise ModelError(f"site model names base model {base[:12] or '(none)'}…, which is not installed; "
@@ -116,3 +118,12 @@ def check_site_metadata(meta: dict[str, str], installed_base_sha256: set[str]) -
             if isinstance(figures, dict) and key in figures:
                 _number(figures[key], f"site.{name}.{key}", 0.0, 1.0)
     return site
+
+
+def check_site_info(info, installed_base_sha256: set[str]) -> dict:
+    """`check_site_metadata` for a loaded model's `ModelInfo`."""
+    meta = {"site": json.dumps(info.site), "review_threshold": str(info.review_threshold),
+            "temperature": str(info.temperature), "metrics": json.dumps(info.metrics)}
+    if info.ood_threshold is not None:
+        meta["ood_threshold"] = str(info.ood_threshold)
+    return check_site_metadata(meta, installed_base_sha256)
