@@ -112,6 +112,11 @@ def test_cli_verify_and_adapt_from_signed_sessions(tmp_path, base):
     assert out.returncode == 0, out.stderr
     assert "3 session(s), 90 cells" in out.stdout
     assert (tmp_path / "v.pdf").read_bytes().startswith(b"%PDF") and (tmp_path / "v.csv").exists()
+    out = run("adapt", "--from-sessions", "--site", "north", "--out", str(tmp_path / "site.onnx"), "--approved-by", "ana")
+    assert out.returncode == 2 and "another person must approve" in out.stderr  # Ana signed the cells
+    assert not (tmp_path / "site.onnx").exists()
+    out = run("adapt", "--from-sessions", "--site", "north", "--out", str(base.info.path), "--approved-by", "Dr. Lee")
+    assert out.returncode == 2 and "never replaces a model" in out.stderr
     out = run("adapt", "--from-sessions", "--site", "north", "--out", str(tmp_path / "site.onnx"), "--approved-by", "Dr. Lee")
     assert out.returncode == 0, out.stderr
-    assert "3-fold; no session" in out.stdout and Model(tmp_path / "site.onnx").info.version.endswith("+site.north.1")
+    assert "site cross-validated (3-fold; no session" in out.stdout and Model(tmp_path / "site.onnx").info.version.endswith("+site.north.1")

@@ -66,6 +66,7 @@ def test_copies_and_hard_links_of_one_image_are_one_group(tmp_path):
     root = specimen_tree(tmp_path / "v", per_class=3, specimens=3)
     first = sorted(root.glob("spec0/*/*.jpg"))[0]
     copy_target = root / "spec1" / first.parent.name / "copy.jpg"
+    (root / "spec2" / first.parent.name).mkdir(parents=True, exist_ok=True)
     os.link(first, root / "spec2" / first.parent.name / "link.jpg")
     shutil.copy(first, copy_target)
     site = from_folder(root, Model(shipped("blood-pbc8.onnx")).info)

@@ -38,7 +38,8 @@ FOLDS = 3
 CHECKPOINTS = (2, 4, 6, 8, 10, 12, 14, 16)  # epochs at which each fold's held-out cells are scored
 LEARNING_RATE = 1e-4
 BATCH = 32
-MIN_STEPS_PER_EPOCH = 25  # small sets: an "epoch" is at least this many batches
+MIN_STEPS_PER_EPOCH = 15  # small sets: an "epoch" is at least this many batches
+OOD_FIT_CELLS = 400  # training cells per fold whose features fit that fold's Unfamiliar statistics
 TARGET_ACCEPTED_ACCURACY = 0.97  # the review threshold: the lowest whose accepted calls reach this
 UNFAMILIAR_PERCENTILE = 99.0
 MIN_CELLS_TOTAL = 40
@@ -120,7 +121,7 @@ def _steps(n: int, min_steps: int = MIN_STEPS_PER_EPOCH) -> int:
 def _dataset(images: np.ndarray, labels: np.ndarray, seed: int) -> tf.data.Dataset:
     data = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
     data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().batch(BATCH)
-    return data.map(lambda x, y: augment_batch(x, y, AUGMENT), num_parallel_calls=1).prefetch(2)
+    return data.map(lambda x, y: augment_batch(x, y, AUGMENT), num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
 class _Watch(keras.callbacks.Callback):
@@ -241,11 +242,14 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
     for f in range(k):
         train, test = fold_of != f, fold_of == f
 
-        def record(epoch, model, f=f, train=train, test=test):
-            logits, feats = _outputs(model, images)
-            held_logits[epoch][test] = logits[test]
-            held_feats.setdefault(epoch, np.zeros((len(labels), feats.shape[1]), np.float32))[test] = feats[test]
-            train_feats[(f, epoch)] = (feats[train], labels[train])
+        some_train = np.flatnonzero(train)
+        some_train = np.random.default_rng(f).permutation(some_train)[:OOD_FIT_CELLS]
+
+        def record(epoch, model, f=f, test=test, some_train=some_train):
+            logits, feats = _outputs(model, images[test])
+            held_logits[epoch][test] = logits
+            held_feats.setdefault(epoch, np.zeros((len(labels), feats.shape[1]), np.float32))[test] = feats
+            train_feats[(f, epoch)] = (_outputs(model, images[some_train])[1], labels[some_train])
 
         _fine_tune(base, images[train], labels[train], checkpoints[-1], seed=f, on_checkpoint=record,
                    cancel=cancel, tick=tick, min_steps=min_steps)

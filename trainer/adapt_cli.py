@@ -103,10 +103,8 @@ def _cells(args, base):
     cells = cells_from_sessions(sessions, base.info)
     if not cells:
         raise ValueError(f"no signed-off sessions with verified cells of {base.info.key} in {args.sessions}")
-    specimen = {s.path.stem: s.name for s in sessions}
     signers = frozenset(n for s in sessions for n in (s.meta.get("signed_by", ""), s.meta.get("verified_by", "")) if n)
-    site = load_cells([c.path for c in cells], [c.label for c in cells], [specimen.get(c.group, c.group) for c in cells],
-                      base.info, signers=signers)
+    site = load_cells(cells, base.info, signers=signers)
     return site, {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": int(len(site.labels))}
 
 
