@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
 import os
 import signal
@@ -40,18 +39,19 @@ _OWN_CTRL_C = (threading.current_thread() is threading.main_thread()
 if _OWN_CTRL_C:
     signal.signal(signal.SIGINT, _remember_ctrl_c)
 
-from desktop.core.errors import ExportError, SlideTallyError, StoreError  # noqa: E402
-from desktop.core.export import CsvStyle, export_csv  # noqa: E402
+from desktop.core.errors import SlideTallyError, StoreError  # noqa: E402
 from desktop.core.inference.imaging import UnreadableImage, load_prepared  # noqa: E402
 from desktop.core.inference.model import discover_models  # noqa: E402
 from desktop.core.inference.pipeline import Progress  # noqa: E402
 from desktop.core.inference.scan import scan_folder  # noqa: E402
-from desktop.core.lis_export import write_fhir, write_hl7  # noqa: E402
 from desktop.core.records.session import Session, resolve_model  # noqa: E402
-from desktop.core.report.assay_report import AssayReport, build_report  # noqa: E402 - after the Ctrl+C handler
+from desktop.core.report.assay_report import AssayReport  # noqa: E402 - after the Ctrl+C handler
 from desktop.core.report.codes import load_codes  # noqa: E402
-from desktop.core.report.summary import DEFAULT_TARGET_WBC, left_out_line  # noqa: E402
+from desktop.core.report.summary import DEFAULT_TARGET_WBC  # noqa: E402
 from desktop.core.resources import resource, user_models_dir  # noqa: E402
+from desktop.outlets.csv import CsvStyle, export_csv  # noqa: E402
+from desktop.outlets.lis import write_fhir, write_hl7  # noqa: E402
+from desktop.outlets.text import report_lines  # noqa: E402
 
 if _OWN_CTRL_C:
     if _interrupted:  # Ctrl+C while loading: ends as quietly as later on. Nothing is open yet.
@@ -176,10 +176,8 @@ def _check_outputs(args) -> None:
 
 
 def _report(session: Session, cells, args) -> AssayReport:
-    when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    codes = load_codes(Path(args.codes)) if args.codes else load_codes()
-    return build_report(cells, session.info, session.record(), audit=session.audit(), changes=session.pending_changes,
-                        target=args.target, codes=codes, generated_at=when, generated_by=args.operator.strip())
+    codes = load_codes(Path(args.codes)) if args.codes else None
+    return session.report(target=args.target, operator=args.operator.strip(), codes=codes, cells=cells)
 
 
 def write_outputs(report: AssayReport, cells, folder: Path, args) -> None:
@@ -192,42 +190,13 @@ def write_outputs(report: AssayReport, cells, folder: Path, args) -> None:
     if args.fhir:
         write_fhir(report, Path(args.fhir))
     if args.pdf:
-        from desktop.ui.report import heat_image, report_document, write_pdf_headless
+        from desktop.outlets.pdf import heat_image, report_document, write_pdf_headless
 
-        def render(path: Path) -> None:
-            write_pdf_headless(path, report_document(report, folder, heat_image(report)))
-
-        try:
-            render(Path(args.pdf))
-        except OSError as exc:
-            raise ExportError(f"Could not write {readable(str(args.pdf))}: {exc}") from exc
+        write_pdf_headless(Path(args.pdf), report_document(report, folder, heat_image(report)))
 
 
 def print_report(report: AssayReport, classified_now: int | None = None) -> None:
-    for name, label, value in report.identity():
-        if value and name not in ("exported_at", "exported_by", "report_status", "assay"):
-            print(f"{label}: {value}")
-    t, m = report.tally, report.model
-    now = "" if classified_now is None else f", {classified_now} classified now"
-    print(f"{m.display_name} (v{m.version}): {t.total} images{now}, {t.pending_review} to review, {t.unreadable} unreadable")
-    if t.left_out:
-        print(f"  left out: {left_out_line(t)}")
-    for c in report.classes:
-        print(f"  {c.label:<24} AI {c.ai:>6}   final {c.final:>6}")
-    if report.blood:
-        print(f"  WBC counted {report.wbc}, platelets {report.platelets}")
-    for c in report.differential:
-        r = c.result
-        if r.value is not None:
-            print(f"  {c.label:<24} {r.text():>6} {r.unit.symbol} {r.flag}")
-    fraction = report.result("idc_fraction")
-    if fraction is not None and fraction.value is not None and report.slide is not None:
-        print(f"  IDC fraction {fraction.text()}{fraction.unit.symbol} ({report.slide.idc}/{report.slide.patches} patches)")
-        ai = report.ai_fraction
-        if ai is not None and ai.value is not None:
-            print(f"  (AI only, before review: {ai.text()}{ai.unit.symbol}, {report.slide.ai_idc}/{report.slide.ai_patches})")
-    for w in report.warnings:
-        print(f"  ! {w}")
+    print("\n".join(report_lines(report, classified_now)))
 
 
 def _data_dir(args) -> Path:
@@ -238,9 +207,10 @@ def _data_dir(args) -> Path:
 
 def cmd_verify(args) -> int:
     """The model's calls against the technicians' final calls over the signed-off sessions."""
-    from desktop.core.export import render_csv, write_atomically
+    from desktop.core.atomic import write_atomically
     from desktop.core.lab.site_cells import signed_sessions
     from desktop.core.lab.verification import build_report, report_html, report_rows, report_text
+    from desktop.outlets.csv import render_csv
 
     model = resolve_model(args.model)
     sessions = signed_sessions(_data_dir(args), model.info, args.since)
@@ -252,7 +222,7 @@ def cmd_verify(args) -> int:
     if args.csv:
         write_atomically(Path(args.csv), render_csv(report_rows(report)))
     if args.pdf:
-        from desktop.ui.report import write_pdf_headless
+        from desktop.outlets.pdf import write_pdf_headless
 
         write_pdf_headless(Path(args.pdf), report_html(report))
     return 0

@@ -14,13 +14,13 @@ import sys
 import pytest
 from conftest import MODELS, ROOT, SAMPLES, make_tiny_model, shipped
 
-from desktop.core.export import DECIMAL_COMMA, export_csv, summary_rows
 from desktop.core.inference.model import Model
-from desktop.core.lis_fhir import fhir_json
-from desktop.core.lis_hl7 import hl7_message
 from desktop.core.records.session import Session
-from desktop.core.report.assay_report import PER_100_WBC, report_of
+from desktop.core.report.assay_report import PER_100_WBC
 from desktop.core.report.codes import LOCAL_SYSTEM, LOINC, CodeTableError, load_codes
+from desktop.outlets.csv import DECIMAL_COMMA, export_csv, summary_rows
+from desktop.outlets.fhir import fhir_json
+from desktop.outlets.hl7 import hl7_message
 
 WHEN = "2026-11-25T10:30:00+01:00"
 
@@ -42,7 +42,7 @@ def blood_session(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(blood_session):
-    return report_of(blood_session, operator="Ana Ruiz", when=WHEN)
+    return blood_session.report(operator="Ana Ruiz", when=WHEN)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_the_nrbc_unit_follows_the_class_group_not_its_key(tmp_path, good_folder
                             metadata_overrides={"classes": classes})
     session = Session.open(good_folder, Model(model), tmp_path / "data")
     session.classify()
-    report = report_of(session, when=WHEN)
+    report = session.report(when=WHEN)
     session.close()
     line = next(c for c in report.classes if c.key == "nucleated_red")
     assert line.result.unit == PER_100_WBC and line.result.code.code == "19048-8"
@@ -107,7 +107,7 @@ def idc_session(tmp_path) -> Session:
 
 def test_idc_report_sends_a_local_code_and_no_blood_reference(tmp_path):
     session = idc_session(tmp_path)
-    report = report_of(session, when=WHEN)
+    report = session.report(when=WHEN)
     session.close()
     fraction = report.result("idc_fraction")
     assert fraction is not None and fraction.code.system == LOCAL_SYSTEM and fraction.code.code == "idc-patch-fraction"
@@ -122,7 +122,7 @@ def test_a_missing_patient_id_is_sent_as_unknown_never_as_the_specimen_id(tmp_pa
 
     session = idc_session(tmp_path)
     session.set_identity("S-5", "", "Ana Ruiz")
-    report = report_of(session, when=WHEN)
+    report = session.report(when=WHEN)
     session.close()
     pid = hl7.parse(hl7_message(report)).segment("PID")
     assert str(pid[3][0][0]) == "UNKNOWN"
@@ -131,10 +131,10 @@ def test_a_missing_patient_id_is_sent_as_unknown_never_as_the_specimen_id(tmp_pa
 
 def test_idc_fraction_follows_corrections_and_the_ai_figure_stays_apart(tmp_path):
     session = idc_session(tmp_path)
-    before = report_of(session, when=WHEN)
+    before = session.report(when=WHEN)
     normal = [c.file for c in session.cells() if (c.final_class or c.ai_class) == "normal" and not c.needs_review]
     session.reclassify(normal[:3], "idc", "Ana Ruiz")
-    after = report_of(session, when=WHEN)
+    after = session.report(when=WHEN)
     session.close()
     assert after.slide.idc == before.slide.idc + 3
     assert after.result("idc_fraction").value > before.result("idc_fraction").value
@@ -206,7 +206,7 @@ def test_hl7_is_preliminary_before_sign_off_with_warnings_as_notes(tmp_path, tin
     session = Session.open(good_folder, Model(tiny_model), tmp_path / "data")
     session.classify()
     session.set_identity("S|1^2&3", "", "Ana")
-    report = report_of(session, when=WHEN)
+    report = session.report(when=WHEN)
     session.close()
     message = hl7.parse(hl7_message(report))
     assert {str(s[11]) for s in message.segments("OBX")} == {"P"} and str(message.segment("OBR")[25]) == "P"
@@ -219,7 +219,7 @@ def test_a_lab_overrides_a_code_with_a_small_json_file(tmp_path, blood_session):
     codes_file = tmp_path / "lis_codes.json"
     codes_file.write_text(json.dumps({"neutrophil": {"code": "23761-0",
                                                      "display": "Neutrophils/100 leukocytes in Blood by Manual count"}}))
-    report = report_of(blood_session, when=WHEN, codes=load_codes(codes_file))
+    report = blood_session.report(when=WHEN, codes=load_codes(codes_file))
     assert "23761-0^Neutrophils/100 leukocytes in Blood by Manual count^LN" in hl7_message(report)
     codes_file.write_text('{"neutrophil": {"display": "no code"}}')
     with pytest.raises(CodeTableError, match="neutrophil.*code"):
@@ -251,7 +251,7 @@ def test_fhir_bundle_validates_and_carries_the_csv_numbers(report, summary_csv):
 
 # --- PDF, GUI panel, CLI ---------------------------------------------------------------------------
 def test_pdf_has_identity_page_numbers_signatures_and_a_gallery(tmp_path, report, blood_session, qapp):
-    from desktop.ui.report import report_document, write_pdf
+    from desktop.outlets.pdf import report_document, write_pdf
 
     document = report_document(report, blood_session.folder)
     assert not document.preliminary and "PRELIMINARY" not in document.html

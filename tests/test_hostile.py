@@ -135,9 +135,9 @@ def test_exports_honour_the_umask(hostile_run):
 
 
 def test_audit_csv_escapes_formulas_too(tmp_path, tiny_model):
-    from desktop.core.export import export_audit_csv
     from desktop.core.inference.model import Model
     from desktop.core.records.session import Session
+    from desktop.outlets.csv import export_audit_csv
 
     folder = tmp_path / "f"
     folder.mkdir()
@@ -349,7 +349,7 @@ class SwallowingCallback:
 
 class Finder:
     def find_spec(self, name, path=None, target=None):
-        if name == "desktop.core.lis_export":
+        if name == "desktop.outlets.lis":
             SwallowingCallback()  # made and collected at once
         return None
 
@@ -472,10 +472,9 @@ def test_a_model_answer_that_is_not_a_number_is_left_out_not_counted(tiny_model)
 
 
 def test_interrupted_and_killed_exports_leave_no_temp_file(tmp_path, tiny_model, good_folder, monkeypatch):
-    from desktop.core.export import export_csv
     from desktop.core.inference.model import Model
     from desktop.core.records.session import Session
-    from desktop.core.report.assay_report import report_of
+    from desktop.outlets.csv import export_csv
 
     session = Session.open(good_folder, Model(tiny_model), tmp_path / "data")
     session.classify()
@@ -492,7 +491,7 @@ def test_interrupted_and_killed_exports_leave_no_temp_file(tmp_path, tiny_model,
 
     monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        export_csv(report_of(session), session.cells(), out / "cells.csv", None)
+        export_csv(session.report(), session.cells(), out / "cells.csv", None)
     monkeypatch.undo()
     session.close()
     assert sorted(p.name for p in out.iterdir()) == []

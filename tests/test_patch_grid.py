@@ -15,7 +15,7 @@ from desktop.core.errors import ModelError
 from desktop.core.inference.folder import expand_tissue_images
 from desktop.core.inference.model import Model
 from desktop.core.inference.scan import scan_folder
-from desktop.core.inference.slide import PatchGrid, build_mosaic, call_overlay, probability_overlay
+from desktop.core.inference.slide import MAP_CELL_PX, PatchGrid, build_mosaic, call_overlay, probability_overlay
 from desktop.core.records.session import Session
 from desktop.core.report.summary import idc_summary
 
@@ -133,7 +133,7 @@ def test_a_correction_changes_the_final_map_and_fraction_not_the_ai_only_ones(tm
     assert before.calls[2, 0] == 0.0 and after.calls[2, 0] == 1.0
     np.testing.assert_array_equal(after.heat, before.heat)  # the model's probabilities are the model's
 
-    cell_px = 10
+    cell_px = MAP_CELL_PX
     changed = np.any(call_overlay(after.calls, None, cell_px) != call_overlay(before.calls, None, cell_px), axis=2)
     rows, cols = np.nonzero(changed)
     assert {(c // cell_px, r // cell_px) for r, c in zip(rows, cols)} == {(0, 2)}  # that tile, and only it

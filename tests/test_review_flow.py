@@ -274,7 +274,7 @@ def test_the_slide_map_shows_final_calls_and_a_click_selects_the_patch(qtbot, tm
 
 
 def test_reports_before_sign_off_are_preliminary_and_an_empty_review_says_so(qtbot, bench, monkeypatch):
-    from desktop.ui import report
+    from desktop.outlets import pdf as report
 
     models, folder, tmp, answers = bench
     window = window_for(qtbot, tmp, models)

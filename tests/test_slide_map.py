@@ -8,9 +8,9 @@ from conftest import open_window, write_image
 from patch_model import NORMAL_RGB, PATCH, make_patch_model, paint_slide
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
+from desktop.core.inference.slide import MAP_CELL_PX
 from desktop.core.report.summary import idc_summary
-from desktop.ui.gallery import load_cell_image
-from desktop.ui.heatmap import CELL_PX
+from desktop.core.thumbnails import load_cell_image
 
 TISSUE = ["NNNN......", "NNNNII....", "NNNNII....", "NNNNII....", "NNNNII....", ".........."]
 
@@ -34,9 +34,9 @@ def test_a_32px_model_shows_its_tiles_mosaic_and_final_calls_with_the_ai_view_ap
     cells = window.session.cells()
     slide = idc_summary(cells, window.info)
     assert slide.calls.shape == (5, 6)
-    assert window.summary._mosaic.shape[:2] == (5 * CELL_PX, 6 * CELL_PX)
+    assert window.summary._mosaic.shape[:2] == (5 * MAP_CELL_PX, 6 * MAP_CELL_PX)
     tile = next(c for c in cells if (c.x, c.y) == (64, 96))
-    crop = load_cell_image(folder, tile.file, window.info.patch.size)
+    crop = load_cell_image(folder, tile.file, patch_size=window.info.patch.size)
     assert crop.shape == (PATCH, PATCH, 3) and (crop == NORMAL_RGB).all()
 
     # a click on the map selects the patch under it
@@ -55,7 +55,7 @@ def test_a_32px_model_shows_its_tiles_mosaic_and_final_calls_with_the_ai_view_ap
     qtbot.waitUntil(lambda: not np.array_equal(slide_map.overlay(), final_before), timeout=5_000)
     changed = np.any(slide_map.overlay() != final_before, axis=2)
     rows, cols = np.nonzero(changed)
-    assert {(c // CELL_PX, r // CELL_PX) for r, c in zip(rows, cols)} == {(2, 3)}
+    assert {(c // MAP_CELL_PX, r // MAP_CELL_PX) for r, c in zip(rows, cols)} == {(2, 3)}
     assert "9 of 28" in window.summary.text.toPlainText()  # the reported fraction follows the final calls
     slide_map.ai_only.setChecked(True)
     np.testing.assert_array_equal(slide_map.overlay(), ai_before)  # the AI-only view does not move

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 from bisect import bisect_left
 from collections import OrderedDict
-from functools import lru_cache
 from pathlib import Path
 
-import cv2
-import numpy as np
 from PySide6.QtCore import (
     QAbstractListModel,
     QMimeData,
@@ -24,13 +21,13 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPixmap
 
-from desktop.core.inference.imaging import UnreadableImage, load_image
 from desktop.core.inference.model import ModelInfo
-from desktop.core.inference.slide import cut_tile, tile_source
 from desktop.core.names import readable
 from desktop.core.records.domain import Cell
 from desktop.core.records.review import ALL, cell_bin, in_bin
 from desktop.core.report.summary import decided_p_positive
+from desktop.core.thumbnails import thumbnail
+from desktop.outlets.qimage import to_qimage
 
 THUMB = 96  # default thumbnail size (px); the technician zooms between THUMB_SIZES
 THUMB_SIZES = (64, 80, 96, 128, 160, 192)
@@ -39,40 +36,8 @@ CellRole = Qt.ItemDataRole.UserRole + 1
 ConfidenceRole = Qt.ItemDataRole.UserRole + 2
 
 
-def to_qimage(rgb: np.ndarray) -> QImage:
-    rgb = np.ascontiguousarray(rgb)
-    h, w = rgb.shape[:2]
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-
-
-@lru_cache(maxsize=2)
-def _tissue_image(path: str) -> np.ndarray:
-    """A large tissue image, decoded once for all of its tiles' thumbnails."""
-    return load_image(Path(path))
-
-
-def load_cell_image(folder: Path, relative: str, patch_size: int) -> np.ndarray:
-    """The cell's pixels: a file, or a patch_size tile cut from a tissue image (`name.png#x<X>_y<Y>`)."""
-    tile = tile_source(relative)
-    if tile:
-        source, x, y = tile
-        return cut_tile(_tissue_image(str(folder / source)), x, y, patch_size)
-    return load_image(folder / relative)
-
-
-def thumbnail(folder: Path, relative: str, patch_size: int, size: int = THUMB) -> QImage:
-    try:
-        rgb = load_cell_image(folder, relative, patch_size)
-    except (UnreadableImage, OSError):
-        grey = np.full((size, size, 3), 200, np.uint8)
-        cv2.line(grey, (10, 10), (size - 10, size - 10), (160, 40, 40), 3)
-        cv2.line(grey, (size - 10, 10), (10, size - 10), (160, 40, 40), 3)
-        return to_qimage(grey)
-    h, w = rgb.shape[:2]
-    scale = size / max(h, w)
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
-    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
-    return to_qimage(small)
+def thumbnail_image(folder: Path, relative: str, patch_size: int, size: int = THUMB) -> QImage:
+    return to_qimage(thumbnail(folder, relative, patch_size=patch_size, size=size))
 
 
 class _ThumbSignals(QObject):
@@ -86,7 +51,7 @@ class _ThumbJob(QRunnable):
         self.patch_size = patch_size
 
     def run(self) -> None:
-        self.signals.ready.emit(self.relative, thumbnail(self.folder, self.relative, self.patch_size, self.size))
+        self.signals.ready.emit(self.relative, thumbnail_image(self.folder, self.relative, self.patch_size, self.size))
 
 
 class ThumbnailCache(QObject):

@@ -18,15 +18,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.inference.slide import CALL_COLOURS, CALL_LEGEND, PROBABILITY_ENDS, call_overlay, probability_overlay
+from desktop.core.inference.slide import (
+    CALL_COLOURS,
+    CALL_LEGEND,
+    MAP_CELL_PX,
+    PROBABILITY_ENDS,
+    call_overlay,
+    probability_overlay,
+)
 from desktop.core.report.summary import SlideSummary
-from desktop.ui.gallery import to_qimage
-
-CELL_PX = 10  # mosaic pixels per patch
-
-
-def call_overlay_image(calls: np.ndarray, mosaic: np.ndarray | None):
-    return to_qimage(call_overlay(calls, mosaic, CELL_PX))
+from desktop.outlets.qimage import to_qimage
 
 
 class _MapView(QGraphicsView):
@@ -75,7 +76,7 @@ class _MapView(QGraphicsView):
         super().mouseReleaseEvent(event)
         point = self.mapToScene(event.position().toPoint())
         if self.item.boundingRect().contains(point):
-            self.tile_clicked.emit(int(point.x()) // CELL_PX, int(point.y()) // CELL_PX)
+            self.tile_clicked.emit(int(point.x()) // MAP_CELL_PX, int(point.y()) // MAP_CELL_PX)
 
 
 def _swatch(style: str) -> QLabel:
@@ -135,8 +136,8 @@ class SlideMap(QWidget):
         if self._slide is None:
             return None
         if self.ai_only.isChecked():
-            return probability_overlay(self._slide.heat, self._mosaic, CELL_PX)
-        return call_overlay(self._slide.calls, self._mosaic, CELL_PX)
+            return probability_overlay(self._slide.heat, self._mosaic, MAP_CELL_PX)
+        return call_overlay(self._slide.calls, self._mosaic, MAP_CELL_PX)
 
     def _render(self) -> None:
         ai_only = self.ai_only.isChecked()

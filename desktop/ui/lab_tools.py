@@ -23,12 +23,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from desktop.core.atomic import write_atomically
 from desktop.core.errors import ExportError, SlideTallyError
-from desktop.core.export import render_csv, write_atomically
 from desktop.core.inference.model import Model
 from desktop.core.lab.site_cells import cells_from_folder, cells_from_sessions, signed_sessions
 from desktop.core.lab.site_model import PreparedAdaptation, prepare_adaptation, write_site_model
 from desktop.core.lab.verification import build_report, report_html, report_rows
+from desktop.outlets.csv import render_csv
 from desktop.ui.worker import TaskWorker, start_worker
 
 
@@ -78,7 +79,7 @@ class VerificationDialog(QDialog):
         self.csv_button.setEnabled(self.report is not None)
 
     def write_pdf(self, path: Path) -> None:
-        from desktop.ui.report import write_pdf
+        from desktop.outlets.pdf import write_pdf
 
         write_pdf(path, report_html(self.report))
 

@@ -653,7 +653,7 @@ class MainWindow(RecordActions, QMainWindow):
     def refresh_summary(self) -> None:
         cells = self.gallery_model.cells
         record = self.session.record() if self.session else None
-        self.summary.show_report(self.report(cells, record, with_history=False) if record is not None else None)
+        self.summary.show_report(self.report(cells, with_history=False) if record is not None else None)
         tally = self.proxy.counts()
         for row in range(self.bins.count()):
             item = self.bins.item(row)

@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, QRunnable, Signal
 from desktop.core.inference.imaging import UnreadableImage
 from desktop.core.inference.slide import PatchGrid, build_mosaic
 from desktop.core.report.summary import placed_cells
-from desktop.ui.gallery import load_cell_image
+from desktop.core.thumbnails import load_cell_image
 
 
 class _Signals(QObject):
@@ -30,7 +30,7 @@ class MosaicJob(QRunnable):
         images = []
         for c, offset in placed_cells(self.cells):
             try:
-                images.append((offset, load_cell_image(self.folder, c.file, self.grid.size)))
+                images.append((offset, load_cell_image(self.folder, c.file, patch_size=self.grid.size)))
             except (UnreadableImage, OSError):
                 continue
         if images:

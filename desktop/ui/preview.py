@@ -25,7 +25,9 @@ from desktop.core.inference.model import ModelInfo
 from desktop.core.names import readable
 from desktop.core.records.domain import Cell
 from desktop.core.records.review import ranked_classes
-from desktop.ui.gallery import CellRole, load_cell_image, to_qimage
+from desktop.core.thumbnails import load_cell_image
+from desktop.outlets.qimage import to_qimage
+from desktop.ui.gallery import CellRole
 
 
 def probabilities_html(cell: Cell, info: ModelInfo) -> str:
@@ -112,7 +114,7 @@ class CellViewer(QDialog):
         self.setWindowTitle(readable(cell.file))
         self.position.setText(f"{self.row + 1} of {count}")
         try:
-            pixmap = QPixmap.fromImage(to_qimage(load_cell_image(self.folder, cell.file, self.info.patch.size)))
+            pixmap = QPixmap.fromImage(to_qimage(load_cell_image(self.folder, cell.file, patch_size=self.info.patch.size)))
             side = min(560, max(self.image.width(), self.image.height(), 480))
             self.image.setPixmap(pixmap.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
                                                Qt.TransformationMode.SmoothTransformation))

@@ -12,12 +12,12 @@ from PySide6.QtCore import QLocale
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from desktop.core.errors import ExportError, SlideTallyError
-from desktop.core.export import CsvStyle, export_audit_csv, export_csv
-from desktop.core.lis_export import write_fhir, write_hl7, write_lis_drop
-from desktop.core.lis_fhir import FhirError
-from desktop.core.lis_hl7 import Hl7Error
-from desktop.core.report.assay_report import AssayReport, build_report
+from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.codes import DEFAULT_CODES, CodeTableError, load_codes
+from desktop.outlets.csv import CsvStyle, export_audit_csv, export_csv
+from desktop.outlets.fhir import FhirError
+from desktop.outlets.hl7 import Hl7Error
+from desktop.outlets.lis import hand_off, write_fhir, write_hl7
 from desktop.ui.audit_view import AuditDialog
 from desktop.ui.dialogs import IdentityForm
 
@@ -43,12 +43,9 @@ class RecordActions:
         if self.is_classifying():
             self.error("Still classifying", "Wait until classification has finished before signing off.")
             return
-        if self.info is not None and self.info.task == "blood-differential":
-            before = self.report(with_history=False)
-            if before.wbc < before.target and not self.ask(
-                    "Below the target count", f"Only {before.wbc} white cells are counted; the target is {before.target}. "
-                    "The percentages are imprecise. Sign off anyway?"):
-                return
+        question = self.report(with_history=False).below_target()
+        if question and not self.ask("Below the target count", question):
+            return
         record = self.session.record()
         answer = IdentityForm.ask(self, "Sign off", record.specimen_id or self.folder.name, record.patient_id,
                                   self._operator or "", note="Signing off makes the session read-only and the "
@@ -132,13 +129,10 @@ class RecordActions:
         self.statusBar().showMessage(f"Audit trail exported: {path.name}.", 6000)
         return True
 
-    def report(self, cells=None, record=None, *, with_history: bool = True) -> AssayReport:
+    def report(self, cells=None, *, with_history: bool = True) -> AssayReport:
         """The session's AssayReport: the one source of every figure the panel and the exports show."""
-        return build_report(self.session.cells() if cells is None else cells, self.session.info,
-                            record or self.session.record(), audit=self.session.audit() if with_history else (),
-                            changes=self.session.pending_changes, target=self.summary.target.value(),
-                            codes=self._codes(), generated_at=self._now(), generated_by=self._exporter(),
-                            with_gallery=with_history)
+        return self.session.report(target=self.summary.target.value(), operator=self._exporter(), codes=self._codes(),
+                                   cells=cells, with_history=with_history)
 
     def _codes(self):
         """The LIS code table with the lab's overrides; a broken override file is said, not fatal."""
@@ -178,13 +172,13 @@ class RecordActions:
             self.write_pdf(path)
 
     def write_pdf(self, path: Path) -> bool:
-        from desktop.ui import report as pdf
+        from desktop.outlets import pdf
 
         assay = self.report()
         content = pdf.report_document(assay, self.session.folder, pdf.heat_image(assay, self.summary._mosaic))
         try:
             pdf.write_pdf(path, content)
-        except OSError as exc:
+        except ExportError as exc:
             self.error("Report failed", f"The report could not be written: {exc}")
             return False
         self.settings.setValue("export_dir", str(path.parent))
@@ -233,7 +227,8 @@ class RecordActions:
         if folder is None or self.session is None:
             return None
         try:
-            written = write_lis_drop(self.report(), folder)
+            written = hand_off(self.session, folder, operator=self._exporter(), codes=self._codes(),
+                               target=self.summary.target.value())
         except (ExportError, Hl7Error, FhirError) as exc:
             self.error("Not sent to the LIS", f"{exc} The session is signed off; send it again with "
                        "File → Export → HL7 / FHIR.")

@@ -109,6 +109,10 @@ def tile_image(rgb: np.ndarray, source, grid: PatchGrid) -> list[Tile]:
     return tiles
 
 
+# Slide-map pixels per patch: the mosaic and both overlays are drawn at this one scale, so they line up.
+MAP_CELL_PX = 10
+
+
 def heat_map(offsets: list[tuple[int, int]], values: list[float], grid: PatchGrid) -> np.ndarray:
     """A (rows, cols) array of values at the patches' grid positions; NaN where there is no patch."""
     rows, cols = grid.shape(offsets)
@@ -120,7 +124,7 @@ def heat_map(offsets: list[tuple[int, int]], values: list[float], grid: PatchGri
     return out
 
 
-def build_mosaic(images: list[tuple[tuple[int, int], np.ndarray]], grid: PatchGrid, cell_px: int = 10) -> np.ndarray:
+def build_mosaic(images: list[tuple[tuple[int, int], np.ndarray]], grid: PatchGrid, cell_px: int = MAP_CELL_PX) -> np.ndarray:
     """Reassemble the slide from its patches on the map's grid, cell_px a grid step (white where none)."""
     import cv2
 
@@ -166,7 +170,7 @@ def _upsample(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(np.nan_to_num(values, nan=-1.0).astype(np.float32), size, interpolation=cv2.INTER_NEAREST)
 
 
-def call_overlay(calls: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = 10) -> np.ndarray:
+def call_overlay(calls: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = MAP_CELL_PX) -> np.ndarray:
     """The slide's final calls painted over its mosaic: 1 IDC, 0 not, 2 awaiting review, NaN no patch."""
     out, size = _map_base(calls.shape, mosaic, cell_px)
     grid = _upsample(calls, size)
@@ -176,7 +180,7 @@ def call_overlay(calls: np.ndarray, mosaic: np.ndarray | None = None, cell_px: i
     return out.round().astype(np.uint8)
 
 
-def probability_overlay(heat: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = 10) -> np.ndarray:
+def probability_overlay(heat: np.ndarray, mosaic: np.ndarray | None = None, cell_px: int = MAP_CELL_PX) -> np.ndarray:
     """The AI's P(IDC) per patch over the mosaic, before any review (NaN: no patch)."""
     out, size = _map_base(heat.shape, mosaic, cell_px)
     p = _upsample(heat, size)

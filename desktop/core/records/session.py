@@ -31,6 +31,9 @@ from desktop.core.inference.slide import tile_source
 from desktop.core.names import readable
 from desktop.core.records.domain import Actor, AuditEntry, Cell, FolderChanges, SessionRecord, SessionState, now
 from desktop.core.records.store import SessionStore, Writer, session_path, store_error
+from desktop.core.report.assay_report import AssayReport, build_report
+from desktop.core.report.codes import ResultCode, load_codes
+from desktop.core.report.summary import DEFAULT_TARGET_WBC
 
 SYSTEM = "SlideTally"
 FOREIGN_SHARE = 0.8  # of the first batch flagged Unfamiliar: the folder is not what this model knows
@@ -118,6 +121,7 @@ class Session:
         self.os_user = getpass.getuser()
         self.pending_changes = FolderChanges()  # seen by the last scan but not taken in
         self._classifying = threading.Event()
+        self._codes: dict[str, ResultCode] | None = None  # the lab's LIS code table, read at the first report
 
     @classmethod
     def open(cls, folder: Path | str, model: Model | str | Path | None = None, data_dir: Path | None = None) -> Session:
@@ -162,6 +166,21 @@ class Session:
     @property
     def signed(self) -> bool:
         return self.record().signed
+
+    def report(self, *, target: int = DEFAULT_TARGET_WBC, operator: str = "", when: str | None = None,
+               codes: dict[str, ResultCode] | None = None, cells: list[Cell] | None = None,
+               with_history: bool = True) -> AssayReport:
+        """The session's AssayReport, the one source of every figure the GUI, the CLI and the LIS get.
+        `codes` default to the lab's table, read once per session; the GUI panel passes the cells it
+        holds and `with_history=False` (no audit read, no gallery) on every refresh."""
+        if codes is None:
+            if self._codes is None:
+                self._codes = load_codes()
+            codes = self._codes
+        return build_report(self.cells() if cells is None else cells, self.info, self.record(),
+                            audit=self.audit() if with_history else (), changes=self.pending_changes, target=target,
+                            codes=codes, generated_at=now() if when is None else when, generated_by=operator,
+                            with_gallery=with_history)
 
     @property
     def classifying(self) -> bool:

@@ -101,6 +101,7 @@ class ModelIdentity:
     accuracy: float | None
     macro_f1: float | None
     n_test: int | str
+    patch_size: int  # the side of a tile cut from a tissue image (thumbnails of tiles)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,13 @@ class AssayReport:
     def specimen_id(self) -> str:
         return self.record.specimen_id
 
+    def below_target(self) -> str:
+        """Sign-off's question when fewer white cells are counted than the target ('' when none)."""
+        if not self.blood or self.wbc is None or self.target is None or self.wbc >= self.target:
+            return ""
+        return (f"Only {self.wbc} white cells are counted; the target is {self.target}. The percentages are imprecise. "
+                "Sign off anyway?")
+
     def result(self, key: str) -> Result | None:
         return next((r for r in self.results if r.key == key), None)
 
@@ -200,7 +208,7 @@ class AssayReport:
 def _model_identity(info: ModelInfo) -> ModelIdentity:
     m = info.metrics
     return ModelIdentity(info.key, info.display_name, info.version, info.sha256, info.task, m.get("accuracy"),
-                         m.get("macro_f1"), m.get("n", "?"))
+                         m.get("macro_f1"), m.get("n", "?"), info.patch.size)
 
 
 def _reopens(audit: Iterable[AuditEntry]) -> tuple[Reopen, ...]:
@@ -271,10 +279,3 @@ def build_report(cells: list[Cell], info: ModelInfo, record: SessionRecord, *, a
         wbc=wbc, platelets=platelets, slide=slide, ai_fraction=ai_fraction, panel=codes.get(f"panel:{info.task}"),
         gallery=_gallery(cells, info) if with_gallery else ())
 
-
-def report_of(session, *, operator: str = "", when: str = "", target: int = DEFAULT_TARGET_WBC,
-              codes: dict[str, ResultCode] | None = None, with_history: bool = True) -> AssayReport:
-    """The report of an open Session (the GUI panel passes with_history=False: no audit read per refresh)."""
-    return build_report(session.cells(), session.info, session.record(), audit=session.audit() if with_history else (),
-                        changes=session.pending_changes, target=target, codes=codes, generated_at=when,
-                        generated_by=operator, with_gallery=with_history)

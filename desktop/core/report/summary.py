@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,18 @@ class ReferenceIntervals:
 
     @classmethod
     def load(cls, path: Path | None = None) -> ReferenceIntervals:
-        from desktop.core.resources import resource
-
-        data = json.loads((path or resource("reference_intervals.json")).read_text(encoding="utf-8"))
+        """The intervals in `path`, or the bundled ones (read once per run: they ship with the app)."""
+        if path is None:
+            return _bundled_intervals()
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls({k: (float(v[0]), float(v[1])) for k, v in data["intervals"].items()}, data.get("source", ""))
+
+
+@lru_cache(maxsize=1)
+def _bundled_intervals() -> ReferenceIntervals:
+    from desktop.core.resources import resource
+
+    return ReferenceIntervals.load(resource("reference_intervals.json"))
 
 
 @dataclass

@@ -8,12 +8,15 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from desktop.core.errors import ExportError
-from desktop.core.export import write_atomically
-from desktop.core.lis_fhir import fhir_json
-from desktop.core.lis_hl7 import hl7_message
+from desktop.core.atomic import write_atomically
+from desktop.core.errors import ActionRefused, ExportError
 from desktop.core.names import readable
+from desktop.core.records.session import Session
 from desktop.core.report.assay_report import AssayReport
+from desktop.core.report.codes import ResultCode
+from desktop.core.report.summary import DEFAULT_TARGET_WBC
+from desktop.outlets.fhir import fhir_json
+from desktop.outlets.hl7 import hl7_message
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -47,3 +50,13 @@ def write_lis_drop(report: AssayReport, folder: Path) -> tuple[Path, Path]:
                           "Choose it again (File → LIS export folder).")
     stem = drop_stem(report)
     return write_hl7(report, folder / f"{stem}.hl7"), write_fhir(report, folder / f"{stem}.fhir.json")
+
+
+def hand_off(session: Session, folder: Path, *, operator: str, codes: dict[str, ResultCode] | None = None,
+             target: int = DEFAULT_TARGET_WBC) -> tuple[Path, Path]:
+    """After sign-off: the session's final report into the LIS drop folder (the GUI does this at each
+    sign-off when a drop folder is set; a script may call it the same way). Preliminary results are
+    never handed off."""
+    if not session.signed:
+        raise ActionRefused("Only a signed-off session is sent to the LIS.")
+    return write_lis_drop(session.report(target=target, operator=operator, codes=codes), folder)

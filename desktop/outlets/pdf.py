@@ -1,6 +1,7 @@
 """The printable PDF report, laid out from an AssayReport with Qt's own QTextDocument + QPdfWriter:
 identity, results, warnings, signature lines, a cell gallery per class (or the IDC heat map), and
-on every page 'page x of y' and, until sign-off, a PRELIMINARY mark."""
+on every page 'page x of y' and, until sign-off, a PRELIMINARY mark. QtGui only: no widgets, so
+the headless CLI prints the same PDF."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import numpy as np
 from PySide6.QtCore import QMarginsF, QRectF, QSizeF, Qt, QUrl
 from PySide6.QtGui import QColor, QFont, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter, QTextDocument
 
+from desktop.core.atomic import replaced_atomically
+from desktop.core.inference.slide import MAP_CELL_PX, call_overlay
 from desktop.core.report.assay_report import AssayReport
+from desktop.core.thumbnails import thumbnail
+from desktop.outlets.qimage import to_qimage
 
 THUMB_PX = 72  # gallery thumbnails, in the document's pixels
 THUMBS_PER_ROW = 8
@@ -102,8 +107,6 @@ def _gallery_html(report: AssayReport, folder: Path | None, images: dict[str, QI
     """A page of thumbnails per class: the final calls, most confident first."""
     if folder is None or not any(g.files for g in report.gallery):
         return ""
-    from desktop.ui.gallery import thumbnail
-
     parts = ["<h3 style='page-break-before: always'>Cell gallery: final calls per class</h3>"]
     for g in report.gallery:
         if not g.files:
@@ -112,7 +115,7 @@ def _gallery_html(report: AssayReport, folder: Path | None, images: dict[str, QI
         parts.append(f"<p><b>{html.escape(g.label)}</b> — {g.count} final call(s){shown}</p><table cellspacing=2><tr>")
         for i, file in enumerate(g.files):
             url = f"slidetally://thumb/{g.key}/{i}"
-            images[url] = thumbnail(folder, file, THUMB_PX)
+            images[url] = to_qimage(thumbnail(folder, file, patch_size=report.model.patch_size, size=THUMB_PX))
             if i and i % THUMBS_PER_ROW == 0:
                 parts.append("</tr><tr>")
             parts.append(f"<td><img width={THUMB_PX} height={THUMB_PX} src='{url}'></td>")
@@ -124,8 +127,11 @@ def write_pdf(path: Path, content: PdfDocument | str) -> None:
     """Render page by page (footer 'page x of y', PRELIMINARY mark) to a temp file, then rename:
     no half-written report is ever left behind."""
     doc = content if isinstance(content, PdfDocument) else PdfDocument(content)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    with replaced_atomically(Path(path)) as tmp:
+        _render(doc, tmp)
+
+
+def _render(doc: PdfDocument, tmp: Path) -> None:
     writer = QPdfWriter(str(tmp))
     writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
     writer.setPageMargins(QMarginsF(15, 15, 15, 15), QPageLayout.Unit.Millimeter)
@@ -159,10 +165,7 @@ def write_pdf(path: Path, content: PdfDocument | str) -> None:
             painter.drawText(band, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom, f"page {page + 1} of {pages}")
     finally:
         painter.end()
-    del writer
-    if not tmp.exists() or tmp.stat().st_size == 0:
-        raise OSError(f"could not write {path}")
-    tmp.replace(path)
+    del writer  # closes the file
 
 
 def _preliminary_mark(painter: QPainter, width: int, height: int) -> None:
@@ -190,6 +193,4 @@ def heat_image(report: AssayReport, mosaic: np.ndarray | None = None) -> QImage 
     """The IDC slide map of the report's final calls, or None (blood, nothing classified)."""
     if report.slide is None or not report.slide.calls.size:
         return None
-    from desktop.ui.heatmap import call_overlay_image
-
-    return call_overlay_image(report.slide.calls, mosaic)
+    return to_qimage(call_overlay(report.slide.calls, mosaic, MAP_CELL_PX))

@@ -1,0 +1,85 @@
+"""Every file the app writes is written whole or not at all: a temp file beside it, flushed to
+disk, then renamed over it. CSV, HL7, FHIR, the PDF and site models all go through here."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+from desktop.core.errors import ExportError
+from desktop.core.names import readable
+
+_STALE_TEMP_S = 600  # a temp file this old, of a process that is gone, is a killed export's leftover
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Temp files of earlier exports to `path` that were killed before they could clean up."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp$")
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return
+    for sibling in siblings:
+        match = pattern.match(sibling.name)
+        if not match or psutil.pid_exists(int(match.group(1))):
+            continue
+        try:
+            if time.time() - sibling.lstat().st_mtime > _STALE_TEMP_S:
+                sibling.unlink()
+        except OSError:
+            pass
+
+
+def write_atomically(path: Path, data: str | bytes, encoding: str = "utf-8-sig") -> None:
+    """Write the whole file or nothing: a temp file beside it, renamed over it at the end (text in
+    `encoding`, or bytes as they are). The file gets the permissions the umask gives (0644 under
+    022), like any file the user makes."""
+    path = Path(path)
+    _remove_leftovers(path)
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise ExportError(f"Cannot write in {readable(str(path.parent))}: {exc.strerror or exc}. "
+                          "Choose another folder.") from exc
+    try:
+        binary = isinstance(data, bytes)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": encoding, "newline": ""})) as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk, or Ctrl+C: no temp file survives
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ExportError(f"Could not write {readable(path.name)}: {exc.strerror or exc}") from exc
+        raise
+
+
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """A temp path beside `path` for a writer that wants a file name (Qt's PDF writer): what it
+    leaves there replaces `path` when the block ends; on any failure, or an empty file, nothing does."""
+    path = Path(path)
+    _remove_leftovers(path)
+    tmp = _temp_name(path)
+    try:
+        yield tmp
+        if not tmp.exists() or tmp.stat().st_size == 0:
+            raise ExportError(f"Could not write {readable(path.name)}.")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ExportError(f"Could not write {readable(path.name)}: {exc.strerror or exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)

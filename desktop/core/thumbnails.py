@@ -1,0 +1,49 @@
+"""A cell's pixels and its thumbnail, as numpy arrays: the gallery, the large view, the slide
+mosaic and the PDF report all read them here, so a tile is cut at the model's patch size
+everywhere and a thumbnail is the same picture on screen and on paper."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from desktop.core.inference.imaging import UnreadableImage, load_image
+from desktop.core.inference.slide import cut_tile, tile_source
+
+
+@lru_cache(maxsize=2)
+def _tissue_image(path: str) -> np.ndarray:
+    """A large tissue image, decoded once for all of its tiles' thumbnails."""
+    return load_image(Path(path))
+
+
+def load_cell_image(folder: Path, relative: str, *, patch_size: int) -> np.ndarray:
+    """The cell's pixels: a file, or a `patch_size` tile cut from a tissue image (`name.png#x<X>_y<Y>`)."""
+    tile = tile_source(relative)
+    if tile:
+        source, x, y = tile
+        return cut_tile(_tissue_image(str(Path(folder) / source)), x, y, patch_size)
+    return load_image(Path(folder) / relative)
+
+
+def unreadable_mark(size: int) -> np.ndarray:
+    """A grey square with a red cross: the thumbnail of a file that cannot be shown."""
+    grey = np.full((size, size, 3), 200, np.uint8)
+    cv2.line(grey, (10, 10), (size - 10, size - 10), (160, 40, 40), 3)
+    cv2.line(grey, (size - 10, 10), (10, size - 10), (160, 40, 40), 3)
+    return grey
+
+
+def thumbnail(folder: Path, relative: str, *, patch_size: int, size: int) -> np.ndarray:
+    """The cell's picture fitted in `size` x `size` pixels (its longer side is `size`), RGB uint8."""
+    try:
+        rgb = load_cell_image(folder, relative, patch_size=patch_size)
+    except (UnreadableImage, OSError):
+        return unreadable_mark(size)
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
