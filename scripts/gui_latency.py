@@ -30,7 +30,7 @@ def main() -> None:
     window.show()
     app.processEvents()
     shown = time.perf_counter() - t0
-    window.load_models()
+    window.sessions.load_models()
     folder = tmp / "big"
     folder.mkdir()
     samples = sorted((ROOT / "resources" / "samples" / "blood").glob("*.jpg"))
@@ -51,9 +51,9 @@ def main() -> None:
     timer.timeout.connect(tick)
     timer.start(5)
     start = time.perf_counter()
-    window.open_folder(folder, guess=False)
+    window.sessions.open_folder(folder, guess=False)
     scroll = window.gallery.verticalScrollBar()
-    while window.is_classifying():
+    while window.sessions.is_classifying():
         app.processEvents()
         scroll.setValue((scroll.value() + 40) % max(scroll.maximum(), 1))
     elapsed = time.perf_counter() - start

@@ -31,8 +31,8 @@ def pump(app, seconds):
 
 def shoot_folder(app, window, folder: Path, name: str, settle: float) -> None:
     """Open a folder, let it classify and its thumbnails arrive, then save the window."""
-    window.open_folder(folder)
-    while window.is_classifying():
+    window.sessions.open_folder(folder)
+    while window.sessions.is_classifying():
         pump(app, 0.1)
     window.thumbnails.wait()
     pump(app, settle)
@@ -47,7 +47,7 @@ def small_screen(app) -> None:
     settings = QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat)
     window = MainWindow(data_root=tmp / "data", settings=settings)
     window.showMaximized()
-    window.load_models()
+    window.sessions.load_models()
     shoot_folder(app, window, ROOT / "resources" / "samples" / "blood", "blood-1366x768-at-1.5x.png", 1.5)
     window.close()
 
@@ -64,7 +64,7 @@ def main() -> None:
     window = MainWindow(data_root=tmp / "data", settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
     window.resize(1400, 860)
     window.show()
-    window.load_models()
+    window.sessions.load_models()
     pump(app, 0.5)
     window.grab().save(str(OUT / "empty.png"))
 
@@ -74,22 +74,23 @@ def main() -> None:
     for i in range(60):
         for path in sorted((ROOT / "resources" / "samples" / "blood").glob("*.jpg")):
             shutil.copy(path, big / f"{i:02d}_{path.name}")
-    window.open_folder(big)
+    window.sessions.open_folder(big)
     pump(app, 0.6)
     window.grab().save(str(OUT / "classifying.png"))
-    while window.is_classifying():
+    while window.sessions.is_classifying():
         pump(app, 0.1)
 
     shoot_folder(app, window, ROOT / "resources" / "samples" / "blood", "blood-results.png", 1.0)
     window.gallery.setCurrentIndex(window.proxy.index(0, 0))
     from desktop.ui.preview import CellViewer
 
-    dialog = CellViewer(window, window.folder, window.info, window.proxy, 0, window.reclassify, window.confirm_files)
+    dialog = CellViewer(window, window.sessions.folder, window.sessions.info, window.proxy, 0,
+                        window.review.reclassify, window.review.confirm_files)
     dialog.show()
     pump(app, 0.5)
     dialog.grab().save(str(OUT / "preview.png"))
     dialog.close()
-    window.write_pdf(tmp / "report.pdf")
+    window.records.write_pdf(tmp / "report.pdf")
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", str(tmp / "report.pdf"),
                         str(OUT / "report-page")], check=False)

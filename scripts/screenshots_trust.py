@@ -73,34 +73,34 @@ def main() -> None:
     window = MainWindow(data_root=data, settings=QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat))
     window.resize(1400, 860)
     window.show()
-    window.load_models()
+    window.sessions.load_models()
     folder = tmp / "Smear 2026-11-26"
     shutil.copytree(ROOT / "resources" / "samples" / "blood", folder)
-    window.open_folder(folder)
-    while window.is_classifying():
+    window.sessions.open_folder(folder)
+    while window.sessions.is_classifying():
         pump(app, 0.1)
-    cells = window.session.cells()
-    window.session.reclassify([cells[0].file], "monocyte", "A. Ruiz")
-    window.session.confirm([c.file for c in window.session.cells() if c.needs_review], "A. Ruiz")
-    window.sign_off()
-    window.close_session()
+    cells = window.sessions.session.cells()
+    window.sessions.session.reclassify([cells[0].file], "monocyte", "A. Ruiz")
+    window.sessions.session.confirm([c.file for c in window.sessions.session.cells() if c.needs_review], "A. Ruiz")
+    window.records.sign_off()
+    window.sessions.close_session()
     (folder / sorted(p.name for p in folder.iterdir())[3]).unlink()  # the folder changes after sign-off
     shutil.copy(ROOT / "resources" / "samples" / "blood" / sorted(p.name for p in folder.iterdir())[0],
                 folder / "late_scan_0001.jpg")
-    window.open_folder(folder)
-    while window.is_classifying():
+    window.sessions.open_folder(folder)
+    while window.sessions.is_classifying():
         pump(app, 0.1)
     window.thumbnails.wait()
     pump(app, 1.0)
     window.grab().save(str(OUT / "signed-banner.png"))
-    audit = AuditDialog(window, f"Audit trail — {folder.name}", window.session.audit(), lambda: None)
+    audit = AuditDialog(window, f"Audit trail — {folder.name}", window.sessions.session.audit(), lambda: None)
     audit.show()
     pump(app, 0.5)
     audit.grab().save(str(OUT / "audit-trail.png"))
     audit.close()
 
     signed_lab_sessions(tmp, data)
-    model = window._model(window.info)
+    model = window.sessions.model(window.sessions.info)
     report = VerificationDialog(window, model, data)
     report.show()
     pump(app, 0.5)

@@ -108,6 +108,6 @@ def open_window(qtbot, tmp_path: Path, models: Path, settings_file: str = "setti
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
-    window.load_models((models,))
+    window.sessions.load_models((models,))
     return window
 

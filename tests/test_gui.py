@@ -37,14 +37,14 @@ def setup(tmp_path, monkeypatch):
 
 
 def wait_classified(qtbot, window, n):
-    qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() == n, timeout=30_000)
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying() and window.gallery_model.rowCount() == n, timeout=30_000)
 
 
 def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     models, folder, tmp, warnings = setup
     n = len(list(folder.iterdir()))
     window = open_window(qtbot, tmp, models)
-    window.open_folder(folder, guess=False)
+    window.sessions.open_folder(folder, guess=False)
     wait_classified(qtbot, window, n)
     assert "awaiting review" in window.summary.text.toPlainText()
 
@@ -55,18 +55,19 @@ def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     window.gallery.setCurrentIndex(first)
     cell = window.proxy.data(first, Qt.ItemDataRole.UserRole + 1)
     qtbot.keyClick(window.gallery, Qt.Key.Key_3)
-    final = lambda: window.session.cells([cell.file])[0].final_class  # noqa: E731
+    final = lambda: window.sessions.session.cells([cell.file])[0].final_class  # noqa: E731
     qtbot.waitUntil(lambda: final() == "lymphocyte", timeout=3000)
-    assert window.session.audit()[-1].action == "reclassify" and window.session.audit()[-1].operator == "Ana Ruiz"
-    window.undo()
+    last = window.sessions.session.audit()[-1]
+    assert last.action == "reclassify" and last.operator == "Ana Ruiz"
+    window.review.undo()
     assert final() is None
-    window.redo()
+    window.review.redo()
     assert final() == "lymphocyte"
     # the gallery follows the session's events: no polling
     assert window.gallery_model.cells[window.gallery_model.row_of(cell.id)].final_class == "lymphocyte"
 
     # export CSV: one row per image
-    paths = window.write_csv(tmp / "export-cells.csv")
+    paths = window.records.write_csv(tmp / "export-cells.csv")
     text = paths[0].read_text(encoding="utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     header = next(i for i, r in enumerate(rows) if r and r[0] == "file")
@@ -74,29 +75,29 @@ def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     assert paths[1].exists()
 
     # sign-off refused while Review cells remain, allowed once all are confirmed
-    window.sign_off()
+    window.records.sign_off()
     assert warnings and "not confirmed" in warnings[-1]
-    assert not window.session.signed
+    assert not window.sessions.session.signed
     review_row = next(r for r in range(window.bins.count()) if window.bins.item(r).data(Qt.ItemDataRole.UserRole) == REVIEW)
     window.bins.setCurrentRow(review_row)
     window.gallery.selectAll()
-    window.confirm_selected()
-    window.sign_off()
-    record = window.session.record()
+    window.review.confirm_selected()
+    window.records.sign_off()
+    record = window.sessions.session.record()
     assert record.signed and record.signed_by == "Ana Ruiz" and record.specimen_id == "S-17"
     assert "S-17" in window.windowTitle()
     # a PDF report is written
-    assert window.write_pdf(tmp / "report.pdf")
+    assert window.records.write_pdf(tmp / "report.pdf")
     assert (tmp / "report.pdf").read_bytes().startswith(b"%PDF")
     window.close()
 
     # reopening the folder restores every call without classifying again
     again = open_window(qtbot, tmp, models)
-    again.open_folder(folder, guess=False)
+    again.sessions.open_folder(folder, guess=False)
     wait_classified(qtbot, again, n)
-    restored = again.session.cells([cell.file])[0]
-    assert restored.final_class == "lymphocyte" and again.session.signed
-    assert all(c.confirmed for c in again.session.cells())
+    restored = again.sessions.session.cells([cell.file])[0]
+    assert restored.final_class == "lymphocyte" and again.sessions.session.signed
+    assert all(c.confirmed for c in again.sessions.session.cells())
     again.close()
 
 
@@ -145,16 +146,16 @@ def test_a_late_signal_from_the_previous_folder_does_not_stop_the_next(qtbot, se
     models, folder, tmp, warnings = setup
     big = _many(tmp / "big", 600)
     window = open_window(qtbot, tmp, models)
-    window.open_folder(big, guess=False)
-    first_worker = window.worker
-    window.open_folder(folder, guess=False)  # the first run is cancelled; its signals arrive late
+    window.sessions.open_folder(big, guess=False)
+    first_worker = window.sessions.worker
+    window.sessions.open_folder(folder, guess=False)  # the first run is cancelled; its signals arrive late
     n = len(list(folder.iterdir()))
     wait_classified(qtbot, window, n)
-    assert first_worker is not window.worker
+    assert first_worker is not window.sessions.worker
     assert {c.file for c in window.gallery_model.cells} == {p.name for p in folder.iterdir()}
     # the current session still reaches the gallery after the stale worker ended
     cell = window.gallery_model.cells[0]
-    window.session.reclassify([cell.file], "eosinophil", "Ana")
+    window.sessions.session.reclassify([cell.file], "eosinophil", "Ana")
     qtbot.waitUntil(lambda: window.gallery_model.cells[window.gallery_model.row_of(cell.id)].final_class == "eosinophil",
                     timeout=3000)
     window.close()
@@ -169,12 +170,12 @@ def test_closing_while_scanning_or_classifying_stops_quickly_and_keeps_every_cal
     models, folder, tmp, warnings = setup
     big = _many(tmp / "big", 3000)
     window = open_window(qtbot, tmp, models)
-    window.open_folder(big, guess=False)
+    window.sessions.open_folder(big, guess=False)
     window.close()  # while planning (scanning the folder)
-    assert window.thread is None and window.session is None
+    assert window.sessions.classify_thread is None and window.sessions.session is None
 
     window = open_window(qtbot, tmp, models)
-    window.open_folder(big, guess=False)
+    window.sessions.open_folder(big, guess=False)
     qtbot.waitUntil(lambda: window.gallery_model.rowCount() > 100, timeout=30_000)
     start = time.monotonic()
     window.close()  # Ctrl+Q while classifying
@@ -188,17 +189,17 @@ def test_closing_while_scanning_or_classifying_stops_quickly_and_keeps_every_cal
 def test_a_refused_action_never_enters_the_undo_stack(qtbot, setup):
     models, folder, tmp, warnings = setup
     window = open_window(qtbot, tmp, models)
-    window.open_folder(folder, guess=False)
+    window.sessions.open_folder(folder, guess=False)
     wait_classified(qtbot, window, len(list(folder.iterdir())))
-    files = [c.file for c in window.session.cells()]
-    window.reclassify(files[:1], "lymphocyte")
-    window.session.confirm(files, "Ana Ruiz")
-    window.sign_off()
-    assert window.session.signed and window.undo_stack.count() == 0
-    window.reclassify(files[:1], "basophil")  # refused: read-only
+    files = [c.file for c in window.sessions.session.cells()]
+    window.review.reclassify(files[:1], "lymphocyte")
+    window.sessions.session.confirm(files, "Ana Ruiz")
+    window.records.sign_off()
+    assert window.sessions.session.signed and window.undo_stack.count() == 0
+    window.review.reclassify(files[:1], "basophil")  # refused: read-only
     assert window.undo_stack.count() == 0 and "read-only" in warnings[-1]
-    window.undo()  # nothing to undo, no crash dialog
-    assert window.session.cells(files[:1])[0].final_class == "lymphocyte"
+    window.review.undo()  # nothing to undo, no crash dialog
+    assert window.sessions.session.cells(files[:1])[0].final_class == "lymphocyte"
     window.close()
 
 
@@ -209,24 +210,24 @@ def test_signed_session_banner_and_audit_view(qtbot, setup, monkeypatch):
 
     models, folder, tmp, warnings = setup
     window = open_window(qtbot, tmp, models)
-    window.open_folder(folder, guess=False)
+    window.sessions.open_folder(folder, guess=False)
     n = len(list(folder.iterdir()))
     wait_classified(qtbot, window, n)
-    window.session.confirm([c.file for c in window.session.cells()], "Ana Ruiz")
-    window.sign_off()
+    window.sessions.session.confirm([c.file for c in window.sessions.session.cells()], "Ana Ruiz")
+    window.records.sign_off()
     window.close()
     write_image(folder / "late.png", random_rgb(5, (40, 40)))
     again = open_window(qtbot, tmp, models)
-    again.open_folder(folder, guess=False)
+    again.sessions.open_folder(folder, guess=False)
     qtbot.waitUntil(lambda: again.banner.isVisible(), timeout=10_000)
     assert "late.png" in again.banner.text() and "signed off" in again.banner.text()
     assert again.gallery_model.rowCount() == n  # nothing taken in
     shown = []
     monkeypatch.setattr(AuditDialog, "exec", lambda self: shown.append(self))
-    again.show_audit()
+    again.records.show_audit()
     dialog = shown[0]
     assert dialog.proxy.rowCount() >= n + 1
     dialog.filter.setText("sign-off")
     assert dialog.proxy.rowCount() == 1
-    assert again.write_audit_csv(tmp / "audit.csv")
+    assert again.records.write_audit_csv(tmp / "audit.csv")
     again.close()

@@ -546,12 +546,12 @@ def test_the_window_shows_a_hostile_folder_without_hanging(qtbot, tmp_path, monk
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: None)
     window = open_window(qtbot, tmp_path, models)
     n = len(scan_folder(folder))
-    window.open_folder(folder, guess=False)
-    qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() == n, timeout=30_000)
+    window.sessions.open_folder(folder, guess=False)
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying() and window.gallery_model.rowCount() == n, timeout=30_000)
     gallery = window.gallery_model
     tips = [gallery.data(gallery.index(i), Qt.ItemDataRole.ToolTipRole) for i in range(n)]
     for i in range(n):
         gallery.data(gallery.index(i), Qt.ItemDataRole.DecorationRole)  # a thumbnail of every item, pipes included
-    assert gallery.thumbnails._pool.waitForDone(20_000), "a thumbnail is stuck on a file that is not a regular file"
+    assert gallery.thumbnails.wait(20_000), "a thumbnail is stuck on a file that is not a regular file"
     assert any(tip.startswith("caf\\xe9.png") for tip in tips)
     assert any("not a regular file" in tip for tip in tips)

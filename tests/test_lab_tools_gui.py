@@ -31,7 +31,7 @@ def test_verification_and_adapt_dialogs(qtbot, tmp_path, monkeypatch):
     window = MainWindow(data_root=data, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     window.user_models = tmp_path / "user-models"
     qtbot.addWidget(window)
-    window.load_models((models,))
+    window.sessions.load_models((models,))
 
     verification = VerificationDialog(window, base, data)
     assert "Verification report" in verification.text.toHtml() and "45 cells" in verification.text.toPlainText()
@@ -39,7 +39,8 @@ def test_verification_and_adapt_dialogs(qtbot, tmp_path, monkeypatch):
     assert (tmp_path / "v.pdf").read_bytes().startswith(b"%PDF")
 
     installed = []
-    dialog = AdaptDialog(window, base, data, window.user_models, lambda p: (installed.append(p), window._site_installed(p)))
+    dialog = AdaptDialog(window, base, data, window.user_models,
+                         lambda p: (installed.append(p), window.records.site_installed(p)))
     qtbot.addWidget(dialog)
     dialog.quick.setChecked(True)  # the tiny model has no network to fine-tune
     dialog.site.setText("North lab")
@@ -59,8 +60,9 @@ def test_verification_and_adapt_dialogs(qtbot, tmp_path, monkeypatch):
     dialog.approver.setText("Dr. Lee")
     dialog.install()
     assert installed and installed[0].exists()
-    assert "base-site-north-lab-1" in [m.key for m in window.models] and "base" in [m.key for m in window.models]
-    assert window.info.key == "base"  # the open assay does not change behind the technician's back
+    keys = [m.key for m in window.sessions.models]
+    assert "base-site-north-lab-1" in keys and "base" in keys
+    assert window.sessions.info.key == "base"  # the open assay does not change behind the technician's back
 
 
 def _signed_bccd_sessions(tmp_path, model, data, specimens: int = 4, per_class: int = 3):
@@ -90,7 +92,6 @@ def _signed_bccd_sessions(tmp_path, model, data, specimens: int = 4, per_class: 
 
 def _deep_dialog(qtbot, tmp_path, monkeypatch, extra: list[str]):
     import pytest
-
     from conftest import shipped
 
     from desktop.core.inference.model import Model
@@ -106,11 +107,12 @@ def _deep_dialog(qtbot, tmp_path, monkeypatch, extra: list[str]):
     window = MainWindow(data_root=data, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     window.user_models = tmp_path / "user-models"
     qtbot.addWidget(window)
-    window.load_models((base.info.path.parent,))
+    window.sessions.load_models((base.info.path.parent,))
     arguments = adapt_dialog.deep_adapt_arguments
     monkeypatch.setattr(adapt_dialog, "deep_adapt_arguments", lambda *a, **k: arguments(*a, **k) + extra)
     installed = []
-    dialog = AdaptDialog(window, base, data, window.user_models, lambda p: (installed.append(p), window._site_installed(p)))
+    dialog = AdaptDialog(window, base, data, window.user_models,
+                         lambda p: (installed.append(p), window.records.site_installed(p)))
     qtbot.addWidget(dialog)
     assert dialog.deep.isEnabled() and dialog.deep.isChecked()  # the trainer is here: whole network is the default
     dialog.site.setText("North lab")
@@ -145,8 +147,8 @@ def test_adapt_whole_network_runs_the_trainer_and_installs_on_approval(qtbot, tm
     site = json.loads(meta["site"])
     assert site["method"] == "deep" and site["approved_by"] == "Dr. Lee" and site["signed_by"] == ["Ana"]
     assert site["specimens"] == 4
-    assert installed[0].stem in [m.key for m in window.models]
-    assert [m.accuracy_label for m in window.models if m.key == installed[0].stem] == ["site cross-validated accuracy"]
+    assert installed[0].stem in [m.key for m in window.sessions.models]
+    assert [m.accuracy_label for m in window.sessions.models if m.key == installed[0].stem] == ["site cross-validated accuracy"]
 
 
 def test_adapt_whole_network_cancel_writes_nothing(qtbot, tmp_path, monkeypatch):

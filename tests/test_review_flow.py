@@ -39,9 +39,9 @@ def window_for(qtbot, tmp_path, models, settings_file="settings.ini"):
 
 
 def classified(qtbot, window, folder):
-    window.open_folder(folder, guess=False)
+    window.sessions.open_folder(folder, guess=False)
     n = len(list(folder.iterdir()))
-    qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() == n, timeout=30_000)
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying() and window.gallery_model.rowCount() == n, timeout=30_000)
     return n
 
 
@@ -57,20 +57,20 @@ def test_the_review_bin_is_reviewed_with_keys_only(qtbot, bench):
     qtbot.keyClick(window.gallery, Qt.Key.Key_R)  # the Review bin, first cell selected
     assert window.bins.currentItem().data(Qt.ItemDataRole.UserRole) == REVIEW
     assert window.gallery.selected_rows() == [0]
-    first = window.selected_cells()[0]
+    first = window.review.selected_cells()[0]
     qtbot.keyClick(window.gallery, Qt.Key.Key_3)  # reclassify: the cell leaves the bin, the next is selected
-    assert window.session.cells([first.file])[0].final_class == "lymphocyte"
+    assert window.sessions.session.cells([first.file])[0].final_class == "lymphocyte"
     assert window.proxy.rowCount() == n - 1 and window.gallery.selected_rows() == [0]
     qtbot.keyClick(window.gallery, Qt.Key.Key_Enter)  # keypad Enter confirms too
     for _ in range(n - 2):
         qtbot.keyClick(window.gallery, Qt.Key.Key_Return)
     assert window.proxy.rowCount() == 0
-    assert not any(c.needs_review for c in window.session.cells())
-    actions = [e.action for e in window.session.audit()]
+    assert not any(c.needs_review for c in window.sessions.session.cells())
+    actions = [e.action for e in window.sessions.session.audit()]
     assert actions.count("confirm") == n - 1 and actions.count("reclassify") == 1
     # then sign off and export by keyboard: Ctrl+Shift+S (below target: it asks), Ctrl+E is a file dialog
     qtbot.keyClick(window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
-    assert window.session.signed and any("Sign off anyway" in q for q in answers["asked"])
+    assert window.sessions.session.signed and any("Sign off anyway" in q for q in answers["asked"])
     window.close()
 
 
@@ -82,8 +82,8 @@ def test_digits_typed_in_the_find_box_reclassify_nothing(qtbot, bench):
     window.gallery.select_row(0)
     window.find.setFocus()
     qtbot.keyClicks(window.find, "100")
-    assert not any(e.action == "reclassify" for e in window.session.audit())
-    assert window.proxy.rowCount() == sum("100" in c.file for c in window.session.cells())
+    assert not any(e.action == "reclassify" for e in window.sessions.session.audit())
+    assert window.proxy.rowCount() == sum("100" in c.file for c in window.sessions.session.cells())
     window.close()
 
 
@@ -93,9 +93,9 @@ def test_undo_and_both_redo_shortcuts(qtbot, bench):
     classified(qtbot, window, folder)
     window.gallery.setFocus()
     window.gallery.select_row(0)
-    cell = window.selected_cells()[0]
+    cell = window.review.selected_cells()[0]
     qtbot.keyClick(window.gallery, Qt.Key.Key_2)
-    final = lambda: window.session.cells([cell.file])[0].final_class  # noqa: E731
+    final = lambda: window.sessions.session.cells([cell.file])[0].final_class  # noqa: E731
     assert final() == "eosinophil"
     qtbot.keyClick(window.gallery, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert final() is None
@@ -114,11 +114,11 @@ def test_esc_cancels_a_running_classification(qtbot, bench):
     for i in range(3000):
         write_image(big / f"c{i:04d}.png", random_rgb(i, (24, 24)))
     window = window_for(qtbot, tmp, models)
-    window.open_folder(big, guess=False)
+    window.sessions.open_folder(big, guess=False)
     qtbot.waitUntil(lambda: window.gallery_model.rowCount() > 0, timeout=30_000)
     qtbot.keyClick(window.gallery, Qt.Key.Key_Escape)
-    qtbot.waitUntil(lambda: not window.is_classifying(), timeout=10_000)
-    assert 0 < len(window.session.cells()) < 3000
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying(), timeout=10_000)
+    assert 0 < len(window.sessions.session.cells()) < 3000
     assert "Cancelled" in window.statusBar().currentMessage()
     window.close()
 
@@ -129,16 +129,16 @@ def test_changing_the_assay_with_a_folder_open_asks_first(qtbot, bench):
                     metadata_overrides={"display_name": "Other assay", "provenance": '{"date": "other"}'})
     window = window_for(qtbot, tmp, models)
     classified(qtbot, window, folder)
-    before = window.session
+    before = window.sessions.session
     answers["question"] = QMessageBox.StandardButton.No
     other = window.assay.findData("tiny-other")
     window.assay.setCurrentIndex(other)
     assert "Change the assay" not in answers["asked"][-1] and "Classify the open folder" in answers["asked"][-1]
-    assert window.session is before and window.info.key == "tiny-blood"
+    assert window.sessions.session is before and window.sessions.info.key == "tiny-blood"
     assert window.assay.currentData() == "tiny-blood"
     answers["question"] = QMessageBox.StandardButton.Yes
     window.assay.setCurrentIndex(other)
-    assert window.info.key == "tiny-other" and window.session is not before
+    assert window.sessions.info.key == "tiny-other" and window.sessions.session is not before
     window.close()
 
 
@@ -152,10 +152,10 @@ def test_a_folder_that_looks_foreign_stops_after_the_first_images(qtbot, bench):
         write_image(many / f"c{i:03d}.png", random_rgb(i, (24, 24)))
     answers["question"] = QMessageBox.StandardButton.No
     window = window_for(qtbot, tmp, models)
-    window.open_folder(many, guess=False)
-    qtbot.waitUntil(lambda: not window.is_classifying() and any("unfamiliar" in q for q in answers["asked"]),
+    window.sessions.open_folder(many, guess=False)
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying() and any("unfamiliar" in q for q in answers["asked"]),
                     timeout=30_000)
-    assert len(window.session.cells()) < 300
+    assert len(window.sessions.session.cells()) < 300
     assert window.banner.isVisible() and "unfamiliar" in window.banner.text()
     window.close()
 
@@ -165,14 +165,14 @@ def test_bulk_confirm_of_unfamiliar_cells_asks(qtbot, bench):
     make_tiny_model(models / "tiny-blood.onnx", classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32),
                     metadata_overrides={"ood_threshold": "0.001"})
     window = window_for(qtbot, tmp, models)
-    window.open_folder(folder, guess=False)
-    qtbot.waitUntil(lambda: not window.is_classifying(), timeout=30_000)
+    window.sessions.open_folder(folder, guess=False)
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying(), timeout=30_000)
     window.gallery.setFocus()
     window.gallery.selectAll()
     answers["question"] = QMessageBox.StandardButton.No
-    window.confirm_selected()
+    window.review.confirm_selected()
     assert any("Unfamiliar" in q for q in answers["asked"])
-    assert not any(c.confirmed for c in window.session.cells())
+    assert not any(c.confirmed for c in window.sessions.session.cells())
     window.close()
 
 
@@ -182,7 +182,7 @@ def test_open_recent_with_one_entry_lists_the_folder(qtbot, bench):
     settings.setValue("recent", [str(folder)])
     settings.sync()
     window = window_for(qtbot, tmp, models, "recent.ini")
-    assert [a.text() for a in window.recent_menu.actions()] == [str(folder)]
+    assert [a.text() for a in window.menu.recent_menu.actions()] == [str(folder)]
     window.close()
 
 
@@ -191,10 +191,10 @@ def test_labels_say_what_they_mean(qtbot, bench):
     window = window_for(qtbot, tmp, models)
     classified(qtbot, window, folder)
     cell = window.gallery_model.cells[0]
-    window.reclassify([cell.file], next(k for k in window.info.class_keys if k != cell.ai_class))
+    window.review.reclassify([cell.file], next(k for k in window.sessions.info.class_keys if k != cell.ai_class))
     changed = window.gallery_model.cells[window.gallery_model.row_of(cell.id)]
     label = window.gallery_model.label(changed)
-    assert label.startswith("✎ ") and f"AI: {window.info.short_label_of(cell.ai_class)}" in label
+    assert label.startswith("✎ ") and f"AI: {window.sessions.info.short_label_of(cell.ai_class)}" in label
     assert window.summary.review_bar.text().startswith("Review:")
     window.close()
 
@@ -209,7 +209,7 @@ def test_a_saved_geometry_larger_than_the_screen_is_clamped(qtbot, bench):
     qtbot.addWidget(first)
     first.resize(5000, 4000)
     first.move(3000, 2000)
-    first.settings.setValue("geometry", first.saveGeometry())
+    first.settings.geometry = first.saveGeometry()
     first.settings.sync()
     saved = QByteArray(first.saveGeometry())
     assert not saved.isEmpty()
@@ -225,8 +225,9 @@ def test_the_large_view_walks_reclassifies_confirms_and_closes_with_keys(qtbot, 
     models, folder, tmp, answers = bench
     window = window_for(qtbot, tmp, models)
     n = classified(qtbot, window, folder)
-    window.go_to_review()
-    viewer = CellViewer(window, window.folder, window.info, window.proxy, 0, window.reclassify, window.confirm_files)
+    window.review.go_to_review()
+    viewer = CellViewer(window, window.sessions.folder, window.sessions.info, window.proxy, 0,
+                        window.review.reclassify, window.review.confirm_files)
     qtbot.addWidget(viewer)
     viewer.show()
     viewer.activateWindow()
@@ -237,11 +238,11 @@ def test_the_large_view_walks_reclassifies_confirms_and_closes_with_keys(qtbot, 
     qtbot.keyClick(viewer, Qt.Key.Key_Left)
     first = viewer.cell().file
     qtbot.keyClick(viewer, Qt.Key.Key_1)  # reclassify as basophil: it leaves Review, the next takes its place
-    assert window.session.cells([first])[0].final_class == "basophil"
+    assert window.sessions.session.cells([first])[0].final_class == "basophil"
     assert viewer.row == 0 and viewer.cell().file != first and viewer.position.text() == f"1 of {n - 1}"
     second = viewer.cell().file
     qtbot.keyClick(viewer, Qt.Key.Key_Return)
-    assert window.session.cells([second])[0].confirmed
+    assert window.sessions.session.cells([second])[0].confirmed
     qtbot.keyClick(viewer, Qt.Key.Key_Escape)
     assert not viewer.isVisible()
     window.close()
@@ -263,13 +264,13 @@ def test_the_slide_map_shows_final_calls_and_a_click_selects_the_patch(qtbot, tm
     classified(qtbot, window, folder)
     qtbot.waitUntil(lambda: window.summary.heat.isVisible(), timeout=10_000)
     window.summary.heat.tile_clicked.emit(2, 1)
-    cell = window.selected_cells()[0]
+    cell = window.review.selected_cells()[0]
     assert (cell.x, cell.y) == (100, 50)
     # the map follows the technician's final call, not the model's probability
-    window.reclassify([cell.file], "idc")
+    window.review.reclassify([cell.file], "idc")
     from desktop.core.report.summary import idc_summary
 
-    assert idc_summary(window.session.cells(), window.info).calls[1, 2] == 1.0
+    assert idc_summary(window.sessions.session.cells(), window.sessions.info).calls[1, 2] == 1.0
     window.close()
 
 
@@ -281,19 +282,19 @@ def test_reports_before_sign_off_are_preliminary_and_an_empty_review_says_so(qtb
     classified(qtbot, window, folder)
     written = []
     monkeypatch.setattr(report, "write_pdf", lambda path, document: written.append(document.html))
-    window.write_pdf(tmp / "r.pdf")
+    window.records.write_pdf(tmp / "r.pdf")
     assert "PRELIMINARY" in written[-1]
-    window.session.confirm([c.file for c in window.session.cells()], "Ana Ruiz")
-    window.sign_off()
-    window.write_pdf(tmp / "r.pdf")
+    window.sessions.session.confirm([c.file for c in window.sessions.session.cells()], "Ana Ruiz")
+    window.records.sign_off()
+    window.records.write_pdf(tmp / "r.pdf")
     assert "PRELIMINARY" not in written[-1] and "Signed off" in written[-1]
     make_tiny_model(models / "calm.onnx", classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32),
                     metadata_overrides={"provenance": '{"date": "calm"}'})  # review threshold 0: nothing to review
-    window.load_models((models,))  # reloading the list keeps the assay in use
-    assert window.info.key == window.session.info.key == window.assay.currentData() == "tiny-blood"
+    window.sessions.load_models((models,))  # reloading the list keeps the assay in use
+    assert window.sessions.info.key == window.sessions.session.info.key == window.assay.currentData() == "tiny-blood"
     window.assay.setCurrentIndex(window.assay.findData("calm"))
-    qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() > 0, timeout=30_000)
-    assert window.info.key == "calm"
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying() and window.gallery_model.rowCount() > 0, timeout=30_000)
+    assert window.sessions.info.key == "calm"
     assert window.summary.review_bar.text() == "Nothing to review"
     window.close()
 
@@ -307,11 +308,11 @@ def test_sign_off_drops_hl7_and_fhir_into_the_lis_folder_and_file_export_writes_
     lis.mkdir()
     window = window_for(qtbot, tmp, models)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(lis))
-    window.lis_folder_action.trigger()
+    window.menu.lis_folder.trigger()
     classified(qtbot, window, folder)
-    window.session.confirm([c.file for c in window.session.cells()], "Ana Ruiz")
-    window.sign_off()
-    assert window.session.signed
+    window.sessions.session.confirm([c.file for c in window.sessions.session.cells()], "Ana Ruiz")
+    window.records.sign_off()
+    assert window.sessions.session.signed
     written = sorted(p.name for p in lis.iterdir())
     assert [n.split("_", 2)[:2] for n in written] == [["S-9", "final"], ["S-9", "final"]]
     assert {n.rsplit(".", 1)[-1] for n in written} == {"hl7", "json"} and not any(n.startswith(".") for n in written)
@@ -319,8 +320,8 @@ def test_sign_off_drops_hl7_and_fhir_into_the_lis_folder_and_file_export_writes_
     assert str(message.segment("OBR")[25]) == "F"
     # File → Export → HL7 / FHIR write the same report where the technician says
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp / "by-hand.hl7"), ""))
-    window.hl7_action.trigger()
+    window.menu.hl7.trigger()
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp / "by-hand.fhir.json"), ""))
-    window.fhir_action.trigger()
+    window.menu.fhir.trigger()
     assert (tmp / "by-hand.hl7").read_bytes().startswith(b"MSH|") and (tmp / "by-hand.fhir.json").exists()
     window.close()

@@ -25,23 +25,23 @@ def test_a_32px_model_shows_its_tiles_mosaic_and_final_calls_with_the_ai_view_ap
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))
     window = open_window(qtbot, tmp_path, models)
-    window.open_folder(folder, guess=False)
-    qtbot.waitUntil(lambda: not window.is_classifying() and window.gallery_model.rowCount() == 28, timeout=30_000)
+    window.sessions.open_folder(folder, guess=False)
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying() and window.gallery_model.rowCount() == 28, timeout=30_000)
     slide_map = window.summary.heat
-    qtbot.waitUntil(lambda: window.summary._mosaic is not None and slide_map.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: window.summary.mosaic is not None and slide_map.isVisible(), timeout=10_000)
 
     # tiles are cut, shown and reassembled at the model's 32 px, not 50
-    cells = window.session.cells()
-    slide = idc_summary(cells, window.info)
+    cells = window.sessions.session.cells()
+    slide = idc_summary(cells, window.sessions.info)
     assert slide.calls.shape == (5, 6)
-    assert window.summary._mosaic.shape[:2] == (5 * MAP_CELL_PX, 6 * MAP_CELL_PX)
+    assert window.summary.mosaic.shape[:2] == (5 * MAP_CELL_PX, 6 * MAP_CELL_PX)
     tile = next(c for c in cells if (c.x, c.y) == (64, 96))
-    crop = load_cell_image(folder, tile.file, patch_size=window.info.patch.size)
+    crop = load_cell_image(folder, tile.file, patch_size=window.sessions.info.patch.size)
     assert crop.shape == (PATCH, PATCH, 3) and (crop == NORMAL_RGB).all()
 
     # a click on the map selects the patch under it
     slide_map.tile_clicked.emit(2, 3)
-    selected = window.selected_cells()[0]
+    selected = window.review.selected_cells()[0]
     assert (selected.x, selected.y) == (64, 96)
 
     final_before = slide_map.overlay()
@@ -51,7 +51,7 @@ def test_a_32px_model_shows_its_tiles_mosaic_and_final_calls_with_the_ai_view_ap
     assert "28.6% IDC" in slide_map.ai_only.text()  # 8 of 28 tiles, before review
     slide_map.ai_only.setChecked(False)
 
-    window.reclassify([selected.file], "idc")  # the technician calls it IDC
+    window.review.reclassify([selected.file], "idc")  # the technician calls it IDC
     qtbot.waitUntil(lambda: not np.array_equal(slide_map.overlay(), final_before), timeout=5_000)
     changed = np.any(slide_map.overlay() != final_before, axis=2)
     rows, cols = np.nonzero(changed)

@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(argv[1]) if len(argv) > 1 and not argv[1].startswith("-") else None
 
     def after_show():
-        window.load_models()
+        window.sessions.load_models()
         if folder is not None:
-            window.open_folder(folder)
+            window.sessions.open_folder(folder)
 
     QTimer.singleShot(0, after_show)
     quit_on_terminate(app)

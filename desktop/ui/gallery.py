@@ -114,8 +114,13 @@ class ThumbnailCache(QObject):
             self._pixmaps.popitem(last=False)
         self.changed.emit(relative)
 
-    def wait(self) -> None:
-        self._pool.waitForDone()
+    def start(self, job: QRunnable) -> None:
+        """Run other picture work (the slide mosaic) on the thumbnails' threads."""
+        self._pool.start(job)
+
+    def wait(self, ms: int = -1) -> bool:
+        """Wait for every thumbnail job (at most `ms` milliseconds); True when all are done."""
+        return self._pool.waitForDone(ms)
 
 
 def sort_key(cell: Cell) -> tuple[float, int]:

@@ -76,6 +76,11 @@ class SummaryPanel(QWidget):
         super().resizeEvent(event)
         self.chart.setVisible(self.height() >= 560)
 
+    @property
+    def mosaic(self) -> np.ndarray | None:
+        """The slide's mosaic under the map (patch models), once built."""
+        return self._mosaic
+
     def set_mosaic(self, mosaic: np.ndarray | None) -> None:
         self._mosaic = mosaic
 

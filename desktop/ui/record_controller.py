@@ -1,19 +1,21 @@
-"""What the technician does with a session's record, as a part of the main window: the
-specimen, sign-off, second-person verification, reopen, the audit trail and the exports.
-The work is the core's (Session, export, report); this only asks and shows."""
+"""What the technician does with a session's record: who is working, the specimen, sign-off,
+second-person verification, reopen, the audit trail, the summary panel, the exports and the LIS
+hand-off, and the lab tools. The work is the core's (Session.report, the outlets); this only
+asks and shows."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from pathlib import Path
 
 from PySide6.QtCore import QLocale
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow
 
 from desktop.core.errors import ExportError, SlideTallyError
+from desktop.core.records.domain import now
+from desktop.core.records.session import Session
 from desktop.core.report.assay_report import AssayReport
-from desktop.core.report.codes import DEFAULT_CODES, CodeTableError, load_codes
+from desktop.core.report.codes import DEFAULT_CODES, CodeTableError, ResultCode, load_codes
 from desktop.outlets.csv import CsvStyle, export_audit_csv, export_csv
 from desktop.outlets.fhir import FhirError
 from desktop.outlets.hl7 import Hl7Error
@@ -24,15 +26,48 @@ from desktop.ui.dialogs import IdentityForm
 log = logging.getLogger(__name__)
 
 
-class RecordActions:
-    """Mixed into MainWindow; uses its `session`, `info`, `folder`, `settings`, `summary`, `ask`, `error`."""
+class RecordController:
+    """The open session's record, as the window shows and exports it."""
+
+    def __init__(self, window: QMainWindow):
+        self.w = window
+        self._operator: str | None = None  # asked once per app start
+        self._codes_table: dict[str, ResultCode] | None = None
+
+    @property
+    def session(self) -> Session | None:
+        return self.w.sessions.session
+
+    @property
+    def folder(self) -> Path | None:
+        return self.w.sessions.folder
+
+    def operator(self) -> str | None:
+        """The technician's name, asked once per app start and recorded with every change."""
+        if self._operator is None:
+            name, ok = QInputDialog.getText(self.w, "Who is working?", "Your name (recorded with every change you make):",
+                                            text=self.w.settings.operator)
+            if not ok or not name.strip():
+                return None
+            self._operator = name.strip()
+            self.w.settings.operator = self._operator
+        return self._operator
+
+    def refresh(self) -> None:
+        """The summary panel, the bins' counts and which record actions apply, after any change."""
+        w = self.w
+        cells = w.gallery_model.cells
+        record = self.session.record() if self.session else None
+        w.summary.show_report(self.report(cells, with_history=False) if record is not None else None)
+        w.bins.show_counts(w.proxy.counts(), len(cells))
+        w.menu.show_record_state(record)
 
     # --- identity, sign-off, verification, reopen ------------------------------------------------
     def edit_identity(self) -> None:
-        if self.session is None or self._refuse_if_signed():
+        if self.session is None or self.w.review.refuse_if_signed():
             return
         record = self.session.record()
-        answer = IdentityForm.ask(self, "Specimen", record.specimen_id or self.folder.name, record.patient_id)
+        answer = IdentityForm.ask(self.w, "Specimen", record.specimen_id or self.folder.name, record.patient_id)
         operator = self.operator() if answer else None
         if answer and operator:
             self._guarded(lambda: self.session.set_identity(answer[0], answer[1], operator))
@@ -40,14 +75,14 @@ class RecordActions:
     def sign_off(self) -> None:
         if self.session is None:
             return
-        if self.is_classifying():
-            self.error("Still classifying", "Wait until classification has finished before signing off.")
+        if self.w.sessions.is_classifying():
+            self.w.error("Still classifying", "Wait until classification has finished before signing off.")
             return
         question = self.report(with_history=False).below_target()
-        if question and not self.ask("Below the target count", question):
+        if question and not self.w.ask("Below the target count", question):
             return
         record = self.session.record()
-        answer = IdentityForm.ask(self, "Sign off", record.specimen_id or self.folder.name, record.patient_id,
+        answer = IdentityForm.ask(self.w, "Sign off", record.specimen_id or self.folder.name, record.patient_id,
                                   self._operator or "", note="Signing off makes the session read-only and the "
                                   "report final. Check the specimen ID and type your name.")
         if answer is None:
@@ -58,24 +93,24 @@ class RecordActions:
                 self.session.set_identity(specimen, patient, name)
             self.session.sign_off(name, specimen)
         except SlideTallyError as exc:
-            self.error("Cannot sign off yet", str(exc))
+            self.w.error("Cannot sign off yet", str(exc))
             return
-        self.undo_stack.clear()  # a signed-off session has nothing to undo
+        self.w.undo_stack.clear()  # a signed-off session has nothing to undo
         sent = self.send_to_lis()
-        self.statusBar().showMessage(f"Signed off by {name}. The session is now read-only."
+        self.w.statusBar().showMessage(f"Signed off by {name}. The session is now read-only."
                                      + (f" Sent to the LIS folder: {sent[0].name}, {sent[1].name}." if sent else ""))
 
     def verify(self) -> None:
         if self.session is None or not self.session.signed:
             return
-        name, ok = QInputDialog.getText(self, "Verify", "Second person's name (not the one who signed off):")
+        name, ok = QInputDialog.getText(self.w, "Verify", "Second person's name (not the one who signed off):")
         if ok:
             self._guarded(lambda: self.session.verify(name))
 
     def reopen(self) -> None:
         if self.session is None or not self.session.signed:
             return
-        reason, ok = QInputDialog.getText(self, "Reopen session", "Why is this signed-off session reopened?")
+        reason, ok = QInputDialog.getText(self.w, "Reopen session", "Why is this signed-off session reopened?")
         if not ok:
             return
         operator = self.operator()
@@ -83,26 +118,23 @@ class RecordActions:
             return
         self._guarded(lambda: self.session.reopen(operator, reason))
         if not self.session.signed and self.session.pending_changes.any:
-            self.rescan()  # the folder's changes, reported while signed, come in now
+            self.w.sessions.rescan()  # the folder's changes, reported while signed, come in now
 
     def _guarded(self, fn) -> None:
         try:
             fn()
         except SlideTallyError as exc:
-            self.error("Not possible", str(exc))
+            self.w.error("Not possible", str(exc))
 
     def show_audit(self) -> None:
         if self.session is None:
             return
-        dialog = AuditDialog(self, f"Audit trail — {self.folder.name}", self.session.audit(), self.export_audit)
+        dialog = AuditDialog(self.w, f"Audit trail — {self.folder.name}", self.session.audit(), self.export_audit)
         dialog.exec()
 
     # --- export -----------------------------------------------------------------------------
     def _export_dir(self) -> str:
-        return str(self.settings.value("export_dir", str(Path.home())))
-
-    def _now(self) -> str:
-        return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        return self.w.settings.export_dir
 
     def _exporter(self) -> str:
         return self._operator or "(not given)"
@@ -110,7 +142,7 @@ class RecordActions:
     def _ask_save_path(self, title: str, suffix: str, kind: str) -> Path | None:
         """Where to write an export: the folder's name plus `suffix`, in the last export folder."""
         default = str(Path(self._export_dir()) / f"{self.folder.name}{suffix}")
-        path, _ = QFileDialog.getSaveFileName(self, title, default, kind)
+        path, _ = QFileDialog.getSaveFileName(self.w, title, default, kind)
         return Path(path) if path else None
 
     def export_audit(self) -> None:
@@ -122,29 +154,31 @@ class RecordActions:
 
     def write_audit_csv(self, path: Path) -> bool:
         try:
-            export_audit_csv(self.session.audit(), path, self.session.record(), self._now())
+            export_audit_csv(self.session.audit(), path, self.session.record(), now())
         except ExportError as exc:
-            self.error("Export failed", str(exc))
+            self.w.error("Export failed", str(exc))
             return False
-        self.statusBar().showMessage(f"Audit trail exported: {path.name}.", 6000)
+        self.w.statusBar().showMessage(f"Audit trail exported: {path.name}.", 6000)
         return True
 
     def report(self, cells=None, *, with_history: bool = True) -> AssayReport:
         """The session's AssayReport: the one source of every figure the panel and the exports show."""
-        return self.session.report(target=self.summary.target.value(), operator=self._exporter(), codes=self._codes(),
+        return self.session.report(target=self.w.summary.target.value(), operator=self._exporter(), codes=self._codes(),
                                    cells=cells, with_history=with_history)
 
     def _codes(self):
         """The LIS code table with the lab's overrides; a broken override file is said, not fatal."""
-        try:
-            return load_codes()
-        except CodeTableError as exc:
-            log.warning("%s", exc)
-            self.statusBar().showMessage(f"{exc} Using the built-in codes.", 10000)
-            return dict(DEFAULT_CODES)
+        if self._codes_table is None:
+            try:
+                self._codes_table = load_codes()
+            except CodeTableError as exc:
+                log.warning("%s", exc)
+                self.w.statusBar().showMessage(f"{exc} Using the built-in codes.", 10000)
+                self._codes_table = dict(DEFAULT_CODES)
+        return self._codes_table
 
     def export_csv(self) -> None:
-        if self.session is None or self.info is None:
+        if self.session is None or self.w.sessions.info is None:
             return
         path = self._ask_save_path("Export CSV (per image; the summary is written beside it)", "-cells.csv",
                                    "CSV files (*.csv)")
@@ -158,14 +192,14 @@ class RecordActions:
         try:
             export_csv(self.report(), self.session.cells(), path, summary, style)
         except ExportError as exc:
-            self.error("Export failed", str(exc))
+            self.w.error("Export failed", str(exc))
             return None
-        self.settings.setValue("export_dir", str(path.parent))
-        self.statusBar().showMessage(f"Exported {path.name} and {summary.name}.", 6000)
+        self.w.settings.export_dir = path.parent
+        self.w.statusBar().showMessage(f"Exported {path.name} and {summary.name}.", 6000)
         return path, summary
 
     def export_pdf(self) -> None:
-        if self.session is None or self.info is None:
+        if self.session is None or self.w.sessions.info is None:
             return
         path = self._ask_save_path("PDF report", "-report.pdf", "PDF files (*.pdf)")
         if path:
@@ -175,14 +209,14 @@ class RecordActions:
         from desktop.outlets import pdf
 
         assay = self.report()
-        content = pdf.report_document(assay, self.session.folder, pdf.heat_image(assay, self.summary._mosaic))
+        content = pdf.report_document(assay, self.session.folder, pdf.heat_image(assay, self.w.summary.mosaic))
         try:
             pdf.write_pdf(path, content)
         except ExportError as exc:
-            self.error("Report failed", f"The report could not be written: {exc}")
+            self.w.error("Report failed", f"The report could not be written: {exc}")
             return False
-        self.settings.setValue("export_dir", str(path.parent))
-        self.statusBar().showMessage(f"Report written: {path}", 6000)
+        self.w.settings.export_dir = path.parent
+        self.w.statusBar().showMessage(f"Report written: {path}", 6000)
         return True
 
     # --- the laboratory information system ------------------------------------------------------
@@ -202,36 +236,56 @@ class RecordActions:
         try:
             write()
         except (ExportError, Hl7Error, FhirError) as exc:
-            self.error("Export failed", str(exc))
+            self.w.error("Export failed", str(exc))
             return False
-        self.settings.setValue("export_dir", str(path.parent))
-        self.statusBar().showMessage(f"Written: {path.name}", 6000)
+        self.w.settings.export_dir = path.parent
+        self.w.statusBar().showMessage(f"Written: {path.name}", 6000)
         return True
-
-    def lis_folder(self) -> Path | None:
-        folder = str(self.settings.value("lis_folder", "") or "")
-        return Path(folder) if folder else None
 
     def choose_lis_folder(self) -> None:
         """The LIS drop folder: after each sign-off the HL7 and FHIR files are written there."""
-        current = self.lis_folder()
-        folder = QFileDialog.getExistingDirectory(self, "LIS export folder (HL7 and FHIR after sign-off)",
+        current = self.w.settings.lis_folder
+        folder = QFileDialog.getExistingDirectory(self.w, "LIS export folder (HL7 and FHIR after sign-off)",
                                                   str(current or Path.home()))
         if folder:
-            self.settings.setValue("lis_folder", folder)
-            self.statusBar().showMessage(f"After sign-off, HL7 and FHIR files go to {folder}.", 6000)
+            self.w.settings.lis_folder = folder
+            self.w.statusBar().showMessage(f"After sign-off, HL7 and FHIR files go to {folder}.", 6000)
 
     def send_to_lis(self) -> tuple[Path, Path] | None:
         """After sign-off: the report into the LIS drop folder, when one is set."""
-        folder = self.lis_folder()
+        folder = self.w.settings.lis_folder
         if folder is None or self.session is None:
             return None
         try:
             written = hand_off(self.session, folder, operator=self._exporter(), codes=self._codes(),
-                               target=self.summary.target.value())
+                               target=self.w.summary.target.value())
         except (ExportError, Hl7Error, FhirError) as exc:
-            self.error("Not sent to the LIS", f"{exc} The session is signed off; send it again with "
+            self.w.error("Not sent to the LIS", f"{exc} The session is signed off; send it again with "
                        "File → Export → HL7 / FHIR.")
             return None
         log.info("sent to the LIS folder: %s", ", ".join(p.name for p in written))
         return written
+
+    # --- lab tools ------------------------------------------------------------------------------
+    def show_verification(self) -> None:
+        from desktop.ui.lab_tools import VerificationDialog
+
+        info = self.w.sessions.info
+        if info is not None:
+            VerificationDialog(self.w, self.w.sessions.model(info), self.w.data_root).exec()
+
+    def show_adapt(self) -> None:
+        from desktop.ui.adapt_dialog import AdaptDialog
+
+        info = self.w.sessions.info
+        if info is not None:
+            AdaptDialog(self.w, self.w.sessions.model(info), self.w.data_root, self.w.user_models,
+                        self.site_installed).exec()
+
+    def site_installed(self, path: Path) -> None:
+        sessions, user_models = self.w.sessions, self.w.user_models
+        folders = sessions.model_folders + ((user_models,) if sessions.model_folders and
+                                            user_models not in sessions.model_folders else ())
+        sessions.load_models(folders)  # the assay in use stays selected
+        self.w.statusBar().showMessage(f"Site model installed: {path.name}. Choose it in the Assay list; the base model "
+                                       "stays there too.", 10_000)

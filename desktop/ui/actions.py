@@ -1,0 +1,161 @@
+"""The window's menus and toolbar, and the one shortcut table: each key is bound and listed in the
+help (F1) from the same row, so the help can never name a key that does nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow
+
+
+@dataclass(frozen=True)
+class Keys:
+    """One line of the help: the keys as shown, what they do, and the actions they bind."""
+
+    shown: str
+    what: str
+    binds: dict[str, tuple[str, ...]] = field(default_factory=dict)  # action name -> key sequences
+
+
+SHORTCUTS = (
+    Keys("Ctrl+O", "Open a folder of images", {"open": ("Ctrl+O",)}),
+    Keys("1 … 8", "Reclassify the selected cells (keys shown beside each class); the next cell is selected"),
+    Keys("Enter", "Confirm the call of the selected cells; the next cell is selected", {"confirm": ("Return", "Enter")}),
+    Keys("R / N", "Go to the Review bin / next cell awaiting review", {"review_bin": ("R",), "next": ("N",)}),
+    Keys("Space / double-click", "Large view: ←/→ previous/next, 1 … 8 reclassify, Enter confirm, Esc close",
+         {"preview": ("Space",)}),
+    Keys("Ctrl+F", "Find cells by file name", {"find": ("Ctrl+F",)}),
+    Keys("Ctrl+wheel / Ctrl+= Ctrl+-", "Thumbnail size", {"zoom_in": ("Ctrl+=",), "zoom_out": ("Ctrl+-",)}),
+    Keys("Ctrl+A", "Select all cells in the current bin"),
+    Keys("Ctrl+Z / Ctrl+Shift+Z (Ctrl+Y)", "Undo / redo", {"undo": ("Ctrl+Z",), "redo": ("Ctrl+Shift+Z", "Ctrl+Y")}),
+    Keys("Ctrl+E", "Export CSV (per image and summary)", {"export": ("Ctrl+E",)}),
+    Keys("Ctrl+P", "Printable PDF report", {"report": ("Ctrl+P",)}),
+    Keys("Ctrl+Shift+S", "Sign off", {"signoff": ("Ctrl+Shift+S",)}),
+    Keys("Ctrl+I", "Specimen and patient ID", {"identity": ("Ctrl+I",)}),
+    Keys("Ctrl+Shift+A", "Audit trail", {"audit": ("Ctrl+Shift+A",)}),
+    Keys("Esc", "Cancel classification (closes the large view when it is open)", {"cancel": ("Esc",)}),
+    Keys("F1", "This list", {"shortcuts": ("F1",)}),
+)
+
+
+def keys_of(name: str) -> tuple[str, ...]:
+    """The key sequences the table binds to an action (none for most menu entries)."""
+    return next((row.binds[name] for row in SHORTCUTS if name in row.binds), ())
+
+
+def shortcuts_html() -> str:
+    rows = "".join(f"<tr><td><b>{row.shown}</b></td><td>{row.what}</td></tr>" for row in SHORTCUTS)
+    return f"<table cellpadding=4>{rows}</table>"
+
+
+class Actions:
+    """Every QAction of the window, in its menus and toolbar; the slots are the controllers' own."""
+
+    def __init__(self, window: QMainWindow):
+        self.window = window
+        w, sessions, review, records = window, window.sessions, window.review, window.records
+
+        def action(name: str, text: str, slot: Callable, tip: str = "") -> QAction:
+            made = QAction(text, w)
+            made.setShortcuts([QKeySequence(k) for k in keys_of(name)])
+            made.setToolTip(tip or text)
+            made.triggered.connect(slot)
+            setattr(self, name, made)
+            return made
+
+        action("open", "&Open folder…", sessions.choose_folder, "Open a folder (Ctrl+O)")
+        action("export", "&Export CSV…", records.export_csv)
+        action("report", "&PDF report…", records.export_pdf)
+        action("hl7", "&HL7 v2 message (ORU^R01)…", records.export_hl7)
+        action("fhir", "&FHIR Bundle…", records.export_fhir)
+        action("lis_folder", "&LIS export folder…", records.choose_lis_folder,
+               "Where the HL7 and FHIR files are written after each sign-off")
+        action("signoff", "&Sign off…", records.sign_off)
+        action("reopen", "&Reopen signed-off session…", records.reopen)
+        action("verify", "&Verify (second person)…", records.verify)
+        action("identity", "Specimen and &patient ID…", records.edit_identity)
+        action("audit", "&Audit trail…", records.show_audit)
+        action("confirm", "&Confirm call", review.confirm_selected)
+        action("preview", "&Large view", review.preview)
+        action("next", "&Next awaiting review", review.next_unreviewed)
+        action("review_bin", "Go to the &Review bin", review.go_to_review)
+        action("find", "&Find by file name", lambda: (w.find.setFocus(), w.find.selectAll()))
+        action("zoom_in", "Larger thumbnails", lambda: w.gallery.zoom_requested.emit(1))
+        action("zoom_out", "Smaller thumbnails", lambda: w.gallery.zoom_requested.emit(-1))
+        action("cancel", "Cancel classification", sessions.cancel, "Stop classifying; what is done is kept")
+        action("undo", "&Undo", review.undo)
+        action("redo", "&Redo", review.redo)
+        action("quit", "&Quit", w.close)
+        self.quit.setShortcut(QKeySequence.StandardKey.Quit)
+        action("shortcuts", "&Keyboard shortcuts", w.show_shortcuts)
+        action("card", "&Model card…", w.show_model_card)
+        action("about", "&About SlideTally", w.show_about)
+        action("verification", "&Verification…", records.show_verification,
+               "This model's calls against this lab's signed-off final calls")
+        action("adapt", "&Adapt to this lab…", records.show_adapt, "Fit a site model on this lab's verified cells "
+               "(lab director)")
+        self.cancel.setEnabled(False)
+        w.addAction(self.cancel)  # Esc works wherever the focus is in the window
+        for a in (self.undo, self.redo):
+            a.setEnabled(False)
+        w.undo_stack.canUndoChanged.connect(self.undo.setEnabled)
+        w.undo_stack.canRedoChanged.connect(self.redo.setEnabled)
+        for a in (self.confirm, self.preview, self.next, self.review_bin):
+            a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)  # only while the gallery has the focus
+            w.gallery.addAction(a)
+        self._menus()
+        self._toolbar()
+
+    def _menus(self) -> None:
+        bar = self.window.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self.open)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addSeparator()
+        file_menu.addMenu("E&xport").addActions([self.export, self.report, self.hl7, self.fhir])
+        file_menu.addAction(self.lis_folder)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit)
+        edit = bar.addMenu("&Edit")
+        edit.addActions([self.undo, self.redo])
+        edit.addSeparator()
+        edit.addActions([self.confirm, self.next, self.review_bin, self.preview])
+        edit.addSeparator()
+        edit.addActions([self.find, self.zoom_in, self.zoom_out, self.cancel])
+        review = bar.addMenu("&Review")
+        review.addActions([self.identity, self.signoff, self.verify, self.reopen])
+        review.addSeparator()
+        review.addAction(self.audit)
+        bar.addMenu("&Tools").addActions([self.verification, self.adapt])
+        bar.addMenu("&Help").addActions([self.shortcuts, self.card, self.about])
+
+    def _toolbar(self) -> None:
+        bar = self.window.addToolBar("Main")
+        bar.setObjectName("main-toolbar")
+        bar.setMovable(False)
+        bar.addWidget(QLabel(" Assay: "))
+        bar.addWidget(self.window.assay)
+        bar.addAction(self.open)
+        bar.addSeparator()
+        bar.addActions([self.undo, self.redo])
+        bar.addSeparator()
+        bar.addActions([self.export, self.report, self.signoff])
+        for action, short in ((self.open, "Open"), (self.export, "CSV"), (self.report, "PDF"), (self.signoff, "Sign off")):
+            action.setIconText(short)  # short toolbar labels: nothing hides behind » on a small screen
+
+    def rebuild_recent(self, recent: list[str], open_folder: Callable) -> None:
+        self.recent_menu.clear()
+        for path in recent[:8]:
+            self.recent_menu.addAction(path, lambda p=path: open_folder(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def show_record_state(self, record) -> None:
+        """Which record actions apply: sign-off and identity while open, reopen and verify once signed."""
+        signed = record is not None and record.signed
+        self.signoff.setEnabled(record is not None and not signed)
+        self.identity.setEnabled(record is not None and not signed)
+        self.reopen.setEnabled(signed)
+        self.verify.setEnabled(signed and not record.verified_by)

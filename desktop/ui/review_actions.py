@@ -1,0 +1,210 @@
+"""The technician's review in the gallery: select, reclassify (key, menu or drag), confirm, undo,
+the next cell awaiting review, the large view, and a click on the slide map. Every change is the
+Session's (through undoable commands); this only turns keys and clicks into those calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut, QUndoCommand
+from PySide6.QtWidgets import QMainWindow, QMenu
+
+from desktop.core.errors import SessionLocked, SlideTallyError
+from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.slide import cell_offset
+from desktop.core.records.domain import Cell
+from desktop.core.records.review import REVIEW, ranked_classes
+from desktop.core.report.summary import slide_grid
+from desktop.ui import commands
+from desktop.ui.gallery import CellRole
+from desktop.ui.preview import CellViewer
+
+
+class ReviewActions:
+    def __init__(self, window: QMainWindow):
+        self.w = window
+        self.hotkeys: list[QShortcut] = []
+
+    @property
+    def _session(self):
+        return self.w.sessions.session
+
+    # --- bins and the class hotkeys -----------------------------------------------------------
+    def rebuild_bins(self, info: ModelInfo | None) -> None:
+        """The class bins and their number keys for this model."""
+        for shortcut in self.hotkeys:
+            shortcut.setParent(None)
+        self.hotkeys = []
+        self.w.bins.fill(info, self.w.settings.bin)
+        for c in info.classes if info is not None else ():
+            if c.hotkey:
+                shortcut = QShortcut(QKeySequence(c.hotkey), self.w.gallery)
+                # only while the gallery has the focus: typing a digit in the find box reclassifies nothing
+                shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                shortcut.activated.connect(lambda key=c.key: self.reclassify_selected(key))
+                self.hotkeys.append(shortcut)
+
+    def bin_changed(self, current, _previous) -> None:
+        if current is not None:
+            self.w.proxy.set_bin(current.data(Qt.ItemDataRole.UserRole))
+
+    def dropped_on_bin(self, ids: list[int], key: str) -> None:
+        if key and not key.startswith("__"):
+            wanted = set(ids)
+            self.reclassify([c.file for c in self.w.gallery_model.cells if c.id in wanted], key)
+
+    # --- selection ----------------------------------------------------------------------------
+    def selected_cells(self) -> list[Cell]:
+        gallery, proxy = self.w.gallery, self.w.proxy
+        gallery.select_current_if_none()
+        return [proxy.data(i, CellRole) for i in gallery.selectionModel().selectedIndexes()]
+
+    def _cell_at(self, row: int) -> Cell | None:
+        proxy = self.w.proxy
+        return proxy.data(proxy.index(row, 0), CellRole) if row < proxy.rowCount() else None
+
+    def _advance(self, rows: list[int], files: list[str]) -> None:
+        """After an action, select the next cell: the one after the acted-on cell, or the one
+        now in its place when the cell left the bin (the Review bin empties as you go)."""
+        if not rows:
+            return
+        here = self._cell_at(rows[0])
+        self.w.gallery.select_row(rows[-1] + 1 if here is not None and here.file in files else rows[0])
+
+    def next_unreviewed(self) -> None:
+        """Select the next cell awaiting review after the current one; from another bin, go to Review."""
+        rows = self.w.gallery.selected_rows()
+        for row in range(rows[-1] + 1 if rows else 0, self.w.proxy.rowCount()):
+            if self._cell_at(row).needs_review:
+                self.w.gallery.select_row(row)
+                return
+        if any(c.needs_review for c in self.w.gallery_model.cells):
+            self.go_to_review()
+        else:
+            self.w.statusBar().showMessage("Nothing is awaiting review.", 4000)
+
+    def go_to_review(self) -> None:
+        """The Review bin, its first (least confident) cell selected, keys ready."""
+        row = self.w.bins.row_of(REVIEW)
+        if row >= 0:
+            self.w.bins.setCurrentRow(row)
+            self.w.gallery.setFocus()
+            self.w.gallery.select_row(0)
+
+    # --- changes, undoable ---------------------------------------------------------------------
+    def refuse_if_signed(self) -> bool:
+        if self._session is not None and self._session.signed:
+            self.w.error("Session signed off", "This session is signed off and read-only. "
+                         "Use Review → Reopen (with a reason) to make changes.")
+            return True
+        return False
+
+    def _push(self, make_command: Callable[[str], QUndoCommand | None]) -> bool:
+        """Carry out an action on the session; only an action that happened enters the undo stack."""
+        if self.refuse_if_signed():
+            return False
+        operator = self.w.records.operator()
+        if operator is None:
+            return False
+        try:
+            command = make_command(operator)
+        except SessionLocked as exc:
+            self.w.error("Session signed off", str(exc))
+            return False
+        except SlideTallyError as exc:
+            self.w.error("That did not work", str(exc))
+            return False
+        if command is not None:
+            self.w.undo_stack.push(command)
+        return True
+
+    def undo(self) -> None:
+        if self.w.undo_stack.canUndo() and not self.refuse_if_signed():
+            self.w.undo_stack.undo()
+
+    def redo(self) -> None:
+        if self.w.undo_stack.canRedo() and not self.refuse_if_signed():
+            self.w.undo_stack.redo()
+
+    def reclassify_selected(self, key: str) -> None:
+        rows = self.w.gallery.selected_rows()
+        files = [c.file for c in self.selected_cells() if not c.unreadable]
+        if self.reclassify(files, key):
+            self._advance(rows, files)
+
+    def reclassify(self, files: list[str], key: str) -> bool:
+        info = self.w.sessions.info
+        if not files or self._session is None or info is None:
+            return False
+        label, session = info.label_of(key), self._session
+        done = self._push(lambda operator: commands.reclassify(session, files, key, label, operator))
+        if done:
+            self.w.statusBar().showMessage(f"{len(files)} cell(s) reclassified as {label}.", 4000)
+        return done
+
+    def confirm_selected(self) -> None:
+        rows = self.w.gallery.selected_rows()
+        cells = [c for c in self.selected_cells() if not c.unreadable]
+        unfamiliar = sum(c.unfamiliar and not c.confirmed for c in cells)
+        if len(cells) > 1 and unfamiliar and not self.w.ask(
+                "Confirm Unfamiliar cells?", f"Confirm the calls of {len(cells)} cells? {unfamiliar} of them are "
+                "Unfamiliar: the model has not seen cells like them, and its call is often wrong. Look at them one by "
+                "one (Space) unless you are sure."):
+            return
+        files = [c.file for c in cells]
+        if self.confirm_files(files):
+            self._advance(rows, files)
+
+    def confirm_files(self, files: list[str]) -> bool:
+        if not files or self._session is None:
+            return False
+        session = self._session
+        return self._push(lambda operator: commands.confirm(session, files, operator))
+
+    # --- looking closer ------------------------------------------------------------------------
+    def preview(self) -> None:
+        w, info = self.w, self.w.sessions.info
+        current = w.gallery.currentIndex()
+        rows = w.gallery.selected_rows()
+        row = current.row() if current.isValid() else (rows[0] if rows else -1)
+        if row < 0 or w.sessions.folder is None or info is None:
+            return
+        viewer = CellViewer(w, w.sessions.folder, info, w.proxy, row, self.reclassify, self.confirm_files)
+        viewer.exec()
+        w.gallery.select_row(viewer.row)
+
+    def tile_clicked(self, column: int, row: int) -> None:
+        """A click on the slide map selects that patch in the gallery (All images, no file filter)."""
+        w, info = self.w, self.w.sessions.info
+        if info is None:
+            return
+        grid = slide_grid(w.gallery_model.cells, info)
+        x, y = grid.offset(column, row)
+        w.find.clear()
+        w.bins.setCurrentRow(0)
+        for r in range(w.proxy.rowCount()):
+            cell = self._cell_at(r)
+            offset = None if cell.unreadable or cell.missing else cell_offset(cell)
+            if offset is not None and grid.place(offset) == (column, row):
+                w.gallery.select_row(r)
+                w.gallery.setFocus()
+                w.statusBar().showMessage(f"Patch at x={x}, y={y}: {cell.file}", 5000)
+                return
+
+    def context_menu(self, pos) -> None:
+        w, info = self.w, self.w.sessions.info
+        index = w.gallery.indexAt(pos)
+        if not index.isValid() or info is None:
+            return
+        cell = w.proxy.data(index, CellRole)
+        menu = QMenu(w)
+        if not cell.unreadable:
+            menu.addAction("Confirm AI call", self.confirm_selected)
+            menu.addSeparator()
+            for key, p in ranked_classes(cell, info.class_keys):
+                c = next(c for c in info.classes if c.key == key)
+                menu.addAction(f"{c.label}  ({p:.0%})  [{c.hotkey}]", lambda k=key: self.reclassify_selected(k))
+            menu.addSeparator()
+        menu.addAction("Large view", self.preview)
+        menu.exec(w.gallery.viewport().mapToGlobal(pos))

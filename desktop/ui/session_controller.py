@@ -1,0 +1,268 @@
+"""The session the window shows: the models and the assay in use, opening and closing a folder's
+session, and its classification off the GUI thread; the session's events arrive through one
+SessionAdapter and update the gallery and the summary."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QFileDialog, QMainWindow
+
+from desktop.core.errors import SlideTallyError
+from desktop.core.inference.folder import guess_task
+from desktop.core.inference.model import Model, ModelInfo, discover_models
+from desktop.core.records.domain import SessionRecord, SessionState
+from desktop.core.records.session import ClassifyResult, Session
+from desktop.core.report.summary import slide_grid
+from desktop.ui.session_adapter import SessionAdapter
+from desktop.ui.worker import ClassifyWorker, start_worker
+
+log = logging.getLogger(__name__)
+SUMMARY_EVERY_S = 1.0  # while cells arrive the summary recounts every cell: at most once a second
+
+
+class SessionController(QObject):
+    """Holds the open Session (or none) and everything that follows its life. A QObject of the GUI
+    thread, so the worker thread's signals reach its slots queued, on this thread."""
+
+    def __init__(self, window: QMainWindow):
+        super().__init__(window)
+        self.w = window
+        self.models: list[ModelInfo] = []
+        self.info: ModelInfo | None = None
+        self.folder: Path | None = None
+        self.session: Session | None = None
+        self.adapter: SessionAdapter | None = None
+        self.worker: ClassifyWorker | None = None
+        self.classify_thread = None
+        self.model_folders: tuple[Path, ...] = ()
+        self._loaded: dict[Path, Model] = {}  # ONNX Runtime sessions, loaded once per model file
+        self._summary_at = 0.0
+        self._mosaic_job = None
+
+    # --- models and the assay -----------------------------------------------------------------
+    def load_models(self, folders: tuple[Path, ...] = ()) -> None:
+        w = self.w
+        self.model_folders = tuple(folders)
+        self.models, problems = discover_models(*folders)
+        w.assay.blockSignals(True)
+        w.assay.clear()
+        for info in self.models:
+            acc = f" — test accuracy {info.accuracy:.1%}" if info.accuracy is not None else ""
+            w.assay.addItem(f"{info.display_name} v{info.version}{acc}", info.key)
+        w.assay.blockSignals(False)
+        # the assay in use stays in use when the list is reloaded (a site model was installed, say)
+        wanted = self.info.key if self.info is not None else w.settings.assay
+        index = max(0, w.assay.findData(wanted)) if wanted else 0
+        w.assay.setCurrentIndex(index)
+        self.info = self.models[index] if self.models else None
+        w.review.rebuild_bins(self.info)
+        for problem in problems:
+            log.warning("skipped model: %s", problem)
+        if problems:
+            w.error("Some model files were skipped", "\n".join(problems))
+        if not self.models:
+            w.error("No model found", "No usable model was found in resources/models or the user models folder.")
+
+    def select_task(self, task: str) -> None:
+        for i, info in enumerate(self.models):
+            if info.task == task:
+                self.w.assay.setCurrentIndex(i)
+                return
+
+    def assay_changed(self, index: int) -> None:
+        w = self.w
+        if index < 0 or index >= len(self.models):
+            return
+        info = self.models[index]
+        if self.folder is not None and self.info is not None and info.key != self.info.key:
+            guess = guess_task(self.folder)
+            warning = (f"\n\nThese images look like another assay's ({guess}); {info.display_name} is for {info.task}."
+                       if guess and guess != info.task else "")
+            if not w.ask("Change the assay?",
+                         f"Classify the open folder “{self.folder.name}” with {info.display_name}?{warning}\n\n"
+                         f"Its session with {self.info.display_name} is kept and comes back when you switch back."):
+                w.assay.blockSignals(True)
+                w.assay.setCurrentIndex(w.assay.findData(self.info.key))
+                w.assay.blockSignals(False)
+                return
+        self.info = info
+        w.settings.assay = info.key
+        w.review.rebuild_bins(info)
+        if self.folder is not None:
+            self.open_folder(self.folder, guess=False)
+
+    def model(self, info: ModelInfo) -> Model:
+        if info.path not in self._loaded:
+            self._loaded[info.path] = Model(info.path)
+        return self._loaded[info.path]
+
+    # --- the folder's session -----------------------------------------------------------------
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self.w, "Open a folder of images", self.w.settings.last_folder)
+        if folder:
+            self.open_folder(Path(folder))
+
+    def open_folder(self, folder: Path | str, guess: bool = True) -> None:
+        w, folder = self.w, Path(folder)
+        if not folder.is_dir():
+            w.error("Cannot open folder", f"{folder} is not a folder (or no longer exists).")
+            return
+        if guess:
+            task = guess_task(folder)
+            if task and self.info and task != self.info.task:
+                self.folder = None  # the assay change below must not reopen the old folder
+                self.select_task(task)
+        if self.info is None:
+            w.error("No model", "There is no model to classify with.")
+            return
+        self.close_session()
+        try:
+            session = Session.open(folder, self.model(self.info), w.data_root)
+        except SlideTallyError as exc:
+            w.error("Cannot open the folder", str(exc))
+            return
+        self.session, self.folder = session, folder
+        # Qt queues the worker thread's signals to the GUI thread; each slot ignores a late
+        # signal from an earlier session or worker (`_stale`).
+        self.adapter = adapter = SessionAdapter(session)
+        adapter.cells_added.connect(self._cells_arrived)
+        adapter.cells_changed.connect(self._cells_changed)
+        adapter.state_changed.connect(self._state_changed)
+        adapter.progress.connect(self._progress)
+        adapter.notice.connect(self._notice)
+        w.thumbnails.reset(folder, self.info.patch.size)
+        w.summary.set_mosaic(None)
+        w.gallery_model.reset(session.cells(), self.info)
+        w.banner.setVisible(False)
+        self._state_changed(session.record())
+        w.settings.remember_folder(folder)
+        w.rebuild_recent()
+        self._start_worker()
+
+    def close_session(self) -> None:
+        """Stop any classification, then let go of the session (nothing is lost: it is all stored)."""
+        self.stop_worker()
+        if self.adapter is not None:
+            self.adapter.detach()
+            self.adapter = None
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        self.w.undo_stack.clear()
+
+    def rescan(self, check_foreign: bool = True) -> None:
+        """Classify the folder again: new and changed files are taken in (open sessions only)."""
+        if self.session is not None and not self.is_classifying():
+            self.stop_worker()
+            self.w.banner.setVisible(False)
+            self._start_worker(check_foreign)
+
+    # --- classification off the GUI thread ----------------------------------------------------
+    def _start_worker(self, check_foreign: bool = True) -> None:
+        w = self.w
+        self.worker = worker = ClassifyWorker(self.session, check_foreign)
+        worker.finished.connect(self._finished)
+        worker.failed.connect(self._failed)
+        self.classify_thread = start_worker(worker)
+        w.show_progress(True)
+        w.statusBar().showMessage(f"Scanning {self.folder} …")
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel.set()
+            self.w.statusBar().showMessage("Cancelling …")
+
+    def stop_worker(self) -> None:
+        """Cancel and wait: the worker checks the cancel flag while scanning and after every batch."""
+        if self.worker is not None:
+            self.worker.cancel.set()
+        if self.classify_thread is not None:
+            self.classify_thread.quit()
+            if not self.classify_thread.wait(30_000):
+                log.error("the classification thread did not stop within 30 s")
+        self.w.show_progress(False)
+        self.worker = None
+        self.classify_thread = None
+
+    def is_classifying(self) -> bool:
+        return self.classify_thread is not None and self.classify_thread.isRunning()
+
+    def _stale(self) -> bool:
+        """True in a slot called by a signal of an adapter or worker that is no longer current."""
+        sender = self.sender()
+        return sender is not None and sender is not self.adapter and sender is not self.worker
+
+    def _progress(self, p) -> None:
+        if not self._stale():
+            self.w.show_rate(p)
+
+    def _cells_arrived(self, cells) -> None:
+        if self._stale():
+            return
+        self.w.gallery_model.upsert(cells)
+        now = time.monotonic()
+        if now - self._summary_at >= SUMMARY_EVERY_S:
+            self._summary_at = now
+            self.w.records.refresh()
+
+    def _cells_changed(self, cells) -> None:
+        if self._stale():
+            return
+        self.w.gallery_model.upsert(cells)
+        self.w.records.refresh()
+
+    def _state_changed(self, record: SessionRecord) -> None:
+        if self._stale():
+            return
+        name = record.specimen_id or (self.folder.name if self.folder else "")
+        status = "signed off" if record.signed else ("reopened" if record.state == SessionState.REOPENED else "")
+        self.w.setWindowTitle(" — ".join(p for p in ("SlideTally", name, self.folder.name if self.folder else "", status)
+                                         if p))
+        self.w.records.refresh()
+
+    def _notice(self, text: str) -> None:
+        if self._stale():
+            return
+        self.w.banner.setText(f"⚠ {text}")
+        self.w.banner.setVisible(True)
+        log.warning(text)
+
+    def _finished(self, result: ClassifyResult) -> None:
+        w = self.w
+        if self._stale():
+            return
+        w.show_progress(False)
+        w.records.refresh()
+        total = w.gallery_model.rowCount()
+        if result.cancelled:
+            w.statusBar().showMessage(f"Cancelled: {result.classified} images classified and kept; reopen the folder "
+                                      "to go on.")
+        elif not result.applied:
+            w.statusBar().showMessage(f"{total} images restored; the folder's changes were not taken in (see the banner).")
+        else:
+            w.statusBar().showMessage(f"{total} images ready ({result.classified} classified now). Review the Review "
+                                      "bin, then sign off.")
+        if self.info and self.info.task == "idc-patch":
+            self._build_mosaic()
+        if result.foreign and w.ask("These images look foreign", result.foreign + "\n\nClassify them anyway?"):
+            self.rescan(check_foreign=False)
+
+    def _failed(self, message: str) -> None:
+        if self._stale():
+            return
+        self.w.show_progress(False)
+        self.w.error("Classification stopped",
+                     f"Classification stopped: {message}\nEverything classified before this is kept.")
+
+    def _build_mosaic(self) -> None:
+        from desktop.ui.mosaic import MosaicJob
+
+        cells = self.w.gallery_model.cells
+        job = MosaicJob(self.folder, cells, slide_grid(cells, self.info))
+        job.signals.ready.connect(lambda mosaic: (self.w.summary.set_mosaic(mosaic), self.w.records.refresh()))
+        self._mosaic_job = job
+        self.w.thumbnails.start(job)
