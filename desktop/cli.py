@@ -231,17 +231,25 @@ def cmd_verify(args) -> int:
 def cmd_adapt(args) -> int:
     """Fit a site model on verified cells (cross-validated), write it, print before/after."""
     from desktop.core.lab.adaptation import AdaptationRefused
-    from desktop.core.lab.site_cells import cells_from_folder, cells_from_sessions, signed_sessions
+    from desktop.core.lab.site_cells import cells_from_folder, cells_from_sessions, has_specimens, signed_sessions
     from desktop.core.lab.site_model import prepare_adaptation, write_site_model
 
     model = resolve_model(args.model)
+    if model.info.site:
+        raise CliError(f"{model.info.key} is a site model; adapt from the model it was made from")
+    notes = []
     if args.verified:
         cells = cells_from_folder(Path(args.verified), model.info)
         source = {"verified_folder": str(Path(args.verified).resolve()), "cells": len(cells)}
+        if not has_specimens(Path(args.verified), model.info):
+            notes.append("no specimens are known (DIR/<class key>/<image>): the folds are by image, cells of one "
+                         "specimen may be on both sides, and the figures are optimistic")
     else:
         sessions = signed_sessions(_data_dir(args), model.info, args.since)
         cells = cells_from_sessions(sessions, model.info)
-        source = {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": len(cells)}
+        signers = sorted({n for s in sessions for n in (s.meta.get("signed_by", ""), s.meta.get("verified_by", "")) if n})
+        source = {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": len(cells),
+                  "signed_by": signers}
     start = time.perf_counter()
     try:
         prepared = prepare_adaptation(model, cells, source)
@@ -251,9 +259,9 @@ def cmd_adapt(args) -> int:
     for problem in prepared.problems[:10]:
         print(f"warning: skipped {problem}", file=sys.stderr)
     destination = Path(args.out) if args.out else user_models_dir()
-    path = write_site_model(model, prepared, args.site, args.approved_by, destination)
+    path = write_site_model(model, prepared, args.site, args.approved_by, destination, override=args.accept_loss)
     print(f"site model written: {path} ({time.perf_counter() - start:.1f} s)")
-    print(f"cross-validation: {a.folds}; cells per class: "
+    print(f"site cross-validated ({a.folds}); cells per class: "
           + ", ".join(f"{k} {n}" for k, n in a.cells_per_class.items()))
     if a.kept_from_base:
         print(f"held close to the base model (fewer than 10 verified cells): {', '.join(a.kept_from_base)}")
@@ -261,7 +269,7 @@ def cmd_adapt(args) -> int:
     for name, f in (("before", a.before), ("after", a.after)):
         print(f"{name:<10} {f.accuracy:>9.3f} {f.balanced_accuracy:>9.3f} {f.accepted_share:>9.3f} "
               f"{f.accepted_accuracy:>21.3f}")
-    for note in a.notes:
+    for note in [*a.notes, *notes]:
         print(f"note: {note}")
     return 0
 
@@ -272,8 +280,7 @@ def cmd_models(args) -> int:
     for info in infos:
         m = info.metrics
         extra = f"  macro-F1 {m['macro_f1']:.3f}" if "macro_f1" in m else ""
-        kind = "cross-validated accuracy" if m.get("cross_validated") else "test accuracy"
-        acc = f"{kind} {m['accuracy']:.4f}" if "accuracy" in m else "no metrics"
+        acc = f"{info.accuracy_label} {m['accuracy']:.4f}" if "accuracy" in m else "no metrics"
         print(f"{info.key:<16} v{info.version:<8} {info.task:<20} {acc}{extra}  n={m.get('n', '?')}  ({info.display_name})")
     for problem in problems:
         print(f"skipped: {problem}")
@@ -403,11 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="base model key, task or .onnx path (default: the blood model)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-sessions", action="store_true", help="use the signed-off sessions of the base model")
-    source.add_argument("--verified", metavar="DIR", help="a labelled folder DIR/<class key>/<image>")
+    source.add_argument("--verified", metavar="DIR",
+                        help="a labelled folder DIR/<specimen>/<class key>/<image> (or DIR/<class key>/<image>)")
     p.add_argument("--since", help="with --from-sessions: only sessions signed off on or after this date")
     p.add_argument("--site", required=True, help="the lab's short name, e.g. 'north-lab'")
     p.add_argument("--out", help="the .onnx file to write (default: a new file in the user models folder)")
     p.add_argument("--approved-by", default=getpass.getuser(), help="who approved the site model (recorded in it)")
+    p.add_argument("--accept-loss", metavar="REASON",
+                   help="write the site model even if it is worse than the base model, for this reason (kept in it)")
     p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
     p.set_defaults(func=cmd_adapt)
     p = sub.add_parser("models", help="list the models with their test metrics")

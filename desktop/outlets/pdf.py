@@ -15,7 +15,7 @@ from PySide6.QtGui import QColor, QFont, QImage, QPageLayout, QPageSize, QPainte
 
 from desktop.core.atomic import replaced_atomically
 from desktop.core.inference.slide import MAP_CELL_PX, call_overlay
-from desktop.core.report.assay_report import AssayReport
+from desktop.core.report.assay_report import NRBC_GROUP, AssayReport
 from desktop.core.thumbnails import thumbnail
 from desktop.outlets.qimage import to_qimage
 
@@ -56,13 +56,13 @@ def report_document(report: AssayReport, folder: Path | None = None, heat: QImag
         f"<h2>{e(title)}</h2>",
         f"<table cellspacing=0 cellpadding=2>{identity}<tr><td><b>Printed</b></td>"
         f"<td>{e(report.generated_at)} by {e(report.generated_by)}</td></tr></table>",
-        f"<p><b>Model:</b> {e(m.display_name)} — {e(m.key)} version {e(m.version)}; test accuracy {accuracy}, "
-        f"macro-F1 {macro} on {m.n_test} held-out images.</p>",
+        f"<p><b>Model:</b> {e(m.display_name)} — {e(m.key)} version {e(m.version)}; {e(m.accuracy_label)} {accuracy}, "
+        f"macro-F1 {macro} on {m.n_test} {'verified cells of this lab' if m.accuracy_label != 'test accuracy' else 'held-out images'}.</p>",
         f"<p>{t.total} images; {t.pending_review} awaiting review; {t.unreadable} unreadable; "
         f"{t.unfamiliar_excluded} unfamiliar excluded.</p>",
     ]
     if report.blood:
-        nrbc = next((c.result for c in report.differential if c.result.unit.symbol == "/100 WBC"), None)
+        nrbc = next((c.result for c in report.differential if c.group == NRBC_GROUP), None)
         parts.append(f"<p><b>WBC counted:</b> {report.wbc} (target {report.target}); <b>platelets</b> (counted apart): "
                      f"{report.platelets}" + (f"; <b>NRBC</b>: {nrbc.text() or 'n/a'} {nrbc.unit.symbol}" if nrbc else "")
                      + "</p>")

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow
 
 from desktop.core.errors import SlideTallyError
 from desktop.core.inference.folder import guess_task
-from desktop.core.inference.model import Model, ModelInfo, discover_models
+from desktop.core.inference.model import IDC, Model, ModelInfo, discover_models
 from desktop.core.records.domain import SessionRecord, SessionState
 from desktop.core.records.session import ClassifyResult, Session
 from desktop.core.report.summary import slide_grid
@@ -51,7 +51,7 @@ class SessionController(QObject):
         w.assay.blockSignals(True)
         w.assay.clear()
         for info in self.models:
-            acc = f" — test accuracy {info.accuracy:.1%}" if info.accuracy is not None else ""
+            acc = f" — {info.accuracy_label} {info.accuracy:.1%}" if info.accuracy is not None else ""
             w.assay.addItem(f"{info.display_name} v{info.version}{acc}", info.key)
         w.assay.blockSignals(False)
         # the assay in use stays in use when the list is reloaded (a site model was installed, say)
@@ -246,7 +246,7 @@ class SessionController(QObject):
         else:
             w.statusBar().showMessage(f"{total} images ready ({result.classified} classified now). Review the Review "
                                       "bin, then sign off.")
-        if self.info and self.info.task == "idc-patch":
+        if self.info and self.info.task == IDC:
             self._build_mosaic()
         if result.foreign and w.ask("These images look foreign", result.foreign + "\n\nClassify them anyway?"):
             self.rescan(check_foreign=False)

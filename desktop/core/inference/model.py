@@ -28,7 +28,9 @@ from desktop.core.inference.slide import PatchGrid
 from desktop.core.inference.slide_step import SlideStep, SlideStepError, parse_slide_step
 
 SCHEMA_PREFIX = "slidetally/"
-TASKS = ("blood-differential", "idc-patch")
+BLOOD, IDC = "blood-differential", "idc-patch"  # the contract's tasks
+TASKS = (BLOOD, IDC)
+MAX_THREADS = 8  # beyond this ONNX Runtime and the decoders gain nothing on a workstation
 REQUIRED_KEYS = ("slidetally.schema", "task", "display_name", "version", "classes", "input_size")
 OUTPUT_RANKS = {"probabilities": 2, "ood_score": 1, "features": 2}  # the contract's outputs: [N, C], [N], [N, F]
 
@@ -61,6 +63,7 @@ class ModelInfo:
     metrics: dict = field(default_factory=dict, compare=False)
     dataset: dict = field(default_factory=dict, compare=False)
     provenance: dict = field(default_factory=dict, compare=False)
+    site: dict = field(default_factory=dict, compare=False)  # site models: base SHA-256, approval, figures
 
     @property
     def key(self) -> str:
@@ -69,6 +72,11 @@ class ModelInfo:
     @property
     def class_keys(self) -> list[str]:
         return [c.key for c in self.classes]
+
+    @property
+    def accuracy_label(self) -> str:
+        """What the accuracy figure is: a site model's never comes from a held-out test split."""
+        return "site cross-validated accuracy" if self.site or self.metrics.get("cross_validated") else "test accuracy"
 
     @property
     def accuracy(self) -> float | None:
@@ -117,6 +125,11 @@ def _slide_step(meta: dict[str, str], n_classes: int, path: Path) -> SlideStep |
     return step
 
 
+def worker_threads() -> int:
+    """Threads for inference and for decoding: one per core, at most MAX_THREADS."""
+    return max(1, min(MAX_THREADS, os.cpu_count() or 1))
+
+
 def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelInfo:
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if "slidetally.schema" in missing:
@@ -160,6 +173,7 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         metrics=_json(meta, "metrics", path) if "metrics" in meta else {},
         dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
         provenance=_json(meta, "provenance", path) if "provenance" in meta else {},
+        site=_json(meta, "site", path) if "site" in meta else {},
     )
 
 
@@ -169,7 +183,7 @@ def session_options(threads: int | None = None):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # One inference thread per core; decoding runs in its own threads beside it.
-    options.intra_op_num_threads = threads or max(1, min(8, os.cpu_count() or 1))
+    options.intra_op_num_threads = threads or worker_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if os.environ.get("SLIDETALLY_ORT_SPIN", "0") != "1":
@@ -300,4 +314,20 @@ def discover_models(*folders: Path) -> tuple[list[ModelInfo], list[str]]:
             problems.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad file must never hide the good ones
             problems.append(f"{path.name} could not be loaded ({type(exc).__name__}: {str(exc)[:160]})")
-    return infos, problems
+    return _without_unsound_site_models(infos, problems)
+
+
+def _without_unsound_site_models(infos: list[ModelInfo], problems: list[str]) -> tuple[list[ModelInfo], list[str]]:
+    """A site model is listed only if it names an installed base by SHA-256 and its figures are in range."""
+    from desktop.core.lab.site_guard import check_site_info
+
+    bases = {i.sha256 for i in infos if not i.site}
+    kept = []
+    for info in infos:
+        try:
+            if info.site:
+                check_site_info(info, bases)
+            kept.append(info)
+        except ModelError as exc:
+            problems.append(f"{info.path.name}: {exc}")
+    return kept, problems

@@ -1,9 +1,15 @@
 """A lab's verified cells, gathered for verification and adaptation: from its signed-off
-sessions in the data folder, or from a labelled folder tree `DIR/<class key>/<image>`."""
+sessions in the data folder, or from a labelled folder tree `DIR/<specimen>/<class key>/<image>`
+(or `DIR/<class key>/<image>`, where no specimen is known).
+
+Groups, which cross-validation never splits: the session's specimen, or the folder's specimen, or
+(no specimen known) the image itself; images with the same bytes (copies, hard links) are always
+merged into one group, whatever their specimen."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -81,24 +87,69 @@ def cells_from_sessions(sessions: list[SignedSession], info: ModelInfo) -> list[
         for c in s.verified():
             final = c.final_class or c.ai_class
             if final in keys and "#" not in c.file:  # tiles of a tissue image are not files of their own
-                out.append(VerifiedCell(s.folder / c.file, keys.index(final), s.path.stem))
-    return out
+                out.append(VerifiedCell(s.folder / c.file, keys.index(final), s.name))  # one specimen, one group
+    groups = merge_identical([c.group for c in out], [_digest(c.path) for c in out])
+    return [VerifiedCell(c.path, c.label, g) for c, g in zip(out, groups)]
+
+
+def merge_identical(groups: list[str], digests: list[str]) -> list[str]:
+    """Union of the groups that share an image's bytes: one group name per connected set."""
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    first: dict[str, str] = {}
+    for group, digest in zip(groups, digests):
+        if digest in first:
+            parent[find(group)] = find(first[digest])
+        else:
+            first[digest] = group
+    return [find(g) for g in groups]
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return f"unreadable:{path}"  # reported when the image is read; its own group meanwhile
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def has_specimens(folder: Path, info: ModelInfo) -> bool:
+    """True for DIR/<specimen>/<class key>/…, False for DIR/<class key>/… (no specimen known)."""
+    subdirs = _visible_dirs(Path(folder))
+    return bool(subdirs) and not all(d.name in info.class_keys for d in subdirs)
 
 
 def cells_from_folder(folder: Path, info: ModelInfo) -> list[VerifiedCell]:
-    """A labelled tree DIR/<class key>/<image>; each image its own group (no session is known)."""
+    """A labelled tree (see the module docstring), grouped by specimen, or by image without one."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ActionRefused(f"{folder} is not a folder")
     keys = info.class_keys
-    unknown = [d.name for d in folder.iterdir() if d.is_dir() and d.name not in keys and not d.name.startswith(".")]
-    if unknown:
-        raise ActionRefused(f"folders {', '.join(sorted(unknown))} are not classes of {info.key} ({', '.join(keys)})")
+    by_specimen = has_specimens(folder, info)
+    specimens = _visible_dirs(folder) if by_specimen else [folder]
     out = []
-    for k, key in enumerate(keys):
-        if (folder / key).is_dir():
-            out += [VerifiedCell(f.path, k, f.relative) for f in scan_folder(folder / key)]
-    return out
+    for specimen in specimens:
+        unknown = [d.name for d in _visible_dirs(specimen) if d.name not in keys]
+        if unknown:
+            raise ActionRefused(f"{specimen}: folders {', '.join(unknown)} are not classes of {info.key} "
+                                f"({', '.join(keys)}); expected DIR/<specimen>/<class key>/<image> or DIR/<class key>/<image>")
+        for k, key in enumerate(keys):
+            if (specimen / key).is_dir():
+                out += [VerifiedCell(f.path, k, specimen.name if by_specimen else f"{specimen.name}/{key}/{f.relative}")
+                        for f in scan_folder(specimen / key)]
+    if not out:
+        raise ActionRefused(f"{folder} holds no images in <class key>/ or <specimen>/<class key>/ folders")
+    groups = merge_identical([c.group for c in out], [_digest(c.path) for c in out])
+    return [VerifiedCell(c.path, c.label, g) for c, g in zip(out, groups)]
 
 
 def extract(model: Model, cells: list[VerifiedCell], progress=None, cancel: threading.Event | None = None,

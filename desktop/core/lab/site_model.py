@@ -19,7 +19,7 @@ import onnxruntime as ort
 from desktop import __version__
 from desktop.core.errors import ActionRefused
 from desktop.core.inference.imaging import UnreadableImage, load_prepared
-from desktop.core.inference.model import Model, ModelError
+from desktop.core.inference.model import Model, ModelError, find_model_files
 from desktop.core.lab.adaptation import Adaptation, adapt
 from desktop.core.lab.graft import graft_site_head, read_head, site_scores, with_features_output
 from desktop.core.lab.site_cells import VerifiedCell, extract
@@ -116,21 +116,34 @@ def prepare_adaptation(base: Model, cells: list[VerifiedCell], source: dict, pro
 
 
 def write_site_model(base: Model, prepared: PreparedAdaptation, site_name: str, approved_by: str,
-                     destination: Path) -> Path:
-    """Graft, prove, write atomically (into a folder, e.g. the user models folder, or to a .onnx path)
-    and validate the file as any model is validated at load."""
-    if not approved_by.strip():
-        raise ActionRefused("A site model must be approved by a named person (the lab director).")
+                     destination: Path, override: str | None = None, model_files: list[Path] | None = None,
+                     protected_folders: list[Path] | None = None) -> Path:
+    """Graft, prove, write atomically (into a folder, e.g. the user models folder, or to a new .onnx path)
+    and validate the file as any model is validated at load. The guard rails of `site_guard` apply:
+    a new file under a free key, an approver who signed none of the cells, a loss only with `override`."""
+    from desktop.core.lab.site_guard import check_approver, check_destination, check_not_worse
+    from desktop.core.resources import resource
+
     adaptation = prepared.adaptation
+    approver = check_approver(approved_by, set(prepared.source.get("signed_by", [])))
+    accepted = check_not_worse(adaptation.before.as_dict(), adaptation.after.as_dict(), override)
     site = slug(site_name)
     destination = Path(destination)
     folder = destination.parent if destination.suffix == ".onnx" else destination
-    folder.mkdir(parents=True, exist_ok=True)
     number = next_number(folder, base.info.key, site)
-    proto = build_site_model(base, adaptation, site_metadata(base, adaptation, site, number, approved_by.strip(),
-                                                             prepared.source))
-    prove_graft(proto, adaptation, prepared.check_images)
     path = destination if destination.suffix == ".onnx" else folder / f"{base.info.key}-site-{site}-{number}.onnx"
+    shipped = resource("models")
+    protected = [shipped] if protected_folders is None else protected_folders
+    known = find_model_files(*protected, folder) if model_files is None else model_files
+    check_destination(path, [*known, base.info.path], protected)
+    folder.mkdir(parents=True, exist_ok=True)
+    metadata = site_metadata(base, adaptation, site, number, approver, prepared.source)
+    if accepted:
+        site_json = json.loads(metadata["site"])
+        site_json["override"] = accepted
+        metadata["site"] = json.dumps(site_json)
+    proto = build_site_model(base, adaptation, metadata)
+    prove_graft(proto, adaptation, prepared.check_images)
     data = proto.SerializeToString()
     tmp = path.with_suffix(".onnx.tmp")
     tmp.write_bytes(data)

@@ -24,7 +24,7 @@ from desktop.core.errors import ActionRefused, FolderError, ModelError, SessionL
 from desktop.core.events import Event
 from desktop.core.inference.decision import Call, slide_level_calls
 from desktop.core.inference.folder import expand_tissue_images, guess_task
-from desktop.core.inference.model import Model, discover_models
+from desktop.core.inference.model import BLOOD, IDC, Model, discover_models
 from desktop.core.inference.pipeline import Progress, classify
 from desktop.core.inference.scan import ScanCancelled, hash_file, scan_folder
 from desktop.core.inference.slide import tile_source
@@ -97,7 +97,12 @@ def resolve_model(model: Model | str | Path | None, folder: Path | None = None) 
     if isinstance(model, Model):
         return model
     if model is not None and (Path(model).suffix == ".onnx"):
-        return Model(Path(model))
+        loaded = Model(Path(model))
+        if loaded.info.site:  # a site model is used only beside the base it names
+            from desktop.core.lab.site_guard import check_site_info
+
+            check_site_info(loaded.info, {i.sha256 for i in discover_models()[0] if not i.site})
+        return loaded
     infos, problems = discover_models()
     if not infos:
         raise ModelError("no usable model found in resources/models or the user models folder"
@@ -107,7 +112,7 @@ def resolve_model(model: Model | str | Path | None, folder: Path | None = None) 
         if not match:
             raise ModelError(f"no model named {model!r}; available: {', '.join(i.key for i in infos)}")
         return Model(match[0].path)
-    task = (guess_task(folder) if folder is not None else None) or "blood-differential"
+    task = (guess_task(folder) if folder is not None else None) or BLOOD
     return Model(next((i for i in infos if i.task == task), infos[0]).path)
 
 
@@ -192,7 +197,7 @@ class Session:
             files = scan_folder(self.folder, cancel)
         except OSError as exc:
             raise FolderError(f"Cannot read the folder {readable(str(self.folder))}: {exc.strerror or exc}") from exc
-        if self.info.task == "idc-patch":
+        if self.info.task == IDC:
             return expand_tissue_images(files, self.info.patch)
         return files
 

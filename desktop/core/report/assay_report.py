@@ -10,11 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from desktop import __version__
-from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.model import BLOOD, IDC, ModelInfo
 from desktop.core.records.domain import AuditEntry, Cell, FolderChanges, SessionRecord
 from desktop.core.report.codes import ResultCode, code_for, load_codes
 from desktop.core.report.summary import (
     DEFAULT_TARGET_WBC,
+    NRBC_GROUP,
+    PLATELET_GROUP,
+    WBC_GROUP,
     Counts,
     ReferenceIntervals,
     SlideSummary,
@@ -26,7 +29,6 @@ from desktop.core.report.summary import (
     idc_summary,
 )
 
-BLOOD, IDC = "blood-differential", "idc-patch"
 DECIMALS = 1  # every percentage and ratio is reported to one decimal
 GALLERY_PER_CLASS = 24  # thumbnails per class on the PDF's gallery page
 IDC_REFERENCE_NOTE = ("No reference interval applies: the IDC fraction is the share of this slide's classified "
@@ -52,7 +54,7 @@ def unit_of(group: str, blood: bool) -> Unit | None:
     platelets none (counted apart); in other assays % of the classified images."""
     if not blood:
         return PERCENT_OF_IMAGES
-    return {"wbc": PERCENT_OF_WBC, "nrbc": PER_100_WBC}.get(group)
+    return {WBC_GROUP: PERCENT_OF_WBC, NRBC_GROUP: PER_100_WBC}.get(group)
 
 
 def number(value: float | int | None, decimals: int = DECIMALS, decimal: str = ".") -> str:
@@ -102,6 +104,7 @@ class ModelIdentity:
     macro_f1: float | None
     n_test: int | str
     patch_size: int  # the side of a tile cut from a tissue image (thumbnails of tiles)
+    accuracy_label: str = "test accuracy"  # a site model's is "site cross-validated accuracy"
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ class AssayReport:
 def _model_identity(info: ModelInfo) -> ModelIdentity:
     m = info.metrics
     return ModelIdentity(info.key, info.display_name, info.version, info.sha256, info.task, m.get("accuracy"),
-                         m.get("macro_f1"), m.get("n", "?"), info.patch.size)
+                         m.get("macro_f1"), m.get("n", "?"), info.patch.size, info.accuracy_label)
 
 
 def _reopens(audit: Iterable[AuditEntry]) -> tuple[Reopen, ...]:
@@ -253,11 +256,11 @@ def build_report(cells: list[Cell], info: ModelInfo, record: SessionRecord, *, a
     warnings: list[str]
     slide = wbc = platelets = ai_fraction = None
     if blood:
-        diff = differential(cells, info, reference, target, tally)
+        diff = differential(cells, info, target, tally)
         wbc, platelets, warnings = diff.wbc, diff.platelets, list(diff.warnings)
         results.append(Result("wbc_counted", "White cells counted", wbc, CELLS, 0, count=wbc,
                               code=code_for(codes, "wbc_counted")))
-        if any(g == "platelet" for g in groups.values()):
+        if any(g == PLATELET_GROUP for g in groups.values()):
             results.append(Result("platelets_counted", "Platelets counted (apart)", platelets, CELLS, 0, count=platelets,
                                   code=code_for(codes, "platelets_counted")))
         source = reference.source if reference else ""
