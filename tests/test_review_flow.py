@@ -24,8 +24,10 @@ def bench(tmp_path, monkeypatch):
     for path in sorted((SAMPLES / "blood").glob("*.jpg"))[::5]:
         shutil.copy(path, folder / path.name)
     answers = {"question": QMessageBox.StandardButton.Yes, "asked": []}
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (answers["asked"].append(a[2]), answers["question"])[1])
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: answers["asked"].append(a[2]))
+    # each question or warning as "title: text", so a test can tell which dialog asked
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: (answers["asked"].append(f"{a[1]}: {a[2]}"), answers["question"])[1])
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: answers["asked"].append(f"{a[1]}: {a[2]}"))
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))
     monkeypatch.setattr(IdentityForm, "ask", classmethod(lambda cls, *a, **k: ("S-9", "", "Ana Ruiz")))
     return models, folder, tmp_path, answers
@@ -133,7 +135,7 @@ def test_changing_the_assay_with_a_folder_open_asks_first(qtbot, bench):
     answers["question"] = QMessageBox.StandardButton.No
     other = window.assay.findData("tiny-other")
     window.assay.setCurrentIndex(other)
-    assert "Change the assay" not in answers["asked"][-1] and "Classify the open folder" in answers["asked"][-1]
+    assert answers["asked"][-1].startswith("Change the assay?: Classify the open folder")
     assert window.sessions.session is before and window.sessions.info.key == "tiny-blood"
     assert window.assay.currentData() == "tiny-blood"
     answers["question"] = QMessageBox.StandardButton.Yes

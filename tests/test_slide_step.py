@@ -116,14 +116,14 @@ def test_the_step_round_trips_through_the_metadata(tmp_path):
     assert json.loads(STEP)["kind"] == "neighbour-logit-mean"
 
 
-def test_the_cli_and_the_gui_session_give_the_same_fraction_through_the_shipped_step(tmp_path):
-    """The shipped IDC model declares its step; the CLI (a subprocess) and a session opened as
-    the GUI opens it call the bundled slide the same, and both went through the step."""
+def test_the_cli_and_the_gui_give_the_same_fraction_through_the_shipped_step(qtbot, tmp_path):
+    """The shipped IDC model declares its step; the CLI (a subprocess) and the real window (its
+    worker thread, its adapter) call the bundled slide the same, and both went through the step."""
     import csv
     import subprocess
     import sys
 
-    from conftest import ROOT, SAMPLES, shipped
+    from conftest import ROOT, SAMPLES, open_window, shipped
 
     model = Model(shipped("breast-idc.onnx"))
     assert model.info.slide_step is not None
@@ -134,12 +134,17 @@ def test_the_cli_and_the_gui_session_give_the_same_fraction_through_the_shipped_
     assert out.returncode == 0, out.stderr
     with (tmp_path / "cells.csv").open(encoding="utf-8-sig") as handle:
         cli_calls = {row["file"]: row["ai_class"] for row in csv.DictReader(handle)}
-    session = Session.open(folder, model, tmp_path / "gui")
-    session.classify()
+    window = open_window(qtbot, tmp_path, model.info.path.parent)
+    window.assay.setCurrentIndex(window.assay.findData(model.info.key))
+    window.sessions.open_folder(folder, guess=False)
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying() and window.gallery_model.rowCount() == 517,
+                    timeout=120_000)
+    session = window.sessions.session
+    assert session.model.info.sha256 == model.info.sha256
     gui = idc_summary(session.cells(), model.info)
-    gui_calls = {c.file: c.ai_class for c in session.cells()}
+    gui_calls = {c.file: c.ai_class for c in window.gallery_model.cells}
     stepped = [e for e in session.audit() if e.action == "slide step"]
-    session.close()
+    window.close()
     assert cli_calls == gui_calls and len(gui_calls) == 517
     assert sum(v == "idc" for v in cli_calls.values()) == gui.ai_idc
     assert stepped  # the step changed some calls on this slide, and said so

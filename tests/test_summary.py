@@ -12,9 +12,11 @@ from desktop.core.inference.folder import expand_tissue_images
 from desktop.core.inference.model import Model
 from desktop.core.inference.scan import scan_folder
 from desktop.core.inference.slide import PatchGrid, is_background, patch_position
-from desktop.core.records.domain import Cell
+from desktop.core.records.domain import Cell, SessionRecord
 from desktop.core.records.session import Session
-from desktop.core.report.summary import ReferenceIntervals, counts, differential, idc_summary
+from desktop.core.report.assay_report import build_report
+from desktop.core.report.codes import DEFAULT_CODES
+from desktop.core.report.summary import ReferenceIntervals, counts, idc_summary
 
 BLOOD = ["basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet"]
 GROUPS = {"erythroblast": "nrbc", "platelet": "platelet"}
@@ -33,28 +35,33 @@ def cell(i, ai, final=None, review=False, confirmed=False, unfamiliar=False, unr
                 final, confirmed, None)
 
 
+def _report(cells, info, reference=None):
+    """The report the product builds (GUI panel, CLI, every outlet), not a side path of it."""
+    record = SessionRecord("folder", info.key, info.version, info.sha256, "open")
+    return build_report(cells, info, record, reference=reference, codes=DEFAULT_CODES)
+
+
 def test_differential_percentages_nrbc_and_platelets(blood_info):
     cells = ([cell(i, "neutrophil") for i in range(60)] + [cell(100 + i, "lymphocyte") for i in range(30)]
              + [cell(200 + i, "monocyte") for i in range(10)] + [cell(300 + i, "erythroblast") for i in range(5)]
              + [cell(400 + i, "platelet") for i in range(7)])
     reference = ReferenceIntervals({"neutrophil": (40, 80), "lymphocyte": (20, 40), "monocyte": (2, 8)}, "test")
-    diff = differential(cells, blood_info, reference)
-    rows = {r.key: r for r in diff.rows}
-    assert diff.wbc == 100 and diff.platelets == 7
-    assert rows["neutrophil"].percent == pytest.approx(60.0)
-    assert rows["monocyte"].percent == pytest.approx(10.0) and rows["monocyte"].flag == "H"
-    assert rows["basophil"].percent == 0.0
-    assert diff.nrbc_per_100_wbc == pytest.approx(5.0)
-    assert rows["platelet"].percent is None
-    assert not any("target" in w for w in diff.warnings)
+    report = _report(cells, blood_info, reference)
+    assert report.wbc == 100 and report.platelets == 7
+    assert report.result("neutrophil").value == 60.0 and report.result("neutrophil").flag == ""
+    assert report.result("monocyte").value == 10.0 and report.result("monocyte").flag == "H"
+    assert report.result("basophil").value == 0.0
+    assert report.result("erythroblast").value == 5.0 and report.result("erythroblast").unit.symbol == "/100 WBC"
+    assert report.result("platelet") is None and report.result("platelets_counted").value == 7
+    assert not any("target" in w for w in report.warnings)
 
 
 def test_final_call_counts_not_the_ai_call_and_fewer_than_target_warns(blood_info):
     cells = [cell(1, "neutrophil", final="lymphocyte"), cell(2, "neutrophil")]
-    diff = differential(cells, blood_info)
-    rows = {r.key: r for r in diff.rows}
-    assert rows["lymphocyte"].count == 1 and rows["neutrophil"].count == 1
-    assert any("target is 100" in w for w in diff.warnings)
+    report = _report(cells, blood_info)
+    assert report.result("lymphocyte").count == 1 and report.result("neutrophil").count == 1
+    assert any("target is 100" in w for w in report.warnings)
+    assert "Sign off anyway" in report.below_target()
 
 
 def test_unfamiliar_and_unconfirmed_review_cells_are_excluded_and_counted(blood_info):
@@ -64,9 +71,9 @@ def test_unfamiliar_and_unconfirmed_review_cells_are_excluded_and_counted(blood_
     tally = counts(cells, blood_info)
     assert tally.final["neutrophil"] == 1 and tally.final["monocyte"] == 1
     assert tally.pending_review == 2 and tally.unfamiliar_excluded == 1 and tally.unreadable == 1
-    diff = differential(cells, blood_info)
-    assert diff.wbc == 2 and diff.excluded == 2 and diff.unfamiliar_excluded == 1
-    assert any("Unfamiliar" in w for w in diff.warnings)
+    report = _report(cells, blood_info)
+    assert report.wbc == 2 and report.tally.pending_review == 2 and report.tally.unfamiliar_excluded == 1
+    assert any("Unfamiliar" in w for w in report.warnings)
 
 
 def test_idc_fraction_and_heat_map_from_patch_positions(tmp_path):

@@ -1,4 +1,6 @@
-"""Temperature scaling, expected calibration error, and the Review threshold trade-off."""
+"""The trainer's calibration run: temperature, decision and review thresholds chosen on val with
+the core's numpy functions (`desktop.core.calibration`, also used by site adaptation) and the
+app's own decision rule; expected calibration error and the accepted-calls curve for the card."""
 
 from __future__ import annotations
 
@@ -7,32 +9,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    p = softmax(logits, temperature)
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, 1.0))))
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises validation NLL (coarse grid, then a golden-section refine)."""
-    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 60))
-    best = grid[int(np.argmin([nll(logits, labels, t) for t in grid]))]
-    lo, hi = best / 1.2, best * 1.2
-    ratio = (np.sqrt(5) - 1) / 2
-    for _ in range(40):
-        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        if nll(logits, labels, a) < nll(logits, labels, b):
-            hi = b
-        else:
-            lo = a
-    return float((lo + hi) / 2)
+from desktop.core.calibration import (
+    balanced_accuracy_threshold,
+    choose_review_threshold,
+    fit_temperature,
+    review_tradeoff,
+    softmax,
+)
+from desktop.core.inference.decision import decide as decision_rule
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
@@ -51,40 +35,6 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[
     return float(ece), table
 
 
-def review_tradeoff(probs: np.ndarray, labels: np.ndarray, predictions: np.ndarray | None = None) -> list[dict]:
-    """For each threshold: share of calls sent to Review and accuracy of the calls kept."""
-    predictions = probs.argmax(axis=1) if predictions is None else predictions
-    confidence = probs.max(axis=1)
-    rows = []
-    for t in (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99):
-        kept = confidence >= t
-        accuracy = float((predictions[kept] == labels[kept]).mean()) if kept.any() else float("nan")
-        rows.append({"threshold": t, "review_share": float(1 - kept.mean()), "accepted_accuracy": accuracy})
-    return rows
-
-
-def choose_review_threshold(rows: list[dict], target_accuracy: float, max_review_share: float) -> float:
-    """Lowest threshold whose kept calls reach the target accuracy, within the Review budget."""
-    for row in rows:
-        if row["accepted_accuracy"] >= target_accuracy and row["review_share"] <= max_review_share:
-            return row["threshold"]
-    affordable = [r for r in rows if r["review_share"] <= max_review_share]
-    return affordable[-1]["threshold"] if affordable else rows[0]["threshold"]
-
-
-def balanced_accuracy_threshold(p_positive: np.ndarray, labels: np.ndarray) -> float:
-    """Decision threshold on P(positive) that maximises balanced accuracy on validation."""
-    best_t, best = 0.5, -1.0
-    for t in np.linspace(0.05, 0.95, 91):
-        call = p_positive >= t
-        tpr = call[labels == 1].mean() if (labels == 1).any() else 0.0
-        tnr = (~call[labels == 0]).mean() if (labels == 0).any() else 0.0
-        score = (tpr + tnr) / 2
-        if score > best + 1e-9:
-            best_t, best = float(t), score
-    return round(best_t, 3)
-
-
 def accepted_curve(correct: np.ndarray, confidence: np.ndarray, unfamiliar: np.ndarray) -> list[dict]:
     """Accuracy of accepted calls vs share accepted, sweeping the confidence bar."""
     rows = []
@@ -93,11 +43,6 @@ def accepted_curve(correct: np.ndarray, confidence: np.ndarray, unfamiliar: np.n
         acc = float(correct[accepted].mean()) if accepted.any() else float("nan")
         rows.append({"threshold": t, "accepted_share": float(accepted.mean()), "accepted_accuracy": acc})
     return rows
-
-
-def decide(probs: np.ndarray, decision: float) -> np.ndarray:
-    """The shipped decision rule: two classes at the model's threshold, otherwise the top class."""
-    return (probs[:, 1] >= decision).astype(int) if probs.shape[1] == 2 else probs.argmax(1)
 
 
 @dataclass(frozen=True)
@@ -121,6 +66,11 @@ class Calibration:
     def calls(self, probabilities: np.ndarray) -> np.ndarray:
         """The shipped rule on what `probabilities` returned (so the slide step runs once)."""
         return decide(probabilities, self.decision_threshold)
+
+
+def decide(probs: np.ndarray, decision: float) -> np.ndarray:
+    """The app's decision rule's call (two classes at `decision`, otherwise the top class)."""
+    return decision_rule(probs, None, 0.0, None, decision).top
 
 
 def with_slide_step(probs: np.ndarray, items: list | None, slide) -> np.ndarray:

@@ -19,11 +19,11 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from desktop.core.inference.imaging import IMAGE_EXTENSIONS, InputSpec, UnreadableImage, load_prepared
+from desktop.core.inference.slide import PATCH_XY
 
 SEED = 20261124
 SPLITS = ("train", "val", "test")
 IDC_COMPLETE_PATIENTS = ("8913", "8914", "8917", "8918", "8950", "9022", "9023", "9041", "9077", "9078")
-PATCH_XY = re.compile(r"_x(\d+)_y(\d+)")
 SUBTYPE = re.compile(r"^([A-Za-z]+)_")
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from desktop.core.inference.model import BLOOD, IDC
+
 CITATIONS = {
-    "blood-differential": (
+    BLOOD: (
         "PBC dataset: Acevedo A., Merino A., Alférez S., Molina Á., Boldú L., Rodellar J. *A dataset of "
         "microscopic peripheral blood cell images for development of automatic recognition systems.* "
         "Data in Brief 30 (2020) 105474; Mendeley Data snkd93bnjr, CC BY 4.0. CellaVision DM96, "
         "Hospital Clinic of Barcelona, May-Grünwald-Giemsa, normal donors. Used here downscaled by 2 (INTER_AREA)."
     ),
-    "idc-patch": (
+    IDC: (
         "Breast Histopathology Images (Kaggle, P. Mooney), from Janowczyk A., Madabhushi A. *Deep learning for "
         "digital pathology image analysis*, J Pathol Inform 2016;7:29, and Cruz-Roa A. et al., SPIE Medical "
         "Imaging 2014. A subset of {images:,} patches from {patients} patients."
@@ -43,7 +45,7 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
               "## Results on the test split (touched once)", "",
               "| metric | reference recipe (seed) | ours |", "|---|---|---|"]
     rows = [("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"), ("macro-F1", "macro_f1")]
-    if cfg.task == "idc-patch":
+    if cfg.task == IDC:
         rows += [("F1 (IDC)", "f1_idc"), ("ROC AUC", "roc_auc"), ("PR AUC", "pr_auc")]
     for label, k in rows:
         s = f"{seed[k]:.4f}" if seed and k in seed else "-"
@@ -61,7 +63,7 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
     lines += ["", f"![confusion matrix](figures/{key}-confusion.png)", "",
               f"![loss and accuracy per epoch](figures/{key}-curves.png)", "",
               f"![reliability](figures/{key}-reliability.png)", ""]
-    if cfg.task == "idc-patch":
+    if cfg.task == IDC:
         step = metadata.get("slide_step")
         lines += [f"Decision threshold P(IDC) ≥ {results['decision_threshold']} (chosen on val for balanced accuracy"
                   + (", on the slide-level step's output)." if step else ")."), ""]
@@ -122,7 +124,7 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:
                       "| confidence ≥ | accepted | accuracy of accepted |", "|---|---|---|"]
             lines += [f"| {c['threshold']} | {_pct(c['accepted_share'])} | {_pct(c['accepted_accuracy'])} |" for c in r["curve"]]
             lines += ["", "Per-class accuracy: " + ", ".join(f"{c} {_pct(v)}" for c, v in r["per_class_accuracy"].items())]
-    if cfg.task == "blood-differential":
+    if cfg.task == BLOOD:
         lines += ["", "- Trained on one analyser (CellaVision DM96), one hospital, one stain, normal donors only: "
                   "blasts, atypical lymphocytes, smudge cells and other pathological cells are not among the classes "
                   "and will be forced into one of the 8 (or flagged Unfamiliar).",

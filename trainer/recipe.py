@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from desktop.core.inference.imaging import InputSpec
+from desktop.core.inference.model import BLOOD, IDC
 from trainer.augment import AugmentConfig
 
 
@@ -19,9 +20,11 @@ class RecipeChanged(Exception):
     """A run folder is being resumed with a recipe other than the one it was started with."""
 
 
+KINDS = {BLOOD: "blood", IDC: "idc"}  # the model contract's task -> the trainer's data layout
+
+
 @dataclass(frozen=True)
 class Recipe:
-    kind: str  # "blood" or "idc": which data layout and split rule
     key: str  # file stem of the shipped model
     task: str  # the model contract's task name
     display_name: str
@@ -48,21 +51,27 @@ class Recipe:
     skip_seed: bool = False  # do not train the reference model
 
     @property
+    def kind(self) -> str:
+        """"blood" or "idc": which data layout and split rule, read from the task."""
+        return KINDS[self.task]
+
+    @property
     def spec(self) -> InputSpec:
         """The app's preprocessing for this model: the one the trainer decodes with."""
         return InputSpec(self.input_size, self.input_size, "area", self.small_input)
 
     def as_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The recipe as recorded in a run folder and the model's provenance (with its kind, as before)."""
+        return json.loads(json.dumps({"kind": self.kind, **dataclasses.asdict(self)}))
 
 
 DEFAULTS = {
-    "blood": Recipe("blood", "blood-pbc8", "blood-differential", "Blood smear differential (PBC, 8 classes)",
+    "blood": Recipe("blood-pbc8", BLOOD, "Blood smear differential (PBC, 8 classes)",
                     96, "resize", (48, 96, 192, 320), seed_epochs=40, batch=64,
                     learning_rate=3e-3, balanced=False, review_accuracy=0.995, review_budget=0.08,
                     augment=AugmentConfig(scale_min=0.5, blur_prob=0.2), epochs=30,
                     white_balance="serving", version="3.0.0"),  # v3: v2's recipe, white balance for serving
-    "idc": Recipe("idc", "breast-idc", "idc-patch", "Breast histopathology IDC (50x50 patches)",
+    "idc": Recipe("breast-idc", IDC, "Breast histopathology IDC (50x50 patches)",
                   50, "pad-white", (32, 64, 128, 192), epochs=40, seed_epochs=30, batch=128,
                   learning_rate=3e-3, balanced=True, review_accuracy=0.95, review_budget=0.15,
                   augment=AugmentConfig(hed_sigma=0.08, scale_prob=0.3, scale_min=0.85, scale_max=1.15),

@@ -26,6 +26,7 @@ import onnxruntime as ort  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
+from desktop.core.calibration import unfamiliar_threshold  # noqa: E402
 from desktop.core.inference.slide_step import SlideStep  # noqa: E402
 from trainer import architectures, calibration, evaluate, export, lab_book  # noqa: E402
 from trainer.calibration import Calibration  # noqa: E402
@@ -175,7 +176,7 @@ def fit_unfamiliar(model: keras.Model, arrays: dict[str, DecodedSplit], n_classe
     _, train_features = predict(model, arrays["train"].x)
     stats = export.fit_ood(train_features, arrays["train"].y, n_classes)
     _, val_features = predict(model, arrays["val"].x)
-    return Unfamiliar(stats, float(np.percentile(ood_scores(val_features, stats), 99.0)))
+    return Unfamiliar(stats, unfamiliar_threshold(ood_scores(val_features, stats)))
 
 
 def export_and_prove(recipe: Recipe, model: keras.Model, calib: Calibration, unfamiliar: Unfamiliar, metadata: dict,

@@ -11,8 +11,9 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 
 from desktop.core.errors import SlideTallyError
+from desktop.core.records.domain import now
 from desktop.core.report.assay_report import AssayReport, Result
-from desktop.core.report.codes import ResultCode
+from desktop.core.report.codes import HL7_LOCAL, ResultCode
 
 SENDING_APPLICATION = "SlideTally"
 _ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\"), ("\r\n", "\\.br\\"),
@@ -40,7 +41,7 @@ def hl7_time(iso: str) -> str:
 
 def _coded(code: ResultCode | None, fallback: Result) -> str:
     if code is None:  # a model's class the table has no entry for: sent under its key, locally
-        return f"{escape(fallback.key)}^{escape(fallback.label)}^99SLT"
+        return f"{escape(fallback.key)}^{escape(fallback.label)}^{HL7_LOCAL}"
     return f"{escape(code.code)}^{escape(code.display)}^{code.hl7_system}"
 
 
@@ -62,7 +63,7 @@ def hl7_message(report: AssayReport, *, facility: str = "LAB", receiver: str = "
         msg.msh.msh_3 = SENDING_APPLICATION
         msg.msh.msh_4 = escape(facility)
         msg.msh.msh_5 = escape(receiver)
-        msg.msh.msh_7 = reported or hl7_time(dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+        msg.msh.msh_7 = reported or hl7_time(now())
         msg.msh.msh_9 = "ORU^R01^ORU_R01"
         msg.msh.msh_10 = control_id or uuid.uuid4().hex[:20]
         msg.msh.msh_11 = "P"

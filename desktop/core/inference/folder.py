@@ -7,6 +7,7 @@ from pathlib import Path
 
 from desktop.core.inference.files import UnreadableFile, read_file
 from desktop.core.inference.imaging import UnreadableImage, image_header, load_image
+from desktop.core.inference.model import BLOOD, IDC
 from desktop.core.inference.scan import SourceFile, scan_folder
 from desktop.core.inference.slide import TILE_MIN_PATCHES, PatchGrid, tile_image
 
@@ -61,4 +62,4 @@ def guess_task(folder: Path, sample: int = 5) -> str | None:
             sizes.append(max(size))
     if not sizes:
         return None
-    return "idc-patch" if max(sizes) <= 64 or min(sizes) >= 1000 else "blood-differential"
+    return IDC if max(sizes) <= 64 or min(sizes) >= 1000 else BLOOD

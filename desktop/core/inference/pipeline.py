@@ -19,7 +19,7 @@ import numpy as np
 
 from desktop.core.inference.decision import Call, make_calls
 from desktop.core.inference.imaging import UnreadableImage, decode_image, decode_prepared, prepare, read_bytes
-from desktop.core.inference.model import Model
+from desktop.core.inference.model import Model, worker_threads
 from desktop.core.inference.scan import content_hash
 from desktop.core.inference.slide import Tile
 
@@ -96,9 +96,7 @@ def classify(
     workers: int | None = None,
 ) -> int:
     """Classify `items` (SourceFile or Tile); returns how many were done before any cancel."""
-    import os
-
-    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    workers = workers or worker_threads()
     cancel = cancel or threading.Event()
     tissue = _TissueImages()
     done, start = 0, time.perf_counter()

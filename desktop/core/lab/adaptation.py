@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from desktop.core.calibration import SITE_TEMPERATURES, fit_temperature, nll, softmax, unfamiliar_threshold
 from desktop.core.errors import SlideTallyError
 from desktop.core.inference.decision import decide
 from desktop.core.lab.graft import Head, SiteHead
@@ -25,7 +26,6 @@ MIN_TOTAL = 40
 FOLDS = 5
 STRENGTHS = (0.003, 0.01, 0.03, 0.1, 0.3)
 TARGET_ACCEPTED_ACCURACY = 0.97  # the review threshold is the lowest that reaches this (cross-validated)
-UNFAMILIAR_PERCENTILE = 99.0
 ITERATIONS = 300
 
 
@@ -83,12 +83,6 @@ def rule_figures(probabilities: np.ndarray, ood: np.ndarray | None, labels: np.n
                        float(right[accepted].mean()) if accepted.any() else float("nan"))
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def class_pull(counts: np.ndarray) -> np.ndarray:
     """How strongly each class's weights are held at the base head's: stronger the fewer its cells."""
     return 1.0 + MIN_CELLS / np.maximum(counts, 0.5)
@@ -113,7 +107,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, base: Head, strength: float,
     m_a, v_a, m_c, v_c = np.zeros_like(a), np.zeros_like(a), np.zeros_like(c), np.zeros_like(c)
     rate, beta1, beta2 = 0.05, 0.9, 0.999
     for step in range(1, iterations + 1):
-        g = (_softmax(z @ a + c) - onehot) * weight[:, None] / len(y)
+        g = (softmax(z @ a + c) - onehot) * weight[:, None] / len(y)
         grad_a = z.T @ g + pull * (a - a0)
         grad_c = g.sum(axis=0)
         m_a, v_a = beta1 * m_a + (1 - beta1) * grad_a, beta2 * v_a + (1 - beta2) * grad_a ** 2
@@ -184,11 +178,6 @@ def _out_of_fold(site: SiteSet, folds: np.ndarray, base: Head, strength: float):
     return logits, ood
 
 
-def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    p = _softmax(logits / temperature)
-    return float(-np.log(p[np.arange(len(labels)), labels] + 1e-12).mean())
-
-
 def adapt(site: SiteSet, base: Head, class_keys: list[str], base_review_threshold: float,
           base_ood_threshold: float | None, base_decision_threshold: float = 0.5,
           progress=None) -> Adaptation:
@@ -198,16 +187,15 @@ def adapt(site: SiteSet, base: Head, class_keys: list[str], base_review_threshol
     best = None
     for i, strength in enumerate(STRENGTHS):  # the pull towards the base head, by out-of-fold log-loss
         logits, ood = _out_of_fold(site, folds, base, strength)
-        loss = _nll(logits, site.labels, 1.0)
+        loss = nll(logits, site.labels)
         if best is None or loss < best[0]:
             best = (loss, strength, logits, ood)
         if progress:
             progress(i + 1, len(STRENGTHS) + 1)
     _, strength, logits, ood = best
-    temperatures = np.exp(np.linspace(np.log(0.5), np.log(4.0), 41))
-    temperature = float(min(temperatures, key=lambda t: _nll(logits, site.labels, t)))
-    probabilities = _softmax(logits / temperature)
-    ood_threshold = float(np.percentile(ood, UNFAMILIAR_PERCENTILE))
+    temperature = fit_temperature(logits, site.labels, SITE_TEMPERATURES, refine=False)
+    probabilities = softmax(logits, temperature)
+    ood_threshold = unfamiliar_threshold(ood)
     review_threshold = 0.99
     for t in np.round(np.arange(0.40, 0.991, 0.01), 2):  # the lowest threshold whose accepted calls are right enough
         fig = rule_figures(probabilities, ood, site.labels, float(t), ood_threshold)

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -28,6 +29,9 @@ from desktop.core.inference.decision import Call
 from desktop.core.records.domain import Actor, AuditEntry, Cell, SessionState, now
 
 SCHEMA_VERSION = "2"
+# A session kept aside (another model file, an older schema): <name>.<stamp>.sqlite. A model key may hold dots.
+ARCHIVE_STAMP = "%Y%m%d-%H%M%S"
+ARCHIVED = re.compile(r"\.\d{8}-\d{6}\.sqlite$")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
@@ -225,7 +229,7 @@ class SessionStore:
             db.close()
         if rows.get("model_sha256") == model_sha256 and rows.get("schema") == SCHEMA_VERSION:
             return
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        stamp = dt.datetime.now().strftime(ARCHIVE_STAMP)
         for suffix in ("", "-wal", "-shm"):
             old = Path(str(self.path) + suffix)
             if old.exists():
@@ -301,7 +305,7 @@ class SessionStore:
 def session_files(root: Path) -> list[Path]:
     """Every current session database under the data folder (archived ones are left out)."""
     folder = Path(root) / "sessions"
-    return sorted(p for p in folder.glob("*.sqlite") if p.name.count(".") == 1) if folder.is_dir() else []
+    return sorted(p for p in folder.glob("*.sqlite") if not ARCHIVED.search(p.name)) if folder.is_dir() else []
 
 
 def read_session(path: Path) -> tuple[dict[str, str], list[Cell]]:

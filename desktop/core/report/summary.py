@@ -15,6 +15,7 @@ from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map
 from desktop.core.records.domain import Cell
 
 DEFAULT_TARGET_WBC = 100
+WBC_GROUP, NRBC_GROUP, PLATELET_GROUP = "wbc", "nrbc", "platelet"  # the model contract's class groups (blood)
 
 
 @dataclass(frozen=True)
@@ -92,18 +93,7 @@ def left_out_line(tally: Counts) -> str:
 
 
 @dataclass
-class DifferentialRow:
-    key: str
-    label: str
-    count: int
-    percent: float | None  # % of WBC (WBC classes) or per 100 WBC (NRBC)
-    interval: tuple[float, float] | None
-    flag: str  # "", "H" or "L"
-
-
-@dataclass
 class Differential:
-    rows: list[DifferentialRow]
     wbc: int
     platelets: int
     nrbc_per_100_wbc: float | None
@@ -128,39 +118,31 @@ def class_percentages(per_class: dict[str, int], info: ModelInfo) -> dict[str, f
     """The reported value of each class from its count: WBC classes as % of WBC, NRBC per 100
     WBC, platelets none (counted apart); for other assays, % of all classified images."""
     groups = {c.key: c.group for c in info.classes}
-    if any(g == "wbc" for g in groups.values()):
-        wbc = sum(n for k, n in per_class.items() if groups.get(k) == "wbc")
-        return {k: (100.0 * per_class.get(k, 0) / wbc if wbc else None) if groups[k] in ("wbc", "nrbc") else None
+    if any(g == WBC_GROUP for g in groups.values()):
+        wbc = sum(n for k, n in per_class.items() if groups.get(k) == WBC_GROUP)
+        return {k: (100.0 * per_class.get(k, 0) / wbc if wbc else None) if groups[k] in (WBC_GROUP, NRBC_GROUP) else None
                 for k in groups}
     total = sum(per_class.values())
     return {k: 100.0 * per_class.get(k, 0) / total if total else None for k in groups}
 
 
-def differential(cells: list[Cell], info: ModelInfo, reference: ReferenceIntervals | None = None,
-                 target: int = DEFAULT_TARGET_WBC, tally: Counts | None = None) -> Differential:
+def differential(cells: list[Cell], info: ModelInfo, target: int = DEFAULT_TARGET_WBC,
+                 tally: Counts | None = None) -> Differential:
     """WBC classes as % of all WBC, erythroblasts per 100 WBC, platelets apart.
 
     Only final calls count: Review cells wait until the technician confirms them.
     """
-    reference = reference or ReferenceIntervals.load()
     tally = tally or counts(cells, info)
     groups = {c.key: c.group for c in info.classes}
-    wbc = sum(n for k, n in tally.final.items() if groups[k] == "wbc")
-    nrbc = sum(n for k, n in tally.final.items() if groups[k] == "nrbc")
-    platelets = sum(n for k, n in tally.final.items() if groups[k] == "platelet")
-    rows = []
-    values = class_percentages(tally.final, info)
-    for c in info.classes:
-        n = tally.final[c.key]
-        value = values[c.key]
-        interval = reference.intervals.get(c.key)
-        rows.append(DifferentialRow(c.key, c.label, n, value, interval, flag_of(value, interval)))
+    wbc = sum(n for k, n in tally.final.items() if groups[k] == WBC_GROUP)
+    nrbc = sum(n for k, n in tally.final.items() if groups[k] == NRBC_GROUP)
+    platelets = sum(n for k, n in tally.final.items() if groups[k] == PLATELET_GROUP)
     nrbc_per_100 = 100.0 * nrbc / wbc if wbc else None
     warnings = []
     if wbc < target:
         warnings.append(f"Only {wbc} white cells counted; the target is {target}. Percentages are imprecise.")
     warnings += count_warnings(tally)
-    return Differential(rows, wbc, platelets, nrbc_per_100, target, tally.pending_review, tally.unfamiliar_excluded,
+    return Differential(wbc, platelets, nrbc_per_100, target, tally.pending_review, tally.unfamiliar_excluded,
                         warnings)
 
 

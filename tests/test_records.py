@@ -1,0 +1,74 @@
+"""The records room on its own: the store (the only SQL), its session files, and the events."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import make_tiny_model
+
+from desktop.core.errors import SessionLocked
+from desktop.core.events import Event
+from desktop.core.lab.site_cells import signed_sessions
+from desktop.core.records.domain import Actor, SessionState
+from desktop.core.records.session import Session
+from desktop.core.records.store import SessionStore, session_files, session_path
+
+
+def _signed_session(tmp_path, good_folder, model_name: str):
+    model = make_tiny_model(tmp_path / model_name, metadata_overrides={"review_threshold": "0"})
+    session = Session.open(good_folder, model, tmp_path / "data")
+    session.classify()
+    session.sign_off("Ana Ruiz", "B-1")
+    return session
+
+
+def test_a_session_of_a_model_with_dots_in_its_key_is_found_for_verification_and_adaptation(tmp_path, good_folder):
+    session = _signed_session(tmp_path, good_folder, "north.v2.onnx")
+    info = session.info
+    session.close()
+    assert info.key == "north.v2"
+    files = session_files(tmp_path / "data")
+    assert session_path(tmp_path / "data", good_folder, "north.v2") in files
+    assert [s.meta["specimen_id"] for s in signed_sessions(tmp_path / "data", info)] == ["B-1"]
+
+
+def test_archived_sessions_are_left_out_of_the_current_ones(tmp_path, good_folder):
+    session = _signed_session(tmp_path, good_folder, "north.v2.onnx")
+    session.close()
+    current = session_files(tmp_path / "data")
+    archived = current[0].with_name(current[0].stem + ".20261125-103000.sqlite")
+    shutil.copy(current[0], archived)
+    assert session_files(tmp_path / "data") == current
+
+
+def test_the_store_refuses_changes_to_a_signed_session_and_keeps_what_was_there(tmp_path, good_folder):
+    session = _signed_session(tmp_path, good_folder, "tiny.onnx")
+    store, before = session.store, session.cells()
+    with pytest.raises(SessionLocked), store.write(Actor("Ana Ruiz", "ana")) as w:
+        w.set_final(before[0].file, "b", True)
+    assert session.cells() == before and store.meta("state") == SessionState.SIGNED
+    session.close()
+
+
+def test_a_store_made_by_another_model_file_is_kept_aside_not_overwritten(tmp_path, good_folder):
+    path = tmp_path / "s.sqlite"
+    SessionStore(path, good_folder, "m", "sha-one").close()
+    again = SessionStore(path, good_folder, "m", "sha-two")
+    try:
+        assert again.meta("model_sha256") == "sha-two"
+        assert [p.name for p in tmp_path.glob("s.*.sqlite")], "the first model's session was kept beside it"
+    finally:
+        again.close()
+
+
+def test_events_call_back_in_order_and_disconnect():
+    event, seen = Event("cells"), []
+    first = event.connect(lambda x: seen.append(("first", x)))
+    event.connect(lambda x: seen.append(("second", x)))
+    event.emit(1)
+    event.disconnect(first)
+    event.emit(2)
+    event.disconnect()
+    event.emit(3)
+    assert seen == [("first", 1), ("second", 1), ("second", 2)]
