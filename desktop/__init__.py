@@ -9,7 +9,7 @@ _os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 _os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = "60000000"  # = imaging.MAX_PIXELS (checked by a test)
 _os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")  # a damaged file's reason goes on its row, not to the terminal
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
 
 def _version() -> str:

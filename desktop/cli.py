@@ -44,6 +44,7 @@ from desktop.core.inference.imaging import UnreadableImage, load_prepared  # noq
 from desktop.core.inference.model import discover_models  # noqa: E402
 from desktop.core.inference.pipeline import Progress  # noqa: E402
 from desktop.core.inference.scan import scan_folder  # noqa: E402
+from desktop.core.logs import log_to_file  # noqa: E402
 from desktop.core.records.session import Session, resolve_model  # noqa: E402
 from desktop.core.report.assay_report import AssayReport  # noqa: E402 - after the Ctrl+C handler
 from desktop.core.report.codes import load_codes  # noqa: E402
@@ -72,7 +73,7 @@ class NothingToDo(SlideTallyError):
 
 
 class ProgressBar:
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=sys.stderr) -> None:
         self.stream = stream
         self.tty = stream.isatty()
         self.last = 0.0
@@ -438,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
+        if argv is None:  # run as a program: the core's log goes to the app's log file, not the terminal
+            log_to_file()
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below, not at exit
         return code
@@ -454,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return PIPE_CLOSED
-    except Exception as exc:  # noqa: BLE001 - one line for the technician; the traceback on request
+    except Exception as exc:  # one line for the technician; the traceback on request
         if _interrupted:  # a Ctrl+C that surfaced as another error (a late import in progress)
             return _cancelled(argv)
         if os.environ.get("SLIDETALLY_TRACEBACK"):

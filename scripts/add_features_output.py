@@ -13,14 +13,14 @@ from pathlib import Path
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # no telemetry, whatever the environment says
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
+import numpy as np
+import onnx
+import onnxruntime as ort
 
-from desktop.core.inference.imaging import load_prepared  # noqa: E402
-from desktop.core.inference.model import Model  # noqa: E402
-from desktop.core.inference.scan import scan_folder  # noqa: E402
-from desktop.core.lab.graft import read_head, with_features_output  # noqa: E402
+from desktop.core.inference.imaging import load_prepared
+from desktop.core.inference.model import Model
+from desktop.core.inference.scan import scan_folder
+from desktop.core.lab.graft import read_head, with_features_output
 
 
 def main(model_path: str, samples: str) -> int:

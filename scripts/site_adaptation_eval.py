@@ -123,7 +123,7 @@ def main(argv=None) -> int:
             s = evaluate(model, folder, args.fit_share, args.repeats)
             for rule in ("zero-shot", "adapted"):
                 f = s[rule]
-                cell = lambda k, f=f: f"{f[k][0]:.3f} ± {f[k][1]:.3f}"  # noqa: E731
+                cell = lambda k, f=f: f"{f[k][0]:.3f} ± {f[k][1]:.3f}"
                 lines.append(f"| {name} | {s['n']} ({s['n_test']}) | {rule} | {cell('accuracy')} | "
                              f"{cell('balanced_accuracy')} | {cell('accepted_share')} | {cell('accepted_accuracy')} |")
             print(f"{name}: adapt took {s['adapt_seconds']:.1f} s per fit", file=sys.stderr)

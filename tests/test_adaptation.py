@@ -106,7 +106,7 @@ def test_cli_verify_and_adapt_from_signed_sessions(tmp_path, base):
         s.set_identity(f"S-{n}", "", "Ana")
         s.sign_off("Ana")
         s.close()
-    run = lambda *a: subprocess.run([sys.executable, "-m", "desktop.cli", *a, "--model", str(base.info.path),  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "desktop.cli", *a, "--model", str(base.info.path),
                                      "--data-dir", str(data)], capture_output=True, text=True, cwd=ROOT, timeout=180)
     out = run("verify", "--csv", str(tmp_path / "v.csv"), "--pdf", str(tmp_path / "v.pdf"))
     assert out.returncode == 0, out.stderr
@@ -119,4 +119,5 @@ def test_cli_verify_and_adapt_from_signed_sessions(tmp_path, base):
     assert out.returncode == 2 and "never replaces a model" in out.stderr
     out = run("adapt", "--from-sessions", "--site", "north", "--out", str(tmp_path / "site.onnx"), "--approved-by", "Dr. Lee")
     assert out.returncode == 0, out.stderr
-    assert "site cross-validated (3-fold; no session" in out.stdout and Model(tmp_path / "site.onnx").info.version.endswith("+site.north.1")
+    assert "site cross-validated (3-fold; no session" in out.stdout
+    assert Model(tmp_path / "site.onnx").info.version.endswith("+site.north.1")

@@ -55,7 +55,7 @@ def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     window.gallery.setCurrentIndex(first)
     cell = window.proxy.data(first, Qt.ItemDataRole.UserRole + 1)
     qtbot.keyClick(window.gallery, Qt.Key.Key_3)
-    final = lambda: window.sessions.session.cells([cell.file])[0].final_class  # noqa: E731
+    final = lambda: window.sessions.session.cells([cell.file])[0].final_class
     qtbot.waitUntil(lambda: final() == "lymphocyte", timeout=3000)
     last = window.sessions.session.audit()[-1]
     assert last.action == "reclassify" and last.operator == "Ana Ruiz"

@@ -72,3 +72,26 @@ def test_events_call_back_in_order_and_disconnect():
     event.disconnect()
     event.emit(3)
     assert seen == [("first", 1), ("second", 1), ("second", 2)]
+
+
+def test_the_core_logs_what_it_did_to_the_apps_log(tmp_path, good_folder, monkeypatch):
+    import logging
+
+    from desktop.core import logs
+
+    monkeypatch.setattr(logs, "user_data_dir", lambda: tmp_path)
+    root = logging.getLogger()
+    before = list(root.handlers)
+    path = logs.log_to_file()
+    try:
+        session = _signed_session(tmp_path, good_folder, "tiny.onnx")
+        session.close()
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        for handler in [h for h in root.handlers if h not in before]:
+            root.removeHandler(handler)
+            handler.close()
+    text = path.read_text(encoding="utf-8")
+    assert path == tmp_path / "slidetally.log"
+    assert "model loaded: tiny" in text and "12 of 12 item(s) classified with tiny" in text

@@ -97,7 +97,7 @@ def test_undo_and_both_redo_shortcuts(qtbot, bench):
     window.gallery.select_row(0)
     cell = window.review.selected_cells()[0]
     qtbot.keyClick(window.gallery, Qt.Key.Key_2)
-    final = lambda: window.sessions.session.cells([cell.file])[0].final_class  # noqa: E731
+    final = lambda: window.sessions.session.cells([cell.file])[0].final_class
     assert final() == "eosinophil"
     qtbot.keyClick(window.gallery, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert final() is None

@@ -44,7 +44,7 @@ def seed_idc(input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
     return keras.Model(inputs, logits, name="seed")
 
 
-def bright_background(x, quantile: float = 0.9):
+def bright_background(x: tf.Tensor, quantile: float = 0.9) -> tf.Tensor:
     """Per image and channel, the bright background level [N, 3]: the `quantile` of a 4x4
     average (so single bright pixels do not count) of float pixels 0..255.
 
@@ -69,13 +69,13 @@ class WhiteBalance(layers.Layer):
     it (`white_balance="serving"`) switches it on after training, before anything is
     calibrated, measured or exported, so every figure is the served graph's."""
 
-    def __init__(self, reference: list[float], quantile: float = 0.9, enabled: bool = True, **kwargs):
+    def __init__(self, reference: list[float], quantile: float = 0.9, enabled: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.reference = [float(v) for v in reference]
         self.quantile = quantile
         self.enabled = enabled
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         if not self.enabled:
             return x
         scale = tf.constant(self.reference, tf.float32)[None, :] / tf.maximum(bright_background(x, self.quantile), 1.0)

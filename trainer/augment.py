@@ -96,7 +96,7 @@ def _blur(x: tf.Tensor, prob: float) -> tf.Tensor:
     return tf.where(mask, blurred, x)
 
 
-def augment_batch(images: tf.Tensor, labels: tf.Tensor, cfg: AugmentConfig):
+def augment_batch(images: tf.Tensor, labels: tf.Tensor, cfg: AugmentConfig) -> tuple[tf.Tensor, tf.Tensor]:
     """uint8 batch in, float32 0..255 batch out (the models scale inside)."""
     x = tf.cast(images, tf.float32) / 255.0
     x = _dihedral(x)

@@ -10,6 +10,7 @@ app can verify and adapt the model to a lab's own cells without TensorFlow.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class ExportError(Exception):
 OUTPUTS = {"probabilities", "ood_score", "features"}
 
 
-def head_input(model: keras.Model):
+def head_input(model: keras.Model) -> keras.KerasTensor:
     """The tensor the classification head (`logits`) reads: what `features` exports."""
     return model.get_layer("logits").input
 
@@ -68,7 +69,8 @@ def fit_ood(features: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[st
     return {"centre": centre.astype(np.float32), "means": means.astype(np.float32), "whiten": whiten.astype(np.float32)}
 
 
-def serving_function(model: keras.Model, temperature: float, ood: dict[str, np.ndarray], height: int, width: int):
+def serving_function(model: keras.Model, temperature: float, ood: dict[str, np.ndarray], height: int,
+                     width: int) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
     extractor = feature_model(model)
     # numpy here, tf.constant inside: captured tensors would become extra graph inputs.
     centre_np, whiten_np = ood["centre"], ood["whiten"]

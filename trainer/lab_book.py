@@ -38,7 +38,7 @@ def render(book: Path = LAB_BOOK) -> None:
         if not raw.strip():
             continue
         e = json.loads(raw)
-        fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v if v is not None else "")  # noqa: E731
+        fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v if v is not None else "")
         lines.append(" | ".join([
             "", e.get("date", "")[:16], e.get("task", ""), e.get("name", ""), str(e.get("epochs", "")),
             fmt(e.get("train_accuracy")), fmt(e.get("val_accuracy")),

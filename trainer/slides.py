@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from desktop.core.inference.slide import PatchGrid, heat_map
@@ -36,7 +38,7 @@ def idc_patients(items: list, probs: np.ndarray, threshold: float, labels: np.nd
             for pid, v in per.items()}
 
 
-def idc_maps(items: list, p_idc: np.ndarray, patients: list[str], patch: int):
+def idc_maps(items: list, p_idc: np.ndarray, patients: list[str], patch: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Per-patient maps of P(IDC) and truth on the app's own grid (`desktop.core.inference.slide`);
     `items` row for row with `p_idc`, `patch` the tile's side and spacing."""
     maps = []
@@ -53,7 +55,7 @@ def idc_maps(items: list, p_idc: np.ndarray, patients: list[str], patch: int):
     return maps
 
 
-def slide_level(step: SlideStep, patch: int):
+def slide_level(step: SlideStep, patch: int) -> Callable[[np.ndarray, list], np.ndarray]:
     """The app's slide-level step as the trainer applies it: per patient (one slide each),
     `(P(IDC), items) -> P(IDC)` row for row; patches without a position keep theirs."""
     def apply(p_idc: np.ndarray, items: list) -> np.ndarray:

@@ -20,23 +20,23 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+import keras
+import numpy as np
+import onnxruntime as ort
+import tensorflow as tf
+from sklearn.metrics import balanced_accuracy_score
 
-from desktop.core.calibration import unfamiliar_threshold  # noqa: E402
-from desktop.core.inference.slide_step import SlideStep  # noqa: E402
-from trainer import architectures, calibration, evaluate, export, lab_book  # noqa: E402
-from trainer.calibration import Calibration  # noqa: E402
-from trainer.data import SPLITS, Dataset, DecodedSplit, cached_arrays, split_blood, split_idc  # noqa: E402
-from trainer.export import Unfamiliar  # noqa: E402
-from trainer.fitting import Trained, bench_onnx, log, ood_scores, predict, recalibrate_batch_norm, train_model  # noqa: E402
-from trainer.model_card import write_card  # noqa: E402
-from trainer.recipe import Recipe, pin  # noqa: E402
-from trainer.robustness import robustness  # noqa: E402
-from trainer.slides import complete_slides, fraction_mae, idc_maps, idc_patients, slide_level  # noqa: E402
+from desktop.core.calibration import unfamiliar_threshold
+from desktop.core.inference.slide_step import SlideStep
+from trainer import architectures, calibration, evaluate, export, lab_book
+from trainer.calibration import Calibration
+from trainer.data import SPLITS, Dataset, DecodedSplit, cached_arrays, split_blood, split_idc
+from trainer.export import Unfamiliar
+from trainer.fitting import Trained, bench_onnx, log, ood_scores, predict, recalibrate_batch_norm, train_model
+from trainer.model_card import write_card
+from trainer.recipe import Recipe, pin
+from trainer.robustness import robustness
+from trainer.slides import complete_slides, fraction_mae, idc_maps, idc_patients, slide_level
 
 SCHEMA = "slidetally/1"
 BLOOD_CLASSES = {

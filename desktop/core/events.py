@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 class Event:
     """One kind of event. Callbacks run in the emitting thread, in connection order."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str) -> None:
         self.name = name
         self._callbacks: list[Callable[..., Any]] = []
         self._lock = threading.Lock()

@@ -28,7 +28,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?(\d+[.,]?\d*|[.,]\d+)([eE][+-]?\d+)?$")  # either decimal mark
 
 
-def safe_cell(value):
+def safe_cell(value: object) -> object:
     """A cell as a spreadsheet may show it: readable text, a formula start escaped with a quote."""
     if not isinstance(value, str):
         return value

@@ -115,6 +115,6 @@ def hl7_message(report: AssayReport, *, facility: str = "LAB", receiver: str = "
                 obx.obx_16 = f"^{escape(record.signed_by)}"
             obx.obx_18 = f"{escape(report.model.key)}-{escape(report.model.version)}^{SENDING_APPLICATION}"
         msg.validate()
-    except Exception as exc:  # noqa: BLE001 - hl7apy's own error types: one sentence for the technician
+    except Exception as exc:  # hl7apy's own error types: one sentence for the technician
         raise Hl7Error(f"The HL7 message could not be built: {exc}") from exc
     return msg.to_er7() + "\r"

@@ -5,6 +5,7 @@ LIS can match: specimen, status and time."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from desktop.core.report.summary import DEFAULT_TARGET_WBC
 from desktop.outlets.fhir import fhir_json
 from desktop.outlets.hl7 import hl7_message
 
+log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -59,4 +61,6 @@ def hand_off(session: Session, folder: Path, *, operator: str, codes: dict[str, 
     never handed off."""
     if not session.signed:
         raise ActionRefused("Only a signed-off session is sent to the LIS.")
-    return write_lis_drop(session.report(target=target, operator=operator, codes=codes), folder)
+    written = write_lis_drop(session.report(target=target, operator=operator, codes=codes), folder)
+    log.info("sent to the LIS folder %s: %s", readable(str(folder)), ", ".join(p.name for p in written))
+    return written

@@ -57,7 +57,8 @@ def report_document(report: AssayReport, folder: Path | None = None, heat: QImag
         f"<table cellspacing=0 cellpadding=2>{identity}<tr><td><b>Printed</b></td>"
         f"<td>{e(report.generated_at)} by {e(report.generated_by)}</td></tr></table>",
         f"<p><b>Model:</b> {e(m.display_name)} — {e(m.key)} version {e(m.version)}; {e(m.accuracy_label)} {accuracy}, "
-        f"macro-F1 {macro} on {m.n_test} {'verified cells of this lab' if m.accuracy_label != 'test accuracy' else 'held-out images'}.</p>",
+        f"macro-F1 {macro} on {m.n_test} "
+        f"{'verified cells of this lab' if m.accuracy_label != 'test accuracy' else 'held-out images'}.</p>",
         f"<p>{t.total} images; {t.pending_review} awaiting review; {t.unreadable} unreadable; "
         f"{t.unfamiliar_excluded} unfamiliar excluded.</p>",
     ]

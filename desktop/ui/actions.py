@@ -54,7 +54,7 @@ def shortcuts_html() -> str:
 class Actions:
     """Every QAction of the window, in its menus and toolbar; the slots are the controllers' own."""
 
-    def __init__(self, window: QMainWindow):
+    def __init__(self, window: QMainWindow) -> None:
         self.window = window
         w, sessions, review, records = window, window.sessions, window.review, window.records
 

@@ -46,7 +46,7 @@ KEYS = ("accuracy", "balanced_accuracy", "accepted_share", "accepted_accuracy")
 class AdaptDialog(QDialog):
     """Fit on the lab's verified cells, show the site cross-validated figures, install on approval."""
 
-    def __init__(self, parent, model: Model, data_root: Path, models_folder: Path, on_installed):
+    def __init__(self, parent, model: Model, data_root: Path, models_folder: Path, on_installed) -> None:
         super().__init__(parent)
         self.model, self.data_root, self.models_folder, self.on_installed = model, data_root, models_folder, on_installed
         self.prepared: PreparedAdaptation | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import sys
 import time
 import traceback
@@ -14,21 +13,13 @@ log = logging.getLogger("slidetally")
 
 
 def setup_logging() -> Path | None:
-    """The log file in the user data folder; a read-only data folder logs to the terminal instead
-    (the window says so when a session cannot be saved)."""
-    from desktop.core.resources import user_data_dir
+    """The log file in the user data folder (the core's and the window's log); a read-only data
+    folder logs to the terminal instead (the window says so when a session cannot be saved)."""
+    from desktop.core.logs import log_to_file
 
-    try:
-        path = user_data_dir() / "slidetally.log"
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8",
-                                                       errors="backslashreplace")
-    except OSError:
+    path = log_to_file()
+    if path is None:
         logging.basicConfig(level=logging.INFO)
-        return None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
     return path
 
 

@@ -13,7 +13,7 @@ COLUMNS = ("Time", "Operator", "OS account", "Action", "Cell", "Old", "New", "Re
 
 
 class AuditDialog(QDialog):
-    def __init__(self, parent, title: str, entries: list[AuditEntry], on_export):
+    def __init__(self, parent, title: str, entries: list[AuditEntry], on_export) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.model = QStandardItemModel(0, len(COLUMNS))

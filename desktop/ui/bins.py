@@ -17,22 +17,22 @@ KEY, LABEL = Qt.ItemDataRole.UserRole, Qt.ItemDataRole.UserRole + 1
 
 
 class BinList(QListWidget):
-    def __init__(self, on_drop: Callable[[list[int], str], None]):
+    def __init__(self, on_drop: Callable[[list[int], str], None]) -> None:
         super().__init__()
         self.on_drop = on_drop
         self.setAcceptDrops(True)
         self.setDropIndicatorShown(True)
 
-    def dragEnterEvent(self, event):  # noqa: N802 - Qt API
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
         event.acceptProposedAction() if event.mimeData().hasFormat(MIME_IDS) else event.ignore()
 
-    def dragMoveEvent(self, event):  # noqa: N802 - Qt API
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt API
         item = self.itemAt(event.position().toPoint())
         key = str(item.data(KEY)) if item is not None else "__"
         ok = event.mimeData().hasFormat(MIME_IDS) and not key.startswith("__")
         event.acceptProposedAction() if ok else event.ignore()
 
-    def dropEvent(self, event):  # noqa: N802 - Qt API
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt API
         item = self.itemAt(event.position().toPoint())
         if item is None:
             return

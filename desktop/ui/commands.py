@@ -11,7 +11,7 @@ from desktop.core.records.session import Previous, Session
 class SessionCommand(QUndoCommand):
     """An action already done on the session; undo restores the cells, redo does it again."""
 
-    def __init__(self, session: Session, text: str, redo_action, previous: list[Previous], operator: str):
+    def __init__(self, session: Session, text: str, redo_action, previous: list[Previous], operator: str) -> None:
         super().__init__(text)
         self.session, self.redo_action, self.previous, self.operator = session, redo_action, previous, operator
         self._done = True  # QUndoStack.push() calls redo(): the first time it is already done

@@ -9,7 +9,7 @@ class IdentityForm(QDialog):
     """Specimen / accession ID, optional patient ID and, for sign-off, the operator's name."""
 
     def __init__(self, parent: QWidget | None, title: str, specimen: str, patient: str, operator: str | None,
-                 note: str = ""):
+                 note: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         form = QFormLayout(self)

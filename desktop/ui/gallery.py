@@ -45,7 +45,7 @@ class _ThumbSignals(QObject):
 
 
 class _ThumbJob(QRunnable):
-    def __init__(self, folder: Path, relative: str, signals: _ThumbSignals, patch_size: int, size: int = THUMB):
+    def __init__(self, folder: Path, relative: str, signals: _ThumbSignals, patch_size: int, size: int = THUMB) -> None:
         super().__init__()
         self.folder, self.relative, self.signals, self.size = folder, relative, signals, size
         self.patch_size = patch_size
@@ -60,7 +60,7 @@ class ThumbnailCache(QObject):
 
     changed = Signal(str)
 
-    def __init__(self, limit: int = 4000):
+    def __init__(self, limit: int = 4000) -> None:
         super().__init__()
         self.folder: Path | None = None
         self.patch_size = 0  # the model's patch side: tiles of tissue images are cut at it
@@ -144,7 +144,7 @@ class GalleryModel(QAbstractListModel):
     Rows are kept sorted here, in Python, rather than by a sorting proxy: a proxy sorts by
     calling `data()` n·log n times, which froze the window for seconds at 20,000 cells."""
 
-    def __init__(self, thumbnails: ThumbnailCache):
+    def __init__(self, thumbnails: ThumbnailCache) -> None:
         super().__init__()
         self.show_names = False
         self.cells: list[Cell] = []
@@ -231,7 +231,7 @@ class GalleryModel(QAbstractListModel):
     def _label(self, key: str | None) -> str:
         return self.info.label_of(key) if (self.info and key) else (key or "")
 
-    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
         cell = self.cells[index.row()]
@@ -265,14 +265,14 @@ class GalleryModel(QAbstractListModel):
             return cell.confidence
         return None
 
-    def flags(self, index):
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
         base = super().flags(index)
         return base | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else base
 
-    def mimeTypes(self):  # noqa: N802 - Qt API
+    def mimeTypes(self) -> list[str]:  # noqa: N802 - Qt API
         return [MIME_IDS]
 
-    def mimeData(self, indexes):  # noqa: N802 - Qt API
+    def mimeData(self, indexes: list[QModelIndex]) -> QMimeData:  # noqa: N802 - Qt API
         mime = QMimeData()
         ids = sorted({self.cells[i.row()].id for i in indexes if i.isValid()})
         mime.setData(MIME_IDS, json.dumps(ids).encode())
@@ -290,7 +290,7 @@ class BinFilter(QSortFilterProxyModel):
     """Shows one bin (a class, Review, Unreadable or all) in the source's order (least
     confident first); it filters only, and re-filters a cell when its call changes."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.bin_key = ALL
         self.name_filter = ""
@@ -304,7 +304,7 @@ class BinFilter(QSortFilterProxyModel):
         self.name_filter = text.strip().casefold()
         self.invalidate()
 
-    def filterAcceptsRow(self, row, parent):  # noqa: N802 - Qt API
+    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802 - Qt API
         cell = self.sourceModel().cells[row]
         return in_bin(cell, self.bin_key) and (not self.name_filter or self.name_filter in cell.file.casefold())
 

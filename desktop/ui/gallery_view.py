@@ -12,7 +12,7 @@ from desktop.ui.gallery import THUMB, THUMB_SIZES
 class GalleryView(QListView):
     zoom_requested = Signal(int)  # +1 / -1 steps (Ctrl+wheel)
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.setViewMode(QListView.ViewMode.IconMode)
         self.setResizeMode(QListView.ResizeMode.Adjust)
@@ -32,18 +32,18 @@ class GalleryView(QListView):
         lines = 3 if names else 2
         self.setGridSize(QSize(max(size + 40, 120), size + 16 * lines + 8))
 
-    def wheelEvent(self, event):  # noqa: N802 - Qt API
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt API
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             self.zoom_requested.emit(1 if event.angleDelta().y() > 0 else -1)
             event.accept()
             return
         super().wheelEvent(event)
 
-    def focusInEvent(self, event):  # noqa: N802 - Qt API
+    def focusInEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().focusInEvent(event)
         self.select_current_if_none()
 
-    def currentChanged(self, current, previous):  # noqa: N802 - Qt API
+    def currentChanged(self, current, previous) -> None:  # noqa: N802 - Qt API
         super().currentChanged(current, previous)
         self.select_current_if_none()
 

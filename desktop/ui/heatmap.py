@@ -33,7 +33,7 @@ from desktop.outlets.qimage import to_qimage
 class _MapView(QGraphicsView):
     tile_clicked = Signal(int, int)  # column, row of the patch grid
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.setScene(QGraphicsScene(self))
         self.item = QGraphicsPixmapItem()
@@ -101,7 +101,7 @@ class SlideMap(QWidget):
 
     tile_clicked = Signal(int, int)
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.view = _MapView()
         self.view.tile_clicked.connect(self.tile_clicked)

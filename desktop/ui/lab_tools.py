@@ -27,7 +27,7 @@ from desktop.outlets.csv import render_csv
 
 
 class VerificationDialog(QDialog):
-    def __init__(self, parent, model: Model, data_root: Path):
+    def __init__(self, parent, model: Model, data_root: Path) -> None:
         super().__init__(parent)
         self.model, self.data_root, self.report = model, data_root, None
         self.setWindowTitle(f"Verification — {model.info.display_name}")

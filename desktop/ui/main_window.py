@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import __version__
+from desktop.core.logs import log_file
 from desktop.core.resources import resource, user_data_dir, user_models_dir
 from desktop.ui.actions import Actions, shortcuts_html
 from desktop.ui.bins import BinList
@@ -58,7 +59,7 @@ def _box(*widgets, stretch: QWidget | None = None) -> QWidget:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, data_root: Path | None = None, settings: QSettings | None = None):
+    def __init__(self, data_root: Path | None = None, settings: QSettings | None = None) -> None:
         super().__init__()
         self.data_root = data_root or user_data_dir()
         self.settings = WindowSettings(settings or QSettings("SlideTally", "SlideTally"))
@@ -247,7 +248,7 @@ class MainWindow(QMainWindow):
             f"OpenCV {cv2.__version__} (Apache 2.0)</p>"
             "<p>Training data: PBC dataset (Acevedo et al. 2020, CC BY 4.0); Breast Histopathology Images "
             "(Janowczyk &amp; Madabhushi 2016; Cruz-Roa et al. 2014).</p>"
-            f"<p>Log file: {user_data_dir() / 'slidetally.log'}</p>"
+            f"<p>Log file: {log_file()}</p>"
             + (f"<p>Licences: {licences}</p>" if licences.exists() else "")))
 
     def ask(self, title: str, question: str) -> bool:
@@ -264,17 +265,17 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{title}: {message}")
 
     # --- window events --------------------------------------------------------------------
-    def dragEnterEvent(self, event):  # noqa: N802 - Qt API
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
         urls = event.mimeData().urls()
         if urls and Path(urls[0].toLocalFile()).is_dir():
             event.acceptProposedAction()
 
-    def dropEvent(self, event):  # noqa: N802 - Qt API
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt API
         urls = event.mimeData().urls()
         if urls:
             self.sessions.open_folder(Path(urls[0].toLocalFile()))
 
-    def closeEvent(self, event):  # noqa: N802 - Qt API
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self._save_settings()
         self.sessions.close_session()  # cancels and waits for the classifier: every stored call stays
         self.thumbnails.wait()

@@ -18,7 +18,7 @@ class _Signals(QObject):
 
 
 class MosaicJob(QRunnable):
-    def __init__(self, folder: Path, cells, grid: PatchGrid):
+    def __init__(self, folder: Path, cells, grid: PatchGrid) -> None:
         super().__init__()
         self.folder = folder
         self.cells = cells

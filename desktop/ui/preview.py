@@ -59,7 +59,7 @@ def probabilities_html(cell: Cell, info: ModelInfo) -> str:
 
 class CellViewer(QDialog):
     def __init__(self, parent, folder: Path, info: ModelInfo, proxy, row: int,
-                 reclassify: Callable[[list[str], str], bool], confirm: Callable[[list[str]], bool]):
+                 reclassify: Callable[[list[str], str], bool], confirm: Callable[[list[str]], bool]) -> None:
         super().__init__(parent)
         self.folder, self.info, self.proxy, self.row = folder, info, proxy, row
         self._reclassify, self._confirm = reclassify, confirm
@@ -140,7 +140,7 @@ class CellViewer(QDialog):
         if cell is not None and not cell.unreadable and self._confirm([cell.file]):
             self._after_action(cell.file)
 
-    def keyPressEvent(self, event):  # noqa: N802 - Qt API
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
         key, text = event.key(), event.text()
         if key == Qt.Key.Key_Left:
             self.step(-1)

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class RecordController:
     """The open session's record, as the window shows and exports it."""
 
-    def __init__(self, window: QMainWindow):
+    def __init__(self, window: QMainWindow) -> None:
         self.w = window
         self._operator: str | None = None  # asked once per app start
         self._codes_table: dict[str, ResultCode] | None = None

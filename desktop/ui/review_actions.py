@@ -22,7 +22,7 @@ from desktop.ui.preview import CellViewer
 
 
 class ReviewActions:
-    def __init__(self, window: QMainWindow):
+    def __init__(self, window: QMainWindow) -> None:
         self.w = window
         self.hotkeys: list[QShortcut] = []
 

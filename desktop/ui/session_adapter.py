@@ -15,7 +15,7 @@ class SessionAdapter(QObject):
     progress = Signal(object)  # Progress
     notice = Signal(str)
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
         self._links = [(session.events.cells_added, self.cells_added.emit),

@@ -28,7 +28,7 @@ class SessionController(QObject):
     """Holds the open Session (or none) and everything that follows its life. A QObject of the GUI
     thread, so the worker thread's signals reach its slots queued, on this thread."""
 
-    def __init__(self, window: QMainWindow):
+    def __init__(self, window: QMainWindow) -> None:
         super().__init__(window)
         self.w = window
         self.models: list[ModelInfo] = []

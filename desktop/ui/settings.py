@@ -15,7 +15,7 @@ RECENT_FOLDERS = 8
 class WindowSettings:
     """QSettings behind typed properties (an INI file gives every value back as text)."""
 
-    def __init__(self, store: QSettings):
+    def __init__(self, store: QSettings) -> None:
         self.store = store
 
     def _text(self, key: str, default: str = "") -> str:

@@ -16,7 +16,7 @@ from desktop.ui.heatmap import SlideMap
 class BarChart(QWidget):
     """Final count per class as horizontal bars."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.rows: list[tuple[str, int]] = []
         self.setMinimumHeight(150)
@@ -26,7 +26,7 @@ class BarChart(QWidget):
         self.setMinimumHeight(18 * len(rows) + 10)
         self.update()
 
-    def paintEvent(self, event):  # noqa: N802 - Qt API
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         top = max((n for _, n in self.rows), default=0) or 1
@@ -44,7 +44,7 @@ class BarChart(QWidget):
 class SummaryPanel(QWidget):
     target_changed = Signal(int)
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         layout = QVBoxLayout(self)
         form = QFormLayout()
@@ -71,7 +71,7 @@ class SummaryPanel(QWidget):
         layout.addWidget(self.heat, 3)
         self._mosaic: np.ndarray | None = None
 
-    def resizeEvent(self, event):  # noqa: N802 - Qt API
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         """On a short screen the counts table matters more than the bar chart: the chart gives way."""
         super().resizeEvent(event)
         self.chart.setVisible(self.height() >= 560)

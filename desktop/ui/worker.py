@@ -17,7 +17,7 @@ class ClassifyWorker(QObject):
     finished = Signal(object)  # ClassifyResult
     failed = Signal(str)
 
-    def __init__(self, session: Session, check_foreign: bool = True):
+    def __init__(self, session: Session, check_foreign: bool = True) -> None:
         super().__init__()
         self.session = session
         self.check_foreign = check_foreign
@@ -26,7 +26,7 @@ class ClassifyWorker(QObject):
     def run(self) -> None:
         try:
             self.finished.emit(self.session.classify(cancel=self.cancel, check_foreign=self.check_foreign))
-        except Exception as exc:  # noqa: BLE001 - shown to the technician as a dialog, logged in full
+        except Exception as exc:  # shown to the technician as a dialog, logged in full
             log.exception("classification failed")
             self.failed.emit(str(exc))
 
@@ -48,7 +48,7 @@ class TaskWorker(QObject):
     finished = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, task):
+    def __init__(self, task) -> None:
         super().__init__()
         self.task = task
         self.cancel = threading.Event()
@@ -56,6 +56,6 @@ class TaskWorker(QObject):
     def run(self) -> None:
         try:
             self.finished.emit(self.task(self.progress.emit, self.cancel))
-        except Exception as exc:  # noqa: BLE001 - shown to the technician, logged in full
+        except Exception as exc:  # shown to the technician, logged in full
             log.exception("task failed")
             self.failed.emit(str(exc))

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +29,10 @@ from desktop.core.inference.imaging import INTERPOLATIONS, SMALL_INPUT_RULES, In
 from desktop.core.inference.slide import PatchGrid
 from desktop.core.inference.slide_step import SlideStep, SlideStepError, parse_slide_step
 
+if TYPE_CHECKING:  # loaded only when a model is (telemetry is switched off first)
+    import onnxruntime as ort
+
+log = logging.getLogger(__name__)
 SCHEMA_PREFIX = "slidetally/"
 BLOOD, IDC = "blood-differential", "idc-patch"  # the contract's tasks
 TASKS = (BLOOD, IDC)
@@ -177,7 +183,7 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
     )
 
 
-def session_options(threads: int | None = None):
+def session_options(threads: int | None = None) -> ort.SessionOptions:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -195,7 +201,7 @@ def session_options(threads: int | None = None):
 class Model:
     """An ONNX Runtime session with the model's contract attached."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -212,6 +218,7 @@ class Model:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = parse_metadata(meta, path, hashlib.sha256(data).hexdigest())
         self._check_graph()
+        log.info("model loaded: %s v%s (%s, SHA-256 %s)", self.info.key, self.info.version, path, self.info.sha256[:16])
 
     def _check_graph(self) -> None:
         name = self.info.path.name
@@ -246,7 +253,7 @@ class Model:
                           np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)])
         try:
             results = dict(zip(names, self.session.run(names, {"image": batch})))
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for graphs that cannot run
+        except Exception as exc:  # ORT raises its own types for graphs that cannot run
             raise ModelError(f"{name} fails on test images ({str(exc).splitlines()[0][:160]})") from exc
         for output, value in results.items():
             value = np.asarray(value)

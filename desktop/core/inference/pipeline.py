@@ -8,6 +8,7 @@ memory stays flat whatever the number of images.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -22,6 +23,8 @@ from desktop.core.inference.imaging import UnreadableImage, decode_image, decode
 from desktop.core.inference.model import Model, worker_threads
 from desktop.core.inference.scan import content_hash
 from desktop.core.inference.slide import Tile
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Progress:
 class _TissueImages:
     """Decodes each large tissue image once, however many of its tiles are asked for."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cache: dict = {}
 
@@ -125,4 +128,6 @@ def classify(
                 on_progress(Progress(done, len(items), done / elapsed))
         for future in pending:
             future.cancel()
+    log.info("%d of %d item(s) classified with %s in %.1f s%s", done, len(items), model.info.key,
+             time.perf_counter() - start, " (cancelled)" if cancel.is_set() else "")
     return done

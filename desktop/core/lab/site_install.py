@@ -28,7 +28,7 @@ def read_site(candidate: Path) -> tuple[onnx.ModelProto, dict]:
         proto = onnx.load(str(candidate))
         meta = {p.key: p.value for p in proto.metadata_props}
         site = json.loads(meta["site"])
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same refusal to the technician
+    except Exception as exc:  # any unreadable file is the same refusal to the technician
         raise ModelError(f"{candidate.name} is not a site model ({type(exc).__name__})") from exc
     return proto, site
 

@@ -61,7 +61,7 @@ class ClassifyResult:
 class SessionEvents:
     """What a session announces. Callbacks run in the thread that made the change."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.cells_added = Event("cells_added")  # list[Cell]
         self.cells_changed = Event("cells_changed")  # list[Cell]
         self.state = Event("state")  # SessionRecord
@@ -76,7 +76,7 @@ class SessionEvents:
 class _ForeignGuard:
     """Watches the first calls of a run; stops it when most of them are Unfamiliar."""
 
-    def __init__(self, cancel: threading.Event):
+    def __init__(self, cancel: threading.Event) -> None:
         self.cancel = cancel
         self.seen = self.unfamiliar = 0
         self.verdict = ""
@@ -117,7 +117,7 @@ def resolve_model(model: Model | str | Path | None, folder: Path | None = None) 
 
 
 class Session:
-    def __init__(self, folder: Path, model: Model, store: SessionStore):
+    def __init__(self, folder: Path, model: Model, store: SessionStore) -> None:
         self.folder = folder
         self.model = model
         self.info = model.info

@@ -120,7 +120,7 @@ def _cell(row: tuple) -> Cell:
 class Writer:
     """The one write path, handed out by `SessionStore.write()` inside a checked transaction."""
 
-    def __init__(self, db: sqlite3.Connection, actor: Actor):
+    def __init__(self, db: sqlite3.Connection, actor: Actor) -> None:
         self.db, self.actor = db, actor
         self.touched: list[str] = []  # files whose cells changed, for the caller's events
 
@@ -189,7 +189,7 @@ class Writer:
 
 
 class SessionStore:
-    def __init__(self, path: Path, folder: Path, model_key: str, model_sha256: str):
+    def __init__(self, path: Path, folder: Path, model_key: str, model_sha256: str) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()  # the GUI thread and the classifier thread share one connection
         try:
