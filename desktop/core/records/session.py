@@ -1,4 +1,5 @@
-"""A session: one folder, one model, one store. It owns the technician's results and is
+"""A session: one folder, one model, one store (the model resolved by `inference.catalog`, the
+folder compared by `rescan`, the calls checked by `classification`). It owns the technician's results and is
 their only writer; it tells whoever listens what changed through plain-Python events.
 
 Rules (the technician's record is never rewritten behind their back):
@@ -18,26 +19,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from desktop.core.errors import ActionRefused, FolderError, ModelError, SessionLocked, SignOffRefused
+from desktop.core.errors import ActionRefused, FolderError, SessionLocked, SignOffRefused
 from desktop.core.events import Event
-from desktop.core.inference.decision import Call, slide_level_calls
-from desktop.core.inference.folder import expand_tissue_images, guess_task
-from desktop.core.inference.model import BLOOD, IDC, Model, discover_models
+from desktop.core.inference.catalog import resolve_model
+from desktop.core.inference.decision import Call
+from desktop.core.inference.folder import expand_tissue_images
+from desktop.core.inference.model import IDC, Model
 from desktop.core.inference.pipeline import Progress, classify
-from desktop.core.inference.scan import ScanCancelled, hash_file, scan_folder
-from desktop.core.inference.slide import tile_source
+from desktop.core.inference.scan import ScanCancelled, scan_folder
 from desktop.core.names import readable
+from desktop.core.records.classification import ForeignGuard, slide_step_revisions
 from desktop.core.records.domain import Actor, AuditEntry, Cell, FolderChanges, SessionRecord, SessionState, now
+from desktop.core.records.integrity import ALTERED, RecordAltered
+from desktop.core.records.rescan import compare
 from desktop.core.records.store import SessionStore, Writer, session_path, store_error
 from desktop.core.report.assay_report import AssayReport, build_report
 from desktop.core.report.codes import ResultCode, load_codes
 from desktop.core.report.summary import DEFAULT_TARGET_WBC
 
 SYSTEM = "SlideTally"
-FOREIGN_SHARE = 0.8  # of the first batch flagged Unfamiliar: the folder is not what this model knows
-FOREIGN_MIN_CELLS = 8
 
 
 @dataclass(frozen=True)
@@ -73,49 +73,6 @@ class SessionEvents:
             event.disconnect()
 
 
-class _ForeignGuard:
-    """Watches the first calls of a run; stops it when most of them are Unfamiliar."""
-
-    def __init__(self, cancel: threading.Event) -> None:
-        self.cancel = cancel
-        self.seen = self.unfamiliar = 0
-        self.verdict = ""
-
-    def look(self, calls: list[Call]) -> None:
-        if self.seen >= FOREIGN_MIN_CELLS:
-            return
-        readable = [c for c in calls if not c.unreadable]
-        self.seen += len(readable)
-        self.unfamiliar += sum(c.unfamiliar for c in readable)
-        if self.seen >= FOREIGN_MIN_CELLS and self.unfamiliar >= FOREIGN_SHARE * self.seen:
-            self.verdict = f"{self.unfamiliar} of the first {self.seen} images"
-            self.cancel.set()
-
-
-def resolve_model(model: Model | str | Path | None, folder: Path | None = None) -> Model:
-    """A Model from a key, a task, an .onnx path, or (None) the assay the folder looks like."""
-    if isinstance(model, Model):
-        return model
-    if model is not None and (Path(model).suffix == ".onnx"):
-        loaded = Model(Path(model))
-        if loaded.info.site:  # a site model is used only beside the base it names
-            from desktop.core.lab.site_guard import check_site_info
-
-            check_site_info(loaded.info, {i.sha256 for i in discover_models()[0] if not i.site})
-        return loaded
-    infos, problems = discover_models()
-    if not infos:
-        raise ModelError("no usable model found in resources/models or the user models folder"
-                         + (f" ({'; '.join(problems)})" if problems else ""))
-    if model:
-        match = [i for i in infos if str(model) in (i.key, i.task)]
-        if not match:
-            raise ModelError(f"no model named {model!r}; available: {', '.join(i.key for i in infos)}")
-        return Model(match[0].path)
-    task = (guess_task(folder) if folder is not None else None) or BLOOD
-    return Model(next((i for i in infos if i.task == task), infos[0]).path)
-
-
 class Session:
     def __init__(self, folder: Path, model: Model, store: SessionStore) -> None:
         self.folder = folder
@@ -127,6 +84,7 @@ class Session:
         self.pending_changes = FolderChanges()  # seen by the last scan but not taken in
         self._classifying = threading.Event()
         self._codes: dict[str, ResultCode] | None = None  # the lab's LIS code table, read at the first report
+        self.altered = store.integrity_problems()  # non-empty: edited outside SlideTally; read-only, never exported
 
     @classmethod
     def open(cls, folder: Path | str, model: Model | str | Path | None = None, data_dir: Path | None = None) -> Session:
@@ -178,6 +136,8 @@ class Session:
         """The session's AssayReport, the one source of every figure the GUI, the CLI and the LIS get.
         `codes` default to the lab's table, read once per session; the GUI panel passes the cells it
         holds and `with_history=False` (no audit read, no gallery) on every refresh."""
+        if with_history:  # every export and the LIS hand-off: checked again, now
+            self.check_integrity()
         if codes is None:
             if self._codes is None:
                 self._codes = load_codes()
@@ -186,6 +146,13 @@ class Session:
                             audit=self.audit() if with_history else (), changes=self.pending_changes, target=target,
                             codes=codes, generated_at=now() if when is None else when, generated_by=operator,
                             with_gallery=with_history)
+
+    def check_integrity(self) -> None:
+        """Raise `RecordAltered` when the record no longer matches its audit chain or seal."""
+        self.altered = self.store.integrity_problems()
+        if self.altered:
+            raise RecordAltered(f"{ALTERED}: {'; '.join(self.altered)}. It is shown read-only and nothing is exported "
+                                "or sent to the LIS.")
 
     @property
     def classifying(self) -> bool:
@@ -203,33 +170,7 @@ class Session:
 
     def _compare(self, items: list, cancel: threading.Event | None) -> tuple[FolderChanges, list]:
         """What differs between the folder and the store, by content; and what needs the model."""
-        known = self.store.known_files()
-        hashes: dict[Path, str | None] = {}
-        new, changed, returned, touched, todo = [], [], [], [], []
-        for item in items:
-            if cancel is not None and cancel.is_set():
-                raise ScanCancelled()
-            stored = known.get(item.relative)
-            if stored is None:
-                new.append(item.relative)
-                todo.append(item)
-                continue
-            if (stored.size, stored.mtime) == (item.size, item.mtime) and not stored.missing:
-                continue
-            if item.path not in hashes:  # a tissue image's tiles share one file
-                hashes[item.path] = hash_file(item.path)
-            if hashes[item.path] is not None and hashes[item.path] == stored.content_hash:
-                (returned if stored.missing else touched).append(item.relative)
-                continue
-            changed.append(item.relative)
-            todo.append(item)
-        present = {i.relative for i in items}
-        missing = [f for f, s in known.items() if f not in present and not s.missing]
-        stat = {i.relative: (i.size, i.mtime) for i in items}
-        empty = not items and any(not s.missing for s in known.values())
-        changes = FolderChanges(tuple(new), tuple(changed), () if empty else tuple(missing), tuple(returned),
-                                tuple((f, *stat[f]) for f in touched + returned), folder_empty=empty)
-        return changes, todo
+        return compare(items, self.store.known_files(), cancel)
 
     def changes(self, cancel: threading.Event | None = None) -> FolderChanges:
         """Files new, changed or missing since the session last took the folder in (writes nothing)."""
@@ -243,6 +184,8 @@ class Session:
         With `check_foreign`, classification stops after the first batch when most of it is
         Unfamiliar to the model (a blood folder given to the tissue model, another lab's cells)."""
         cancel = cancel or threading.Event()
+        if self.altered:
+            self.check_integrity()
         self._classifying.set()
         try:
             try:
@@ -255,7 +198,7 @@ class Session:
                     self.events.notice.emit(self._notice(changes))
                 return ClassifyResult(0, False, changes, applied=False)
             self._take_in_presence(changes)
-            guard = _ForeignGuard(cancel) if check_foreign else None
+            guard = ForeignGuard(cancel) if check_foreign else None
             done = self.classify_items(todo, set(changes.changed), progress, cancel, batch_size, guard)
             self.pending_changes = FolderChanges()
             if guard is not None and guard.verdict:
@@ -269,7 +212,7 @@ class Session:
             self._classifying.clear()
 
     def classify_items(self, items: list, changed: set[str], progress=None, cancel=None, batch_size: int = 64,
-                       guard: _ForeignGuard | None = None) -> int:
+                       guard: ForeignGuard | None = None) -> int:
         """Classify these items and store their calls (`changed`: files whose earlier calls they replace).
         `classify()` decides what to pass; benchmarks call this directly."""
         def on_progress(p: Progress) -> None:
@@ -285,6 +228,10 @@ class Session:
         done = classify(self.model, items, on_calls, on_progress, cancel, batch_size=batch_size)
         if done:
             self._apply_slide_step()
+            with self.store.write(self._system()) as w:  # AI calls are audited: one row per run
+                w.audit("classify", None, None, f"{done} image(s) by {self.info.key} {self.info.version}",
+                        f"model SHA-256 {self.info.sha256}" + (" (cancelled)" if cancel is not None and cancel.is_set()
+                                                              else ""))
         return done
 
     def _apply_slide_step(self) -> None:
@@ -292,22 +239,7 @@ class Session:
         revise the AI calls it changes (never a technician's call; a signed session is not
         classified at all). One audit line says what the step did."""
         step = self.info.slide_step
-        if step is None:
-            return
-        slides: dict[str, list] = {}
-        for cell in self.store.cells():
-            if cell.x is None or cell.y is None or cell.unreadable or cell.missing or len(cell.probabilities) != 2:
-                continue
-            tile = tile_source(cell.file)
-            slides.setdefault(tile[0] if tile else "", []).append(cell)
-        revised = []
-        for cells in slides.values():
-            p_slide = step.apply(np.array([c.probabilities[1] for c in cells]), [(c.x, c.y) for c in cells],
-                                 self.info.patch)
-            fields = slide_level_calls(self.info, p_slide, [c.ood_score for c in cells])
-            revised += [(c, f) for c, f in zip(cells, fields)
-                        if c.final_class is None and not c.confirmed  # the technician has seen this call
-                        and (c.ai_class, c.review, round(c.confidence, 9)) != (f.ai_class, f.review, round(f.confidence, 9))]
+        revised = slide_step_revisions(self.store.cells(), self.info) if step is not None else []
         if not revised:
             return
         with self.store.write(self._system()) as w:
@@ -373,6 +305,8 @@ class Session:
         operator = (operator or "").strip()
         if not operator:
             raise ActionRefused("Enter the operator's name first.")
+        if self.altered:
+            self.check_integrity()
         return Actor(operator, self.os_user)
 
     def _check_class(self, key: str) -> None:
@@ -452,8 +386,8 @@ class Session:
             w.set_meta("state", SessionState.SIGNED)
             w.set_meta("signed_by", operator)
             w.set_meta("signed_at", now())
-            w.delete_meta("verified_by", "verified_at")
-            w.audit("sign-off")
+            w.delete_meta("verified_by", "verified_at", "verified_digest")
+            w.seal("sign-off")
         self.events.state.emit(self.record())
 
     def verify(self, operator: str) -> None:
@@ -467,7 +401,7 @@ class Session:
         with self.store.write(actor, require_open=False) as w:
             w.set_meta("verified_by", actor.operator)
             w.set_meta("verified_at", now())
-            w.audit("verify")
+            w.seal("verify")
         self.events.state.emit(self.record())
 
     def reopen(self, operator: str, reason: str) -> None:
@@ -481,6 +415,6 @@ class Session:
             w.set_meta("reopened_by", actor.operator)
             w.set_meta("reopened_at", now())
             w.set_meta("reopen_reason", reason.strip())
-            w.delete_meta("signed_by", "signed_at", "verified_by", "verified_at")
+            w.delete_meta("signed_by", "signed_at", "verified_by", "verified_at", "signed_digest", "verified_digest")
             w.audit("reopen", reason=reason.strip())
         self.events.state.emit(self.record())

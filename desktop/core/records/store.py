@@ -27,11 +27,20 @@ from filelock import FileLock, Timeout
 from desktop.core.errors import SessionLocked, StoreError
 from desktop.core.inference.decision import Call
 from desktop.core.records.domain import Actor, AuditEntry, Cell, SessionState, now
+from desktop.core.records.integrity import (
+    GENESIS,
+    SIGNED_KEYS,
+    VERIFIED_KEYS,
+    audit_row_hash,
+    chain_problems,
+    record_digest,
+    seal_problems,
+)
 
 SCHEMA_VERSION = "2"
 # A session kept aside (another model file, an older schema): <name>.<stamp>.sqlite. A model key may hold dots.
 ARCHIVE_STAMP = "%Y%m%d-%H%M%S"
-ARCHIVED = re.compile(r"\.\d{8}-\d{6}\.sqlite$")
+ARCHIVED = re.compile(r"\.\d{8}-\d{6}(-\d+)?\.sqlite$")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
@@ -50,9 +59,20 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, at TEXT NOT NULL, who TEXT NOT NULL, os_user TEXT NOT NULL DEFAULT '',
-    action TEXT NOT NULL, file TEXT, old TEXT, new TEXT, reason TEXT
+    action TEXT NOT NULL, file TEXT, old TEXT, new TEXT, reason TEXT, prev_hash TEXT, row_hash TEXT
 );
 """
+# Audit rows are append-only (see records/integrity.py); created after any column migration.
+AUDIT_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
+"""
+AUDIT_COLUMNS = "id, at, who, os_user, action, file, old, new, reason, prev_hash, row_hash"
+# What a seal covers of each cell: everything but the row id and the file's size and time (a touched file).
+SEALED_COLUMNS = ("relative, content_hash, ai_class, confidence, probabilities, second_class, ood_score, unfamiliar, "
+                  "review, review_reason, unreadable, x, y, final_class, confirmed, reviewer, missing, file_changed")
 CELL_COLUMNS = ("id, relative, ai_class, confidence, probabilities, second_class, ood_score, unfamiliar, review, "
                 "review_reason, unreadable, x, y, final_class, confirmed, reviewer, missing, file_changed")
 
@@ -123,11 +143,29 @@ class Writer:
     def __init__(self, db: sqlite3.Connection, actor: Actor) -> None:
         self.db, self.actor = db, actor
         self.touched: list[str] = []  # files whose cells changed, for the caller's events
+        self._head: str | None = None  # the audit chain's last hash, read once per transaction
 
     def audit(self, action: str, file: str | None = None, old: str | None = None, new: str | None = None,
               reason: str | None = None) -> None:
-        self.db.execute("INSERT INTO audit(at, who, os_user, action, file, old, new, reason) VALUES (?,?,?,?,?,?,?,?)",
-                        _args(now(), self.actor.operator, self.actor.os_user, action, file, old, new, reason))
+        """Append one audit row, chained to the one before it (records/integrity.py)."""
+        if self._head is None:
+            row = self.db.execute("SELECT row_hash FROM audit WHERE row_hash IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
+            self._head = row[0] if row else GENESIS
+        fields = _args(now(), self.actor.operator, self.actor.os_user, action, file, old, new, reason)
+        own = audit_row_hash(self._head, _py(fields))
+        self.db.execute("INSERT INTO audit(at, who, os_user, action, file, old, new, reason, prev_hash, row_hash) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?)", (*fields, self._head, own))
+        self._head = own
+        self.set_meta("chain_head", own)
+
+    def seal(self, action: str) -> str:
+        """Sign-off or verification: a digest of the cells and identity, in the meta and in its audit row."""
+        meta = dict(_py(r) for r in self.db.execute("SELECT key, value FROM meta").fetchall())
+        keys = VERIFIED_KEYS if action == "verify" else SIGNED_KEYS
+        digest = record_digest(meta, [_py(r) for r in self.db.execute(f"SELECT {SEALED_COLUMNS} FROM images")], keys)
+        self.set_meta("verified_digest" if action == "verify" else "signed_digest", digest)
+        self.audit(action, new=digest)
+        return digest
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", _args(key, value))
@@ -203,6 +241,11 @@ class SessionStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.executescript(SCHEMA)
+                columns = {r[1] for r in self.db.execute("PRAGMA table_info(audit)")}
+                for column in ("prev_hash", "row_hash"):  # a session made before the audit chain
+                    if column not in columns:
+                        self.db.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
+                self.db.executescript(AUDIT_TRIGGERS)
                 if self.meta("folder") is None:
                     with self.write(Actor("SlideTally", ""), require_open=False) as w:
                         w.set_meta("schema", SCHEMA_VERSION)
@@ -217,23 +260,35 @@ class SessionStore:
             raise store_error(exc, self.path.parent.parent) from exc
 
     def _archive_if_other_model(self, model_sha256: str) -> None:
-        """A session made by another model file (or an older store) is kept aside, never overwritten."""
+        """A session made by another model file (or an older store) is kept aside under a new name,
+        never overwritten. Only a positive reading moves it: a file that cannot be read (a full
+        disk, a lock, damage) is an error and stays where it is."""
         if not self.path.exists():
             return
-        db = sqlite3.connect(self.path)
         try:
-            rows = dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError:
-            rows = {}
-        finally:
-            db.close()
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                rows = dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
+            finally:
+                db.close()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"The session {self.path.name} cannot be read ({exc}); nothing was moved or changed. "
+                             "Free disk space or check the data folder, then open it again.") from exc
+        if not rows.get("model_sha256") or not rows.get("schema"):
+            raise StoreError(f"The session {self.path.name} holds no model or schema; it was left as it is.")
         if rows.get("model_sha256") == model_sha256 and rows.get("schema") == SCHEMA_VERSION:
             return
         stamp = dt.datetime.now().strftime(ARCHIVE_STAMP)
+        base = str(self.path.with_suffix(""))
+        n = 0
+        while any(Path(f"{base}.{stamp}{f'-{n}' if n else ''}.sqlite{x}").exists() for x in ("", "-wal", "-shm")):
+            n += 1
+        target = f"{base}.{stamp}{f'-{n}' if n else ''}.sqlite"
         for suffix in ("", "-wal", "-shm"):
             old = Path(str(self.path) + suffix)
             if old.exists():
-                old.rename(Path(str(self.path.with_suffix("")) + f".{stamp}.sqlite{suffix}"))
+                os.link(old, target + suffix)  # fails rather than overwrite; then the old name goes
+                old.unlink()
 
     def close(self) -> None:
         with self._lock:
@@ -296,6 +351,11 @@ class SessionStore:
             rows = self.db.execute("SELECT relative, size, mtime, content_hash, missing FROM images").fetchall()
         return {r[0]: StoredFile(r[1], r[2], r[3], bool(r[4])) for r in map(_py, rows)}
 
+    def integrity_problems(self) -> list[str]:
+        """Why this record does not match its audit chain or seal (empty: it does)."""
+        with self._lock:
+            return _integrity(self.db)
+
     def audit(self) -> list[AuditEntry]:
         with self._lock:
             rows = self.db.execute("SELECT at, who, os_user, action, file, old, new, reason FROM audit ORDER BY id").fetchall()
@@ -306,6 +366,25 @@ def session_files(root: Path) -> list[Path]:
     """Every current session database under the data folder (archived ones are left out)."""
     folder = Path(root) / "sessions"
     return sorted(p for p in folder.glob("*.sqlite") if not ARCHIVED.search(p.name)) if folder.is_dir() else []
+
+
+def _integrity(db: sqlite3.Connection) -> list[str]:
+    meta = dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
+    columns = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
+    if "row_hash" not in columns:
+        return []  # a session made before the audit chain: nothing to check it against
+    rows = [_py(r) for r in db.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id").fetchall()]
+    cells = [_py(r) for r in db.execute(f"SELECT {SEALED_COLUMNS} FROM images").fetchall()]
+    return chain_problems(rows, meta.get("chain_head")) + seal_problems(meta, cells, rows)
+
+
+def check_session_file(path: Path) -> list[str]:
+    """`integrity_problems` of a session file, read-only (for `audit-check`)."""
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return _integrity(db)
+    finally:
+        db.close()
 
 
 def read_session(path: Path) -> tuple[dict[str, str], list[Cell]]:

@@ -1,0 +1,128 @@
+"""Records that hold: a hand-edited database, a session that cannot be read and archives made in
+one second never cost or forge a signed result (issue 27)."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, make_tiny_model
+
+from desktop.core.errors import StoreError
+from desktop.core.records.integrity import RecordAltered
+from desktop.core.records.session import Session
+from desktop.core.records.store import ARCHIVED, session_files
+
+
+@pytest.fixture
+def signed(tmp_path, good_folder):
+    """A classified, reclassified, signed-off and verified session; returns (model path, data dir, session file)."""
+    model = make_tiny_model(tmp_path / "tiny.onnx")
+    data = tmp_path / "data"
+    s = Session.open(good_folder, model, data)
+    s.classify()
+    first = s.cells()[0]
+    s.reclassify([first.file], "b" if first.ai_class != "b" else "c", "Ana")
+    s.confirm([c.file for c in s.cells() if c.needs_review], "Ana")
+    s.sign_off("Ana", "B-2026-0412")
+    s.verify("Ben")
+    path = s.store.path
+    assert not s.altered and not s.store.integrity_problems()
+    s.close()
+    return model, data, path
+
+
+def _cli(*args, data):
+    return subprocess.run([sys.executable, "-m", "desktop.cli", *args, "--data-dir", str(data)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=180)
+
+
+def _edit(path, sql: str, *params) -> None:
+    db = sqlite3.connect(path)
+    try:
+        db.execute(sql, params)
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_audit_rows_cannot_be_changed_or_deleted(signed):
+    _, _, path = signed
+    for sql in ("UPDATE audit SET who='Mallory'", "DELETE FROM audit WHERE action='reclassify'"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            _edit(path, sql)
+
+
+@pytest.mark.parametrize("forgery", [
+    "UPDATE images SET final_class='a' WHERE final_class IS NOT NULL",  # a corrected call changed
+    "UPDATE meta SET value='Mallory' WHERE key='signed_by'",  # the signature rewritten
+    "UPDATE meta SET value='Eve' WHERE key='verified_by'",
+    "DROP TRIGGER audit_append_only_delete; DELETE FROM audit WHERE action='reclassify'",  # the correction erased
+    "DROP TRIGGER audit_append_only_delete; DELETE FROM audit WHERE id=(SELECT MAX(id) FROM audit)",  # the tail cut
+    "UPDATE meta SET value='open' WHERE key='state'",
+])
+def test_a_record_edited_outside_slidetally_is_shown_altered_and_never_exported(signed, good_folder, tmp_path, forgery):
+    model, data, path = signed
+    db = sqlite3.connect(path)
+    db.executescript(forgery)
+    db.commit()
+    db.close()
+    s = Session.open(good_folder, model, data)
+    assert s.altered
+    with pytest.raises(RecordAltered, match="altered outside SlideTally"):
+        s.report()
+    with pytest.raises(RecordAltered):
+        s.reclassify([s.cells()[0].file], "a", "Ana")
+    s.close()
+    hl7 = tmp_path / "out.hl7"
+    out = _cli("report", str(good_folder), "--model", str(model), "--hl7", str(hl7), data=data)
+    assert out.returncode == 2 and "altered outside SlideTally" in out.stderr
+    assert not hl7.exists()
+    check = _cli("audit-check", data=data)
+    assert check.returncode == 2 and "ALTERED" in check.stdout
+
+
+def test_audit_check_passes_untouched_records_and_names_the_folder_checked(signed, good_folder):
+    _, data, path = signed
+    out = _cli("audit-check", str(good_folder), data=data)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"ok       {path.name}" in out.stdout and "1 session(s) checked, 0 altered" in out.stdout
+
+
+def test_ai_calls_are_audited_once_per_run_with_the_model(tmp_path, good_folder):
+    model = make_tiny_model(tmp_path / "tiny.onnx")
+    s = Session.open(good_folder, model, tmp_path / "data")
+    s.classify()
+    rows = [e for e in s.audit() if e.action == "classify"]
+    assert len(rows) == 1 and "12 image(s)" in rows[0].new and s.info.sha256 in rows[0].reason
+    s.close()
+
+
+def test_a_session_that_cannot_be_read_is_an_error_and_is_never_moved(signed, good_folder):
+    model, data, path = signed
+    original = path.read_bytes()
+    path.write_bytes(b"not a database, as a full disk or a bad sector can leave it" * 100)
+    damaged = path.read_bytes()
+    with pytest.raises(StoreError, match="nothing was moved"):
+        Session.open(good_folder, model, data)
+    assert path.read_bytes() == damaged
+    assert not [p for p in path.parent.iterdir() if ARCHIVED.search(p.name)]
+    path.write_bytes(original)  # space is back: the signed session is there as it was
+    s = Session.open(good_folder, model, data)
+    assert s.signed and not s.altered
+    s.close()
+
+
+def test_archives_made_in_one_second_never_overwrite_each_other(tmp_path, good_folder):
+    a = make_tiny_model(tmp_path / "m.onnx")
+    data = tmp_path / "data"
+    for n in range(3):  # the same key, another file each time: the previous session is archived
+        make_tiny_model(a, metadata_overrides={"version": f"0.0.{n}"})
+        s = Session.open(good_folder, a, data)
+        s.classify()
+        s.close()
+    archives = [p for p in (data / "sessions").iterdir() if ARCHIVED.search(p.name)]
+    assert len(archives) == 2 and all(p.stat().st_size > 0 for p in archives)
+    assert len(session_files(data)) == 1
