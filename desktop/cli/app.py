@@ -1,4 +1,5 @@
-"""`slidetally-cli`: classify folders, list models and benchmark, without the GUI."""
+"""The command line: classify, report, models and their exit codes; verify and adapt are in
+`lab.py`, bench in `bench.py`. The Ctrl+C guard comes first, before the libraries load."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ import getpass
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from desktop import __version__
@@ -39,14 +38,17 @@ _OWN_CTRL_C = (threading.current_thread() is threading.main_thread()
 if _OWN_CTRL_C:
     signal.signal(signal.SIGINT, _remember_ctrl_c)
 
+from desktop.cli.arguments import CliError, NothingToDo, data_dir  # noqa: E402 - after the Ctrl+C handler
+from desktop.cli.bench import cmd_bench  # noqa: E402
+from desktop.cli.lab import cmd_adapt, cmd_verify  # noqa: E402
+from desktop.cli.records import cmd_audit_check  # noqa: E402
 from desktop.core.errors import SlideTallyError, StoreError  # noqa: E402
-from desktop.core.inference.imaging import UnreadableImage, load_prepared  # noqa: E402
+from desktop.core.inference.catalog import resolve_model  # noqa: E402
 from desktop.core.inference.model import discover_models  # noqa: E402
 from desktop.core.inference.pipeline import Progress  # noqa: E402
-from desktop.core.inference.scan import scan_folder  # noqa: E402
 from desktop.core.logs import log_to_file  # noqa: E402
-from desktop.core.records.session import Session, resolve_model  # noqa: E402
-from desktop.core.report.assay_report import AssayReport  # noqa: E402 - after the Ctrl+C handler
+from desktop.core.records.session import Session  # noqa: E402
+from desktop.core.report.assay_report import AssayReport  # noqa: E402
 from desktop.core.report.codes import load_codes  # noqa: E402
 from desktop.core.report.summary import DEFAULT_TARGET_WBC  # noqa: E402
 from desktop.core.resources import resource, user_models_dir  # noqa: E402
@@ -62,14 +64,6 @@ if _OWN_CTRL_C:
 
 # Exit codes (the README lists them).
 DONE, NOTHING, ERROR, NOT_SAVED, FOREIGN, INTERNAL, CANCELLED, PIPE_CLOSED = 0, 1, 2, 3, 4, 70, 130, 141
-
-
-class CliError(SlideTallyError):
-    """A refused command line, in one sentence."""
-
-
-class NothingToDo(SlideTallyError):
-    """Nothing to list or classify: not an error, but not a result either (exit 1)."""
 
 
 class ProgressBar:
@@ -126,7 +120,7 @@ def cmd_classify(args) -> int:
 def cmd_report(args) -> int:
     """The report of a stored session (a folder classified before, or its session file), in any outlet."""
     _check_outputs(args)
-    session = open_stored_session(Path(args.session), args.model, _data_dir(args))
+    session = open_stored_session(Path(args.session), args.model, data_dir(args))
     try:
         cells = session.cells()
         if not cells:
@@ -200,81 +194,6 @@ def print_report(report: AssayReport, classified_now: int | None = None) -> None
     print("\n".join(report_lines(report, classified_now)))
 
 
-def _data_dir(args) -> Path:
-    from desktop.core.resources import user_data_dir
-
-    return Path(args.data_dir) if args.data_dir else user_data_dir()
-
-
-def cmd_verify(args) -> int:
-    """The model's calls against the technicians' final calls over the signed-off sessions."""
-    from desktop.core.atomic import write_atomically
-    from desktop.core.lab.site_cells import signed_sessions
-    from desktop.core.lab.verification import build_report, report_html, report_rows, report_text
-    from desktop.outlets.csv import render_csv
-
-    model = resolve_model(args.model)
-    sessions = signed_sessions(_data_dir(args), model.info, args.since)
-    if not sessions:
-        raise CliError(f"no signed-off sessions of {model.info.key} (this model file) in {_data_dir(args)}"
-                       + (f" since {args.since}" if args.since else ""))
-    report = build_report(sessions, model.info)
-    print(report_text(report))
-    if args.csv:
-        write_atomically(Path(args.csv), render_csv(report_rows(report)))
-    if args.pdf:
-        from desktop.outlets.pdf import write_pdf_headless
-
-        write_pdf_headless(Path(args.pdf), report_html(report))
-    return 0
-
-
-def cmd_adapt(args) -> int:
-    """Fit a site model on verified cells (cross-validated), write it, print before/after."""
-    from desktop.core.lab.adaptation import AdaptationRefused
-    from desktop.core.lab.site_cells import cells_from_folder, cells_from_sessions, has_specimens, signed_sessions
-    from desktop.core.lab.site_model import prepare_adaptation, write_site_model
-
-    model = resolve_model(args.model)
-    if model.info.site:
-        raise CliError(f"{model.info.key} is a site model; adapt from the model it was made from")
-    notes = []
-    if args.verified:
-        cells = cells_from_folder(Path(args.verified), model.info)
-        source = {"verified_folder": str(Path(args.verified).resolve()), "cells": len(cells)}
-        if not has_specimens(Path(args.verified), model.info):
-            notes.append("no specimens are known (DIR/<class key>/<image>): the folds are by image, cells of one "
-                         "specimen may be on both sides, and the figures are optimistic")
-    else:
-        sessions = signed_sessions(_data_dir(args), model.info, args.since)
-        cells = cells_from_sessions(sessions, model.info)
-        signers = sorted({n for s in sessions for n in (s.meta.get("signed_by", ""), s.meta.get("verified_by", "")) if n})
-        source = {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": len(cells),
-                  "signed_by": signers}
-    start = time.perf_counter()
-    try:
-        prepared = prepare_adaptation(model, cells, source)
-    except AdaptationRefused as exc:
-        raise CliError(str(exc)) from exc
-    a = prepared.adaptation
-    for problem in prepared.problems[:10]:
-        print(f"warning: skipped {problem}", file=sys.stderr)
-    destination = Path(args.out) if args.out else user_models_dir()
-    path = write_site_model(model, prepared, args.site, args.approved_by, destination, override=args.accept_loss)
-    print(f"site model written: {path} ({time.perf_counter() - start:.1f} s)")
-    print(f"site cross-validated ({a.folds}); cells per class: "
-          + ", ".join(f"{k} {n}" for k, n in a.cells_per_class.items()))
-    if a.kept_from_base:
-        print(f"held close to the base model (fewer than 10 verified cells): {', '.join(a.kept_from_base)}")
-    print(f"{'':<10} {'accuracy':>9} {'balanced':>9} {'accepted':>9} {'right among accepted':>21}")
-    for name, f in (("before", a.before), ("after", a.after)):
-        print(f"{name:<10} {f.accuracy:>9.3f} {f.balanced_accuracy:>9.3f} {f.accepted_share:>9.3f} "
-              f"{f.accepted_accuracy:>21.3f}")
-    for note in [*a.notes, *notes]:
-        print(f"note: {note}")
-    return 0
-
-
 def cmd_models(args) -> int:
     folders = (Path(args.folder),) if args.folder else (resource("models"), user_models_dir())
     infos, problems = discover_models(*folders)
@@ -286,85 +205,6 @@ def cmd_models(args) -> int:
     for problem in problems:
         print(f"skipped: {problem}")
     return DONE if infos else NOTHING
-
-
-def _peak_rss_mb() -> float:
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    except ImportError:  # Windows
-        import psutil
-
-        info = psutil.Process().memory_info()
-        return getattr(info, "peak_wset", info.rss) / 2**20
-
-
-def cmd_bench(args) -> int:
-    """Decode+resize alone (D), model alone (M), end to end (E), in one run, on all cores."""
-    folder = Path(args.folder)
-    model = resolve_model(args.model, folder)
-    files = [f for f in scan_folder(folder) if not f.problem]
-    if not files:
-        raise CliError(f"no images in {readable(str(folder))}")
-    items = (files * (args.images // len(files) + 1))[: args.images]
-    spec = model.info.input
-    workers = os.cpu_count() or 1
-
-    def decode_all():
-        def one(chunk):
-            for f in chunk:
-                try:
-                    load_prepared(f.path, spec)
-                except UnreadableImage:
-                    pass
-        chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(one, chunks))
-
-    import numpy as np
-
-    one_batch = []
-    for f in files:
-        try:
-            one_batch.append(load_prepared(f.path, spec))
-        except UnreadableImage:
-            continue
-        if len(one_batch) == args.batch:
-            break
-    if not one_batch:
-        raise CliError(f"no readable images in {readable(str(folder))}")
-    batch = np.stack((one_batch * (args.batch // len(one_batch) + 1))[: args.batch])
-
-    def infer_all():
-        for _ in range(len(items) // args.batch):
-            model.predict(batch)
-
-    def end_to_end():
-        with tempfile.TemporaryDirectory() as tmp:
-            # distinct relative names so the store keeps every row
-            from desktop.core.inference.scan import SourceFile
-            unique = [SourceFile(f.path, f"{i}/{f.relative}", f.size, f.mtime) for i, f in enumerate(items)]
-            session = Session.open(folder, model, Path(tmp))
-            session.classify_items(unique, set(), None, None, args.batch)
-            session.close()
-
-    results = {}
-    for name, fn, n in (("decode+resize", decode_all, len(items)), ("model", infer_all, (len(items) // args.batch) * args.batch),
-                        ("end-to-end", end_to_end, len(items))):
-        fn() if name != "end-to-end" else None  # warm-up (caches, ORT arena)
-        start = time.perf_counter()
-        fn()
-        results[name] = n / (time.perf_counter() - start)
-    d, m, e = results["decode+resize"], results["model"], results["end-to-end"]
-    limit = 1 / (1 / d + 1 / m)
-    print(f"model {model.info.key} v{model.info.version}, {len(items)} images from {folder}, {workers} cores")
-    print(f"  D decode+resize  {d:8.0f} img/s")
-    print(f"  M model alone    {m:8.0f} img/s (batch {args.batch})")
-    print(f"  E end-to-end     {e:8.0f} img/s (read+decode+resize+infer+store)")
-    print(f"  limit 1/(1/D+1/M) {limit:7.0f} img/s; E / limit = {e / limit:.2f}")
-    print(f"  peak RSS {_peak_rss_mb():.0f} MB")
-    return 0
 
 
 def _output_arguments(p: argparse.ArgumentParser) -> None:
@@ -421,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the site model even if it is worse than the base model, for this reason (kept in it)")
     p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
     p.set_defaults(func=cmd_adapt)
+    p = sub.add_parser("audit-check", help="check that stored records are what SlideTally wrote (exit 2 if altered)")
+    p.add_argument("target", nargs="?", help="an analysed folder or a session file (default: every session)")
+    p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
+    p.set_defaults(func=cmd_audit_check)
     p = sub.add_parser("models", help="list the models with their test metrics")
     p.add_argument("--folder", help="look only in this folder")
     p.set_defaults(func=cmd_models)
@@ -492,6 +336,3 @@ def _say(line: str, code: int, before: str = "") -> int:
         pass
     return code
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

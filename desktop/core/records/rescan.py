@@ -1,0 +1,44 @@
+"""A rescan: the folder against the store, by content. Pure: it says what changed and what needs
+the model; the session decides what to take in (nothing, once signed off)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from desktop.core.inference.scan import ScanCancelled, hash_file
+from desktop.core.records.domain import FolderChanges
+from desktop.core.records.store import StoredFile
+
+
+def compare(items: list, known: dict[str, StoredFile], cancel: threading.Event | None = None) -> tuple[FolderChanges, list]:
+    """What differs between the folder's `items` and what the store `known`s, by content (every known
+    file is hashed: size and time can be kept by a copy that changed the bytes); and the items that
+    need the model. Writes nothing."""
+    hashes: dict[Path, str | None] = {}
+    new, changed, returned, touched, todo = [], [], [], [], []
+    for item in items:
+        if cancel is not None and cancel.is_set():
+            raise ScanCancelled()
+        stored = known.get(item.relative)
+        if stored is None:
+            new.append(item.relative)
+            todo.append(item)
+            continue
+        if item.path not in hashes:  # every file, every time: a same-size, same-time byte change is a change
+            hashes[item.path] = hash_file(item.path)  # (a tissue image's tiles share one file)
+        if hashes[item.path] is not None and hashes[item.path] == stored.content_hash:
+            if stored.missing:
+                returned.append(item.relative)
+            elif (stored.size, stored.mtime) != (item.size, item.mtime):
+                touched.append(item.relative)
+            continue
+        changed.append(item.relative)
+        todo.append(item)
+    present = {i.relative for i in items}
+    missing = [f for f, s in known.items() if f not in present and not s.missing]
+    stat = {i.relative: (i.size, i.mtime) for i in items}
+    empty = not items and any(not s.missing for s in known.values())
+    changes = FolderChanges(tuple(new), tuple(changed), () if empty else tuple(missing), tuple(returned),
+                            tuple((f, *stat[f]) for f in touched + returned), folder_empty=empty)
+    return changes, todo
