@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import ROOT, make_tiny_model
 
-from desktop.core.errors import StoreError
+from desktop.core.errors import SignOffRefused, StoreError
 from desktop.core.records.integrity import RecordAltered
 from desktop.core.records.session import Session
 from desktop.core.records.store import ARCHIVED, session_files
@@ -126,3 +126,27 @@ def test_archives_made_in_one_second_never_overwrite_each_other(tmp_path, good_f
     archives = [p for p in (data / "sessions").iterdir() if ARCHIVED.search(p.name)]
     assert len(archives) == 2 and all(p.stat().st_size > 0 for p in archives)
     assert len(session_files(data)) == 1
+
+
+def test_a_byte_change_that_keeps_size_and_time_is_seen(tmp_path):
+    """`cp -p` of a same-size BMP over another, then `touch -r`: the cell must be classified again."""
+    import os
+
+    from conftest import random_rgb, write_image
+
+    folder = tmp_path / "bmp"
+    folder.mkdir()
+    for i in range(4):
+        write_image(folder / f"cell_{i}.bmp", random_rgb(i))
+    model = make_tiny_model(tmp_path / "tiny.onnx", metadata_overrides={"review_threshold": "0"})
+    s = Session.open(folder, model, tmp_path / "data")
+    s.classify()
+    victim, donor = folder / "cell_0.bmp", folder / "cell_1.bmp"
+    stat = victim.stat()
+    victim.write_bytes(donor.read_bytes())  # uncompressed: the same size
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the same mtime
+    assert (victim.stat().st_size, victim.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert s.changes().changed == ("cell_0.bmp",)
+    with pytest.raises(SignOffRefused, match="folder has changed"):
+        s.sign_off("Ana", "B-1")
+    s.close()
