@@ -150,3 +150,49 @@ def test_a_byte_change_that_keeps_size_and_time_is_seen(tmp_path):
     with pytest.raises(SignOffRefused, match="folder has changed"):
         s.sign_off("Ana", "B-1")
     s.close()
+
+
+def test_outputs_never_overwrite_the_record_a_source_image_or_a_sidecar(signed, good_folder, tmp_path):
+    model, data, session_file = signed
+    record, image = session_file.read_bytes(), (good_folder / "cell_00.png").read_bytes()
+    cases = [("report", str(good_folder), "--hl7", str(session_file)),
+             ("report", str(good_folder), "--pdf", str(good_folder / "cell_00.png")),
+             ("report", str(good_folder), "--csv", str(tmp_path / "r.csv"), "--fhir", str(tmp_path / "r.json")),
+             ("report", str(good_folder), "--csv", str(tmp_path / "m.csv"), "--pdf", str(model))]
+    for args in cases:
+        out = _cli(*args, "--model", str(model), data=data)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr)
+    assert session_file.read_bytes() == record and (good_folder / "cell_00.png").read_bytes() == image
+    assert not list(tmp_path.glob("r.*")) and not (tmp_path / "m.csv").exists()
+
+
+def test_one_command_writes_all_of_its_outputs_or_none(signed, good_folder, tmp_path):
+    import argparse
+
+    from desktop.cli.app import write_outputs
+    from desktop.core.errors import ExportError
+
+    model, data, _ = signed
+    s = Session.open(good_folder, model, data)
+    report, cells = s.report(), s.cells()
+    old = tmp_path / "r.csv"
+    old.write_text("the report exported yesterday")
+    args = argparse.Namespace(csv=str(old), summary=None, hl7=str(tmp_path / "r.hl7"), csv_locale="comma", pdf=None,
+                              fhir=str(tmp_path / "no such folder" / "r.json"))
+    with pytest.raises(ExportError):
+        write_outputs(report, cells, s.folder, args)  # the FHIR file cannot be written: nothing is
+    s.close()
+    assert old.read_text() == "the report exported yesterday" and not (tmp_path / "r.hl7").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+@pytest.mark.parametrize("specimen", ["B" * 100_000, "B-12\u202e34", "B-1\x00"])
+def test_identifiers_are_checked_at_entry_before_any_output(tmp_path, good_folder, specimen):
+    from desktop.core.errors import ActionRefused
+
+    model = make_tiny_model(tmp_path / "tiny.onnx")
+    s = Session.open(good_folder, model, tmp_path / "data")
+    with pytest.raises(ActionRefused):
+        s.set_identity(specimen, "", "Ana")
+    assert s.record().specimen_id == ""
+    s.close()

@@ -52,8 +52,7 @@ from desktop.core.report.assay_report import AssayReport  # noqa: E402
 from desktop.core.report.codes import load_codes  # noqa: E402
 from desktop.core.report.summary import DEFAULT_TARGET_WBC  # noqa: E402
 from desktop.core.resources import resource, user_models_dir  # noqa: E402
-from desktop.outlets.csv import CsvStyle, export_csv  # noqa: E402
-from desktop.outlets.lis import write_fhir, write_hl7  # noqa: E402
+from desktop.outlets.csv import CsvStyle  # noqa: E402
 from desktop.outlets.text import report_lines  # noqa: E402
 
 if _OWN_CTRL_C:
@@ -89,7 +88,7 @@ class ProgressBar:
 
 def cmd_classify(args) -> int:
     folder = Path(args.folder)
-    _check_outputs(args)
+    _check_outputs(args, folder, Path(args.model) if args.model and args.model.endswith(".onnx") else None)
     session = Session.open(folder, args.model, Path(args.data_dir) if args.data_dir else None)
     try:
         operator = args.operator.strip()
@@ -119,9 +118,10 @@ def cmd_classify(args) -> int:
 
 def cmd_report(args) -> int:
     """The report of a stored session (a folder classified before, or its session file), in any outlet."""
-    _check_outputs(args)
+    _check_outputs(args, None)
     session = open_stored_session(Path(args.session), args.model, data_dir(args))
     try:
+        _check_outputs(args, session.folder, session.info.path)
         cells = session.cells()
         if not cells:
             raise NothingToDo(f"the session of {readable(str(session.folder))} holds no cells; classify it first")
@@ -164,10 +164,21 @@ def open_stored_session(target: Path, model_arg: str | None, data_dir: Path) -> 
     raise CliError(f"{readable(str(target))} is neither an analysed folder nor a session file")
 
 
-def _check_outputs(args) -> None:
-    outputs = [Path(p).resolve() for p in (args.csv, args.summary, args.hl7, args.fhir, args.pdf) if p]
-    if len(set(outputs)) < len(outputs):
-        raise CliError("two outputs (--csv, --summary, --hl7, --fhir, --pdf) name the same file; give each its own.")
+def _check_outputs(args, analysed: Path | None, model_file: Path | None = None) -> None:
+    """Every output path, before anything is read or written (see outlets/destinations.py)."""
+    from desktop.core.inference.model import find_model_files
+    from desktop.outlets.csv import sidecar_path
+    from desktop.outlets.destinations import check_destinations
+
+    outputs = {flag: Path(value) for flag, value in (("--csv", args.csv), ("--summary", args.summary),
+                                                     ("--hl7", args.hl7), ("--fhir", args.fhir), ("--pdf", args.pdf))
+               if value}
+    if args.csv:
+        outputs["the --csv file's JSON sidecar"] = sidecar_path(Path(args.csv))
+    shipped = resource("models")
+    check_destinations(outputs, analysed=analysed, data_dir=data_dir(args),
+                       model_files=[*find_model_files(shipped, user_models_dir()), *([model_file] if model_file else [])],
+                       model_folders=[shipped])
 
 
 def _report(session: Session, cells, args) -> AssayReport:
@@ -176,18 +187,34 @@ def _report(session: Session, cells, args) -> AssayReport:
 
 
 def write_outputs(report: AssayReport, cells, folder: Path, args) -> None:
-    """Every outlet asked for, from the one report."""
-    if args.csv or args.summary:
-        export_csv(report, cells, Path(args.csv) if args.csv else None, Path(args.summary) if args.summary else None,
-                   CsvStyle.named(args.csv_locale))
-    if args.hl7:
-        write_hl7(report, Path(args.hl7))
-    if args.fhir:
-        write_fhir(report, Path(args.fhir))
-    if args.pdf:
-        from desktop.outlets.pdf import heat_image, report_document, write_pdf_headless
+    """Every outlet asked for, from the one report: all rendered and staged first, then all renamed
+    into place, or none (a failure in any leaves the old files and no temp file)."""
+    from desktop.outlets.csv import csv_files
+    from desktop.outlets.destinations import all_or_none
+    from desktop.outlets.fhir import fhir_json
+    from desktop.outlets.hl7 import hl7_message
 
-        write_pdf_headless(Path(args.pdf), report_document(report, folder, heat_image(report)))
+    with all_or_none() as out:
+        if args.csv or args.summary:
+            for path, text, encoding in csv_files(report, cells, Path(args.csv) if args.csv else None,
+                                                  Path(args.summary) if args.summary else None,
+                                                  CsvStyle.named(args.csv_locale)):
+                out.write(path, text, encoding)
+        if args.hl7:
+            out.write(Path(args.hl7), hl7_message(report), "utf-8")
+        if args.fhir:
+            out.write(Path(args.fhir), fhir_json(report), "utf-8")
+        if args.pdf:
+            import os
+
+            from PySide6.QtGui import QGuiApplication
+
+            from desktop.outlets.pdf import heat_image, render_pdf, report_document
+
+            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+            _app = QGuiApplication.instance() or QGuiApplication([])
+            with out.file(Path(args.pdf)) as tmp:
+                render_pdf(tmp, report_document(report, folder, heat_image(report)))
 
 
 def print_report(report: AssayReport, classified_now: int | None = None) -> None:

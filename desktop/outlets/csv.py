@@ -135,19 +135,30 @@ def summary_rows(report: AssayReport, style: CsvStyle = COMMA) -> list[list]:
     return rows
 
 
-def export_csv(report: AssayReport, cells: list[Cell], per_image: Path | None, summary: Path | None,
-               style: CsvStyle = COMMA) -> None:
-    """The per-cell table (plus a JSON sidecar with who and what it belongs to) and the summary file."""
+def csv_files(report: AssayReport, cells: list[Cell], per_image: Path | None, summary: Path | None,
+              style: CsvStyle = COMMA) -> list[tuple[Path, str, str]]:
+    """(path, text, encoding) of the per-cell table, its JSON sidecar (who and what it belongs to) and
+    the summary file, rendered, not written."""
     if per_image and summary and _same_file(Path(per_image), Path(summary)):
         raise ExportError(f"The per-image and the summary CSV would both be {readable(str(per_image))}: "
                           "give them different names.")
+    files = []
     if per_image:
         per_image = Path(per_image)
-        write_atomically(per_image, render_csv(per_image_rows(cells, [c.key for c in report.classes], style), style))
-        write_atomically(sidecar_path(per_image), json.dumps(sidecar(report, style), indent=2, ensure_ascii=False) + "\n",
-                         encoding="utf-8")
+        files.append((per_image, render_csv(per_image_rows(cells, [c.key for c in report.classes], style), style),
+                      "utf-8-sig"))
+        files.append((sidecar_path(per_image), json.dumps(sidecar(report, style), indent=2, ensure_ascii=False) + "\n",
+                      "utf-8"))
     if summary:
-        write_atomically(summary, render_csv(summary_rows(report, style), style))
+        files.append((Path(summary), render_csv(summary_rows(report, style), style), "utf-8-sig"))
+    return files
+
+
+def export_csv(report: AssayReport, cells: list[Cell], per_image: Path | None, summary: Path | None,
+               style: CsvStyle = COMMA) -> None:
+    """Write `csv_files`, each atomically."""
+    for path, text, encoding in csv_files(report, cells, per_image, summary, style):
+        write_atomically(path, text, encoding=encoding)
 
 
 def sidecar_path(per_image: Path) -> Path:

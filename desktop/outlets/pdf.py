@@ -14,6 +14,7 @@ from PySide6.QtCore import QMarginsF, QRectF, QSizeF, Qt, QUrl
 from PySide6.QtGui import QColor, QFont, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter, QTextDocument
 
 from desktop.core.atomic import replaced_atomically
+from desktop.core.errors import ExportError
 from desktop.core.inference.slide import MAP_CELL_PX, call_overlay
 from desktop.core.report.assay_report import NRBC_GROUP, AssayReport
 from desktop.core.thumbnails import thumbnail
@@ -127,9 +128,8 @@ def _gallery_html(report: AssayReport, folder: Path | None, images: dict[str, QI
 def write_pdf(path: Path, content: PdfDocument | str) -> None:
     """Render page by page (footer 'page x of y', PRELIMINARY mark) to a temp file, then rename:
     no half-written report is ever left behind."""
-    doc = content if isinstance(content, PdfDocument) else PdfDocument(content)
     with replaced_atomically(Path(path)) as tmp:
-        _render(doc, tmp)
+        render_pdf(tmp, content)
 
 
 def _render(doc: PdfDocument, tmp: Path) -> None:
@@ -177,6 +177,16 @@ def _preliminary_mark(painter: QPainter, width: int, height: int) -> None:
     painter.rotate(-45)
     painter.drawText(QRectF(-width, -height / 8, 2 * width, height / 4), Qt.AlignmentFlag.AlignCenter, "PRELIMINARY")
     painter.restore()
+
+
+def render_pdf(tmp: Path, content: PdfDocument | str) -> None:
+    """Render into `tmp` (a staged output) and check the file is whole: a full disk can leave Qt's
+    writer with a truncated file and no error."""
+    _render(content if isinstance(content, PdfDocument) else PdfDocument(content), Path(tmp))
+    with open(tmp, "rb") as handle:
+        handle.seek(max(0, Path(tmp).stat().st_size - 64))
+        if b"%%EOF" not in handle.read():
+            raise ExportError(f"The PDF could not be written whole (is the disk full?): {Path(tmp).name}")
 
 
 def write_pdf_headless(path: Path, content: PdfDocument | str) -> None:

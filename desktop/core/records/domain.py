@@ -163,3 +163,22 @@ def record_lines(record: SessionRecord, changes: FolderChanges | None = None) ->
         lines.append(("Folder changed since sign-off" if record.signed else "Folder changes not yet classified",
                       changes.summary()))
     return lines
+
+
+MAX_IDENTIFIER = 64
+_BIDI_CONTROLS = {"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"}
+
+
+def check_identifier(value: str, what: str) -> str:
+    """A specimen or patient ID as the LIS and the reports can carry it: at most 64 printable
+    characters, none that reorders text on screen (bidi controls could make 'B-12' read as '21-B')."""
+    import unicodedata
+
+    from desktop.core.errors import ActionRefused
+
+    value = value.strip()
+    if len(value) > MAX_IDENTIFIER:
+        raise ActionRefused(f"The {what} is {len(value)} characters long; at most {MAX_IDENTIFIER} are allowed.")
+    if any(not ch.isprintable() or unicodedata.bidirectional(ch) in _BIDI_CONTROLS for ch in value):
+        raise ActionRefused(f"The {what} holds a control or text-direction character; type it again.")
+    return value

@@ -27,6 +27,9 @@ def compare(items: list, known: dict[str, StoredFile], cancel: threading.Event |
             continue
         if item.path not in hashes:  # every file, every time: a same-size, same-time byte change is a change
             hashes[item.path] = hash_file(item.path)  # (a tissue image's tiles share one file)
+        if hashes[item.path] is None and stored.content_hash is None and not stored.missing \
+                and (stored.size, stored.mtime) == (item.size, item.mtime):
+            continue  # unreadable before and now (a pipe, a device, a broken link): nothing new to say
         if hashes[item.path] is not None and hashes[item.path] == stored.content_hash:
             if stored.missing:
                 returned.append(item.relative)

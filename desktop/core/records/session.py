@@ -29,7 +29,16 @@ from desktop.core.inference.pipeline import Progress, classify
 from desktop.core.inference.scan import ScanCancelled, scan_folder
 from desktop.core.names import readable
 from desktop.core.records.classification import ForeignGuard, slide_step_revisions
-from desktop.core.records.domain import Actor, AuditEntry, Cell, FolderChanges, SessionRecord, SessionState, now
+from desktop.core.records.domain import (
+    Actor,
+    AuditEntry,
+    Cell,
+    FolderChanges,
+    SessionRecord,
+    SessionState,
+    check_identifier,
+    now,
+)
 from desktop.core.records.integrity import ALTERED, RecordAltered
 from desktop.core.records.rescan import compare
 from desktop.core.records.store import SessionStore, Writer, session_path, store_error
@@ -350,7 +359,8 @@ class Session:
 
     def set_identity(self, specimen_id: str, patient_id: str, operator: str) -> None:
         """The specimen / accession ID (and optional patient ID) the results belong to."""
-        specimen_id, patient_id = specimen_id.strip(), patient_id.strip()
+        specimen_id = check_identifier(specimen_id, "specimen ID")
+        patient_id = check_identifier(patient_id, "patient ID")
         if not specimen_id:
             raise ActionRefused("Enter the specimen ID.")
         before = self.record()
