@@ -196,3 +196,18 @@ def test_identifiers_are_checked_at_entry_before_any_output(tmp_path, good_folde
         s.set_identity(specimen, "", "Ana")
     assert s.record().specimen_id == ""
     s.close()
+
+
+def test_the_window_shows_an_altered_record_read_only_with_a_red_banner(qtbot, signed, good_folder, tmp_path):
+    from conftest import open_window
+
+    model, data, path = signed
+    _edit(path, "UPDATE meta SET value='Mallory' WHERE key='signed_by'")
+    window = open_window(qtbot, tmp_path, model.parent)
+    window.data_root = data
+    window.sessions.open_folder(good_folder)
+    assert window.banner.isVisible() and "altered outside SlideTally" in window.banner.text()
+    assert "#dc2626" in window.banner.styleSheet()
+    assert not window.menu.signoff.isEnabled() and not window.menu.reopen.isEnabled()
+    assert not window.sessions.is_classifying()
+    window.sessions.close_session()

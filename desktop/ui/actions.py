@@ -152,10 +152,11 @@ class Actions:
             self.recent_menu.addAction(path, lambda p=path: open_folder(p))
         self.recent_menu.setEnabled(bool(recent))
 
-    def show_record_state(self, record) -> None:
-        """Which record actions apply: sign-off and identity while open, reopen and verify once signed."""
+    def show_record_state(self, record, altered: bool = False) -> None:
+        """Which record actions apply: sign-off and identity while open, reopen and verify once signed;
+        none on a record altered outside SlideTally."""
         signed = record is not None and record.signed
-        self.signoff.setEnabled(record is not None and not signed)
-        self.identity.setEnabled(record is not None and not signed)
-        self.reopen.setEnabled(signed)
-        self.verify.setEnabled(signed and not record.verified_by)
+        self.signoff.setEnabled(record is not None and not signed and not altered)
+        self.identity.setEnabled(record is not None and not signed and not altered)
+        self.reopen.setEnabled(signed and not altered)
+        self.verify.setEnabled(signed and not record.verified_by and not altered)

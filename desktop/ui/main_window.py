@@ -42,6 +42,9 @@ from desktop.ui.session_controller import SessionController
 from desktop.ui.settings import WindowSettings
 from desktop.ui.summary_panel import SummaryPanel
 
+BANNER_STYLE = "background:#fef3c7; color:#78350f; padding:6px; border:1px solid #f59e0b;"
+ALARM_STYLE = "background:#fee2e2; color:#7f1d1d; padding:6px; border:2px solid #dc2626; font-weight:bold;"
+
 log = logging.getLogger(__name__)
 LEGEND = ("<span style='color:#1d4ed8'>✎ changed by you</span> · ✓ confirmed · "
           "<span style='color:#b45309'>amber: awaiting review</span> · "
@@ -130,7 +133,7 @@ class MainWindow(QMainWindow):
         splitter.setSizes([200, 760, 380])
         self.banner = QLabel()
         self.banner.setWordWrap(True)
-        self.banner.setStyleSheet("background:#fef3c7; color:#78350f; padding:6px; border:1px solid #f59e0b;")
+        self.banner.setStyleSheet(BANNER_STYLE)
         self.banner.setVisible(False)
         self.setCentralWidget(_box(self.banner, splitter, stretch=splitter))
 
@@ -145,6 +148,12 @@ class MainWindow(QMainWindow):
         for widget in (self.rate, self.progress, self.cancel_button):
             self.statusBar().addPermanentWidget(widget)
         self.statusBar().showMessage(HINT)
+
+    def show_banner(self, text: str, alarm: bool = False) -> None:
+        """The banner above the gallery: yellow for a notice, red for a record that must not be trusted."""
+        self.banner.setStyleSheet(ALARM_STYLE if alarm else BANNER_STYLE)
+        self.banner.setText(text)
+        self.banner.setVisible(True)
 
     def show_progress(self, running: bool) -> None:
         """The progress bar and Cancel while classifying (busy until the first count arrives)."""

@@ -60,7 +60,7 @@ class RecordController:
         record = self.session.record() if self.session else None
         w.summary.show_report(self.report(cells, with_history=False) if record is not None else None)
         w.bins.show_counts(w.proxy.counts(), len(cells))
-        w.menu.show_record_state(record)
+        w.menu.show_record_state(record, altered=bool(self.session is not None and self.session.altered))
 
     # --- identity, sign-off, verification, reopen ------------------------------------------------
     def edit_identity(self) -> None:

@@ -94,6 +94,10 @@ class ReviewActions:
 
     # --- changes, undoable ---------------------------------------------------------------------
     def refuse_if_signed(self) -> bool:
+        if self._session is not None and self._session.altered:
+            self.w.error("Record altered", "This record was altered outside SlideTally. It is read-only; ask the lab "
+                         "to check it (slidetally-cli audit-check).")
+            return True
         if self._session is not None and self._session.signed:
             self.w.error("Session signed off", "This session is signed off and read-only. "
                          "Use Review → Reopen (with a reason) to make changes.")

@@ -15,6 +15,7 @@ from desktop.core.errors import SlideTallyError
 from desktop.core.inference.folder import guess_task
 from desktop.core.inference.model import IDC, Model, ModelInfo, discover_models
 from desktop.core.records.domain import SessionRecord, SessionState
+from desktop.core.records.integrity import ALTERED
 from desktop.core.records.session import ClassifyResult, Session
 from desktop.core.report.summary import slide_grid
 from desktop.ui.session_adapter import SessionAdapter
@@ -141,6 +142,11 @@ class SessionController(QObject):
         self._state_changed(session.record())
         w.settings.remember_folder(folder)
         w.rebuild_recent()
+        if session.altered:  # shown as it is stored, read-only; nothing classified, exported or sent
+            w.show_banner(f"⛔ {ALTERED}: {'; '.join(session.altered)}. It is shown read-only; nothing is exported "
+                          "or sent to the LIS.", alarm=True)
+            w.statusBar().showMessage("This record was altered outside SlideTally: read-only.")
+            return
         self._start_worker()
 
     def close_session(self) -> None:
@@ -227,8 +233,7 @@ class SessionController(QObject):
     def _notice(self, text: str) -> None:
         if self._stale():
             return
-        self.w.banner.setText(f"⚠ {text}")
-        self.w.banner.setVisible(True)
+        self.w.show_banner(f"⚠ {text}")
         log.warning(text)
 
     def _finished(self, result: ClassifyResult) -> None:
