@@ -211,3 +211,36 @@ def test_the_window_shows_an_altered_record_read_only_with_a_red_banner(qtbot, s
     assert not window.menu.signoff.isEnabled() and not window.menu.reopen.isEnabled()
     assert not window.sessions.is_classifying()
     window.sessions.close_session()
+
+
+@pytest.mark.parametrize("bad", [
+    {"metrics": "[1,2,3]"}, {"review_threshold": "nan"}, {"temperature": "0"}, {"ood_threshold": "inf"},
+    {"classes": '[{"key": "a"}, {"key": "a"}, {"key": "c"}]'}, {"provenance": "x" * 2_000_000},
+])
+def test_a_model_with_bad_metadata_is_refused_and_never_hides_the_others(tmp_path, bad):
+    from desktop.core.inference.model import discover_models
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    make_tiny_model(folder / "good.onnx")
+    make_tiny_model(folder / "bad.onnx", metadata_overrides=bad)
+    infos, problems = discover_models(folder)
+    assert [i.key for i in infos] == ["good"] and len(problems) == 1 and problems[0].startswith("bad.onnx")
+    out = subprocess.run([sys.executable, "-m", "desktop.cli", "models", "--folder", str(folder)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=180)
+    assert out.returncode == 0 and "skipped: bad.onnx" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_a_huge_model_file_is_refused_before_it_is_read(tmp_path):
+    import resource as rlimit
+
+    from desktop.core.errors import ModelError
+    from desktop.core.inference.model import MAX_MODEL_BYTES, Model
+
+    huge = tmp_path / "huge.onnx"
+    with open(huge, "wb") as handle:  # sparse: no disk used
+        handle.truncate(MAX_MODEL_BYTES + 1)
+    before = rlimit.getrusage(rlimit.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ModelError, match="at most"):
+        Model(huge)
+    assert rlimit.getrusage(rlimit.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB: it was not read

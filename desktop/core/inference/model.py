@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,25 @@ def worker_threads() -> int:
     return max(1, min(MAX_THREADS, os.cpu_count() or 1))
 
 
+MAX_MODEL_BYTES = 512 * 2**20
+MAX_METADATA_CHARS = 1_000_000  # all values together: a card's worth, not a payload
+
+
+def _check_metadata_types(meta: dict[str, str], path: Path) -> None:
+    """The parts of the contract a JSON parser alone would let through (see parse_metadata)."""
+    if sum(len(k) + len(v) for k, v in meta.items()) > MAX_METADATA_CHARS:
+        raise ModelError(f"{path.name}: its metadata is larger than {MAX_METADATA_CHARS:,} characters")
+    for key in ("metrics", "dataset", "provenance", "site"):
+        if key in meta and not isinstance(_json(meta, key, path), dict):
+            raise ModelError(f"{path.name}: metadata '{key}' must be a JSON object")
+
+
+def _finite(value: float | None, key: str, path: Path, lo: float, hi: float) -> float | None:
+    if value is not None and not (math.isfinite(value) and lo <= value <= hi):
+        raise ModelError(f"{path.name}: metadata '{key}' is {value}, outside [{lo:g}, {hi:g}]")
+    return value
+
+
 def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelInfo:
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if "slidetally.schema" in missing:
@@ -154,6 +174,9 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         raise ModelError(f"{path.name}: metadata 'classes' must be a list of {{key, label, group, hotkey}}") from exc
     if len(classes) < 2:
         raise ModelError(f"{path.name}: a model needs at least two classes")
+    if len({c.key for c in classes}) != len(classes):
+        raise ModelError(f"{path.name}: two classes share a key in its metadata")
+    _check_metadata_types(meta, path)
     size = _json(meta, "input_size", path)
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 8 <= v <= 1024 for v in size)):
         raise ModelError(f"{path.name}: metadata 'input_size' must be [height, width]")
@@ -173,8 +196,10 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
     return ModelInfo(
         path=path, sha256=sha256, task=meta["task"], display_name=meta["display_name"], version=meta["version"], classes=classes,
         input=InputSpec(size[0], size[1], resize, small),
-        temperature=number("temperature", 1.0), review_threshold=number("review_threshold", 0.0),
-        decision_threshold=number("decision_threshold", 0.5), ood_threshold=number("ood_threshold", None),
+        temperature=_finite(number("temperature", 1.0), "temperature", path, 1e-3, 1e3),
+        review_threshold=_finite(number("review_threshold", 0.0), "review_threshold", path, 0.0, 1.0),
+        decision_threshold=_finite(number("decision_threshold", 0.5), "decision_threshold", path, 0.0, 1.0),
+        ood_threshold=_finite(number("ood_threshold", None), "ood_threshold", path, 0.0, 1e9),
         patch=_patch_grid(meta, size[1], path), slide_step=_slide_step(meta, len(classes), path),
         metrics=_json(meta, "metrics", path) if "metrics" in meta else {},
         dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
@@ -208,6 +233,10 @@ class Model:
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
         try:
+            size = path.stat().st_size
+            if size > MAX_MODEL_BYTES:  # checked before the file is read into memory
+                raise ModelError(f"{path.name} is {size / 2**20:.0f} MB; a model may be at most "
+                                 f"{MAX_MODEL_BYTES // 2**20} MB")
             data = path.read_bytes()
         except OSError as exc:
             raise ModelError(f"cannot read the model file {path.name} ({exc.strerror or exc})") from exc
