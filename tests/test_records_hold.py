@@ -244,3 +244,24 @@ def test_a_huge_model_file_is_refused_before_it_is_read(tmp_path):
     with pytest.raises(ModelError, match="at most"):
         Model(huge)
     assert rlimit.getrusage(rlimit.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB: it was not read
+
+
+def test_report_rescans_read_only_and_names_post_sign_off_changes_to_the_lis(signed, good_folder, tmp_path):
+    import json as jsonlib
+    import shutil
+
+    import hl7
+
+    model, data, session_file = signed
+    record = session_file.read_bytes()
+    shutil.copy(good_folder / "cell_00.png", good_folder / "late_arrival.png")
+    out = _cli("report", str(good_folder), "--model", str(model), "--hl7", str(tmp_path / "r.hl7"),
+               "--fhir", str(tmp_path / "r.json"), data=data)
+    assert out.returncode == 0, out.stderr
+    message = hl7.parse((tmp_path / "r.hl7").read_text().replace("\n", "\r"))
+    notes = [str(seg[3]) for seg in message.segments("NTE")]
+    assert any("Folder changed since sign-off" in n and "1 new" in n for n in notes), notes
+    bundle = jsonlib.loads((tmp_path / "r.json").read_text())
+    report = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport")
+    assert "Folder changed since sign-off" in report["conclusion"]
+    assert session_file.read_bytes() == record  # the rescan wrote nothing

@@ -122,6 +122,8 @@ def cmd_report(args) -> int:
     session = open_stored_session(Path(args.session), args.model, data_dir(args))
     try:
         _check_outputs(args, session.folder, session.info.path)
+        if session.folder.is_dir():
+            session.look_for_changes()
         cells = session.cells()
         if not cells:
             raise NothingToDo(f"the session of {readable(str(session.folder))} holds no cells; classify it first")

@@ -73,6 +73,8 @@ def _conclusion(report: AssayReport) -> str:
     text = "; ".join(parts) + "."
     if report.warnings:
         text += " " + " ".join(report.warnings)
+    if report.changes_note:
+        text += f" {report.changes_note}."
     if report.slide is not None:
         text += " Heat map of the slide's calls: see the PDF report."
     return text

@@ -181,6 +181,12 @@ class Session:
         """What differs between the folder and the store, by content; and what needs the model."""
         return compare(items, self.store.known_files(), cancel)
 
+    def look_for_changes(self) -> FolderChanges:
+        """A read-only rescan of a signed-off session before a report: its exports name what changed."""
+        if self.record().signed:
+            self.pending_changes = self.changes()
+        return self.pending_changes
+
     def changes(self, cancel: threading.Event | None = None) -> FolderChanges:
         """Files new, changed or missing since the session last took the folder in (writes nothing)."""
         return self._compare(self._items(cancel), cancel)[0]

@@ -182,6 +182,14 @@ class AssayReport:
         """The classes with a reported value, in the model's order."""
         return tuple(c for c in self.classes if c.result is not None)
 
+    @property
+    def changes_note(self) -> str | None:
+        """The folder's changes not in these results (after sign-off, or not yet classified), in one line."""
+        if self.changes is None or not self.changes.any:
+            return None
+        when = "since sign-off" if self.record.signed else "not yet classified"
+        return f"Folder changed {when}, not in these results: {self.changes.summary()}"
+
     def identity(self) -> list[tuple[str, str, str]]:
         """(name, label, value) of who and what the report belongs to: the head of every outlet."""
         r, m = self.record, self.model
