@@ -265,3 +265,19 @@ def test_report_rescans_read_only_and_names_post_sign_off_changes_to_the_lis(sig
     report = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport")
     assert "Folder changed since sign-off" in report["conclusion"]
     assert session_file.read_bytes() == record  # the rescan wrote nothing
+
+
+def test_a_tiff_that_gives_its_size_twice_is_judged_by_the_larger(tmp_path):
+    import struct
+
+    from desktop.core.inference.imaging import MAX_PIXELS, image_header
+
+    def entry(tag, value, kind=4):
+        return struct.pack("<HHII", tag, kind, 1, value) if kind == 4 else struct.pack("<HHIHH", tag, kind, 1, value, 0)
+
+    entries = [entry(256, 30000), entry(257, 30000), entry(256, 16), entry(257, 16), entry(258, 8, 3),
+               entry(259, 1, 3), entry(262, 1, 3), entry(273, 8 + 2 + 12 * 11 + 4), entry(277, 1, 3),
+               entry(278, 16), entry(279, 256)]
+    data = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries)) + b"".join(entries) + b"\0" * 4 + b"\0" * 256
+    header = image_header(data)
+    assert (header.width, header.height) == (30000, 30000) and header.pixels > MAX_PIXELS

@@ -160,7 +160,9 @@ def _png_header(data: bytes) -> Header | None:
 
 
 def _tiff_header(data: bytes) -> Header | None:
-    """Size, samples and bits from the first directory (the one libtiff and OpenCV decode)."""
+    """Size, samples and bits from the first directory (the one libtiff and OpenCV decode). A tag
+    given twice counts with its largest value: readers disagree on which copy wins (libtiff takes
+    the first), and the size checked before decoding must never be the smaller one."""
     order = "little" if data[:2] == b"II" else "big"
     ifd = _u32(data, 4, order)
     if ifd < 8 or ifd + 2 > len(data):
@@ -174,10 +176,10 @@ def _tiff_header(data: bytes) -> Header | None:
         tag, kind, n = _u16(data, entry, order), _u16(data, entry + 2, order), _u32(data, entry + 4, order)
         if kind == 3:  # SHORT: the first value is inline when the values fit in 4 bytes
             at = entry + 8 if n <= 2 else _u32(data, entry + 8, order)
-            tags[tag] = _u16(data, at, order) if at + 2 <= len(data) else 0
+            tags[tag] = max(tags.get(tag, 0), _u16(data, at, order) if at + 2 <= len(data) else 0)
         elif kind == 4:  # LONG
             at = entry + 8 if n <= 1 else _u32(data, entry + 8, order)
-            tags[tag] = _u32(data, at, order) if at + 4 <= len(data) else 0
+            tags[tag] = max(tags.get(tag, 0), _u32(data, at, order) if at + 4 <= len(data) else 0)
     if 256 not in tags or 257 not in tags:
         return None
     samples = max(1, tags.get(277, 1))
