@@ -281,3 +281,28 @@ def test_a_tiff_that_gives_its_size_twice_is_judged_by_the_larger(tmp_path):
     data = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries)) + b"".join(entries) + b"\0" * 4 + b"\0" * 256
     header = image_header(data)
     assert (header.width, header.height) == (30000, 30000) and header.pixels > MAX_PIXELS
+
+
+def test_the_window_shows_what_another_process_stored_when_it_comes_back(qtbot, tmp_path, good_folder):
+    from conftest import open_window
+    from PySide6.QtCore import QEvent
+
+    (tmp_path / "models").mkdir()
+    model = make_tiny_model(tmp_path / "models" / "tiny.onnx")
+    window = open_window(qtbot, tmp_path, model.parent)
+    window.sessions.open_folder(good_folder)
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying() and window.gallery_model.rowCount() == 12,
+                    timeout=30_000)
+    other = Session.open(good_folder, model, tmp_path / "data")  # the CLI or a second window
+    file = other.cells()[0].file
+    other.reclassify([file], "c" if other.cells()[0].ai_class != "c" else "b", "Ben")
+    wanted = other.cells([file])[0].final_class
+    other.close()
+    shown = lambda: next(c for c in window.gallery_model.cells if c.file == file).final_class
+    assert shown() != wanted  # nothing polls behind the technician's back
+    window.activateWindow()
+    window.changeEvent(QEvent(QEvent.Type.ActivationChange))
+    if not window.isActiveWindow():  # offscreen platforms may not activate: the same call the event makes
+        window.sessions.catch_up()
+    assert shown() == wanted
+    window.sessions.close_session()

@@ -87,7 +87,8 @@ def hl7_message(report: AssayReport, *, facility: str = "LAB", receiver: str = "
         if reported:
             order.obr.obr_22 = reported
         order.obr.obr_25 = status
-        notes = [*report.warnings, *([report.changes_note] if report.changes_note else []), f"Model {report.model.key} v{report.model.version} (SHA-256 {report.model.sha256}); "
+        notes = [*report.warnings, *([report.changes_note] if report.changes_note else []),
+                 f"Model {report.model.key} v{report.model.version} (SHA-256 {report.model.sha256}); "
                  f"SlideTally {report.app_version}. Pre-classified by a CNN, every counted call is the technician's.",
                  *(f"Reopened {o.at} by {o.by}: {o.reason}" for o in report.reopens)]
         if record.verified_by:

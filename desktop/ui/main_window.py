@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QEvent, QSettings, Qt
 from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import (
     QApplication,
@@ -148,6 +148,11 @@ class MainWindow(QMainWindow):
         for widget in (self.rate, self.progress, self.cancel_button):
             self.statusBar().addPermanentWidget(widget)
         self.statusBar().showMessage(HINT)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            self.sessions.catch_up()  # another process may have written to the open session
+        super().changeEvent(event)
 
     def show_banner(self, text: str, alarm: bool = False) -> None:
         """The banner above the gallery: yellow for a notice, red for a record that must not be trusted."""

@@ -149,6 +149,15 @@ class SessionController(QObject):
             return
         self._start_worker()
 
+    def catch_up(self) -> None:
+        """Show what another process stored in this session meanwhile (the window came back)."""
+        session = self.session
+        if session is None or self.is_classifying() or not session.written_elsewhere():
+            return
+        self.w.gallery_model.reset(session.cells(), self.info)
+        self._state_changed(session.record())
+        self.w.statusBar().showMessage("Updated with what another SlideTally stored in this session.")
+
     def close_session(self) -> None:
         """Stop any classification, then let go of the session (nothing is lost: it is all stored)."""
         self.stop_worker()

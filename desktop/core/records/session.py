@@ -94,6 +94,7 @@ class Session:
         self._classifying = threading.Event()
         self._codes: dict[str, ResultCode] | None = None  # the lab's LIS code table, read at the first report
         self.altered = store.integrity_problems()  # non-empty: edited outside SlideTally; read-only, never exported
+        self._seen_version = store.data_version()
 
     @classmethod
     def open(cls, folder: Path | str, model: Model | str | Path | None = None, data_dir: Path | None = None) -> Session:
@@ -180,6 +181,16 @@ class Session:
     def _compare(self, items: list, cancel: threading.Event | None) -> tuple[FolderChanges, list]:
         """What differs between the folder and the store, by content; and what needs the model."""
         return compare(items, self.store.known_files(), cancel)
+
+    def written_elsewhere(self) -> bool:
+        """True once after another process (a second window, the CLI) stored something in this
+        session: the caller reloads what it shows. Asked when the window comes back, not polled."""
+        version = self.store.data_version()
+        if version == self._seen_version:
+            return False
+        self._seen_version = version
+        self.altered = self.store.integrity_problems()
+        return True
 
     def look_for_changes(self) -> FolderChanges:
         """A read-only rescan of a signed-off session before a report: its exports name what changed."""

@@ -351,6 +351,11 @@ class SessionStore:
             rows = self.db.execute("SELECT relative, size, mtime, content_hash, missing FROM images").fetchall()
         return {r[0]: StoredFile(r[1], r[2], r[3], bool(r[4])) for r in map(_py, rows)}
 
+    def data_version(self) -> int:
+        """SQLite's count of commits by other connections (another SlideTally, the CLI): ours leave it."""
+        with self._lock:
+            return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
     def integrity_problems(self) -> list[str]:
         """Why this record does not match its audit chain or seal (empty: it does)."""
         with self._lock:
