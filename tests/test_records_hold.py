@@ -306,3 +306,25 @@ def test_the_window_shows_what_another_process_stored_when_it_comes_back(qtbot, 
         window.sessions.catch_up()
     assert shown() == wanted
     window.sessions.close_session()
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.2, 2.0, 3.0])
+def test_the_window_ends_cleanly_on_sigterm_at_any_moment_of_its_start(tmp_path, delay):
+    """Logout or `kill` while the app starts (before the window, while models load, while it classifies):
+    exit 0, no abort, no hang, no traceback."""
+    import os
+    import signal
+    import time
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    proc = subprocess.Popen([sys.executable, "-m", "desktop.ui.app", str(ROOT / "resources" / "samples" / "blood")],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the app hung after SIGTERM")
+    assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err[-1500:])

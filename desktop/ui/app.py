@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     if answer_without_window(argv):
         return 0
+    import signal
+
+    # SIGTERM before the window exists: nothing is open or unsaved yet, so leave at once, cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -86,26 +91,34 @@ def main(argv: list[str] | None = None) -> int:
     log.info("window shown after %.2f s (log: %s)", time.perf_counter() - START, log_path)
     folder = Path(argv[1]) if len(argv) > 1 and not argv[1].startswith("-") else None
 
+    closing: list[bool] = []
+
     def after_show():
+        if closing:  # SIGTERM came first: do not start classifying a window that is closing
+            return
         window.sessions.load_models()
         if folder is not None:
             window.sessions.open_folder(folder)
 
     QTimer.singleShot(0, after_show)
-    quit_on_terminate(app)
+    quit_on_terminate(app, window, closing)
     return app.exec()
 
 
-def quit_on_terminate(app) -> None:
-    """SIGTERM (logout, shutdown, `kill`) closes the window normally: settings saved, store closed."""
+def quit_on_terminate(app, window, closing: list[bool]) -> None:
+    """SIGTERM (logout, shutdown, `kill`) closes the window normally: classification stopped and
+    waited for, settings saved, store closed. The quit is queued, so a SIGTERM that lands before
+    the event loop runs still ends it instead of being lost (the app hung)."""
     import signal
 
     from PySide6.QtCore import QTimer
 
     def close_all(*_):
+        closing.append(True)
+        window.sessions.close_session()  # the classifying thread ends before anything is torn down
         for widget in app.topLevelWidgets():
             widget.close()
-        app.quit()
+        QTimer.singleShot(0, app.quit)
 
     signal.signal(signal.SIGTERM, close_all)
     # Python only runs signal handlers between bytecodes: wake the interpreter now and then.
