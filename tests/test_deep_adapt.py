@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import DATA, MODELS, shipped
+from conftest import DATA, MODELS, shipped
 
 pytestmark = pytest.mark.trainer
 pytest.importorskip("tensorflow")

@@ -4,7 +4,6 @@ so both apply the same guard rails (`site_guard`) and write the same provenance.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -15,6 +14,7 @@ import onnx
 
 from desktop.core.errors import ModelError
 from desktop.core.lab.site_guard import SiteModelRefused, check_approver, check_destination, check_not_worse
+from desktop.core.records.domain import now
 
 MAX_CANDIDATE_BYTES = 200 * 1024 * 1024
 
@@ -41,7 +41,7 @@ def install_site_model(candidate: Path, out: Path, approved_by: str, model_files
     name = check_approver(approved_by, set(site.get("signed_by", [])))
     accepted = check_not_worse(site.get("before", {}), site.get("after", {}), override)
     out = check_destination(Path(out), model_files, protected_folders)
-    site.update({"approved_by": name, "approved_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    site.update({"approved_by": name, "approved_at": now(),
                  "override": accepted or ""})
     for entry in proto.metadata_props:
         if entry.key == "site":

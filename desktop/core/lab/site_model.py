@@ -4,7 +4,6 @@ installed. A site model never replaces the shipped model; it is an assay of its 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import re
@@ -17,12 +16,14 @@ import onnx
 import onnxruntime as ort
 
 from desktop import __version__
+from desktop.core.atomic import write_atomically
 from desktop.core.errors import ActionRefused
 from desktop.core.inference.imaging import UnreadableImage, load_prepared
 from desktop.core.inference.model import Model, ModelError, find_model_files
 from desktop.core.lab.adaptation import Adaptation, adapt
 from desktop.core.lab.graft import graft_site_head, read_head, site_scores, with_features_output
 from desktop.core.lab.site_cells import VerifiedCell, extract
+from desktop.core.records.domain import now
 
 PARITY = 1e-5
 
@@ -44,7 +45,7 @@ def site_metadata(base: Model, adaptation: Adaptation, site: str, number: int, a
                   source: dict) -> dict[str, str]:
     info = base.info
     meta = dict(base.session.get_modelmeta().custom_metadata_map)
-    now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    when = now()
     after, before = adaptation.after, adaptation.before
     meta.update({
         "version": f"{info.version}+site.{site}.{number}",
@@ -59,10 +60,10 @@ def site_metadata(base: Model, adaptation: Adaptation, site: str, number: int, a
             "name": site, "number": number, "base_model": info.key, "base_version": info.version,
             "base_sha256": info.sha256, "cells_per_class": adaptation.cells_per_class,
             "kept_from_base": adaptation.kept_from_base, "source": source, "approved_by": approved_by,
-            "approved_at": now, "cross_validation": adaptation.folds, "penalty_strength": adaptation.strength,
+            "approved_at": when, "cross_validation": adaptation.folds, "penalty_strength": adaptation.strength,
             "before": before.as_dict(), "after": after.as_dict(), "notes": adaptation.notes,
         }),
-        "provenance": json.dumps({"date": now, "made_by": f"slidetally {__version__} adapt", "base_sha256": info.sha256}),
+        "provenance": json.dumps({"date": when, "made_by": f"slidetally {__version__} adapt", "base_sha256": info.sha256}),
     })
     return meta
 
@@ -145,9 +146,7 @@ def write_site_model(base: Model, prepared: PreparedAdaptation, site_name: str, 
     proto = build_site_model(base, adaptation, metadata)
     prove_graft(proto, adaptation, prepared.check_images)
     data = proto.SerializeToString()
-    tmp = path.with_suffix(".onnx.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_atomically(path, data)
     model = Model(path)  # the contract check every model gets at load
     if model.info.sha256 != hashlib.sha256(data).hexdigest():
         raise ModelError(f"{path.name} changed while it was written; write the site model again.")
