@@ -172,3 +172,14 @@ def test_forged_site_model_is_not_listed_and_does_not_hide_the_others(tmp_path):
     assert [i.key for i in infos] == ["blood-pbc8"]
     assert any("blood-pbc8-site-north-1" in p and "not installed" in p for p in problems)
     assert infos[0].accuracy_label == "test accuracy"
+
+
+def test_whole_network_is_offered_only_where_tensorflow_is_installed(monkeypatch):
+    import importlib.util
+
+    from desktop.core.lab import deep_runner
+
+    assert deep_runner.trainer_command() is not None  # this environment has the trainer extra
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    assert deep_runner.trainer_command() is None  # `pip install .` alone still has the slidetally-train script

@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 
 def trainer_command() -> list[str] | None:
-    """How to start the trainer here, or None when it is not installed (e.g. the packaged app)."""
-    if getattr(sys, "frozen", False):
+    """How to start the trainer here, or None when it is not installed (the packaged app, or an
+    install without the `trainer` extra: its `slidetally-train` script exists but has no TensorFlow)."""
+    if getattr(sys, "frozen", False) or importlib.util.find_spec("tensorflow") is None:
         return None
     beside = Path(sys.executable).with_name("slidetally-train")
     for candidate in (beside, beside.with_suffix(".exe")):
         if candidate.is_file():
             return [str(candidate)]
-    found = shutil.which("slidetally-train")
-    if found:
-        return [found]
-    if importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("trainer") is not None:
+    if importlib.util.find_spec("trainer") is not None:
         return [sys.executable, "-m", "trainer.cli"]
     return None
 
