@@ -111,3 +111,16 @@ def open_window(qtbot, tmp_path: Path, models: Path, settings_file: str = "setti
     window.sessions.load_models((models,))
     return window
 
+
+def signed_verified_session(folder: Path, model, data: Path, truth: dict[str, str], specimen: str,
+                            operator: str = "Ana") -> None:
+    """Classify `folder`, set every cell to its true class as a technician would, sign off."""
+    from desktop.core.records.session import Session
+
+    s = Session.open(folder, model, data)
+    s.classify()
+    for c in s.cells():
+        s.reclassify([c.file], truth[c.file], operator)
+    s.set_identity(specimen, "", operator)
+    s.sign_off(operator)
+    s.close()

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, make_tiny_model, write_image
+from conftest import ROOT, make_tiny_model, signed_verified_session, write_image
 
 from desktop.core.inference.decision import decide
 from desktop.core.inference.model import Model, discover_models
@@ -88,7 +88,6 @@ def test_a_set_too_small_is_refused_saying_what_is_missing(tmp_path, base):
 
 
 def test_cli_verify_and_adapt_from_signed_sessions(tmp_path, base):
-    from desktop.core.records.session import Session
 
     data = tmp_path / "data"
     for n in range(3):  # three signed sessions of one lab, its technicians' calls by colour
@@ -99,13 +98,7 @@ def test_cli_verify_and_adapt_from_signed_sessions(tmp_path, base):
         for path in folder.rglob("*.png"):
             path.rename(flat / path.name)
             truth[path.name] = path.parent.name
-        s = Session.open(flat, base, data)
-        s.classify()
-        for c in s.cells():
-            s.reclassify([c.file], truth[c.file], "Ana")
-        s.set_identity(f"S-{n}", "", "Ana")
-        s.sign_off("Ana")
-        s.close()
+        signed_verified_session(flat, base, data, truth, f"S-{n}")
     run = lambda *a: subprocess.run([sys.executable, "-m", "desktop.cli", *a, "--model", str(base.info.path),
                                      "--data-dir", str(data)], capture_output=True, text=True, cwd=ROOT, timeout=180)
     out = run("verify", "--csv", str(tmp_path / "v.csv"), "--pdf", str(tmp_path / "v.pdf"))

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from conftest import DATA, MODELS, shipped
 
 pytestmark = pytest.mark.trainer

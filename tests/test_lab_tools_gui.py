@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import make_tiny_model
+from conftest import make_tiny_model, signed_verified_session
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
 from test_adaptation import site_folder
@@ -71,8 +71,6 @@ def _signed_bccd_sessions(tmp_path, model, data, specimens: int = 4, per_class: 
 
     from conftest import DATA
 
-    from desktop.core.records.session import Session
-
     for k in range(specimens):
         folder = tmp_path / f"B-{k}"
         truth = {}
@@ -81,13 +79,7 @@ def _signed_bccd_sessions(tmp_path, model, data, specimens: int = 4, per_class: 
                 folder.mkdir(exist_ok=True)
                 shutil.copy(path, folder / path.name)
                 truth[path.name] = key
-        s = Session.open(folder, model, data)
-        s.classify()
-        for c in s.cells():
-            s.reclassify([c.file], truth[c.file], "Ana")
-        s.set_identity(f"B-{k}", "", "Ana")
-        s.sign_off("Ana")
-        s.close()
+        signed_verified_session(folder, model, data, truth, f"B-{k}")
 
 
 def _deep_dialog(qtbot, tmp_path, monkeypatch, extra: list[str]):
