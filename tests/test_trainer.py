@@ -70,7 +70,7 @@ def test_blood_pipeline_end_to_end_on_48_images(tmp_path, monkeypatch):
     model = Model(onnx_path)  # the desktop core reads the metadata back
     assert model.info.task == "blood-differential" and len(model.info.classes) == 8
     assert model.has_ood
-    assert results["parity"]["same_top1"] and results["parity"]["max_abs_dprob"] <= 1e-4
+    assert results.parity["same_top1"] and results.parity["max_abs_dprob"] <= 1e-4
     for png in ("confusion", "curves", "reliability"):
         assert (tmp_path / "run" / f"{png}.png").stat().st_size > 1000
     card = (tmp_path / "run" / "blood-pbc8.card.md").read_text()
@@ -97,9 +97,9 @@ def test_idc_pipeline_end_to_end_on_a_few_patients(tmp_path):
     model = Model(tmp_path / "run" / "breast-idc.onnx")
     assert model.info.task == "idc-patch" and model.info.input.small_input == "pad-white"
     assert 0 < model.info.decision_threshold < 1
-    assert "roc_auc" in results["ours"]
+    assert "roc_auc" in results.ours
     card = (tmp_path / "run" / "breast-idc.card.md").read_text()
-    facts = results["data"]
+    facts = results.data
     assert facts["patients"] == 12 and f"{facts['images']:,} patches from 12 patients" in card
     # the slide-level step is declared for the app to run, and the card says every figure went through it
     assert model.info.slide_step is not None and model.info.slide_step.weight == resolve("idc").slide_step_weight

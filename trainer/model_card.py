@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from desktop.core.inference.model import BLOOD, IDC
+from trainer.results import RunResults
 
 CITATIONS = {
     BLOOD: (
@@ -25,20 +26,20 @@ def _pct(v) -> str:
     return "n/a" if v is None or v != v else f"{100 * v:.1f}%"
 
 
-def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:  # noqa: C901 - one card, top to bottom
-    ours, seed = results["ours"], results.get("seed")
+def write_card(path: Path, cfg, results: RunResults, metadata: dict) -> None:  # noqa: C901 - one card, top to bottom
+    ours, seed = results.ours, results.seed
     key = cfg.key
     lines = [
         f"# Model card: {cfg.display_name}", "",
         f"File `{key}.onnx`, version {cfg.version}, task `{cfg.task}`, schema `{metadata['slidetally.schema']}`.",
         f"Trained by `slidetally-train` (git {metadata['provenance']['trainer_git_sha']}, TensorFlow "
         f"{metadata['provenance']['tensorflow']}, {metadata['provenance']['date']}).", "",
-        "## Data", "", CITATIONS[cfg.task].format(**results["data"]), "",
-        f"Split hash `{results['split_hash']}` (file lists in the run's `split.json`). Counts per split:", "",
-        "| split | " + " | ".join(results["classes"]) + " |", "|---|" + "---|" * len(results["classes"]),
+        "## Data", "", CITATIONS[cfg.task].format(**results.data), "",
+        f"Split hash `{results.split_hash}` (file lists in the run's `split.json`). Counts per split:", "",
+        "| split | " + " | ".join(results.classes) + " |", "|---|" + "---|" * len(results.classes),
     ]
-    for split, counts in results["counts"].items():
-        lines.append(f"| {split} | " + " | ".join(str(counts[c]) for c in results["classes"]) + " |")
+    for split, counts in results.counts.items():
+        lines.append(f"| {split} | " + " | ".join(str(counts[c]) for c in results.classes) + " |")
     lines += ["", "## Input", "",
               f"uint8 RGB `[N, {cfg.input_size}, {cfg.input_size}, 3]`; any image is decoded to RGB and "
               f"`cv2.resize`d with INTER_AREA; smaller images: `{cfg.small_input}`. Scaling is inside the graph.", "",
@@ -50,12 +51,12 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:  # noqa:
     for label, k in rows:
         s = f"{seed[k]:.4f}" if seed and k in seed else "-"
         lines.append(f"| {label} | {s} | {ours[k]:.4f} |")
-    if "val_accuracy" in results:
+    if results.val_accuracy is not None:
         lines.append("| accuracy on val (clean images; the split used to choose between runs) | - | "
-                     f"{results['val_accuracy']:.4f} |")
-    if "val_balanced_accuracy" in results:
-        lines.append(f"| balanced accuracy on val (chosen by) | - | {results['val_balanced_accuracy']:.4f} |")
-    lines.append(f"| ECE before → after temperature (T={results['temperature']:.3f}) | - | "
+                     f"{results.val_accuracy:.4f} |")
+    if results.val_balanced_accuracy is not None:
+        lines.append(f"| balanced accuracy on val (chosen by) | - | {results.val_balanced_accuracy:.4f} |")
+    lines.append(f"| ECE before → after temperature (T={results.temperature:.3f}) | - | "
                  f"{ours['ece_before']:.4f} → {ours['ece_after']:.4f} |")
     lines += ["", "Per class (ours):", "", "| class | precision | recall | F1 | n |", "|---|---|---|---|---|"]
     for c, v in ours["per_class"].items():
@@ -65,7 +66,7 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:  # noqa:
               f"![reliability](figures/{key}-reliability.png)", ""]
     if cfg.task == IDC:
         step = metadata.get("slide_step")
-        lines += [f"Decision threshold P(IDC) ≥ {results['decision_threshold']} (chosen on val for balanced accuracy"
+        lines += [f"Decision threshold P(IDC) ≥ {results.decision_threshold} (chosen on val for balanced accuracy"
                   + (", on the slide-level step's output)." if step else ")."), ""]
         if step:
             lines += [f"Slide-level step (metadata `slide_step`, run by the app's core over every patch of a slide "
@@ -81,30 +82,30 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:  # noqa:
             v = ours["patients"][pid]
             lines.append(f"| {pid} (complete) | {v['n']} | {_pct(v['true'])} | {_pct(v['predicted'])} | "
                          f"{100 * (v['predicted'] - v['true']):+.1f} |")
-        for pid, v in results.get("val_complete_patients", {}).items():
+        for pid, v in results.val_complete_patients.items():
             lines.append(f"| {pid} (complete, **val**: chosen by, not a test figure) | {v['n']} | {_pct(v['true'])} | "
                          f"{_pct(v['predicted'])} | {100 * (v['predicted'] - v['true']):+.1f} |")
         lines += ["", f"![heat maps](figures/{key}-heatmaps.png)", ""]
     lines += ["## Review threshold (chosen on val)", "",
-              f"Calls with top probability below **{results['review_threshold']}** go to Review.", "",
+              f"Calls with top probability below **{results.review_threshold}** go to Review.", "",
               "| threshold | sent to Review | accuracy of the rest |", "|---|---|---|"]
-    for r in results["review_tradeoff_val"]:
+    for r in results.review_tradeoff_val:
         lines.append(f"| {r['threshold']} | {_pct(r['review_share'])} | {_pct(r['accepted_accuracy'])} |")
     lines += ["", "## Speed", "",
-              f"ONNX Runtime alone, {results['speed_images_per_s']:.0f} images/s on this machine's CPU cores "
-              f"(batch {64 if cfg.task == 'blood-differential' else 256}). Training: {results['training_minutes']:.1f} min "
+              f"ONNX Runtime alone, {results.speed_images_per_s:.0f} images/s on this machine's CPU cores "
+              f"(batch {64 if cfg.task == 'blood-differential' else 256}). Training: {results.training_minutes:.1f} min "
               f"on {metadata['provenance'].get('cpu_cores', '?')} CPU cores.", "",
-              f"Export parity (Keras vs ONNX Runtime, {results['parity']['n']} test images): max |Δp| "
-              f"{results['parity']['max_abs_dprob']:.2e}, top-1 identical: {results['parity']['same_top1']}.", "",
+              f"Export parity (Keras vs ONNX Runtime, {results.parity['n']} test images): max |Δp| "
+              f"{results.parity['max_abs_dprob']:.2e}, top-1 identical: {results.parity['same_top1']}.", "",
               "## Limits", "",
               f"Unfamiliar detector: Mahalanobis distance of pooled features to the nearest class mean; threshold "
-              f"{results['ood_threshold']:.3f} = 99th percentile on val (≈1% of in-domain images flagged by design).", "",
+              f"{results.ood_threshold:.3f} = 99th percentile on val (≈1% of in-domain images flagged by design).", "",
               "| condition | n | accuracy | Unfamiliar | accepted | accuracy of accepted | wrong calls caught |",
               "|---|---|---|---|---|---|---|"]
-    consistency = results["robustness"].get("full resolution vs half size")
-    fractions = [(name, r["complete_fraction_mae"]) for name, r in results["robustness"].items()
+    consistency = results.robustness.get("full resolution vs half size")
+    fractions = [(name, r["complete_fraction_mae"]) for name, r in results.robustness.items()
                  if "complete_fraction_mae" in r]
-    for name, r in results["robustness"].items():
+    for name, r in results.robustness.items():
         if name == "full resolution vs half size":
             continue
         lines.append(f"| {name} | {r['n']} | {_pct(r['accuracy'])} | {_pct(r['unfamiliar_share'])} | "
@@ -118,7 +119,7 @@ def write_card(path: Path, cfg, results: dict, metadata: dict) -> None:  # noqa:
     if fractions:
         lines += ["", "IDC fraction of the complete test patients, mean absolute error (points) per condition: "
                   + ", ".join(f"{name} {100 * mae:.1f}" for name, mae in fractions) + "."]
-    for name, r in results["robustness"].items():
+    for name, r in results.robustness.items():
         if name in ("in_domain", "other lab (BCCD)"):
             lines += ["", f"Accepted-call accuracy vs share accepted, {name} (confidence bar swept, Unfamiliar excluded):", "",
                       "| confidence ≥ | accepted | accuracy of accepted |", "|---|---|---|"]

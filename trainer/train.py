@@ -35,6 +35,7 @@ from trainer.export import Unfamiliar
 from trainer.fitting import Trained, bench_onnx, log, ood_scores, predict, recalibrate_batch_norm, train_model
 from trainer.model_card import write_card
 from trainer.recipe import Recipe, pin
+from trainer.results import RunResults
 from trainer.robustness import robustness
 from trainer.slides import complete_slides, fraction_mae, idc_maps, idc_patients, slide_level
 
@@ -266,7 +267,7 @@ def ship_model(out: Path, ship: Path, key: str) -> None:
 # --- the run --------------------------------------------------------------------------------
 
 def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, ship: Path | None = None,
-        lab_book_row: bool = True, notes: str = "") -> dict:
+        lab_book_row: bool = True, notes: str = "") -> RunResults:
     out.mkdir(parents=True, exist_ok=True)
     pin(recipe, out)
     trained_by = lab_book.git_sha()  # the commit that trains the weights, not the one at export time
@@ -278,20 +279,19 @@ def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, shi
     log("2/9 decode once (the app's own preprocessing) and cache")
     arrays = decode(recipe, dataset, out)
     test = arrays["test"]
-    results: dict = {"task": recipe.kind, "classes": classes, "split_hash": dataset.split_hash(),
-                     "counts": dataset.counts(), "data": dataset.facts()}
+    results = RunResults(recipe.kind, classes, dataset.split_hash(), dataset.counts(), dataset.facts())
 
     histories = {}
     if not recipe.skip_seed:
         log("3/9 reference model (the seed's recipe)")
         seed = reference_model(recipe, arrays, out, n_classes)
         seed_logits, _ = predict(seed.model, test.x)
-        results["seed"] = evaluate.classification_metrics(test.y, seed_logits.argmax(1), classes)
+        results.seed = evaluate.classification_metrics(test.y, seed_logits.argmax(1), classes)
         if recipe.kind == "idc":
-            results["seed"].update(evaluate.binary_metrics(test.y, calibration.softmax(seed_logits)[:, 1], 0.5))
+            results.seed.update(evaluate.binary_metrics(test.y, calibration.softmax(seed_logits)[:, 1], 0.5))
         histories["seed"] = seed.history
         if lab_book_row:
-            record(recipe, "seed", seed, results["seed"], trained_by, "")
+            record(recipe, "seed", seed, results.seed, trained_by, "")
 
     log("4/9 our model")
     ours = our_model(recipe, arrays, out, n_classes)
@@ -302,21 +302,21 @@ def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, shi
     val_logits, _ = predict(ours.model, arrays["val"].x)
     calib = calibrate(recipe, val_logits, arrays["val"])
     chosen_by = val_figures(recipe, val_logits, arrays["val"], calib)
-    results.update(chosen_by)
+    results.take_val_figures(chosen_by)
 
     log("6/9 evaluate on the test split (once)")
     evaluation = evaluate_once(recipe, ours.model, test, calib, classes, dataset, out)
-    results["ours"] = evaluation.metrics
-    results.update({"val_accuracy": calib.val_accuracy, "temperature": calib.temperature,
-                    "review_threshold": calib.review_threshold, "decision_threshold": calib.decision_threshold,
-                    "review_tradeoff_val": calib.tradeoff})
+    results.ours = evaluation.metrics
+    results.val_accuracy, results.temperature = calib.val_accuracy, calib.temperature
+    results.review_threshold, results.decision_threshold = calib.review_threshold, calib.decision_threshold
+    results.review_tradeoff_val = calib.tradeoff
 
     log("7/9 Unfamiliar detector (Mahalanobis, two depths) fitted on train, threshold on val")
     unfamiliar = fit_unfamiliar(ours.model, arrays, n_classes)
-    results["ood_threshold"] = unfamiliar.threshold
+    results.ood_threshold = unfamiliar.threshold
 
     log("8/9 robustness: stain shifts, full resolution, another lab")
-    results["robustness"] = robustness(ours.model, recipe, classes, test, calib, unfamiliar,
+    results.robustness = robustness(ours.model, recipe, classes, test, calib, unfamiliar,
                                        external if recipe.kind == "blood" else None,
                                        evaluation.metrics.get("complete_patients"))
 
@@ -324,9 +324,9 @@ def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, shi
     metadata = build_metadata(recipe, classes, evaluation.metrics, dataset, calib, unfamiliar,
                               provenance(recipe, trained_by))
     exported = export_and_prove(recipe, ours.model, calib, unfamiliar, metadata, test, out)
-    results.update({"parity": exported.parity, "speed_images_per_s": exported.images_per_s,
-                    "training_minutes": ours.minutes})
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    results.parity, results.speed_images_per_s = exported.parity, exported.images_per_s
+    results.training_minutes = ours.minutes
+    (out / "results.json").write_text(json.dumps(results.as_dict(), indent=1))
     write_card(out / f"{recipe.key}.card.md", recipe, results, metadata)
     if lab_book_row:
         record(recipe, "slidenet", ours, {**evaluation.metrics, **chosen_by}, trained_by, notes)
