@@ -26,10 +26,18 @@ import numpy as np
 import onnx
 import tensorflow as tf
 
+from desktop.core.calibration import (
+    SITE_REVIEW_THRESHOLDS,
+    choose_review_threshold,
+    fit_temperature,
+    review_tradeoff,
+    softmax,
+    unfamiliar_threshold,
+)
 from desktop.core.inference.decision import decide
-from desktop.core.lab.adaptation import RuleFigures, rule_figures
+from desktop.core.lab.adaptation import RuleFigures, check_enough, figures_of, rule_figures
 from trainer import export
-from trainer.calibration import fit_temperature, softmax
+from trainer.fitting import ood_scores
 from trainer.rebuild import keras_logits, onnx_outputs, prove_rebuild, rebuild, write_back
 from trainer.site_data import SiteArrays
 
@@ -40,8 +48,6 @@ BATCH = 32
 MIN_STEPS_PER_EPOCH = 15  # small sets: an "epoch" is at least this many batches
 OOD_FIT_CELLS = 400  # training cells per fold whose features fit that fold's Unfamiliar statistics
 TARGET_ACCEPTED_ACCURACY = 0.96  # the review threshold: the lowest whose out-of-fold accepted calls reach this
-UNFAMILIAR_PERCENTILE = 99.0
-MIN_CELLS_TOTAL = 40
 MIN_SPECIMENS_FOR_GROUPS = 3
 # Cells stay cells: each batch turned and flipped as a whole (one of the 8 orientations). Per-cell
 # stain, scale, light and blur jitter (trainer/augment.py) halved the steps per second on 2 cores
@@ -50,10 +56,6 @@ MIN_SPECIMENS_FOR_GROUPS = 3
 AUGMENTATION = "one of the 8 flips/90-degree turns per batch"
 
 Progress = Callable[[str, float], None]  # (stage, fraction of the whole run done)
-
-
-class DeepAdaptationRefused(Exception):
-    """Too few cells or specimens to fine-tune and estimate anything; the message says what is missing."""
 
 
 class Cancelled(Exception):
@@ -165,21 +167,6 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean())
 
 
-def _review_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
-    top, right = probs.max(1), probs.argmax(1) == labels
-    for t in np.round(np.arange(0.40, 0.991, 0.01), 2):
-        kept = top >= t
-        if kept.any() and right[kept].mean() >= TARGET_ACCEPTED_ACCURACY:
-            return float(t)
-    return 0.99
-
-
-def _ood_scores(features: np.ndarray, stats: dict) -> np.ndarray:
-    z = (features - stats["centre"]) @ stats["whiten"]
-    wm = stats["means"] @ stats["whiten"]
-    return (((z[:, None, :] - wm[None]) ** 2).sum(-1) / z.shape[1]).min(axis=1)
-
-
 def fit_unfamiliar(features: np.ndarray, labels: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
     """The trainer's Unfamiliar statistics on the site's cells; a class the lab has no cells of
     takes the mean of a present class (so it never becomes the nearest by accident)."""
@@ -191,27 +178,21 @@ def fit_unfamiliar(features: np.ndarray, labels: np.ndarray, n_classes: int) -> 
     return {**stats, "means": means.astype(np.float32)}
 
 
-def _features_model(model: keras.Model) -> keras.Model:
-    return keras.Model(model.inputs, [model.get_layer("logits").output, model.get_layer("logits").input])
+def _review_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The lowest threshold whose accepted calls reach TARGET_ACCEPTED_ACCURACY (else the highest)."""
+    return choose_review_threshold(review_tradeoff(probs, labels, thresholds=SITE_REVIEW_THRESHOLDS),
+                                   TARGET_ACCEPTED_ACCURACY)
 
 
 def _outputs(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    extractor = tf.function(_features_model(model), reduce_retracing=True)  # graph mode: 3x eager's speed
+    """Logits and the head's input (the served `features`), in graph mode (3x eager's speed)."""
+    extractor = tf.function(export.feature_model(model), reduce_retracing=True)
     logits, feats = [], []
     for i in range(0, len(images), 128):
-        lo, fe = extractor(tf.cast(images[i:i + 128], tf.float32), training=False)
+        lo, _, fe = extractor(tf.cast(images[i:i + 128], tf.float32), training=False)
         logits.append(lo.numpy())
         feats.append(fe.numpy())
     return np.concatenate(logits), np.concatenate(feats)
-
-
-def check_enough(site: SiteArrays, class_keys: list[str]) -> dict[str, int]:
-    counts = {k: int((site.labels == i).sum()) for i, k in enumerate(class_keys)}
-    if len(site.labels) < MIN_CELLS_TOTAL or sum(n >= 10 for n in counts.values()) < 2:
-        listing = ", ".join(f"{k} {n}" for k, n in counts.items())
-        raise DeepAdaptationRefused(f"Too few verified cells to adapt: {len(site.labels)} ({listing}). Deep adaptation "
-                                    f"needs at least {MIN_CELLS_TOTAL} cells and two classes with 10 or more.")
-    return counts
 
 
 def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], base_thresholds: tuple,
@@ -221,7 +202,7 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
     """Cross-validate, then fit on every cell (see the module docstring).
     `base_thresholds`: the base model's (review, ood, decision) thresholds, for the "before" figures."""
     start = time.perf_counter()
-    counts = check_enough(site, class_keys)
+    counts = check_enough(site.labels, class_keys)
     n_classes = len(class_keys)
     images, labels = site.images, site.labels
     prove_rebuild(rebuild(base), images[:64])
@@ -278,20 +259,20 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
         p_others = softmax(held_logits[e][others], t)
         review = _review_threshold(p_others, labels[others])
         stats = fit_unfamiliar(*train_feats[(f, e)], n_classes)
-        scores = _ood_scores(held_feats[e], stats)
-        ood_threshold = float(np.percentile(scores[others], UNFAMILIAR_PERCENTILE))
+        scores = ood_scores(held_feats[e], stats)
+        ood_threshold = unfamiliar_threshold(scores[others])
         probs[test] = softmax(held_logits[e][test], t)
         ood[test] = scores[test]
         rule = decide(probs[test], ood[test], review, ood_threshold)
         accepted[test], top[test] = rule.accepted, rule.top
-    after = _figures(top, accepted, labels)
+    after = figures_of(top, accepted, labels)
 
     epochs = best_epoch(np.ones(len(labels), bool))
     temperature = fit_temperature(held_logits[epochs], labels)
     review_threshold = _review_threshold(softmax(held_logits[epochs], temperature), labels)
-    oof_ood = np.concatenate([_ood_scores(held_feats[epochs][fold_of == f],
+    oof_ood = np.concatenate([ood_scores(held_feats[epochs][fold_of == f],
                                           fit_unfamiliar(*train_feats[(f, epochs)], n_classes)) for f in range(k)])
-    ood_threshold = float(np.percentile(oof_ood, UNFAMILIAR_PERCENTILE))
+    ood_threshold = unfamiliar_threshold(oof_ood)
 
     if progress:
         progress("final model", done[0] / total_steps)
@@ -322,13 +303,6 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
                   else f"{k}-fold by image (no specimens known)")
     return DeepAdaptation(proto, before, after, epochs, temperature, review_threshold, ood_threshold, folds_text,
                           grouped, site.specimens, counts, time.perf_counter() - start, parity, notes, soup_proto)
-
-
-def _figures(top: np.ndarray, accepted: np.ndarray, labels: np.ndarray) -> RuleFigures:
-    right = top == labels
-    recalls = [right[labels == c].mean() for c in np.unique(labels)]
-    return RuleFigures(int(len(labels)), float(right.mean()), float(np.mean(recalls)), float(accepted.mean()),
-                       float(right[accepted].mean()) if accepted.any() else float("nan"))
 
 
 def site_metadata(base_meta: dict[str, str], base_sha256: str, result: DeepAdaptation, site: str, number: int,

@@ -127,6 +127,7 @@ def _adapt(args, base, site, source, known, shipped, models_dir) -> int:
     import onnx
 
     from desktop.core.errors import SlideTallyError
+    from desktop.core.lab.adaptation import AdaptationRefused
     from desktop.core.lab.site_install import install_site_model
     from desktop.core.lab.site_model import next_number, slug
     from trainer import adapt, lab_book
@@ -139,7 +140,7 @@ def _adapt(args, base, site, source, known, shipped, models_dir) -> int:
         result = adapt.deep_adapt(onnx.load(str(info.path)), site, info.class_keys,
                                   (info.review_threshold, info.ood_threshold, info.decision_threshold),
                                   progress=_progress(args), **kwargs)
-    except adapt.DeepAdaptationRefused as exc:
+    except AdaptationRefused as exc:
         return _fail(str(exc))
     if not args.progress_json:
         print(file=sys.stderr)

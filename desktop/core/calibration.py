@@ -16,6 +16,7 @@ MODEL_TEMPERATURES = (0.25, 8.0, 60)
 SITE_TEMPERATURES = (0.5, 4.0, 41)
 UNFAMILIAR_PERCENTILE = 99.0  # the Unfamiliar threshold flags ≈1% of in-domain images by design
 REVIEW_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)  # the trade-off table's rows
+SITE_REVIEW_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.40, 0.991, 0.01), 2))  # site models: a finer grid
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

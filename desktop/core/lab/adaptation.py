@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from desktop.core.calibration import SITE_TEMPERATURES, fit_temperature, nll, softmax, unfamiliar_threshold
+from desktop.core.calibration import (
+    SITE_REVIEW_THRESHOLDS,
+    SITE_TEMPERATURES,
+    fit_temperature,
+    nll,
+    softmax,
+    unfamiliar_threshold,
+)
 from desktop.core.errors import SlideTallyError
 from desktop.core.inference.decision import decide
 from desktop.core.lab.graft import Head, SiteHead
@@ -76,8 +83,12 @@ class Adaptation:
 def rule_figures(probabilities: np.ndarray, ood: np.ndarray | None, labels: np.ndarray, review_threshold: float,
                  ood_threshold: float | None, decision_threshold: float = 0.5) -> RuleFigures:
     rule = decide(probabilities, ood, review_threshold, ood_threshold, decision_threshold)
-    right = rule.top == labels
-    accepted = rule.accepted
+    return figures_of(rule.top, rule.accepted, labels)
+
+
+def figures_of(calls: np.ndarray, accepted: np.ndarray, labels: np.ndarray) -> RuleFigures:
+    """The figures of calls already decided (`accepted`: not sent to Review or Unfamiliar)."""
+    right = calls == labels
     recalls = [right[labels == k].mean() for k in np.unique(labels)]
     return RuleFigures(int(len(labels)), float(right.mean()), float(np.mean(recalls)), float(accepted.mean()),
                        float(right[accepted].mean()) if accepted.any() else float("nan"))
@@ -197,8 +208,8 @@ def adapt(site: SiteSet, base: Head, class_keys: list[str], base_review_threshol
     probabilities = softmax(logits, temperature)
     ood_threshold = unfamiliar_threshold(ood)
     review_threshold = 0.99
-    for t in np.round(np.arange(0.40, 0.991, 0.01), 2):  # the lowest threshold whose accepted calls are right enough
-        fig = rule_figures(probabilities, ood, site.labels, float(t), ood_threshold)
+    for t in SITE_REVIEW_THRESHOLDS:  # the lowest threshold whose accepted calls are right enough
+        fig = rule_figures(probabilities, ood, site.labels, t, ood_threshold)
         if fig.accepted_accuracy >= TARGET_ACCEPTED_ACCURACY:
             review_threshold = float(t)
             break
