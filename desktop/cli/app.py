@@ -191,8 +191,8 @@ def _report(session: Session, cells, args) -> AssayReport:
 def write_outputs(report: AssayReport, cells, folder: Path, args) -> None:
     """Every outlet asked for, from the one report: all rendered and staged first, then all renamed
     into place, or none (a failure in any leaves the old files and no temp file)."""
+    from desktop.core.atomic import all_or_none
     from desktop.outlets.csv import csv_files
-    from desktop.outlets.destinations import all_or_none
     from desktop.outlets.fhir import fhir_json
     from desktop.outlets.hl7 import hl7_message
 
@@ -207,14 +207,9 @@ def write_outputs(report: AssayReport, cells, folder: Path, args) -> None:
         if args.fhir:
             out.write(Path(args.fhir), fhir_json(report), "utf-8")
         if args.pdf:
-            import os
+            from desktop.outlets.pdf import headless_app, heat_image, render_pdf, report_document
 
-            from PySide6.QtGui import QGuiApplication
-
-            from desktop.outlets.pdf import heat_image, render_pdf, report_document
-
-            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-            _app = QGuiApplication.instance() or QGuiApplication([])
+            _app = headless_app()
             with out.file(Path(args.pdf)) as tmp:
                 render_pdf(tmp, report_document(report, folder, heat_image(report)))
 

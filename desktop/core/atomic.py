@@ -1,5 +1,6 @@
 """Every file the app writes is written whole or not at all: a temp file beside it, flushed to
-disk, then renamed over it. CSV, HL7, FHIR, the PDF and site models all go through here."""
+disk, then renamed over it. CSV, HL7, FHIR, the PDF and site models all go through here; a
+command's several outputs are staged together and renamed together (`all_or_none`)."""
 
 from __future__ import annotations
 
@@ -67,19 +68,66 @@ def write_atomically(path: Path, data: str | bytes, encoding: str = "utf-8-sig")
         raise
 
 
+class StagedOutputs:
+    """Temp files beside their targets, renamed into place together by `commit`."""
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+
+    def write(self, path: Path, data: str | bytes, encoding: str = "utf-8-sig") -> None:
+        with self.file(path) as tmp:
+            binary = isinstance(data, bytes)
+            with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": encoding, "newline": ""})) as out:
+                out.write(data)
+
+    @contextmanager
+    def file(self, path: Path) -> Iterator[Path]:
+        """A temp path for a writer that wants a file name (Qt's PDF writer); flushed to disk after."""
+        path = Path(path)
+        _remove_leftovers(path)
+        tmp = _temp_name(path)
+        self._staged.append((tmp, path))
+        try:
+            yield tmp
+            if not tmp.exists() or tmp.stat().st_size == 0:
+                raise ExportError(f"Could not write {readable(path.name)}.")
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ExportError(f"Could not write {readable(path.name)}: {exc.strerror or exc}") from exc
+
+    def commit(self) -> None:
+        for tmp, path in self._staged:
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise ExportError(f"Could not write {readable(path.name)}: {exc.strerror or exc}") from exc
+        self._staged.clear()
+
+    def discard(self) -> None:
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()
+
+
+@contextmanager
+def all_or_none() -> Iterator[StagedOutputs]:
+    """Stage every output in the block; on leaving it, all are renamed into place, or (on any error,
+    a full disk, Ctrl+C) none is and no temp file is left."""
+    staged = StagedOutputs()
+    try:
+        yield staged
+        staged.commit()
+    finally:
+        staged.discard()
+
+
 @contextmanager
 def replaced_atomically(path: Path) -> Iterator[Path]:
     """A temp path beside `path` for a writer that wants a file name (Qt's PDF writer): what it
     leaves there replaces `path` when the block ends; on any failure, or an empty file, nothing does."""
-    path = Path(path)
-    _remove_leftovers(path)
-    tmp = _temp_name(path)
-    try:
+    with all_or_none() as staged, staged.file(path) as tmp:
         yield tmp
-        if not tmp.exists() or tmp.stat().st_size == 0:
-            raise ExportError(f"Could not write {readable(path.name)}.")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ExportError(f"Could not write {readable(path.name)}: {exc.strerror or exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -1,6 +1,5 @@
-"""Where a command's outputs may go, checked before anything is written; and writing them all or
-none: every output is rendered and written to a temp file beside its target (flushed to disk)
-first, and only when all of them are there are they renamed into place.
+"""Where a command's outputs may go, checked before anything is written (they are then written all
+or none by `core.atomic.all_or_none`).
 
 An output never lands in the analysed folder (it is only read), in SlideTally's data folder
 (sessions, site models), on a model file, on another output or on the CSV's JSON sidecar."""
@@ -8,12 +7,10 @@ An output never lands in the analysed folder (it is only read), in SlideTally's 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
-from desktop.core.atomic import _remove_leftovers, _temp_name
-from desktop.core.errors import ActionRefused, ExportError
+from desktop.core.errors import ActionRefused
 from desktop.core.names import readable
 
 
@@ -55,57 +52,3 @@ def check_destinations(outputs: dict[str, Path], *, analysed: Path | None, data_
         if other is not None:
             raise OutputRefused(f"{name} and {other} would both be the same file ({shown}); give each its own.")
         seen[path] = name
-
-
-class StagedOutputs:
-    """Temp files beside their targets, renamed into place together by `commit`."""
-
-    def __init__(self) -> None:
-        self._staged: list[tuple[Path, Path]] = []
-
-    def write(self, path: Path, data: str | bytes, encoding: str = "utf-8-sig") -> None:
-        with self.file(path) as tmp:
-            binary = isinstance(data, bytes)
-            with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": encoding, "newline": ""})) as out:
-                out.write(data)
-
-    @contextmanager
-    def file(self, path: Path) -> Iterator[Path]:
-        """A temp path for a writer that wants a file name (Qt's PDF writer); flushed to disk after."""
-        path = Path(path)
-        _remove_leftovers(path)
-        tmp = _temp_name(path)
-        self._staged.append((tmp, path))
-        try:
-            yield tmp
-            if not tmp.exists() or tmp.stat().st_size == 0:
-                raise ExportError(f"Could not write {readable(path.name)}.")
-            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise ExportError(f"Could not write {readable(path.name)}: {exc.strerror or exc}") from exc
-
-    def commit(self) -> None:
-        for tmp, path in self._staged:
-            os.replace(tmp, path)
-        self._staged.clear()
-
-    def discard(self) -> None:
-        for tmp, _ in self._staged:
-            tmp.unlink(missing_ok=True)
-        self._staged.clear()
-
-
-@contextmanager
-def all_or_none() -> Iterator[StagedOutputs]:
-    """Stage every output in the block; on leaving it, all are renamed into place, or (on any error,
-    a full disk, Ctrl+C) none is and no temp file is left."""
-    staged = StagedOutputs()
-    try:
-        yield staged
-        staged.commit()
-    finally:
-        staged.discard()

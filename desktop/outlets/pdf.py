@@ -11,7 +11,17 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QMarginsF, QRectF, QSizeF, Qt, QUrl
-from PySide6.QtGui import QColor, QFont, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter, QTextDocument
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QGuiApplication,
+    QImage,
+    QPageLayout,
+    QPageSize,
+    QPainter,
+    QPdfWriter,
+    QTextDocument,
+)
 
 from desktop.core.atomic import replaced_atomically
 from desktop.core.errors import ExportError
@@ -189,14 +199,17 @@ def render_pdf(tmp: Path, content: PdfDocument | str) -> None:
             raise ExportError(f"The PDF could not be written whole (is the disk full?): {Path(tmp).name}")
 
 
-def write_pdf_headless(path: Path, content: PdfDocument | str) -> None:
-    """The same PDF from a process without a window (the CLI): Qt's offscreen platform."""
+def headless_app() -> QGuiApplication:
+    """The Qt application a process without a window (the CLI) renders PDFs with: offscreen."""
     import os
 
-    from PySide6.QtGui import QGuiApplication
-
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    _app = QGuiApplication.instance() or QGuiApplication([])
+    return QGuiApplication.instance() or QGuiApplication([])
+
+
+def write_pdf_headless(path: Path, content: PdfDocument | str) -> None:
+    """The same PDF from a process without a window (the CLI)."""
+    _app = headless_app()
     write_pdf(path, content)
 
 

@@ -160,7 +160,7 @@ class Writer:
 
     def seal(self, action: str) -> str:
         """Sign-off or verification: a digest of the cells and identity, in the meta and in its audit row."""
-        meta = dict(_py(r) for r in self.db.execute("SELECT key, value FROM meta").fetchall())
+        meta = _meta_of(self.db)
         keys = VERIFIED_KEYS if action == "verify" else SIGNED_KEYS
         digest = record_digest(meta, [_py(r) for r in self.db.execute(f"SELECT {SEALED_COLUMNS} FROM images")], keys)
         self.set_meta("verified_digest" if action == "verify" else "signed_digest", digest)
@@ -266,11 +266,8 @@ class SessionStore:
         if not self.path.exists():
             return
         try:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                rows = dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
-            finally:
-                db.close()
+            with _read_only(self.path) as db:
+                rows = _meta_of(db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"The session {self.path.name} cannot be read ({exc}); nothing was moved or changed. "
                              "Free disk space or check the data folder, then open it again.") from exc
@@ -331,7 +328,7 @@ class SessionStore:
 
     def all_meta(self) -> dict[str, str]:
         with self._lock:
-            return dict(_py(r) for r in self.db.execute("SELECT key, value FROM meta").fetchall())
+            return _meta_of(self.db)
 
     def cells(self, files: Iterable[str] | None = None) -> list[Cell]:
         with self._lock:
@@ -373,8 +370,22 @@ def session_files(root: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.sqlite") if not ARCHIVED.search(p.name)) if folder.is_dir() else []
 
 
+@contextmanager
+def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """A session database opened read-only: reading never creates, changes or moves it."""
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _meta_of(db: sqlite3.Connection) -> dict[str, str]:
+    return dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
+
+
 def _integrity(db: sqlite3.Connection) -> list[str]:
-    meta = dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
+    meta = _meta_of(db)
     columns = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
     if "row_hash" not in columns:
         return []  # a session made before the audit chain: nothing to check it against
@@ -385,19 +396,11 @@ def _integrity(db: sqlite3.Connection) -> list[str]:
 
 def check_session_file(path: Path) -> list[str]:
     """`integrity_problems` of a session file, read-only (for `audit-check`)."""
-    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    try:
+    with _read_only(path) as db:
         return _integrity(db)
-    finally:
-        db.close()
 
 
 def read_session(path: Path) -> tuple[dict[str, str], list[Cell]]:
     """A session's meta and cells, read-only (for verification reports and adaptation)."""
-    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        meta = dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
-        cells = [_cell(r) for r in db.execute(f"SELECT {CELL_COLUMNS} FROM images ORDER BY id").fetchall()]
-    finally:
-        db.close()
-    return meta, cells
+    with _read_only(path) as db:
+        return _meta_of(db), [_cell(r) for r in db.execute(f"SELECT {CELL_COLUMNS} FROM images ORDER BY id").fetchall()]
