@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import onnx
 
+from desktop.core.atomic import write_atomically
 from desktop.core.errors import ModelError
 from desktop.core.lab.site_guard import SiteModelRefused, check_approver, check_destination, check_not_worse
 from desktop.core.records.domain import now
@@ -48,18 +47,9 @@ def install_site_model(candidate: Path, out: Path, approved_by: str, model_files
             entry.value = json.dumps(site)
     data = proto.SerializeToString()
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        if out.exists():  # appeared while we worked: never overwritten
-            raise SiteModelRefused(f"{out} exists; a site model is written to a new file")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if out.exists():  # appeared while we worked: never overwritten
+        raise SiteModelRefused(f"{out} exists; a site model is written to a new file")
+    write_atomically(out, data)  # whole or not at all, with the permissions the umask gives
     if hashlib.sha256(out.read_bytes()).hexdigest() != hashlib.sha256(data).hexdigest():
         raise ModelError(f"{out} was not written completely")
     return out
