@@ -328,3 +328,21 @@ def test_the_window_ends_cleanly_on_sigterm_at_any_moment_of_its_start(tmp_path,
         proc.kill()
         pytest.fail("the app hung after SIGTERM")
     assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, err[-1500:])
+
+
+def test_the_window_refuses_to_export_into_the_analysed_or_data_folder(qtbot, signed, good_folder, tmp_path):
+    from conftest import open_window
+
+    model, data, _ = signed
+    window = open_window(qtbot, tmp_path, model.parent)
+    window.data_root = data
+    window.sessions.open_folder(good_folder)
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying(), timeout=30_000)
+    refused = []
+    window.error = lambda title, message: refused.append(message)
+    assert window.records.write_pdf(good_folder / "r.pdf") is False
+    assert window.records.write_csv(data / "r-cells.csv") is None
+    assert len(refused) == 2 and "analysed folder" in refused[0] and "data folder" in refused[1]
+    assert not (good_folder / "r.pdf").exists() and not list(data.glob("r-*"))
+    assert window.records.write_pdf(tmp_path / "r.pdf") is True and (tmp_path / "r.pdf").exists()  # elsewhere: written
+    window.sessions.close_session()

@@ -16,7 +16,7 @@ from desktop.core.records.domain import now
 from desktop.core.records.session import Session
 from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.codes import DEFAULT_CODES, CodeTableError, ResultCode, load_codes
-from desktop.outlets.csv import CsvStyle, export_audit_csv, export_csv
+from desktop.outlets.csv import CsvStyle, export_audit_csv, export_csv, sidecar_path
 from desktop.outlets.fhir import FhirError
 from desktop.outlets.hl7 import Hl7Error
 from desktop.outlets.lis import hand_off, write_fhir, write_hl7
@@ -145,6 +145,22 @@ class RecordController:
         path, _ = QFileDialog.getSaveFileName(self.w, title, default, kind)
         return Path(path) if path else None
 
+    def _allowed(self, outputs: dict[str, Path]) -> bool:
+        """The same output-path rules as the CLI (outlets/destinations.py); a refusal is said, nothing written."""
+        from desktop.core.inference.model import find_model_files
+        from desktop.core.resources import resource
+        from desktop.outlets.destinations import check_destinations
+
+        shipped = resource("models")
+        try:
+            check_destinations(outputs, analysed=self.session.folder, data_dir=self.w.data_root,
+                               model_files=[*find_model_files(shipped, self.w.user_models), self.session.info.path],
+                               model_folders=[shipped])
+        except SlideTallyError as exc:
+            self.w.error("Not written there", str(exc))
+            return False
+        return True
+
     def export_audit(self) -> None:
         if self.session is None:
             return
@@ -153,6 +169,8 @@ class RecordController:
             self.write_audit_csv(path)
 
     def write_audit_csv(self, path: Path) -> bool:
+        if not self._allowed({"The audit trail": path}):
+            return False
         try:
             export_audit_csv(self.session.audit(), path, self.session.record(), now())
         except ExportError as exc:
@@ -189,6 +207,8 @@ class RecordController:
         """Per-cell table + JSON sidecar + summary; separator and decimal mark follow the system locale."""
         summary = path.with_name(path.stem.removesuffix("-cells") + "-summary.csv")
         style = CsvStyle.for_decimal_point(QLocale().decimalPoint())
+        if not self._allowed({"The CSV": path, "its JSON sidecar": sidecar_path(path), "the summary CSV": summary}):
+            return None
         try:
             export_csv(self.report(), self.session.cells(), path, summary, style)
         except ExportError as exc:
@@ -208,6 +228,8 @@ class RecordController:
     def write_pdf(self, path: Path) -> bool:
         from desktop.outlets import pdf
 
+        if not self._allowed({"The PDF report": path}):
+            return False
         assay = self.report()
         content = pdf.report_document(assay, self.session.folder, pdf.heat_image(assay, self.w.summary.mosaic))
         try:
@@ -233,6 +255,8 @@ class RecordController:
                 self._write_lis(lambda: write_fhir(self.report(), path), path)
 
     def _write_lis(self, write, path: Path) -> bool:
+        if not self._allowed({"The export": path}):
+            return False
         try:
             write()
         except (ExportError, Hl7Error, FhirError) as exc:
