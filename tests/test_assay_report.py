@@ -35,6 +35,7 @@ def blood_session(tmp_path_factory):
     session.set_identity("B-1187", "P-77", "Ana Ruiz")
     session.confirm([c.file for c in session.cells() if c.needs_review], "Ana Ruiz")
     session.sign_off("Ana Ruiz")
+    session.os_user = "ben"  # the second person logs in as themself
     session.verify("Ben Ode")
     yield session
     session.close()

@@ -27,6 +27,7 @@ def signed(tmp_path, good_folder):
     s.reclassify([first.file], "b" if first.ai_class != "b" else "c", "Ana")
     s.confirm([c.file for c in s.cells() if c.needs_review], "Ana")
     s.sign_off("Ana", "B-2026-0412")
+    s.os_user = "ben"  # the second person logs in as themself
     s.verify("Ben")
     path = s.store.path
     assert not s.altered and not s.store.integrity_problems()

@@ -223,9 +223,21 @@ def test_verification_is_a_second_person(session):
     signed(session)
     with pytest.raises(SignOffRefused, match="second person"):
         session.verify("ana")
+    with pytest.raises(SignOffRefused, match="another computer login"):
+        session.verify("Ben")  # a second name typed under the signer's own login is not a second person
+    session.os_user = "ben"
     session.verify("Ben")
     record = session.record()
     assert record.verified_by == "Ben" and "verified" in record.status_line()
+
+
+def test_the_lab_may_allow_the_same_login_and_the_audit_says_so(session):
+    signed(session)
+    session.verify("Ben", allow_same_account=True)
+    assert session.record().verified_by == "Ben"
+    row = session.audit()[-1]
+    assert row.action == "same-account verification" and "setting" in row.reason
+    assert not session.store.integrity_problems()
 
 
 def test_audit_csv_lists_every_change(session, tmp_path):

@@ -50,7 +50,6 @@ from desktop.core.logs import log_to_file  # noqa: E402
 from desktop.core.records.session import Session  # noqa: E402
 from desktop.core.report.assay_report import AssayReport  # noqa: E402
 from desktop.core.report.codes import load_codes  # noqa: E402
-from desktop.core.report.summary import DEFAULT_TARGET_WBC  # noqa: E402
 from desktop.core.resources import resource, user_models_dir  # noqa: E402
 from desktop.outlets.csv import CsvStyle  # noqa: E402
 from desktop.outlets.text import report_lines  # noqa: E402
@@ -240,7 +239,8 @@ def _output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fhir", help="write the FHIR R4B Bundle (JSON) here")
     p.add_argument("--pdf", help="write the PDF report here")
     p.add_argument("--codes", help="the lab's LOINC/code overrides (JSON; default: lis_codes.json in the user data folder)")
-    p.add_argument("--target", type=int, default=DEFAULT_TARGET_WBC, help="white cells to count (blood; default 100)")
+    p.add_argument("--target", type=int, default=None,
+                   help="white cells to count (blood; default: the session's, 100 unless set; a signed session keeps its own)")
     p.add_argument("--operator", default=getpass.getuser(), help="who runs it: in the audit trail and the exports")
 
 

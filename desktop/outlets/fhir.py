@@ -75,6 +75,8 @@ def _conclusion(report: AssayReport) -> str:
         text += " " + " ".join(report.warnings)
     if report.changes_note:
         text += f" {report.changes_note}."
+    if report.corrected:
+        text += f" Corrected result: {'; '.join(report.corrections) or 'no call changed'}."
     if report.slide is not None:
         text += " Heat map of the slide's calls: see the PDF report."
     return text

@@ -54,7 +54,8 @@ def _range(result: Result) -> str:
 
 def hl7_message(report: AssayReport, *, facility: str = "LAB", receiver: str = "LIS", control_id: str = "") -> str:
     """The ORU^R01 message (segments separated by CR, as HL7 v2 requires)."""
-    record, status = report.record, "F" if report.final else "P"
+    # HL7 table 0123/0085: P preliminary, F final, C a correction of a final result
+    record, status = report.record, ("C" if report.corrected else "F") if report.final else "P"
     observed = hl7_time(record.created_at or report.generated_at)
     reported = hl7_time(record.signed_at if report.final else report.generated_at)
     accession = f"{escape(record.specimen_id or record.folder)}^{SENDING_APPLICATION}"
@@ -90,7 +91,8 @@ def hl7_message(report: AssayReport, *, facility: str = "LAB", receiver: str = "
         notes = [*report.warnings, *([report.changes_note] if report.changes_note else []),
                  f"Model {report.model.key} v{report.model.version} (SHA-256 {report.model.sha256}); "
                  f"SlideTally {report.app_version}. Pre-classified by a CNN, every counted call is the technician's.",
-                 *(f"Reopened {o.at} by {o.by}: {o.reason}" for o in report.reopens)]
+                 *(f"Reopened {o.at} by {o.by}: {o.reason}" for o in report.reopens),
+                 *([f"Corrected result: {'; '.join(report.corrections) or 'no call changed'}"] if report.corrected else [])]
         if record.verified_by:
             notes.append(f"Verified {record.verified_at} by {record.verified_by}")
         if report.slide is not None:

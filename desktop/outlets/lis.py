@@ -15,7 +15,6 @@ from desktop.core.names import readable
 from desktop.core.records.session import Session
 from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.codes import ResultCode
-from desktop.core.report.summary import DEFAULT_TARGET_WBC
 from desktop.outlets.fhir import fhir_json
 from desktop.outlets.hl7 import hl7_message
 
@@ -55,7 +54,7 @@ def write_lis_drop(report: AssayReport, folder: Path) -> tuple[Path, Path]:
 
 
 def hand_off(session: Session, folder: Path, *, operator: str, codes: dict[str, ResultCode] | None = None,
-             target: int = DEFAULT_TARGET_WBC) -> tuple[Path, Path]:
+             target: int | None = None) -> tuple[Path, Path]:
     """After sign-off: the session's final report into the LIS drop folder (the GUI does this at each
     sign-off when a drop folder is set; a script may call it the same way). Preliminary results are
     never handed off."""

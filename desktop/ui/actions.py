@@ -78,10 +78,10 @@ class Actions:
         action("verify", "&Verify (second person)…", records.verify)
         action("identity", "Specimen and &patient ID…", records.edit_identity)
         action("audit", "&Audit trail…", records.show_audit)
-        action("confirm", "&Confirm call", review.confirm_selected)
-        action("preview", "&Large view", review.preview)
-        action("next", "&Next awaiting review", review.next_unreviewed)
-        action("review_bin", "Go to the &Review bin", review.go_to_review)
+        action("confirm", "&Confirm call", review.single_key(review.confirm_selected))
+        action("preview", "&Large view", review.single_key(review.preview))
+        action("next", "&Next awaiting review", review.single_key(review.next_unreviewed))
+        action("review_bin", "Go to the &Review bin", review.single_key(review.go_to_review))
         action("find", "&Find by file name", lambda: (w.find.setFocus(), w.find.selectAll()))
         action("zoom_in", "Larger thumbnails", lambda: w.gallery.zoom_requested.emit(1))
         action("zoom_out", "Smaller thumbnails", lambda: w.gallery.zoom_requested.emit(-1))
@@ -97,6 +97,11 @@ class Actions:
                "This model's calls against this lab's signed-off final calls")
         action("adapt", "&Adapt to this lab…", records.show_adapt, "Fit a site model on this lab's verified cells "
                "(lab director)")
+        action("same_login", "Allow verification under the signer's &login (lab setting)", records.set_same_login,
+               "Off by default: the second person must be logged in as themself; when on, each such verification "
+               "is recorded as such in the audit trail")
+        self.same_login.setCheckable(True)
+        self.same_login.setChecked(w.settings.allow_same_login)
         self.cancel.setEnabled(False)
         w.addAction(self.cancel)  # Esc works wherever the focus is in the window
         for a in (self.undo, self.redo):
@@ -104,8 +109,8 @@ class Actions:
         w.undo_stack.canUndoChanged.connect(self.undo.setEnabled)
         w.undo_stack.canRedoChanged.connect(self.redo.setEnabled)
         for a in (self.confirm, self.preview, self.next, self.review_bin):
-            a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)  # only while the gallery has the focus
-            w.gallery.addAction(a)
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)  # wherever the focus is (see single_key)
+            w.addAction(a)
         self._menus()
         self._toolbar()
 
@@ -129,7 +134,10 @@ class Actions:
         review.addActions([self.identity, self.signoff, self.verify, self.reopen])
         review.addSeparator()
         review.addAction(self.audit)
-        bar.addMenu("&Tools").addActions([self.verification, self.adapt])
+        tools = bar.addMenu("&Tools")
+        tools.addActions([self.verification, self.adapt])
+        tools.addSeparator()
+        tools.addAction(self.same_login)
         bar.addMenu("&Help").addActions([self.shortcuts, self.card, self.about])
 
     def _toolbar(self) -> None:

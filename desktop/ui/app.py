@@ -113,14 +113,19 @@ def quit_on_terminate(app, window, closing: list[bool]) -> None:
 
     from PySide6.QtCore import QTimer
 
-    def close_all(*_):
-        closing.append(True)
+    def close_all():
         window.sessions.close_session()  # the classifying thread ends before anything is torn down
         for widget in app.topLevelWidgets():
             widget.close()
-        QTimer.singleShot(0, app.quit)
+        app.quit()
 
-    signal.signal(signal.SIGTERM, close_all)
+    def on_terminate(*_):
+        # Python runs this between two bytecodes of whatever the GUI thread is doing (a folder half
+        # opened, a thread half started): the close itself waits for the event loop.
+        closing.append(True)
+        QTimer.singleShot(0, close_all)
+
+    signal.signal(signal.SIGTERM, on_terminate)
     # Python only runs signal handlers between bytecodes: wake the interpreter now and then.
     app._signal_timer = QTimer()
     app._signal_timer.timeout.connect(lambda: None)

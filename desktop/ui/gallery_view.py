@@ -3,8 +3,8 @@ focused cell is always the selected one, so that the keys act on what the techni
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
-from PySide6.QtWidgets import QAbstractItemView, QListView
+from PySide6.QtCore import QEvent, QItemSelectionModel, QSize, Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QListView
 
 from desktop.ui.gallery import THUMB, THUMB_SIZES
 
@@ -70,3 +70,22 @@ def zoom_step(size: int, step: int) -> int:
     sizes = list(THUMB_SIZES)
     at = min(range(len(sizes)), key=lambda i: abs(sizes[i] - size))
     return sizes[max(0, min(len(sizes) - 1, at + step))]
+
+
+class FindBox(QLineEdit):
+    """The find-by-name box: Esc (and Enter) leave it for the gallery, where the keys act on cells;
+    the filter stays as typed."""
+
+    leave = Signal()
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and event.key() == Qt.Key.Key_Escape:
+            event.accept()  # Esc is the box's own, before the window's Cancel shortcut
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.key() in (Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.leave.emit()
+            return
+        super().keyPressEvent(event)

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMainWindow,
     QMessageBox,
     QProgressBar,
@@ -35,7 +34,7 @@ from desktop.core.resources import resource, user_data_dir, user_models_dir
 from desktop.ui.actions import Actions, shortcuts_html
 from desktop.ui.bins import BinList
 from desktop.ui.gallery import THUMB_SIZES, BinFilter, GalleryModel, ThumbnailCache
-from desktop.ui.gallery_view import GalleryView, zoom_step
+from desktop.ui.gallery_view import FindBox, GalleryView, zoom_step
 from desktop.ui.record_controller import RecordController
 from desktop.ui.review_actions import ReviewActions
 from desktop.ui.session_controller import SessionController
@@ -95,7 +94,8 @@ class MainWindow(QMainWindow):
         self.gallery.doubleClicked.connect(lambda _: self.review.preview())
         self.gallery.zoom_requested.connect(lambda step: self.thumb_slider.setValue(
             THUMB_SIZES.index(zoom_step(THUMB_SIZES[self.thumb_slider.value()], step))))
-        self.find = QLineEdit()
+        self.find = FindBox()
+        self.find.leave.connect(self.gallery.setFocus)
         self.find.setPlaceholderText("Find by file name (Ctrl+F)")
         self.find.setClearButtonEnabled(True)
         self.find.textChanged.connect(self.proxy.set_name_filter)
@@ -189,7 +189,6 @@ class MainWindow(QMainWindow):
         else:  # first start: shares of the window, so a small screen keeps a readable summary
             width = max(self.width(), 600)
             self.splitter.setSizes([int(0.16 * width), int(0.52 * width), int(0.32 * width)])
-        self.summary.target.setValue(s.target)
         self.thumb_slider.setValue(THUMB_SIZES.index(s.thumb_size))
         self.names_box.setChecked(s.file_names)
         self._thumb_size_changed()
@@ -216,8 +215,7 @@ class MainWindow(QMainWindow):
             self.settings.bin = self.bins.current_key()
 
     def _target_changed(self, value: int) -> None:
-        self.settings.target = value
-        self.records.refresh()
+        self.records.set_target(value)
 
     def _thumb_size_changed(self, *_) -> None:
         size, names = THUMB_SIZES[self.thumb_slider.value()], self.names_box.isChecked()

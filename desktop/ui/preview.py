@@ -25,6 +25,7 @@ from desktop.core.inference.model import ModelInfo
 from desktop.core.names import readable
 from desktop.core.records.domain import Cell
 from desktop.core.records.review import ranked_classes
+from desktop.core.report.summary import decided_p_positive
 from desktop.core.thumbnails import load_cell_image
 from desktop.outlets.qimage import to_qimage
 from desktop.ui.gallery import CellRole
@@ -45,7 +46,7 @@ def probabilities_html(cell: Cell, info: ModelInfo) -> str:
         current = f"<p style='color:#b45309'><b>Awaiting review</b> — current call {html.escape(info.label_of(final))}</p>"
     else:
         current = f"<p><b>Current call:</b> {html.escape(info.label_of(final))} (accepted from the model, not confirmed)</p>"
-    lines = [f"<p><b>AI call:</b> {html.escape(info.label_of(cell.ai_class))} ({cell.confidence:.1%})</p>", current]
+    lines = [_ai_call_html(cell, info), current]
     if cell.missing:
         lines.append("<p style='color:#b00020'>This file is no longer in the folder.</p>")
     if cell.file_changed:
@@ -54,7 +55,34 @@ def probabilities_html(cell: Cell, info: ModelInfo) -> str:
         lines.append(f"<p style='color:#b45309'>Review: {html.escape(cell.review_reason)}</p>")
     if cell.ood_score is not None and info.ood_threshold:
         lines.append(f"<p>Unfamiliarity score: {cell.ood_score:.2f} (threshold {info.ood_threshold:.2f})</p>")
-    return "".join(lines) + f"<table cellpadding=3><tr><th>key</th><th>class</th><th>P</th></tr>{rows}</table>"
+    caption = "<p>The model's probabilities for this patch alone:</p>" if _slide_blended(cell, info) else ""
+    return "".join(lines) + caption + f"<table cellpadding=3><tr><th>key</th><th>class</th><th>P</th></tr>{rows}</table>"
+
+
+def _slide_blended(cell: Cell, info: ModelInfo) -> bool:
+    """True when the call was decided on the slide step's blend, not the patch's own probability."""
+    if len(info.classes) != 2 or len(cell.probabilities) != 2 or cell.ai_class is None:
+        return False
+    return abs(decided_p_positive(cell, info.class_keys[1]) - cell.probabilities[1]) > 5e-4
+
+
+def _ai_call_html(cell: Cell, info: ModelInfo) -> str:
+    """The AI call with the probability it was decided on; for a two-class model the threshold, and
+    when the slide step moved it, the patch's own probability and whether its neighbours changed the call."""
+    label = html.escape(info.label_of(cell.ai_class))
+    if len(info.classes) != 2:
+        return f"<p><b>AI call:</b> {label} ({cell.confidence:.1%})</p>"
+    positive = info.class_keys[1]
+    name = html.escape(info.label_of(positive))
+    decided = decided_p_positive(cell, positive)
+    text = (f"<p><b>AI call:</b> {label} — P({name}) {decided:.1%}; {name} is called at "
+            f"{info.decision_threshold:.0%} or more</p>")
+    if _slide_blended(cell, info):
+        own = cell.probabilities[1]
+        flipped = (own >= info.decision_threshold) != (decided >= info.decision_threshold)
+        text += (f"<p>Slide step: this patch alone has P({name}) {own:.1%}; blended with its neighbours on the slide, "
+                 f"{decided:.1%}" + (" — <b>its neighbours changed the call</b>." if flipped else ".") + "</p>")
+    return text
 
 
 class CellViewer(QDialog):
@@ -67,6 +95,7 @@ class CellViewer(QDialog):
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setMinimumSize(320, 320)
         self.text = QTextBrowser()
+        self.text.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # ←/→ walk the cells instead of moving a text cursor
         self.position = QLabel()
         previous = QPushButton("◀ Previous (←)")
         previous.clicked.connect(lambda: self.step(-1))
@@ -97,6 +126,8 @@ class CellViewer(QDialog):
         layout.addLayout(row_layout, 1)
         layout.addLayout(nav)
         self.resize(960, 620)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the view itself has the keys
+        self.setFocus()
         self.show_row(row)
 
     def cell(self) -> Cell | None:

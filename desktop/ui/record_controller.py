@@ -5,6 +5,7 @@ asks and shows."""
 
 from __future__ import annotations
 
+import getpass
 import logging
 from pathlib import Path
 
@@ -62,6 +63,16 @@ class RecordController:
         w.bins.show_counts(w.proxy.counts(), len(cells))
         w.menu.show_record_state(record, altered=bool(self.session is not None and self.session.altered))
 
+    def set_target(self, value: int) -> None:
+        """The technician set the target count: the session's, audited; refused once signed off."""
+        session = self.session
+        if session is None or value == session.record().target:
+            return
+        operator = None if self.w.review.refuse_if_signed() else self.operator()
+        if operator is not None:
+            self._guarded(lambda: session.set_target(value, operator))
+        self.refresh()  # shows the stored target again after a refusal
+
     # --- identity, sign-off, verification, reopen ------------------------------------------------
     def edit_identity(self) -> None:
         if self.session is None or self.w.review.refuse_if_signed():
@@ -73,28 +84,35 @@ class RecordController:
             self._guarded(lambda: self.session.set_identity(answer[0], answer[1], operator))
 
     def sign_off(self) -> None:
-        if self.session is None:
+        session = self.session
+        if session is None:
             return
-        if self.w.sessions.is_classifying():
-            self.w.error("Still classifying", "Wait until classification has finished before signing off.")
+        blocker = "Wait until classification has finished before signing off." if self.w.sessions.is_classifying() \
+            else session.sign_off_blockers()
+        if blocker:  # said first: no question is asked about a sign-off that cannot happen
+            self.w.error("Cannot sign off yet", blocker)
             return
         question = self.report(with_history=False).below_target()
         if question and not self.w.ask("Below the target count", question):
             return
-        record = self.session.record()
-        answer = IdentityForm.ask(self.w, "Sign off", record.specimen_id or self.folder.name, record.patient_id,
-                                  self._operator or "", note="Signing off makes the session read-only and the "
-                                  "report final. Check the specimen ID and type your name.")
-        if answer is None:
-            return
-        specimen, patient, name = answer
+        record = session.record()
+        specimen, patient, name = record.specimen_id or self.folder.name, record.patient_id, self._operator or ""
+        while True:
+            answer = IdentityForm.ask(self.w, "Sign off", specimen, patient, name, note="Signing off makes the session "
+                                      "read-only and the report final. Check the specimen ID and type your name.")
+            if answer is None:
+                return
+            specimen, patient, name = answer
+            if specimen.strip() and name.strip():
+                break
+            self.w.error("Sign off", "Enter the specimen ID and your name to sign off.")  # and the form comes back
         try:
-            if name:
-                self.session.set_identity(specimen, patient, name)
-            self.session.sign_off(name, specimen)
+            session.set_identity(specimen, patient, name)
+            session.sign_off(name, specimen)
         except SlideTallyError as exc:
             self.w.error("Cannot sign off yet", str(exc))
             return
+        self._operator = name.strip()  # who is at the keyboard now
         self.w.undo_stack.clear()  # a signed-off session has nothing to undo
         sent = self.send_to_lis()
         self.w.statusBar().showMessage(f"Signed off by {name}. The session is now read-only."
@@ -103,9 +121,30 @@ class RecordController:
     def verify(self) -> None:
         if self.session is None or not self.session.signed:
             return
-        name, ok = QInputDialog.getText(self.w, "Verify", "Second person's name (not the one who signed off):")
-        if ok:
-            self._guarded(lambda: self.session.verify(name))
+        name, ok = QInputDialog.getText(self.w, "Verify", "Second person's name (not the one who signed off; "
+                                        "logged in as themself):")
+        if not ok:
+            return
+        allow = self.w.settings.allow_same_login
+        try:
+            self.session.verify(name, allow_same_account=allow)
+        except SlideTallyError as exc:
+            self.w.error("Not verified", str(exc))
+            return
+        self._operator = name.strip()  # the second person is at the keyboard now
+        self.w.statusBar().showMessage(f"Verified by {self._operator}" + (" under the signer's login (allowed by the "
+                                       "lab's setting; recorded in the audit trail)." if allow else "."), 8000)
+
+    def set_same_login(self, allowed: bool) -> None:
+        """The lab's setting for verification under the signer's login; turning it on is asked and logged."""
+        if allowed and not self.w.ask("Allow the same login?", "Let a second person verify under the computer login "
+                                      "of the person who signed off? Each such verification is recorded as such in "
+                                      "the session's audit trail."):
+            self.w.menu.same_login.setChecked(False)
+            return
+        self.w.settings.allow_same_login = allowed
+        log.warning("lab setting: verification under the signer's login %s by %s (login %s)",
+                    "allowed" if allowed else "refused", self._operator or "(not given)", getpass.getuser())
 
     def reopen(self) -> None:
         if self.session is None or not self.session.signed:
@@ -137,7 +176,8 @@ class RecordController:
         return self.w.settings.export_dir
 
     def _exporter(self) -> str:
-        return self._operator or "(not given)"
+        """Who exports: the person at the keyboard (asked once, like for any change), else the login."""
+        return self.operator() or f"login {self.session.os_user if self.session else ''}".strip()
 
     def _ask_save_path(self, title: str, suffix: str, kind: str) -> Path | None:
         """Where to write an export: the folder's name plus `suffix`, in the last export folder."""
@@ -181,7 +221,7 @@ class RecordController:
 
     def report(self, cells=None, *, with_history: bool = True) -> AssayReport:
         """The session's AssayReport: the one source of every figure the panel and the exports show."""
-        return self.session.report(target=self.w.summary.target.value(), operator=self._exporter(), codes=self._codes(),
+        return self.session.report(operator=self._exporter() if with_history else "", codes=self._codes(),
                                    cells=cells, with_history=with_history)
 
     def _codes(self):
@@ -281,8 +321,7 @@ class RecordController:
         if folder is None or self.session is None:
             return None
         try:
-            written = hand_off(self.session, folder, operator=self._exporter(), codes=self._codes(),
-                               target=self.w.summary.target.value())
+            written = hand_off(self.session, folder, operator=self._exporter(), codes=self._codes())
         except (ExportError, Hl7Error, FhirError) as exc:
             self.w.error("Not sent to the LIS", f"{exc} The session is signed off; send it again with "
                        "File → Export → HL7 / FHIR.")

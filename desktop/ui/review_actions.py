@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut, QUndoCommand
-from PySide6.QtWidgets import QMainWindow, QMenu
+from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QLineEdit, QMainWindow, QMenu, QTextEdit
 
 from desktop.core.errors import SessionLocked, SlideTallyError
 from desktop.core.inference.model import ModelInfo
@@ -39,11 +39,33 @@ class ReviewActions:
         self.w.bins.fill(info, self.w.settings.bin)
         for c in info.classes if info is not None else ():
             if c.hotkey:
-                shortcut = QShortcut(QKeySequence(c.hotkey), self.w.gallery)
-                # only while the gallery has the focus: typing a digit in the find box reclassifies nothing
-                shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-                shortcut.activated.connect(lambda key=c.key: self.reclassify_selected(key))
+                # Anywhere in the window: a text field keeps its typed digits (Qt gives it the key
+                # first), an open menu keeps its mnemonics (the window is not the active one then).
+                shortcut = QShortcut(QKeySequence(c.hotkey), self.w)
+                shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+                shortcut.activated.connect(self.single_key(lambda key=c.key: self.reclassify_selected(key)))
                 self.hotkeys.append(shortcut)
+
+    def single_key(self, act: Callable[[], None]) -> Callable[[], None]:
+        """A single-key action: from a text field (the find box) the key first takes the technician
+        to the gallery, whose selected cell it then acts on."""
+        def run() -> None:
+            focus = QApplication.focusWidget()
+            if isinstance(focus, (QLineEdit, QAbstractSpinBox, QTextEdit)):
+                self.w.gallery.setFocus()
+                return
+            act()
+        return run
+
+    def focus_first(self) -> None:
+        """Keys ready when a folder opens: the first cell awaiting review (else the first cell)
+        selected, the gallery focused."""
+        proxy = self.w.proxy
+        rows = proxy.rowCount()
+        first = next((r for r in range(rows) if self._cell_at(r).needs_review), 0)
+        self.w.gallery.setFocus()
+        if rows:
+            self.w.gallery.select_row(first)
 
     def bin_changed(self, current, _previous) -> None:
         if current is not None:

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow
 
 from desktop.core.errors import SlideTallyError
 from desktop.core.inference.folder import guess_task
-from desktop.core.inference.model import IDC, Model, ModelInfo, discover_models
+from desktop.core.inference.model import BLOOD, IDC, Model, ModelInfo, discover_models
 from desktop.core.records.domain import SessionRecord, SessionState
 from desktop.core.records.integrity import ALTERED
 from desktop.core.records.session import ClassifyResult, Session
@@ -43,6 +43,7 @@ class SessionController(QObject):
         self._loaded: dict[Path, Model] = {}  # ONNX Runtime sessions, loaded once per model file
         self._summary_at = 0.0
         self._mosaic_job = None
+        self._filters: dict[Path, str] = {}  # the find box's text per folder, while the app runs
 
     # --- models and the assay -----------------------------------------------------------------
     def load_models(self, folders: tuple[Path, ...] = ()) -> None:
@@ -113,17 +114,21 @@ class SessionController(QObject):
             w.error("Cannot open folder", f"{folder} is not a folder (or no longer exists).")
             return
         if guess:
-            task = guess_task(folder)
+            task = guess_task(folder, self._blood_model())
             if task and self.info and task != self.info.task:
                 self.folder = None  # the assay change below must not reopen the old folder
                 self.select_task(task)
+                w.statusBar().showMessage(f"These images look like {self.info.display_name}: the assay was switched. "
+                                          "Choose another in the Assay list if they are not.", 10_000)
         if self.info is None:
             w.error("No model", "There is no model to classify with.")
             return
         self.close_session()
+        self._clear_view(folder)
         try:
             session = Session.open(folder, self.model(self.info), w.data_root)
         except SlideTallyError as exc:
+            w.setWindowTitle("SlideTally")
             w.error("Cannot open the folder", str(exc))
             return
         self.session, self.folder = session, folder
@@ -136,10 +141,10 @@ class SessionController(QObject):
         adapter.progress.connect(self._progress)
         adapter.notice.connect(self._notice)
         w.thumbnails.reset(folder, self.info.patch.size)
-        w.summary.set_mosaic(None)
         w.gallery_model.reset(session.cells(), self.info)
-        w.banner.setVisible(False)
-        self._state_changed(session.record())
+        w.find.setText(self._filters.get(folder, ""))
+        self.show_record(session.record())
+        w.review.focus_first()
         w.settings.remember_folder(folder)
         w.rebuild_recent()
         if session.altered:  # shown as it is stored, read-only; nothing classified, exported or sent
@@ -149,13 +154,32 @@ class SessionController(QObject):
             return
         self._start_worker()
 
+    def _clear_view(self, folder: Path) -> None:
+        """Nothing of the previous folder stays on screen while the next one opens: title, banner,
+        gallery, panel, map and find box all start empty (the find text is kept per folder)."""
+        w = self.w
+        if self.folder is not None:
+            self._filters[self.folder] = w.find.text()
+        self.session = self.folder = None
+        w.setWindowTitle(f"SlideTally — {folder.name} — opening…")
+        w.banner.setVisible(False)
+        w.find.clear()
+        w.summary.set_mosaic(None)
+        w.gallery_model.reset([], self.info)
+        w.records.refresh()
+
+    def _blood_model(self) -> Model | None:
+        """The blood model, when installed: its Unfamiliar score tells blood cells from tissue patches."""
+        info = next((m for m in self.models if m.task == BLOOD and not m.site), None)
+        return self.model(info) if info is not None else None
+
     def catch_up(self) -> None:
         """Show what another process stored in this session meanwhile (the window came back)."""
         session = self.session
         if session is None or self.is_classifying() or not session.written_elsewhere():
             return
         self.w.gallery_model.reset(session.cells(), self.info)
-        self._state_changed(session.record())
+        self.show_record(session.record())
         self.w.statusBar().showMessage("Updated with what another SlideTally stored in this session.")
 
     def close_session(self) -> None:
@@ -213,6 +237,8 @@ class SessionController(QObject):
 
     def _progress(self, p) -> None:
         if not self._stale():
+            if p.done == 0 or not self.w.progress.maximum():
+                self.w.statusBar().showMessage(f"Classifying {self.folder.name} …")
             self.w.show_rate(p)
 
     def _cells_arrived(self, cells) -> None:
@@ -231,8 +257,11 @@ class SessionController(QObject):
         self.w.records.refresh()
 
     def _state_changed(self, record: SessionRecord) -> None:
-        if self._stale():
-            return
+        if not self._stale():
+            self.show_record(record)
+
+    def show_record(self, record: SessionRecord) -> None:
+        """The title bar and the record's actions, from the open session's own record."""
         name = record.specimen_id or (self.folder.name if self.folder else "")
         status = "signed off" if record.signed else ("reopened" if record.state == SessionState.REOPENED else "")
         self.w.setWindowTitle(" — ".join(p for p in ("SlideTally", name, self.folder.name if self.folder else "", status)
@@ -255,11 +284,15 @@ class SessionController(QObject):
         if result.cancelled:
             w.statusBar().showMessage(f"Cancelled: {result.classified} images classified and kept; reopen the folder "
                                       "to go on.")
-        elif not result.applied:
+        elif not result.applied and result.changes.any:
             w.statusBar().showMessage(f"{total} images restored; the folder's changes were not taken in (see the banner).")
+        elif not result.applied:
+            w.statusBar().showMessage(f"{total} images restored. This session is signed off and read-only.")
         else:
             w.statusBar().showMessage(f"{total} images ready ({result.classified} classified now). Review the Review "
                                       "bin, then sign off.")
+        if not w.gallery.selected_rows():
+            w.review.focus_first()
         if self.info and self.info.task == IDC:
             self._build_mosaic()
         if result.foreign and w.ask("These images look foreign", result.foreign + "\n\nClassify them anyway?"):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from desktop.core.report.summary import DEFAULT_TARGET_WBC
 from desktop.ui.gallery import THUMB, THUMB_SIZES
 
 RECENT_FOLDERS = 8
@@ -42,13 +41,13 @@ class WindowSettings:
         self.store.setValue("splitter", value)
 
     @property
-    def target(self) -> int:
-        """White cells to count (blood)."""
-        return int(self._text("target", str(DEFAULT_TARGET_WBC)))
+    def allow_same_login(self) -> bool:
+        """Lab setting: a second person may verify under the signer's computer login (off by default)."""
+        return self._text("allow_same_login", "false") == "true"
 
-    @target.setter
-    def target(self, value: int) -> None:
-        self.store.setValue("target", int(value))
+    @allow_same_login.setter
+    def allow_same_login(self, value: bool) -> None:
+        self.store.setValue("allow_same_login", "true" if value else "false")
 
     @property
     def thumb_size(self) -> int:

@@ -52,7 +52,8 @@ class SummaryPanel(QWidget):
         self.target.setRange(10, 10000)
         self.target.setValue(100)
         self.target.setSuffix(" WBC")
-        self.target.setToolTip("White cells to count before the differential is reported")
+        self.target.setToolTip("White cells to count for this specimen (kept with its session; fixed at sign-off)")
+        self.target.setKeyboardTracking(False)  # one change when the number is entered, not one per digit
         self.target.valueChanged.connect(self.target_changed)
         self.target_row = QLabel("Target count")
         form.addRow(self.target_row, self.target)
@@ -93,6 +94,7 @@ class SummaryPanel(QWidget):
         blood = report.blood
         self.target.setVisible(blood)
         self.target_row.setVisible(blood)
+        self.show_target(report.record.target, editable=not report.record.signed)
         tally = report.tally
         self.review_bar.setMaximum(max(tally.review_total, 1))
         self.review_bar.setValue(tally.confirmed_review if tally.review_total else 1)
@@ -110,6 +112,13 @@ class SummaryPanel(QWidget):
             parts.append(self._slide_html(report))
         parts += [f"<p style='color:#b45309'>⚠ {html.escape(w)}</p>" for w in report.warnings]
         self.text.setHtml("".join(parts))
+
+    def show_target(self, value: int, editable: bool) -> None:
+        """The session's target count, as stored (no change signal: only the technician changes it)."""
+        self.target.blockSignals(True)
+        self.target.setValue(value)
+        self.target.blockSignals(False)
+        self.target.setEnabled(editable)
 
     def _differential_html(self, report: AssayReport) -> str:
         rows = ["<table cellspacing=0 cellpadding=3 width='100%'>",

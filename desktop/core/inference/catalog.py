@@ -30,5 +30,9 @@ def resolve_model(model: Model | str | Path | None, folder: Path | None = None) 
         if not match:
             raise ModelError(f"no model named {model!r}; available: {', '.join(i.key for i in infos)}")
         return Model(match[0].path)
-    task = (guess_task(folder) if folder is not None else None) or BLOOD
+    blood = next((i for i in infos if i.task == BLOOD and not i.site), None)
+    blood_model = Model(blood.path) if blood is not None else None
+    task = (guess_task(folder, blood_model) if folder is not None else None) or BLOOD
+    if task == BLOOD and blood_model is not None:
+        return blood_model
     return Model(next((i for i in infos if i.task == task), infos[0]).path)

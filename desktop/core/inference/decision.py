@@ -59,7 +59,10 @@ def decide(probabilities: np.ndarray, ood: np.ndarray | None, review_threshold: 
         top = probabilities.argmax(axis=1)
     unfamiliar = (np.asarray(ood) > ood_threshold if ood is not None and ood_threshold is not None
                   else np.zeros(len(probabilities), bool))
-    return Decisions(top, unfamiliar, probabilities.max(axis=1) < review_threshold)
+    # Review follows the called class's own probability: a two-class call made at P >= 0.64 can have
+    # P < 0.5 for the class it names (the other class's max would have passed it as "confident").
+    called = probabilities[np.arange(len(probabilities)), top] if len(probabilities) else np.zeros(0)
+    return Decisions(top, unfamiliar, called < review_threshold)
 
 
 def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndarray | None,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from desktop.core.inference.files import UnreadableFile, read_file
-from desktop.core.inference.imaging import UnreadableImage, image_header, load_image
-from desktop.core.inference.model import BLOOD, IDC
+from desktop.core.inference.imaging import UnreadableImage, image_header, load_image, load_prepared
+from desktop.core.inference.model import BLOOD, IDC, Model
 from desktop.core.inference.scan import SourceFile, scan_folder
 from desktop.core.inference.slide import TILE_MIN_PATCHES, PatchGrid, tile_image
 
@@ -47,19 +49,42 @@ def expand_tissue_images(files: list[SourceFile], grid: PatchGrid) -> list:
     return items
 
 
-def guess_task(folder: Path, sample: int = 5) -> str | None:
+BLOOD_SAMPLE = 16  # images the blood model looks at before small images are taken for tissue patches
+
+
+def guess_task(folder: Path, blood_model: Model | None = None, sample: int = 5) -> str | None:
     """'idc-patch' when the folder's first images are small patches, 'blood-differential'
     when they are larger single-cell images, None when there is nothing to judge (sizes are
-    read from the headers: nothing is decoded)."""
+    read from the headers). Size alone mistakes blood cells saved at 50x50 for patches, so
+    with `blood_model` small images count as blood when most of the first ones are familiar
+    to it: its Unfamiliar score separates the two (median score / threshold about 0.5 for PBC
+    cells at 50x50, above 1.4 for every IDC patient's first patches; the IDC model's own score
+    does not separate them)."""
     try:
-        files = scan_folder(Path(folder))[:sample]
+        files = [f for f in scan_folder(Path(folder)) if not f.problem][:max(sample, BLOOD_SAMPLE)]
     except OSError:
         return None
-    sizes = []
-    for f in files:
-        size = None if f.problem else _header_size(f)
-        if size is not None:
-            sizes.append(max(size))
+    sizes = [size for f in files[:sample] if (size := _header_size(f)) is not None]
     if not sizes:
         return None
-    return IDC if max(sizes) <= 64 or min(sizes) >= 1000 else BLOOD
+    if not (max(max(s) for s in sizes) <= 64 or min(max(s) for s in sizes) >= 1000):
+        return BLOOD
+    if blood_model is not None and looks_familiar(blood_model, files[:BLOOD_SAMPLE]):
+        return BLOOD
+    return IDC
+
+
+def looks_familiar(model: Model, files: list[SourceFile]) -> bool:
+    """True when most of these images are familiar to `model` (median Unfamiliar score under its threshold)."""
+    if not model.has_ood:
+        return False
+    images = []
+    for f in files:
+        try:
+            images.append(load_prepared(f.path, model.info.input))
+        except UnreadableImage:
+            continue
+    if not images:
+        return False
+    _, scores = model.predict(np.stack(images))
+    return scores is not None and float(np.median(scores)) < model.info.ood_threshold

@@ -24,6 +24,8 @@ def now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+DEFAULT_TARGET_WBC = 100  # white cells a blood differential counts unless the session says otherwise
+
 @dataclass(frozen=True)
 class Cell:
     """One image of the session, as the technician sees it."""
@@ -128,6 +130,8 @@ class SessionRecord:
     reopen_reason: str = ""
     verified_by: str = ""
     verified_at: str = ""
+    target: int = DEFAULT_TARGET_WBC  # white cells to count (blood): the session's, frozen at sign-off
+    corrected: bool = False  # signed off again after a reopen: the results correct a final report
 
     @property
     def signed(self) -> bool:
@@ -135,8 +139,11 @@ class SessionRecord:
 
     @property
     def status(self) -> str:
-        """'final' once signed off, 'preliminary' before and after a reopen."""
-        return "final" if self.signed else "preliminary"
+        """'final' once signed off, 'corrected' once signed off again after a reopen, 'preliminary'
+        before and while reopened."""
+        if not self.signed:
+            return "preliminary"
+        return "corrected" if self.corrected else "final"
 
     def status_line(self) -> str:
         if self.signed:

@@ -26,6 +26,8 @@ SEAL_ACTIONS = ("sign-off", "verify")
 # The identity a seal covers, besides the cells; verification adds its own two keys.
 SIGNED_KEYS = ("folder", "model_sha256", "specimen_id", "patient_id", "signed_by", "signed_at")
 VERIFIED_KEYS = (*SIGNED_KEYS, "verified_by", "verified_at")
+# Sealed when present: a session signed before the key existed keeps its seal valid.
+OPTIONAL_SEALED = ("target",)
 ALTERED = "This record was altered outside SlideTally"
 
 
@@ -45,7 +47,7 @@ def audit_row_hash(previous: str, fields: Sequence[object]) -> str:
 
 def record_digest(meta: dict[str, str], cell_rows: Iterable[Sequence[object]], keys: Sequence[str]) -> str:
     """A digest of the cells (every stored column but the row id, in file order) and the identity keys."""
-    identity = [[k, meta.get(k, "")] for k in keys]
+    identity = [[k, meta.get(k, "")] for k in keys] + [[k, meta[k]] for k in OPTIONAL_SEALED if k in meta]
     cells = sorted([list(row) for row in cell_rows], key=lambda r: str(r[0]))
     return hashlib.sha256(_canonical([identity, cells])).hexdigest()
 

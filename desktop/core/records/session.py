@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.errors import ActionRefused, FolderError, SessionLocked, SignOffRefused
+from desktop.core.errors import ActionRefused, FolderError
 from desktop.core.events import Event
 from desktop.core.inference.catalog import resolve_model
 from desktop.core.inference.decision import Call
@@ -28,6 +28,7 @@ from desktop.core.inference.model import IDC, Model
 from desktop.core.inference.pipeline import Progress, classify
 from desktop.core.inference.scan import ScanCancelled, scan_folder
 from desktop.core.names import readable
+from desktop.core.records import lifecycle
 from desktop.core.records.classification import ForeignGuard, slide_step_revisions
 from desktop.core.records.domain import (
     Actor,
@@ -35,8 +36,6 @@ from desktop.core.records.domain import (
     Cell,
     FolderChanges,
     SessionRecord,
-    SessionState,
-    check_identifier,
     now,
 )
 from desktop.core.records.integrity import ALTERED, RecordAltered
@@ -44,7 +43,6 @@ from desktop.core.records.rescan import compare
 from desktop.core.records.store import SessionStore, Writer, session_path, store_error
 from desktop.core.report.assay_report import AssayReport, build_report
 from desktop.core.report.codes import ResultCode, load_codes
-from desktop.core.report.summary import DEFAULT_TARGET_WBC
 
 SYSTEM = "SlideTally"
 
@@ -126,21 +124,13 @@ class Session:
         return self.store.audit()
 
     def record(self) -> SessionRecord:
-        meta = self.store.all_meta()
-        return SessionRecord(
-            folder=str(self.folder), model_key=self.info.key, model_version=self.info.version,
-            model_sha256=self.info.sha256, state=meta.get("state", SessionState.OPEN), specimen_id=meta.get("specimen_id", ""),
-            patient_id=meta.get("patient_id", ""), created_at=meta.get("created", ""),
-            signed_by=meta.get("signed_by", ""), signed_at=meta.get("signed_at", ""),
-            reopened_by=meta.get("reopened_by", ""), reopened_at=meta.get("reopened_at", ""),
-            reopen_reason=meta.get("reopen_reason", ""), verified_by=meta.get("verified_by", ""),
-            verified_at=meta.get("verified_at", ""))
+        return lifecycle.record_of(self)
 
     @property
     def signed(self) -> bool:
         return self.record().signed
 
-    def report(self, *, target: int = DEFAULT_TARGET_WBC, operator: str = "", when: str | None = None,
+    def report(self, *, target: int | None = None, operator: str = "", when: str | None = None,
                codes: dict[str, ResultCode] | None = None, cells: list[Cell] | None = None,
                with_history: bool = True) -> AssayReport:
         """The session's AssayReport, the one source of every figure the GUI, the CLI and the LIS get.
@@ -152,8 +142,10 @@ class Session:
             if self._codes is None:
                 self._codes = load_codes()
             codes = self._codes
-        return build_report(self.cells() if cells is None else cells, self.info, self.record(),
-                            audit=self.audit() if with_history else (), changes=self.pending_changes, target=target,
+        record = self.record()
+        return build_report(self.cells() if cells is None else cells, self.info, record,
+                            audit=self.audit() if with_history else (), changes=self.pending_changes,
+                            target=record.target if target is None or record.signed else target,
                             codes=codes, generated_at=now() if when is None else when, generated_by=operator,
                             with_gallery=with_history)
 
@@ -359,7 +351,9 @@ class Session:
                 previous.append(Previous(file, cell.final_class, cell.confirmed))
                 final = final_of(cell)
                 w.set_final(file, final, True)
-                w.audit(action, file, cell.final_class or cell.ai_class, final)
+                # "reclassify ig → ig" is a confirmation: the audit says what happened
+                w.audit("confirm" if final == (cell.final_class or cell.ai_class) else action, file,
+                        cell.final_class or cell.ai_class, final)
         self._announce_changed(w)
         return previous
 
@@ -371,77 +365,26 @@ class Session:
                 if cell is None:
                     continue
                 w.set_final(p.file, p.final_class, p.confirmed)
-                w.audit(action, p.file, cell.final_class or cell.ai_class, p.final_class or cell.ai_class)
+                old, new = cell.final_class or cell.ai_class, p.final_class or cell.ai_class
+                if old == new:  # only the confirmation comes and goes: say so, not "neutrophil → neutrophil"
+                    old, new = (f"{old} ({'confirmed' if c else 'not confirmed'})" for c in (cell.confirmed, p.confirmed))
+                w.audit(action, p.file, old, new)
         self._announce_changed(w)
 
     def set_identity(self, specimen_id: str, patient_id: str, operator: str) -> None:
-        """The specimen / accession ID (and optional patient ID) the results belong to."""
-        specimen_id = check_identifier(specimen_id, "specimen ID")
-        patient_id = check_identifier(patient_id, "patient ID")
-        if not specimen_id:
-            raise ActionRefused("Enter the specimen ID.")
-        before = self.record()
-        if (before.specimen_id, before.patient_id) == (specimen_id, patient_id):
-            return
-        with self.store.write(self._actor(operator)) as w:
-            w.set_meta("specimen_id", specimen_id)
-            w.set_meta("patient_id", patient_id)
-            w.audit("specimen", None, f"{before.specimen_id} / {before.patient_id}".strip(" /"),
-                    f"{specimen_id} / {patient_id}".strip(" /"))
-        self.events.state.emit(self.record())
+        lifecycle.set_identity(self, specimen_id, patient_id, operator)
+
+    def set_target(self, value: int, operator: str) -> None:
+        lifecycle.set_target(self, value, operator)
+
+    def sign_off_blockers(self) -> str:
+        return lifecycle.sign_off_blockers(self)
 
     def sign_off(self, operator: str, specimen_id: str | None = None) -> None:
-        operator = (operator or "").strip()
-        if not operator:
-            raise SignOffRefused("Enter the operator's name to sign off.")
-        if self.classifying:
-            raise SignOffRefused("Wait until classification has finished before signing off.")
-        if self.signed:
-            raise SessionLocked("This session is already signed off.")
-        if specimen_id is not None and specimen_id.strip():
-            self.set_identity(specimen_id, self.record().patient_id, operator)
-        if not self.record().specimen_id:
-            raise SignOffRefused("Enter the specimen ID before signing off.")
-        changes = self.changes()
-        if changes.any:
-            raise SignOffRefused(f"The folder has changed since it was classified ({changes.summary()}). "
-                                 "Classify it again before signing off.")
-        with self.store.write(self._actor(operator)) as w:
-            left = sum(1 for c in self.store.cells() if c.needs_review)
-            if left:
-                raise SignOffRefused(f"{left} cell(s) in Review are not confirmed yet. Confirm or reclassify them first.")
-            w.set_meta("state", SessionState.SIGNED)
-            w.set_meta("signed_by", operator)
-            w.set_meta("signed_at", now())
-            w.delete_meta("verified_by", "verified_at", "verified_digest")
-            w.seal("sign-off")
-        self.events.state.emit(self.record())
+        lifecycle.sign_off(self, operator, specimen_id)
 
-    def verify(self, operator: str) -> None:
-        """A second person's check of a signed-off session."""
-        actor = self._actor(operator)
-        record = self.record()
-        if not record.signed:
-            raise SignOffRefused("Only a signed-off session can be verified.")
-        if actor.operator.casefold() == record.signed_by.casefold():
-            raise SignOffRefused("Verification must be done by a second person, not the one who signed off.")
-        with self.store.write(actor, require_open=False) as w:
-            w.set_meta("verified_by", actor.operator)
-            w.set_meta("verified_at", now())
-            w.seal("verify")
-        self.events.state.emit(self.record())
+    def verify(self, operator: str, *, allow_same_account: bool = False) -> None:
+        lifecycle.verify(self, operator, allow_same_account=allow_same_account)
 
     def reopen(self, operator: str, reason: str) -> None:
-        actor = self._actor(operator)
-        if not reason.strip():
-            raise ActionRefused("A reason is needed to reopen a signed-off session.")
-        if not self.signed:
-            raise ActionRefused("This session is not signed off.")
-        with self.store.write(actor, require_open=False) as w:
-            w.set_meta("state", SessionState.REOPENED)
-            w.set_meta("reopened_by", actor.operator)
-            w.set_meta("reopened_at", now())
-            w.set_meta("reopen_reason", reason.strip())
-            w.delete_meta("signed_by", "signed_at", "verified_by", "verified_at", "signed_digest", "verified_digest")
-            w.audit("reopen", reason=reason.strip())
-        self.events.state.emit(self.record())
+        lifecycle.reopen(self, operator, reason)

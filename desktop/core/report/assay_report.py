@@ -6,6 +6,7 @@ rounded value, so a reader never sees "80.0 H"."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -138,6 +139,7 @@ class AssayReport:
     generated_by: str
     changes: FolderChanges | None = None
     reopens: tuple[Reopen, ...] = ()
+    corrections: tuple[str, ...] = ()  # what changed after the first sign-off (a corrected report names it)
     target: int | None = None  # WBC to count (blood)
     wbc: int | None = None
     platelets: int | None = None
@@ -156,12 +158,16 @@ class AssayReport:
 
     @property
     def status(self) -> str:
-        """'final' once signed off, else 'preliminary'."""
+        """'final' once signed off, 'corrected' when signed off again after a reopen, else 'preliminary'."""
         return self.record.status
 
     @property
     def final(self) -> bool:
         return self.record.signed
+
+    @property
+    def corrected(self) -> bool:
+        return self.record.signed and self.record.corrected
 
     @property
     def specimen_id(self) -> str:
@@ -209,6 +215,8 @@ class AssayReport:
             ("verified_at", "Verified at", r.verified_at),
         ]
         rows += [("reopened", "Reopened", f"{o.at} by {o.by}: {o.reason}") for o in self.reopens]
+        if self.corrected:
+            rows.append(("corrected", "Corrected", "; ".join(self.corrections) or "no call changed"))
         if self.changes is not None and self.changes.any:
             rows.append(("folder_changes", "Folder changed since sign-off" if r.signed
                          else "Folder changes not yet classified", self.changes.summary()))
@@ -224,6 +232,30 @@ def _model_identity(info: ModelInfo) -> ModelIdentity:
 
 def _reopens(audit: Iterable[AuditEntry]) -> tuple[Reopen, ...]:
     return tuple(Reopen(e.at, e.operator, e.reason or "") for e in audit if e.action == "reopen")
+
+
+CELL_ACTIONS = ("reclassify", "confirm", "undo", "redo")
+
+
+def _corrections(audit: Iterable[AuditEntry], info: ModelInfo) -> tuple[str, ...]:
+    """What a correction changed since the first reopen: each cell's net change of call, counted
+    per change (e.g. "2 cells neutrophil → lymphocyte"), and any new target count or identity."""
+    first: dict[str, str] = {}
+    last: dict[str, str] = {}
+    other: list[str] = []
+    reopened = False
+    for e in audit:
+        reopened = reopened or e.action == "reopen"
+        if not reopened:
+            continue
+        if e.action in CELL_ACTIONS and e.file:  # an undo's "x (confirmed)" is class x
+            first.setdefault(e.file, (e.old or "").split(" (")[0])
+            last[e.file] = (e.new or "").split(" (")[0]
+        elif e.action in ("target count", "specimen"):
+            other.append(f"{e.action} {e.old or '(none)'} → {e.new}")
+    moves = Counter((first[f], last[f]) for f in first if first[f] != last[f])
+    lines = [f"{n} cell(s) {info.label_of(old)} → {info.label_of(new)}" for (old, new), n in sorted(moves.items())]
+    return tuple(lines + other)
 
 
 def _gallery(cells: list[Cell], info: ModelInfo) -> tuple[GalleryClass, ...]:
@@ -286,7 +318,8 @@ def build_report(cells: list[Cell], info: ModelInfo, record: SessionRecord, *, a
     return AssayReport(
         record=record, model=_model_identity(info), app_version=app_version, classes=tuple(lines), tally=tally,
         results=tuple(results), warnings=tuple(warnings), reference_source=source, generated_at=generated_at,
-        generated_by=generated_by, changes=changes, reopens=_reopens(audit), target=target if blood else None,
+        generated_by=generated_by, changes=changes, reopens=_reopens(audit), corrections=_corrections(audit, info),
+        target=target if blood else None,
         wbc=wbc, platelets=platelets, slide=slide, ai_fraction=ai_fraction, panel=codes.get(f"panel:{info.task}"),
         gallery=_gallery(cells, info) if with_gallery else ())
 

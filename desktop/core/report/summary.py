@@ -12,9 +12,8 @@ import numpy as np
 
 from desktop.core.inference.model import ModelInfo
 from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map
-from desktop.core.records.domain import Cell
+from desktop.core.records.domain import DEFAULT_TARGET_WBC, Cell
 
-DEFAULT_TARGET_WBC = 100
 WBC_GROUP, NRBC_GROUP, PLATELET_GROUP = "wbc", "nrbc", "platelet"  # the model contract's class groups (blood)
 
 

@@ -1,0 +1,162 @@
+"""The record's life: its identity, its target count, sign-off, second-person verification and
+reopen. Each step is state-checked and audited in one transaction of the session's store; the
+Session's methods of the same names call these.
+
+Everything a report shows is frozen at sign-off: the specimen, the calls, and the target count,
+which belongs to the session (an audited action, refused once signed like any other edit)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from desktop.core.errors import ActionRefused, SessionLocked, SignOffRefused
+from desktop.core.records.domain import DEFAULT_TARGET_WBC, SessionRecord, SessionState, check_identifier, now
+
+if TYPE_CHECKING:
+    from desktop.core.records.session import Session
+
+TARGET_RANGE = (10, 10_000)
+SAME_ACCOUNT_ALLOWED = "the lab allows the signer's OS account to verify (setting)"
+
+
+def record_of(session: Session) -> SessionRecord:
+    meta = session.store.all_meta()
+    info = session.info
+    return SessionRecord(
+        folder=str(session.folder), model_key=info.key, model_version=info.version, model_sha256=info.sha256,
+        state=meta.get("state", SessionState.OPEN), specimen_id=meta.get("specimen_id", ""),
+        patient_id=meta.get("patient_id", ""), created_at=meta.get("created", ""),
+        signed_by=meta.get("signed_by", ""), signed_at=meta.get("signed_at", ""),
+        reopened_by=meta.get("reopened_by", ""), reopened_at=meta.get("reopened_at", ""),
+        reopen_reason=meta.get("reopen_reason", ""), verified_by=meta.get("verified_by", ""),
+        verified_at=meta.get("verified_at", ""), target=_stored_target(meta.get("target")),
+        corrected=bool(meta.get("reopened_at")))  # signed again after a reopen: a correction
+
+
+def _stored_target(value: str | None) -> int:
+    try:
+        return int(value) if value else DEFAULT_TARGET_WBC
+    except ValueError:
+        return DEFAULT_TARGET_WBC
+
+
+def check_target(value: int) -> int:
+    low, high = TARGET_RANGE
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ActionRefused(f"The target count must be a whole number from {low} to {high}.")
+    return value
+
+
+def set_target(session: Session, value: int, operator: str) -> None:
+    """The number of white cells this specimen is to be counted to (blood); audited, refused once signed."""
+    value = check_target(value)
+    before = session.record().target
+    if value == before and session.store.meta("target") is not None:
+        return
+    with session.store.write(session._actor(operator)) as w:
+        w.set_meta("target", str(value))
+        w.audit("target count", None, str(before), str(value))
+    session.events.state.emit(session.record())
+
+
+def set_identity(session: Session, specimen_id: str, patient_id: str, operator: str) -> None:
+    """The specimen / accession ID (and optional patient ID) the results belong to."""
+    specimen_id = check_identifier(specimen_id, "specimen ID")
+    patient_id = check_identifier(patient_id, "patient ID")
+    if not specimen_id:
+        raise ActionRefused("Enter the specimen ID.")
+    before = session.record()
+    if (before.specimen_id, before.patient_id) == (specimen_id, patient_id):
+        return
+    with session.store.write(session._actor(operator)) as w:
+        w.set_meta("specimen_id", specimen_id)
+        w.set_meta("patient_id", patient_id)
+        w.audit("specimen", None, f"{before.specimen_id} / {before.patient_id}".strip(" /"),
+                f"{specimen_id} / {patient_id}".strip(" /"))
+    session.events.state.emit(session.record())
+
+
+def sign_off_blockers(session: Session) -> str:
+    """Why the session cannot be signed off as it stands (empty when it can): asked before any
+    question about counts or names, so the technician is not asked twice."""
+    if session.classifying:
+        return "Wait until classification has finished before signing off."
+    if session.signed:
+        return "This session is already signed off."
+    left = sum(1 for c in session.store.cells() if c.needs_review)
+    if left:
+        return f"{left} cell(s) in Review are not confirmed yet. Confirm or reclassify them first."
+    return ""
+
+
+def sign_off(session: Session, operator: str, specimen_id: str | None = None) -> None:
+    operator = (operator or "").strip()
+    if not operator:
+        raise SignOffRefused("Enter the operator's name to sign off.")
+    if session.classifying:
+        raise SignOffRefused("Wait until classification has finished before signing off.")
+    if session.signed:
+        raise SessionLocked("This session is already signed off.")
+    if specimen_id is not None and specimen_id.strip():
+        set_identity(session, specimen_id, session.record().patient_id, operator)
+    if not session.record().specimen_id:
+        raise SignOffRefused("Enter the specimen ID before signing off.")
+    changes = session.changes()
+    if changes.any:
+        raise SignOffRefused(f"The folder has changed since it was classified ({changes.summary()}). "
+                             "Classify it again before signing off.")
+    with session.store.write(session._actor(operator)) as w:
+        left = sum(1 for c in session.store.cells() if c.needs_review)
+        if left:
+            raise SignOffRefused(f"{left} cell(s) in Review are not confirmed yet. Confirm or reclassify them first.")
+        w.set_meta("state", SessionState.SIGNED)
+        w.set_meta("signed_by", operator)
+        w.set_meta("signed_at", now())
+        w.set_meta("target", str(session.record().target))  # frozen with the report
+        w.delete_meta("verified_by", "verified_at", "verified_digest")
+        w.seal("sign-off")
+    session.events.state.emit(session.record())
+
+
+def signer_account(session: Session) -> str:
+    """The OS account the last sign-off was made under (from the chained audit trail)."""
+    return next((e.os_user for e in reversed(session.audit()) if e.action == "sign-off"), "")
+
+
+def verify(session: Session, operator: str, *, allow_same_account: bool = False) -> None:
+    """A second person's check of a signed-off session: another name, and another OS account
+    unless the lab's setting allows the same one (then the audit row says so)."""
+    actor = session._actor(operator)
+    record = session.record()
+    if not record.signed:
+        raise SignOffRefused("Only a signed-off session can be verified.")
+    if actor.operator.casefold() == record.signed_by.casefold():
+        raise SignOffRefused("Verification must be done by a second person, not the one who signed off.")
+    same_account = signer_account(session) == actor.os_user
+    if same_account and not allow_same_account:
+        raise SignOffRefused(f"Verification must be done under another computer login: {record.signed_by} signed off "
+                             f"under the login {actor.os_user!r}, which is the one in use now. Log in as yourself, or "
+                             "ask the lab to allow this in Settings.")
+    with session.store.write(actor, require_open=False) as w:
+        w.set_meta("verified_by", actor.operator)
+        w.set_meta("verified_at", now())
+        w.seal("verify")
+        if same_account:
+            w.audit("same-account verification", None, None, actor.os_user, SAME_ACCOUNT_ALLOWED)
+    session.events.state.emit(session.record())
+
+
+def reopen(session: Session, operator: str, reason: str) -> None:
+    actor = session._actor(operator)
+    if not reason.strip():
+        raise ActionRefused("A reason is needed to reopen a signed-off session.")
+    if not session.signed:
+        raise ActionRefused("This session is not signed off.")
+    with session.store.write(actor, require_open=False) as w:
+        w.set_meta("state", SessionState.REOPENED)
+        w.set_meta("reopened_by", actor.operator)
+        w.set_meta("reopened_at", now())
+        w.set_meta("reopen_reason", reason.strip())
+        w.delete_meta("signed_by", "signed_at", "verified_by", "verified_at", "signed_digest", "verified_digest")
+        w.audit("reopen", reason=reason.strip())
+    session.events.state.emit(session.record())
