@@ -232,11 +232,10 @@ def test_the_whole_day_with_keys_only(qtbot, desk, tmp_path, monkeypatch):
 def test_a_two_class_call_below_half_is_never_accepted_without_review():
     """The slide step can move P(IDC) to 0.636 < the 0.64 call threshold: "No IDC" at 36.4%."""
     import numpy as np
+    from conftest import shipped
 
     from desktop.core.inference.decision import decide, slide_level_calls
     from desktop.core.inference.model import Model
-
-    from conftest import shipped
 
     info = Model(shipped("breast-idc.onnx")).info
     p = np.array([0.636, 0.55, 0.30, 0.90])
@@ -249,11 +248,11 @@ def test_a_two_class_call_below_half_is_never_accepted_without_review():
 
 
 def test_the_large_view_says_when_the_neighbours_changed_a_call():
+    from conftest import shipped
+
     from desktop.core.inference.model import Model
     from desktop.core.records.domain import Cell
     from desktop.ui.preview import probabilities_html
-
-    from conftest import shipped
 
     info = Model(shipped("breast-idc.onnx")).info
     no_idc, idc = info.class_keys
@@ -266,11 +265,10 @@ def test_the_large_view_says_when_the_neighbours_changed_a_call():
 
 def test_small_blood_cells_are_not_taken_for_tissue_patches(tmp_path):
     import cv2
+    from conftest import shipped
 
     from desktop.core.inference.folder import guess_task
     from desktop.core.inference.model import BLOOD, IDC, Model
-
-    from conftest import shipped
 
     blood = Model(shipped("blood-pbc8.onnx"))
     cells = tmp_path / "cells"
