@@ -200,7 +200,11 @@ def test_an_export_names_who_exported_it(qtbot, desk, monkeypatch):
     models, (first, _), tmp, asked, _ = desk
     window = active_window(qtbot, tmp, models)
     opened(qtbot, window, first)
-    assert window.records.report().generated_by == "Ana Ruiz"  # asked, not "(not given)"
+    import getpass
+
+    assert window.records.report().generated_by == f"computer login {getpass.getuser()} (no name given)"
+    press(qtbot, Qt.Key.Key_1)  # the first change asks the name
+    assert window.records.report().generated_by == "Ana Ruiz"
 
 
 def test_the_whole_day_with_keys_only(qtbot, desk, tmp_path, monkeypatch):
@@ -342,3 +346,42 @@ def test_audit_rows_say_what_happened_not_x_to_x(tmp_path):
     assert rows[0][0] == "confirm"
     assert rows[1][0] == "undo" and rows[1][1] != rows[1][2] and "confirmed" in rows[1][1]
     s.close()
+
+
+def test_the_csv_keeps_its_formula_safety_and_the_sidecar_gives_the_real_names(tmp_path):
+    import json
+
+    import pandas
+
+    from desktop.core.records.session import Session
+    from desktop.outlets.csv import export_csv
+
+    model = make_tiny_model(tmp_path / "tiny.onnx")
+    folder = tmp_path / "f"
+    folder.mkdir()
+    shutil.copy(sorted((SAMPLES / "blood").glob("*.jpg"))[0], folder / "=1+2.jpg")
+    s = Session.open(folder, model, tmp_path / "data")
+    s.classify()
+    export_csv(s.report(), s.cells(), tmp_path / "x-cells.csv", None)
+    table = pandas.read_csv(tmp_path / "x-cells.csv")
+    assert table["file"][0] == "'=1+2.jpg" and table["final_label"][0] == model_label(s)
+    about = json.loads((tmp_path / "x-cells.json").read_text(encoding="utf-8"))
+    assert about["file_names_defused"] == {"'=1+2.jpg": "=1+2.jpg"}
+    s.close()
+
+
+def model_label(session) -> str:
+    cell = session.cells()[0]
+    return session.info.label_of(cell.final_class or cell.ai_class)
+
+
+def test_enter_in_the_audit_filter_filters_and_opens_nothing(qtbot):
+    from desktop.ui.audit_view import AuditDialog
+
+    exported = []
+    dialog = AuditDialog(None, "Audit", [], lambda: exported.append(1))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.filter.setFocus()
+    qtbot.keyClick(dialog.filter, Qt.Key.Key_Return)
+    assert exported == []

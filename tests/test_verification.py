@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_tiny_model, random_rgb, write_image
 
+from desktop.core.errors import ActionRefused
 from desktop.core.inference.model import Model
 from desktop.core.lab.site_cells import signed_sessions
 from desktop.core.lab.verification import bland_altman, build_report, cohen_kappa, report_rows, wilson
@@ -93,4 +94,6 @@ def test_a_session_of_another_model_file_or_unsigned_is_not_reported(two_signed_
     model, data = two_signed_sessions
     other = Model(make_tiny_model(tmp_path / "other.onnx", metadata_overrides={"provenance": '{"date": "x"}'}))
     assert signed_sessions(data, other.info) == []
-    assert len(signed_sessions(data, model.info, since="2999-01-01")) == 0
+    assert len(signed_sessions(data, model.info, since="2000-01-01")) == 2
+    with pytest.raises(ActionRefused, match="in the future"):  # not "no sessions yet"
+        signed_sessions(data, model.info, since="2999-01-01")

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.atomic import write_atomically
+from desktop.core.atomic import all_or_none, write_atomically
 from desktop.core.errors import ActionRefused, ExportError
 from desktop.core.names import readable
 from desktop.core.records.domain import AuditEntry, Cell, SessionRecord, record_lines
@@ -76,19 +76,25 @@ def _plain(value: float | None, decimal: str) -> str:
     return "" if value is None else f"{value:g}".replace(".", decimal)
 
 
-def per_image_rows(cells: list[Cell], class_keys: list[str], style: CsvStyle = COMMA) -> list[list]:
-    """The per-cell table: the header row first, one row per image, nothing else."""
+def per_image_rows(cells: list[Cell], class_keys: list[str], style: CsvStyle = COMMA,
+                   labels: dict[str, str] | None = None) -> list[list]:
+    """The per-cell table: the header row first, one row per image, nothing else. `final_label` is
+    the class as the screen names it ("No IDC" for the key "normal")."""
+    labels = labels or {}
     def num(value: float | None) -> str:
         return "" if value is None else number(value, 4, style.decimal)
 
-    rows = [["file", "ai_class", "ai_confidence", "second_class", "final_class", "changed", "review", "review_reason",
+    rows = [["file", "ai_class", "ai_confidence", "second_class", "final_class", "final_label",
+             "changed", "review", "review_reason",
              "confirmed", "unfamiliar", "ood_score", "unreadable", "reviewer", "missing", "file_changed", "x", "y"]
             + [f"p_{k}" for k in class_keys]]
     for c in cells:
         probs = [num(p) for p in c.probabilities] if c.probabilities else [""] * len(class_keys)
         rows.append([
             c.file, c.ai_class or "", num(c.confidence) if not c.unreadable else "", c.second_class or "",
-            (c.final_class or c.ai_class or "") if not c.needs_review else "", int(c.changed), int(c.review),
+            (c.final_class or c.ai_class or "") if not c.needs_review else "",
+            labels.get(c.final_class or c.ai_class or "", "") if not c.needs_review else "",
+            int(c.changed), int(c.review),
             c.review_reason, int(c.confirmed), int(c.unfamiliar), num(c.ood_score), c.unreadable, c.reviewer or "",
             int(c.missing), int(c.file_changed), "" if c.x is None else c.x, "" if c.y is None else c.y, *probs,
         ])
@@ -145,10 +151,10 @@ def csv_files(report: AssayReport, cells: list[Cell], per_image: Path | None, su
     files = []
     if per_image:
         per_image = Path(per_image)
-        files.append((per_image, render_csv(per_image_rows(cells, [c.key for c in report.classes], style), style),
-                      "utf-8-sig"))
-        files.append((sidecar_path(per_image), json.dumps(sidecar(report, style), indent=2, ensure_ascii=False) + "\n",
-                      "utf-8"))
+        labels = {c.key: c.label for c in report.classes}
+        files.append((per_image, render_csv(per_image_rows(cells, list(labels), style, labels), style), "utf-8-sig"))
+        files.append((sidecar_path(per_image),
+                      json.dumps(sidecar(report, style, cells), indent=2, ensure_ascii=False) + "\n", "utf-8"))
     if summary:
         files.append((Path(summary), render_csv(summary_rows(report, style), style), "utf-8-sig"))
     return files
@@ -165,11 +171,13 @@ def sidecar_path(per_image: Path) -> Path:
     return Path(per_image).with_suffix(".json")
 
 
-def sidecar(report: AssayReport, style: CsvStyle) -> dict:
-    """What the per-cell table's rows belong to, for scripts: identity, status and how to read the file."""
+def sidecar(report: AssayReport, style: CsvStyle, cells: list[Cell] = ()) -> dict:
+    """What the per-cell table's rows belong to, for scripts: identity, status, how to read the file,
+    the classes' labels, and the real name of every file whose name the CSV had to defuse ("'=1+2.jpg")."""
     return {"slidetally_export": "per-cell", "identity": {name: value for name, _label, value in report.identity()},
             "status": report.status, "delimiter": style.delimiter, "decimal": style.decimal,
-            "class_keys": [c.key for c in report.classes]}
+            "class_keys": [c.key for c in report.classes], "class_labels": {c.key: c.label for c in report.classes},
+            "file_names_defused": {safe_cell(c.file): readable(c.file) for c in cells if safe_cell(c.file) != c.file}}
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -180,9 +188,13 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def export_audit_csv(entries: list[AuditEntry], path: Path, record: SessionRecord, when: str) -> None:
-    """The session's audit trail, oldest first, with the identity block on top."""
-    head = [["# SlideTally audit trail"]] + [[f"# {label}", value] for label, value in record_lines(record)]
+    """The session's audit trail, oldest first: a plain table (header row first, as pandas and Excel
+    read it) and beside it a JSON sidecar with the record it belongs to; both or neither are written."""
     rows = [["time", "operator", "os_account", "action", "file", "old", "new", "reason"]]
     rows += [[e.at, e.operator, e.os_user, e.action, e.file or "", e.old or "", e.new or "", e.reason or ""]
              for e in entries]
-    write_atomically(path, render_csv(head + [["# exported", when], []] + rows))
+    about = {"slidetally_export": "audit-trail", "exported": when,
+             "record": {label: value for label, value in record_lines(record)}}
+    with all_or_none() as staged:
+        staged.write(path, render_csv(rows))
+        staged.write(sidecar_path(path), json.dumps(about, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -30,6 +30,7 @@ class AuditDialog(QDialog):
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
         export = QPushButton("Export CSV…")
+        export.setAutoDefault(False)  # Enter in the filter filters; it does not open the Export dialog
         export.clicked.connect(on_export)
         table = QTableView()
         table.setModel(self.proxy)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from PySide6.QtCore import QDate
 from PySide6.QtWidgets import (
+    QCheckBox,
+    QDateEdit,
     QDialog,
     QFileDialog,
     QHBoxLayout,
-    QLabel,
-    QLineEdit,
     QMessageBox,
     QPushButton,
     QTextBrowser,
@@ -31,19 +32,24 @@ class VerificationDialog(QDialog):
         super().__init__(parent)
         self.model, self.data_root, self.report = model, data_root, None
         self.setWindowTitle(f"Verification — {model.info.display_name}")
-        self.since = QLineEdit()
-        self.since.setPlaceholderText("all sessions (or a date: 2026-11-01)")
-        refresh = QPushButton("Update")
-        refresh.clicked.connect(self.build)
+        self.since_on = QCheckBox("Only sessions signed off since")
+        self.since = QDateEdit(QDate.currentDate().addMonths(-1))
+        self.since.setCalendarPopup(True)
+        self.since.setMaximumDate(QDate.currentDate())  # a future date has no sessions: not offered
+        self.since.setDisplayFormat("yyyy-MM-dd")
+        self.since.setEnabled(False)
+        self.since_on.toggled.connect(self.since.setEnabled)
+        self.since_on.toggled.connect(self.build)
+        self.since.dateChanged.connect(self.build)
         self.text = QTextBrowser()
         self.pdf_button = QPushButton("Export PDF…")
         self.pdf_button.clicked.connect(self.export_pdf)
         self.csv_button = QPushButton("Export CSV…")
         self.csv_button.clicked.connect(self.export_csv)
         top = QHBoxLayout()
-        top.addWidget(QLabel("Signed off since:"))
-        top.addWidget(self.since, 1)
-        top.addWidget(refresh)
+        top.addWidget(self.since_on)
+        top.addWidget(self.since)
+        top.addStretch(1)
         bottom = QHBoxLayout()
         bottom.addStretch(1)
         bottom.addWidget(self.csv_button)
@@ -57,14 +63,16 @@ class VerificationDialog(QDialog):
 
     def build(self) -> None:
         try:
-            sessions = signed_sessions(self.data_root, self.model.info, self.since.text().strip() or None)
+            since = self.since.date().toString("yyyy-MM-dd") if self.since_on.isChecked() else None
+            sessions = signed_sessions(self.data_root, self.model.info, since)
         except SlideTallyError as exc:
             self.text.setHtml(f"<p style='color:#b00020'>{html.escape(str(exc))}</p>")
             return
         if not sessions:
             self.report = None
-            self.text.setHtml("<p>No signed-off sessions of this model yet. Every session you sign off becomes part "
-                              "of this lab's verification study.</p>")
+            when = " in this period" if self.since_on.isChecked() else " yet"
+            self.text.setHtml(f"<p>No signed-off sessions of this model{when}. Every session you sign off becomes "
+                              "part of this lab's verification study.</p>")
         else:
             self.report = build_report(sessions, self.model.info)
             self.text.setHtml(report_html(self.report))

@@ -176,8 +176,8 @@ class RecordController:
         return self.w.settings.export_dir
 
     def _exporter(self) -> str:
-        """Who exports: the person at the keyboard (asked once, like for any change), else the login."""
-        return self.operator() or f"login {self.session.os_user if self.session else ''}".strip()
+        """Who exports: the name given at the keyboard, else the computer login (never "(not given)")."""
+        return self._operator or f"computer login {getpass.getuser()} (no name given)"
 
     def _ask_save_path(self, title: str, suffix: str, kind: str) -> Path | None:
         """Where to write an export: the folder's name plus `suffix`, in the last export folder."""

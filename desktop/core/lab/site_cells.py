@@ -58,8 +58,11 @@ def _parse_since(since: str | None) -> dt.datetime | None:
     try:
         when = dt.datetime.fromisoformat(since)
     except ValueError as exc:
-        raise ActionRefused(f"--since must be a date like 2026-11-01, not {since!r}") from exc
-    return when if when.tzinfo else when.astimezone()
+        raise ActionRefused(f"The start date must be a date like 2026-11-01, not {since!r}.") from exc
+    when = when if when.tzinfo else when.astimezone()
+    if when > dt.datetime.now(when.tzinfo):
+        raise ActionRefused(f"The start date {since} is in the future: no session can have been signed off since.")
+    return when
 
 
 def signed_sessions(root: Path, info: ModelInfo, since: str | None = None) -> list[SignedSession]:

@@ -86,6 +86,9 @@ class LimitsOfAgreement:
     upper: float
 
 
+FEW_SESSIONS = 40  # specimens a method comparison usually rests on (CLSI EP09 asks for at least 40)
+
+
 @dataclass(frozen=True)
 class VerificationReport:
     model: str
@@ -163,6 +166,9 @@ def build_report(sessions: list[SignedSession], info: ModelInfo) -> Verification
                "a blind manual count on some specimens is the stricter check."]
     if len(per_session) < 2:
         caveats.append("Limits of agreement need at least two sessions.")
+    elif len(per_session) < FEW_SESSIONS:
+        caveats.append(f"The limits of agreement come from only {len(per_session)} sessions: they are rough, and may "
+                       f"move a lot with more. A method comparison usually rests on {FEW_SESSIONS} or more specimens.")
     return VerificationReport(f"{info.display_name} ({info.key} v{info.version})", info.accuracy, len(sessions), total,
                               keys, confusion, classes, agreement, ci, cohen_kappa(confusion), per_session, limits,
                               reviewed / total if total else float("nan"), unfamiliar / total if total else float("nan"),
@@ -222,8 +228,10 @@ def report_html(report: VerificationReport) -> str:
     parts.append("<h3>Per class (final call = technician)</h3><table border=1 cellspacing=0 cellpadding=3>"
                  "<tr><th>Class</th><th>Final</th><th>AI</th><th>Sensitivity</th><th>95% CI</th><th>PPV</th>"
                  f"<th>95% CI</th></tr>{rows}</table>")
-    head = "".join(f"<th>{e(k)}</th>" for k in report.class_keys)
-    body = "".join(f"<tr><th>{e(k)}</th>" + "".join(f"<td align=right>{v}</td>" for v in report.confusion[i]) + "</tr>"
+    label = {c.key: c.label for c in report.classes}
+    head = "".join(f"<th>{e(label.get(k, k))}</th>" for k in report.class_keys)
+    body = "".join(f"<tr><th>{e(label.get(k, k))}</th>"
+                   + "".join(f"<td align=right>{v}</td>" for v in report.confusion[i]) + "</tr>"
                    for i, k in enumerate(report.class_keys))
     parts.append(f"<h3>Confusion (rows: AI call, columns: final call)</h3><table border=1 cellspacing=0 cellpadding=3>"
                  f"<tr><th></th>{head}</tr>{body}</table>")
