@@ -37,6 +37,7 @@ from desktop.core.lab.site_guard import loss_text
 from desktop.core.lab.site_install import install_site_model
 from desktop.core.lab.site_model import PreparedAdaptation, next_number, prepare_adaptation, slug, write_site_model
 from desktop.core.resources import resource
+from desktop.ui.dialogs import fit_to_screen
 from desktop.ui.worker import TaskWorker, start_worker
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class AdaptDialog(QDialog):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.text, 1)
-        self.resize(860, 680)
+        fit_to_screen(self, 860, 680)
 
     # --- choosing ---------------------------------------------------------------------------
     def _browse(self) -> None:

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QDialog, QHBoxLayout, QHeaderView, QLineEdit, QPus
 
 from desktop.core.names import readable
 from desktop.core.records.domain import AuditEntry
+from desktop.ui.dialogs import fit_to_screen
 
 COLUMNS = ("Time", "Operator", "OS account", "Action", "Cell", "Old", "New", "Reason")
 
@@ -46,4 +47,4 @@ class AuditDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(table)
-        self.resize(1100, 560)
+        fit_to_screen(self, 1100, 560)

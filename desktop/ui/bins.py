@@ -22,6 +22,8 @@ class BinList(QListWidget):
         self.on_drop = on_drop
         self.setAcceptDrops(True)
         self.setDropIndicatorShown(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # long names are elided instead
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
         event.acceptProposedAction() if event.mimeData().hasFormat(MIME_IDS) else event.ignore()

@@ -2,7 +2,50 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QWidget
+from PySide6.QtCore import QPoint
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def fit_to_screen(window: QWidget, width: int, height: int) -> None:
+    """Size a window to `width` x `height` or to the screen it opens on, whichever is smaller, and
+    place it inside that screen: on a 1366x768 laptop at 150 % the screen is 911x512 (Qt pixels)."""
+    parent = window.parentWidget()
+    screen = (parent.screen() if parent is not None else None) or window.screen() or QApplication.primaryScreen()
+    if screen is None:
+        window.resize(width, height)
+        return
+    area = screen.availableGeometry()
+    w, h = min(width, area.width() - 16), min(height, area.height() - 40)  # room for a title bar
+    window.resize(w, h)
+    centre = parent.frameGeometry().center() if parent is not None else area.center()
+    x = max(area.left(), min(centre.x() - w // 2, area.right() - w))
+    y = max(area.top(), min(centre.y() - h // 2, area.bottom() - h))
+    window.move(QPoint(x, y))
+
+
+def show_text(parent: QWidget, title: str, html: str, width: int = 640, height: int = 560) -> None:
+    """A read-only text (the shortcut list, say) that scrolls instead of running off a small screen."""
+    dialog = QDialog(parent)
+    dialog.setWindowTitle(title)
+    text = QTextBrowser()
+    text.setHtml(html)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok)
+    buttons.accepted.connect(dialog.accept)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(text)
+    layout.addWidget(buttons)
+    fit_to_screen(dialog, width, height)
+    dialog.exec()
 
 
 class IdentityForm(QDialog):

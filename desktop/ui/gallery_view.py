@@ -30,7 +30,7 @@ class GalleryView(QListView):
     def set_thumb_size(self, size: int, names: bool) -> None:
         self.setIconSize(QSize(size, size))
         lines = 3 if names else 2
-        self.setGridSize(QSize(max(size + 40, 120), size + 16 * lines + 8))
+        self.setGridSize(QSize(max(size + 40, 136), size + 16 * lines + 8))
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt API
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:

@@ -41,6 +41,7 @@ class _MapView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         self.setToolTip("Click a tile to show its patch; Ctrl+wheel or +/− zooms")
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)  # the wheel zooms where you point
         self._fitted = True
 
     def set_image(self, image) -> None:

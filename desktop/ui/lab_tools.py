@@ -25,6 +25,7 @@ from desktop.core.inference.model import Model
 from desktop.core.lab.site_cells import signed_sessions
 from desktop.core.lab.verification import build_report, report_html, report_rows
 from desktop.outlets.csv import render_csv
+from desktop.ui.dialogs import fit_to_screen
 
 
 class VerificationDialog(QDialog):
@@ -58,7 +59,7 @@ class VerificationDialog(QDialog):
         layout.addLayout(top)
         layout.addWidget(self.text, 1)
         layout.addLayout(bottom)
-        self.resize(900, 760)
+        fit_to_screen(self, 900, 760)
         self.build()
 
     def build(self) -> None:

@@ -33,6 +33,7 @@ from desktop.core.logs import log_file
 from desktop.core.resources import resource, user_data_dir, user_models_dir
 from desktop.ui.actions import Actions, shortcuts_html
 from desktop.ui.bins import BinList
+from desktop.ui.dialogs import fit_to_screen, show_text
 from desktop.ui.gallery import THUMB_SIZES, BinFilter, GalleryModel, ThumbnailCache
 from desktop.ui.gallery_view import FindBox, GalleryView, zoom_step
 from desktop.ui.record_controller import RecordController
@@ -230,7 +231,7 @@ class MainWindow(QMainWindow):
 
     # --- help and messages -------------------------------------------------------------------
     def show_shortcuts(self) -> None:
-        QMessageBox.information(self, "Keyboard shortcuts", shortcuts_html())
+        show_text(self, "Keyboard shortcuts", shortcuts_html())
 
     def show_model_card(self) -> None:
         info = self.sessions.info
@@ -243,7 +244,7 @@ class MainWindow(QMainWindow):
         text.setSearchPaths([str(card.parent)])
         text.setMarkdown(card.read_text(encoding="utf-8") if card.exists() else "No model card was shipped with this model.")
         QVBoxLayout(dialog).addWidget(text)
-        dialog.resize(900, 700)
+        fit_to_screen(dialog, 900, 700)
         dialog.exec()
 
     def show_about(self) -> None:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTextBrowser,
     QVBoxLayout,
 )
@@ -28,6 +29,7 @@ from desktop.core.records.review import ranked_classes
 from desktop.core.report.summary import decided_p_positive
 from desktop.core.thumbnails import load_cell_image
 from desktop.outlets.qimage import to_qimage
+from desktop.ui.dialogs import fit_to_screen
 from desktop.ui.gallery import CellRole
 
 
@@ -93,7 +95,10 @@ class CellViewer(QDialog):
         self._reclassify, self._confirm = reclassify, confirm
         self.image = QLabel()
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image.setMinimumSize(320, 320)
+        self.image.setMinimumSize(200, 200)
+        # the picture follows the label's size, never the other way round (a small screen keeps its buttons)
+        self.image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self._pixmap: QPixmap | None = None
         self.text = QTextBrowser()
         self.text.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # ←/→ walk the cells instead of moving a text cursor
         self.position = QLabel()
@@ -125,7 +130,7 @@ class CellViewer(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(row_layout, 1)
         layout.addLayout(nav)
-        self.resize(960, 620)
+        fit_to_screen(self, 960, 620)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the view itself has the keys
         self.setFocus()
         self.show_row(row)
@@ -145,13 +150,23 @@ class CellViewer(QDialog):
         self.setWindowTitle(readable(cell.file))
         self.position.setText(f"{self.row + 1} of {count}")
         try:
-            pixmap = QPixmap.fromImage(to_qimage(load_cell_image(self.folder, cell.file, patch_size=self.info.patch.size)))
-            side = min(560, max(self.image.width(), self.image.height(), 480))
-            self.image.setPixmap(pixmap.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
-                                               Qt.TransformationMode.SmoothTransformation))
+            self._pixmap = QPixmap.fromImage(to_qimage(load_cell_image(self.folder, cell.file,
+                                                                         patch_size=self.info.patch.size)))
+            self._show_pixmap()
         except (UnreadableImage, OSError) as exc:
+            self._pixmap = None
             self.image.setText(f"Cannot show this image:\n{exc}")
         self.text.setHtml(probabilities_html(cell, self.info))
+
+    def _show_pixmap(self) -> None:
+        if self._pixmap is not None:
+            side = max(200, min(560, self.image.width(), self.image.height()))
+            self.image.setPixmap(self._pixmap.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                                                     Qt.TransformationMode.SmoothTransformation))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._show_pixmap()
 
     def step(self, delta: int) -> None:
         self.show_row(self.row + delta)

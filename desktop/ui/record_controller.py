@@ -48,7 +48,11 @@ class RecordController:
         if self._operator is None:
             name, ok = QInputDialog.getText(self.w, "Who is working?", "Your name (recorded with every change you make):",
                                             text=self.w.settings.operator)
-            if not ok or not name.strip():
+            if not ok:
+                return None
+            if not name.strip():
+                self.w.error("Your name is needed", "Nothing was changed: each change is recorded with the name of "
+                             "the person who made it. Type your name when asked.")
                 return None
             self._operator = name.strip()
             self.w.settings.operator = self._operator

@@ -166,7 +166,7 @@ class ReviewActions:
         label, session = info.label_of(key), self._session
         done = self._push(lambda operator: commands.reclassify(session, files, key, label, operator))
         if done:
-            self.w.statusBar().showMessage(f"{len(files)} cell(s) reclassified as {label}.", 4000)
+            self.w.statusBar().showMessage(f"{len(files)} {info.item_noun} reclassified as {label}.", 4000)
         return done
 
     def confirm_selected(self) -> None:

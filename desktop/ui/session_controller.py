@@ -62,6 +62,7 @@ class SessionController(QObject):
         w.assay.setCurrentIndex(index)
         self.info = self.models[index] if self.models else None
         w.review.rebuild_bins(self.info)
+        w.records.refresh()  # the bins' counts come back (a site model was installed, say)
         for problem in problems:
             log.warning("skipped model: %s", problem)
         if problems:
@@ -81,8 +82,9 @@ class SessionController(QObject):
             return
         info = self.models[index]
         if self.folder is not None and self.info is not None and info.key != self.info.key:
-            guess = guess_task(self.folder)
-            warning = (f"\n\nThese images look like another assay's ({guess}); {info.display_name} is for {info.task}."
+            guess = guess_task(self.folder, self._blood_model())
+            other = next((m.display_name for m in self.models if m.task == guess), "another assay")
+            warning = (f"\n\nThese images look like images for {other}, not for {info.display_name}."
                        if guess and guess != info.task else "")
             if not w.ask("Change the assay?",
                          f"Classify the open folder “{self.folder.name}” with {info.display_name}?{warning}\n\n"

@@ -6,7 +6,7 @@ import html
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtGui import QColor, QPainter, QTextOption
 from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
 
 from desktop.core.report.assay_report import AssayReport
@@ -63,6 +63,7 @@ class SummaryPanel(QWidget):
         layout.addLayout(form)
         self.text = QTextBrowser()
         self.text.setOpenExternalLinks(False)
+        self.text.setWordWrapMode(QTextOption.WrapMode.WordWrap)  # "Basophil", never "Basop" / "hil"
         layout.addWidget(self.text, 3)
         self.chart = BarChart()
         layout.addWidget(self.chart)

@@ -89,6 +89,11 @@ class ModelInfo:
     def accuracy(self) -> float | None:
         return self.metrics.get("accuracy")
 
+    @property
+    def item_noun(self) -> str:
+        """What one image of this assay is called on screen: a cell, or a patch of tissue."""
+        return "patch(es)" if self.task == IDC else "cell(s)"
+
     def label_of(self, key: str) -> str:
         return next((c.label for c in self.classes if c.key == key), key)
 

@@ -85,7 +85,7 @@ def sign_off_blockers(session: Session) -> str:
         return "This session is already signed off."
     left = sum(1 for c in session.store.cells() if c.needs_review)
     if left:
-        return f"{left} cell(s) in Review are not confirmed yet. Confirm or reclassify them first."
+        return f"{left} {session.info.item_noun} in Review are not confirmed yet. Confirm or reclassify them first."
     return ""
 
 
@@ -108,7 +108,8 @@ def sign_off(session: Session, operator: str, specimen_id: str | None = None) ->
     with session.store.write(session._actor(operator)) as w:
         left = sum(1 for c in session.store.cells() if c.needs_review)
         if left:
-            raise SignOffRefused(f"{left} cell(s) in Review are not confirmed yet. Confirm or reclassify them first.")
+            raise SignOffRefused(f"{left} {session.info.item_noun} in Review are not confirmed yet. Confirm or "
+                                 "reclassify them first.")
         w.set_meta("state", SessionState.SIGNED)
         w.set_meta("signed_by", operator)
         w.set_meta("signed_at", now())
