@@ -17,14 +17,18 @@ from desktop.core.records.domain import now
 from desktop.core.records.session import Session
 from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.codes import DEFAULT_CODES, CodeTableError, ResultCode, load_codes
-from desktop.outlets.csv import CsvStyle, export_audit_csv, export_csv, sidecar_path
-from desktop.outlets.fhir import FhirError
-from desktop.outlets.hl7 import Hl7Error
-from desktop.outlets.lis import hand_off, write_fhir, write_hl7
 from desktop.ui.audit_view import AuditDialog
 from desktop.ui.dialogs import IdentityForm
 
 log = logging.getLogger(__name__)
+
+
+def lis_errors() -> tuple[type[Exception], ...]:
+    """What an HL7 or FHIR export may raise (the outlets load when first used: the window opens sooner)."""
+    from desktop.outlets.fhir import FhirError
+    from desktop.outlets.hl7 import Hl7Error
+
+    return ExportError, Hl7Error, FhirError
 
 
 class RecordController:
@@ -213,6 +217,8 @@ class RecordController:
             self.write_audit_csv(path)
 
     def write_audit_csv(self, path: Path) -> bool:
+        from desktop.outlets.csv import export_audit_csv
+
         if not self._allowed({"The audit trail": path}):
             return False
         try:
@@ -249,6 +255,8 @@ class RecordController:
 
     def write_csv(self, path: Path) -> tuple[Path, Path] | None:
         """Per-cell table + JSON sidecar + summary; separator and decimal mark follow the system locale."""
+        from desktop.outlets.csv import CsvStyle, export_csv, sidecar_path
+
         summary = path.with_name(path.stem.removesuffix("-cells") + "-summary.csv")
         style = CsvStyle.for_decimal_point(QLocale().decimalPoint())
         if not self._allowed({"The CSV": path, "its JSON sidecar": sidecar_path(path), "the summary CSV": summary}):
@@ -287,12 +295,16 @@ class RecordController:
 
     # --- the laboratory information system ------------------------------------------------------
     def export_hl7(self) -> None:
+        from desktop.outlets.lis import write_hl7
+
         if self.session is not None:
             path = self._ask_save_path("Export HL7 v2 message (ORU^R01)", ".hl7", "HL7 messages (*.hl7)")
             if path:
                 self._write_lis(lambda: write_hl7(self.report(), path), path)
 
     def export_fhir(self) -> None:
+        from desktop.outlets.lis import write_fhir
+
         if self.session is not None:
             path = self._ask_save_path("Export FHIR Bundle", ".fhir.json", "FHIR JSON (*.json)")
             if path:
@@ -303,7 +315,7 @@ class RecordController:
             return False
         try:
             write()
-        except (ExportError, Hl7Error, FhirError) as exc:
+        except lis_errors() as exc:
             self.w.error("Export failed", str(exc))
             return False
         self.w.settings.export_dir = path.parent
@@ -321,12 +333,14 @@ class RecordController:
 
     def send_to_lis(self) -> tuple[Path, Path] | None:
         """After sign-off: the report into the LIS drop folder, when one is set."""
+        from desktop.outlets.lis import hand_off
+
         folder = self.w.settings.lis_folder
         if folder is None or self.session is None:
             return None
         try:
             written = hand_off(self.session, folder, operator=self._exporter(), codes=self._codes())
-        except (ExportError, Hl7Error, FhirError) as exc:
+        except lis_errors() as exc:
             self.w.error("Not sent to the LIS", f"{exc} The session is signed off; send it again with "
                        "File → Export → HL7 / FHIR.")
             return None
