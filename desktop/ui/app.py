@@ -101,8 +101,21 @@ def main(argv: list[str] | None = None) -> int:
             window.sessions.open_folder(folder)
 
     QTimer.singleShot(0, after_show)
+    QTimer.singleShot(500, preload_outlets)
     quit_on_terminate(app, window, closing)
     return app.exec()
+
+
+def preload_outlets() -> None:
+    """The export modules (HL7, FHIR with pydantic: about a second) load on a helper thread once the
+    window is up, so neither the first paint nor the first sign-off waits for them."""
+    import threading
+
+    def load() -> None:
+        import desktop.outlets.csv
+        import desktop.outlets.lis  # noqa: F401
+
+    threading.Thread(target=load, name="slidetally-preload", daemon=True).start()
 
 
 def quit_on_terminate(app, window, closing: list[bool]) -> None:

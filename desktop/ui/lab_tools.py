@@ -25,6 +25,7 @@ from desktop.core.inference.model import Model
 from desktop.core.lab.site_cells import signed_sessions
 from desktop.core.lab.verification import build_report, report_html, report_rows
 from desktop.outlets.csv import render_csv
+from desktop.ui.busy import run_busy
 from desktop.ui.dialogs import fit_to_screen
 
 
@@ -65,7 +66,8 @@ class VerificationDialog(QDialog):
     def build(self) -> None:
         try:
             since = self.since.date().toString("yyyy-MM-dd") if self.since_on.isChecked() else None
-            sessions = signed_sessions(self.data_root, self.model.info, since)
+            sessions = run_busy(self, "Reading the signed-off sessions …",
+                                lambda: signed_sessions(self.data_root, self.model.info, since))
         except SlideTallyError as exc:
             self.text.setHtml(f"<p style='color:#b00020'>{html.escape(str(exc))}</p>")
             return

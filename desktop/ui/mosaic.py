@@ -34,4 +34,8 @@ class MosaicJob(QRunnable):
             except (UnreadableImage, OSError):
                 continue
         if images:
-            self.signals.ready.emit(build_mosaic(images, self.grid))
+            mosaic = build_mosaic(images, self.grid)
+            try:
+                self.signals.ready.emit(mosaic)
+            except RuntimeError:  # the window closed the session meanwhile: nobody waits for this mosaic
+                pass

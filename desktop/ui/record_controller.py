@@ -18,6 +18,7 @@ from desktop.core.records.session import Session
 from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.codes import DEFAULT_CODES, CodeTableError, ResultCode, load_codes
 from desktop.ui.audit_view import AuditDialog
+from desktop.ui.busy import run_busy
 from desktop.ui.dialogs import IdentityForm
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,12 @@ class RecordController:
             if specimen.strip() and name.strip():
                 break
             self.w.error("Sign off", "Enter the specimen ID and your name to sign off.")  # and the form comes back
-        try:
+        def sign() -> None:  # the folder is checked byte by byte first: off the GUI thread
             session.set_identity(specimen, patient, name)
             session.sign_off(name, specimen)
+
+        try:
+            run_busy(self.w, "Checking the folder and signing off …", sign)
         except SlideTallyError as exc:
             self.w.error("Cannot sign off yet", str(exc))
             return
@@ -333,11 +337,11 @@ class RecordController:
 
     def send_to_lis(self) -> tuple[Path, Path] | None:
         """After sign-off: the report into the LIS drop folder, when one is set."""
-        from desktop.outlets.lis import hand_off
-
         folder = self.w.settings.lis_folder
         if folder is None or self.session is None:
             return None
+        from desktop.outlets.lis import hand_off
+
         try:
             written = hand_off(self.session, folder, operator=self._exporter(), codes=self._codes())
         except lis_errors() as exc:

@@ -18,6 +18,7 @@ from desktop.core.records.domain import SessionRecord, SessionState
 from desktop.core.records.integrity import ALTERED
 from desktop.core.records.session import ClassifyResult, Session
 from desktop.core.report.summary import slide_grid
+from desktop.ui.busy import run_busy
 from desktop.ui.session_adapter import SessionAdapter
 from desktop.ui.worker import ClassifyWorker, start_worker
 
@@ -116,7 +117,8 @@ class SessionController(QObject):
             w.error("Cannot open folder", f"{folder} is not a folder (or no longer exists).")
             return
         if guess:
-            task = guess_task(folder, self._blood_model())
+            blood = self._blood_model()
+            task = run_busy(w, f"Looking at {folder.name} …", lambda: guess_task(folder, blood))
             if task and self.info and task != self.info.task:
                 self.folder = None  # the assay change below must not reopen the old folder
                 self.select_task(task)
@@ -127,8 +129,9 @@ class SessionController(QObject):
             return
         self.close_session()
         self._clear_view(folder)
+        model = self.model(self.info)
         try:
-            session = Session.open(folder, self.model(self.info), w.data_root)
+            session, cells = run_busy(w, f"Opening {folder.name} …", lambda: self._open_session(folder, model))
         except SlideTallyError as exc:
             w.setWindowTitle("SlideTally")
             w.error("Cannot open the folder", str(exc))
@@ -143,7 +146,7 @@ class SessionController(QObject):
         adapter.progress.connect(self._progress)
         adapter.notice.connect(self._notice)
         w.thumbnails.reset(folder, self.info.patch.size)
-        w.gallery_model.reset(session.cells(), self.info)
+        w.gallery_model.reset(cells, self.info)
         w.find.setText(self._filters.get(folder, ""))
         self.show_record(session.record())
         w.review.focus_first()
@@ -155,6 +158,11 @@ class SessionController(QObject):
             w.statusBar().showMessage("This record was altered outside SlideTally: read-only.")
             return
         self._start_worker()
+
+    def _open_session(self, folder: Path, model: Model) -> tuple[Session, list]:
+        """Off the GUI thread: the session's store opened (or made) and its cells read."""
+        session = Session.open(folder, model, self.w.data_root)
+        return session, session.cells()
 
     def _clear_view(self, folder: Path) -> None:
         """Nothing of the previous folder stays on screen while the next one opens: title, banner,
