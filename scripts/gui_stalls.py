@@ -1,9 +1,12 @@
 """How long the GUI thread stops answering (the longest gap between two ticks of a 10 ms timer)
-while the real window opens a large folder and classifies it, signs it off, and opens Verification;
-and how soon the window shows next to an empty PySide6 window. Runs a checkout given with
---checkout (default: this one) in its own process, so two builds compare in one run:
+while the real window opens a large folder and classifies it (the gallery scrolling meanwhile),
+signs it off, reopens it and opens Verification; and how soon the window shows next to an empty
+PySide6 window. Runs each checkout given with --checkout (default: this one) in its own process,
+so two builds compare in one run:
 
-    python scripts/gui_stalls.py FOLDER --checkout . --checkout /tmp/previous-main
+    python scripts/gui_stalls.py [FOLDER] --checkout . --checkout /tmp/previous-main
+
+Without FOLDER: 20,000 hard links to the bundled blood samples (--images N for another number).
 
 Offscreen platform; the folder is only read; every session goes to a temporary data folder."""
 
@@ -73,8 +76,10 @@ def stalls(folder: Path) -> dict[str, float]:
 
     def open_and_classify() -> None:
         window.sessions.open_folder(folder)  # the assay as the folder looks
+        scroll = window.gallery.verticalScrollBar()
         while window.sessions.is_classifying():
             app.processEvents()
+            scroll.setValue((scroll.value() + 40) % max(scroll.maximum(), 1))
             time.sleep(0.002)
 
     result = {"open + classify": measure(open_and_classify)}
@@ -95,7 +100,8 @@ def stalls(folder: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=Path, nargs="?")
+    parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--checkout", type=Path, action="append")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -103,6 +109,12 @@ def main() -> None:
         print(json.dumps(stalls(args.folder)))
         return
     checkouts = args.checkout or [HERE.parents[1]]
+    if args.folder is None:
+        args.folder = Path(tempfile.mkdtemp()) / "big"
+        args.folder.mkdir()
+        samples = sorted((HERE.parents[1] / "resources" / "samples" / "blood").glob("*.jpg"))
+        for i in range(args.images):
+            (args.folder / f"{i:05d}_{samples[i % len(samples)].name}").hardlink_to(samples[i % len(samples)])
     for checkout in checkouts:
         checkout = checkout.resolve()
         empty = [startup(checkout, "empty") for _ in range(3)]
