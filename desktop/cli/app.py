@@ -89,7 +89,7 @@ class ProgressBar:
 def cmd_classify(args) -> int:
     folder = Path(args.folder)
     _check_outputs(args, folder, Path(args.model) if args.model and args.model.endswith(".onnx") else None)
-    session = Session.open(folder, args.model, Path(args.data_dir) if args.data_dir else None)
+    session = Session.open(folder, args.model, Path(args.data_dir) if args.data_dir else None, slide_mpp=args.mpp)
     try:
         operator = args.operator.strip()
         if args.specimen:
@@ -114,6 +114,16 @@ def cmd_classify(args) -> int:
         return DONE
     finally:
         session.close()
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of µm per pixel") from None
+    if not 0.01 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value:g} µm per pixel is not plausible (0.01-1000)")
+    return value
 
 
 def cmd_report(args) -> int:
@@ -248,8 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slidetally-cli", description="SlideTally without the GUI.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("classify", help="classify a folder of images and print the counts")
-    p.add_argument("folder")
+    p = sub.add_parser("classify", help="classify a folder of images (or one whole-slide image) and print the counts")
+    p.add_argument("folder", help="a folder of images, or a whole-slide image (.svs, .ndpi, .mrxs, .scn, tiled TIFF)")
+    p.add_argument("--mpp", type=_positive_float,
+                   help="µm per pixel of whole slides that do not record it (the scanner's; kept with the session)")
     p.add_argument("--model", help="model key (e.g. blood-pbc8), task, or path to an .onnx file")
     _output_arguments(p)
     p.add_argument("--specimen", help="specimen / accession ID the images belong to (stored with the session)")

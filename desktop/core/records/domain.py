@@ -128,6 +128,7 @@ class SessionRecord:
     reopen_reason: str = ""
     verified_by: str = ""
     verified_at: str = ""
+    slide_scale: str = ""  # whole slides: how each was read (µm/px, where that came from, level)
 
     @property
     def signed(self) -> bool:
@@ -159,6 +160,8 @@ def record_lines(record: SessionRecord, changes: FolderChanges | None = None) ->
         ("Status", record.status_line()),
         ("Signed off at", record.signed_at if record.signed else ""),
     ]
+    if record.slide_scale:
+        lines.append(("Slide scale", record.slide_scale))
     if changes is not None and changes.any:
         lines.append(("Folder changed since sign-off" if record.signed else "Folder changes not yet classified",
                       changes.summary()))

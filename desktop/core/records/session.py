@@ -19,14 +19,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.errors import ActionRefused, FolderError, SessionLocked, SignOffRefused
+from desktop.core.errors import ActionRefused, FolderError, SessionLocked, SignOffRefused, SlideTallyError
 from desktop.core.events import Event
 from desktop.core.inference.catalog import resolve_model
 from desktop.core.inference.decision import Call
 from desktop.core.inference.folder import expand_tissue_images
 from desktop.core.inference.model import IDC, Model
 from desktop.core.inference.pipeline import Progress, classify
-from desktop.core.inference.scan import ScanCancelled, scan_folder
+from desktop.core.inference.scan import ScanCancelled, scan_folder, source_file
+from desktop.core.inference.wsi import SlideError, SlideTile, is_slide_file, open_slide
 from desktop.core.names import readable
 from desktop.core.records.classification import ForeignGuard, slide_step_revisions
 from desktop.core.records.domain import (
@@ -97,22 +98,67 @@ class Session:
         self._seen_version = store.data_version()
 
     @classmethod
-    def open(cls, folder: Path | str, model: Model | str | Path | None = None, data_dir: Path | None = None) -> Session:
-        """Open (or restore) the session of `folder` with `model` (a Model, key, task or .onnx path)."""
+    def open(cls, folder: Path | str, model: Model | str | Path | None = None, data_dir: Path | None = None,
+             slide_mpp: float | None = None) -> Session:
+        """Open (or restore) the session of `folder` (or of one whole-slide image) with `model` (a Model,
+        key, task or .onnx path). `slide_mpp`: µm per pixel of slides that do not record it, as the
+        technician gives it (kept in the session)."""
         from desktop.core.resources import user_data_dir
 
         folder = Path(folder)
         if not folder.exists():
             raise FolderError(f"The folder {readable(str(folder))} does not exist.")
-        if not folder.is_dir():
-            raise FolderError(f"{readable(str(folder))} is not a folder.")
-        model = resolve_model(model, folder)
+        slide = folder.is_file() and is_slide_file(folder)
+        if not folder.is_dir() and not slide:
+            raise FolderError(f"{readable(str(folder))} is neither a folder nor a whole-slide image.")
+        model = resolve_model(IDC if slide and model is None else model, folder if folder.is_dir() else None)
+        if slide and model.info.mpp is None:
+            raise FolderError(f"{readable(folder.name)} is a whole-slide image; {model.info.display_name} is not a patch "
+                              "model that states its scale (µm per pixel). Choose a tissue assay.")
         try:
             root = Path(data_dir) if data_dir else user_data_dir()
         except OSError as exc:
             raise store_error(exc, Path(exc.filename or "the user data folder")) from exc
         path = session_path(root, folder, model.info.key)
-        return cls(folder.resolve(), model, SessionStore(path, folder, model.info.key, model.info.sha256))
+        session = cls(folder.resolve(), model, SessionStore(path, folder, model.info.key, model.info.sha256))
+        try:
+            session._declare_mpp(slide_mpp)
+            if slide:  # a slide that cannot be read at the model's scale is refused now, in one sentence
+                open_slide(session.folder, model.info.mpp or 0.0, session.declared_mpp)
+        except (SlideError, SlideTallyError) as exc:
+            session.close()
+            if isinstance(exc, SlideError):
+                raise FolderError(f"{readable(folder.name)}: {exc}.") from exc
+            raise
+        return session
+
+    @property
+    def declared_mpp(self) -> float | None:
+        """µm per pixel the technician gave for slides that do not record theirs (None: none given)."""
+        value = self.store.meta("declared_mpp")
+        return float(value) if value else None
+
+    def _declare_mpp(self, mpp: float | None) -> None:
+        if mpp is None or mpp == self.declared_mpp:
+            return
+        if not (0.01 <= mpp <= 1000):
+            raise ActionRefused(f"A slide's pixel size of {mpp} µm is not plausible (0.01-1000 µm per pixel).")
+        with self.store.write(self._system()) as w:
+            w.set_meta("declared_mpp", repr(float(mpp)))
+            w.audit("slide scale", None, None, f"{mpp:g} µm/px", "given for slides that do not record their pixel size")
+
+    def _note_slide_scales(self, items: list) -> None:
+        """Keep, in the session's record, how each slide was read (its µm/px and where that came from)."""
+        seen = {}
+        for item in items:
+            if isinstance(item, SlideTile) and item.path not in seen:
+                name = item.relative.split("#")[0]
+                seen[item.path] = open_slide(item.path, item.model_mpp, item.declared_mpp).scale.describe(name)
+        text = "; ".join(seen.values())
+        if text and text != (self.store.meta("slide_scale") or ""):
+            with self.store.write(self._system()) as w:
+                w.set_meta("slide_scale", text)
+                w.audit("slide scale", None, None, text)
 
     def close(self) -> None:
         self.events.disconnect_all()
@@ -134,7 +180,7 @@ class Session:
             signed_by=meta.get("signed_by", ""), signed_at=meta.get("signed_at", ""),
             reopened_by=meta.get("reopened_by", ""), reopened_at=meta.get("reopened_at", ""),
             reopen_reason=meta.get("reopen_reason", ""), verified_by=meta.get("verified_by", ""),
-            verified_at=meta.get("verified_at", ""))
+            verified_at=meta.get("verified_at", ""), slide_scale=meta.get("slide_scale", ""))
 
     @property
     def signed(self) -> bool:
@@ -171,11 +217,11 @@ class Session:
     # --- the folder ----------------------------------------------------------------------
     def _items(self, cancel: threading.Event | None) -> list:
         try:
-            files = scan_folder(self.folder, cancel)
+            files = [source_file(self.folder, self.folder.parent)] if self.folder.is_file() else scan_folder(self.folder, cancel)
         except OSError as exc:
             raise FolderError(f"Cannot read the folder {readable(str(self.folder))}: {exc.strerror or exc}") from exc
         if self.info.task == IDC:
-            return expand_tissue_images(files, self.info.patch)
+            return expand_tissue_images(files, self.info.patch, self.info.mpp, self.declared_mpp)
         return files
 
     def _compare(self, items: list, cancel: threading.Event | None) -> tuple[FolderChanges, list]:
@@ -215,9 +261,12 @@ class Session:
         self._classifying.set()
         try:
             try:
-                changes, todo = self._compare(self._items(cancel), cancel)
+                items = self._items(cancel)
+                changes, todo = self._compare(items, cancel)
             except ScanCancelled:
                 return ClassifyResult(0, True, FolderChanges(), applied=False)
+            if not self.record().signed:
+                self._note_slide_scales(items)
             if self.record().signed or changes.folder_empty:
                 self.pending_changes = changes
                 if changes.any:
