@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow
 from desktop.core.errors import SlideTallyError
 from desktop.core.inference.folder import guess_task
 from desktop.core.inference.model import IDC, Model, ModelInfo, discover_models
+from desktop.core.inference.wsi import SLIDE_FILTER, ScaleUnknown, is_slide_file
 from desktop.core.records.domain import SessionRecord, SessionState
 from desktop.core.records.integrity import ALTERED
 from desktop.core.records.session import ClassifyResult, Session
@@ -107,13 +108,19 @@ class SessionController(QObject):
         if folder:
             self.open_folder(Path(folder))
 
+    def choose_slide(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.w, "Open a whole-slide image", self.w.settings.last_folder, SLIDE_FILTER)
+        if path:
+            self.open_folder(Path(path))
+
     def open_folder(self, folder: Path | str, guess: bool = True) -> None:
         w, folder = self.w, Path(folder)
-        if not folder.is_dir():
-            w.error("Cannot open folder", f"{folder} is not a folder (or no longer exists).")
+        slide = folder.is_file() and is_slide_file(folder)
+        if not folder.is_dir() and not slide:
+            w.error("Cannot open folder", f"{folder} is neither a folder nor a whole-slide image (or no longer exists).")
             return
         if guess:
-            task = guess_task(folder)
+            task = IDC if slide else guess_task(folder)
             if task and self.info and task != self.info.task:
                 self.folder = None  # the assay change below must not reopen the old folder
                 self.select_task(task)
@@ -122,9 +129,11 @@ class SessionController(QObject):
             return
         self.close_session()
         try:
-            session = Session.open(folder, self.model(self.info), w.data_root)
+            session = open_session(w, folder, self.model(self.info))
         except SlideTallyError as exc:
             w.error("Cannot open the folder", str(exc))
+            return
+        if session is None:
             return
         self.session, self.folder = session, folder
         # Qt queues the worker thread's signals to the GUI thread; each slot ignores a late
@@ -276,7 +285,22 @@ class SessionController(QObject):
         from desktop.ui.mosaic import MosaicJob
 
         cells = self.w.gallery_model.cells
-        job = MosaicJob(self.folder, cells, slide_grid(cells, self.info))
+        job = MosaicJob(self.folder, cells, slide_grid(cells, self.info), self.info.mpp)
         job.signals.ready.connect(lambda mosaic: (self.w.summary.set_mosaic(mosaic), self.w.records.refresh()))
         self._mosaic_job = job
         self.w.thumbnails.start(job)
+
+
+def open_session(w: QMainWindow, folder: Path, model: Model) -> Session | None:
+    """The folder's (or slide's) session; a slide that does not record its pixel size asks for it (None: not given)."""
+    try:
+        return Session.open(folder, model, w.data_root)
+    except SlideTallyError as exc:
+        if not isinstance(exc.__cause__, ScaleUnknown):
+            raise
+    from PySide6.QtWidgets import QInputDialog
+
+    mpp, ok = QInputDialog.getDouble(w, "Slide scale", f"{folder.name} does not record its pixel size.\n"
+                                     "µm per pixel at full resolution (the scanner's; 0.25 at 40x, 0.5 at 20x):",
+                                     0.25, 0.01, 1000.0, 4)
+    return Session.open(folder, model, w.data_root, slide_mpp=mpp) if ok else None

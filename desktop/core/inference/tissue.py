@@ -22,9 +22,10 @@ MASK_PX_PER_TILE = 8
 MIN_SATURATION = 20  # Otsu on an almost empty slide would split the glass's noise: never below this
 GLASS_MARGIN = 15  # HSV value this far below the glass's (its 99th percentile) is tissue, however pale
 DARK_VALUE = 50  # HSV value below this: ink, dust or the slide's edge, not stained tissue
-# Pen ink: saturated green, cyan or blue (OpenCV hue 35-115, i.e. 70-230°). Haematoxylin's purple is past 120.
-PEN_HUE = (35, 115)
-PEN_SATURATION = 80
+# Pen ink: strongly saturated green, cyan or blue (OpenCV hue 35-120, i.e. 70-240°). Haematoxylin is a paler
+# blue-purple (its stain colour: hue ~245°, saturation ~85), eosin pink: neither is ink.
+PEN_HUE = (35, 120)
+PEN_SATURATION = 120
 MIN_TISSUE_SHARE = 0.25  # a tile is classified when at least this share of it is tissue (as for tissue images)
 
 
@@ -36,8 +37,9 @@ def tissue_pixels(rgb: np.ndarray) -> np.ndarray:
     glass = float(np.percentile(value, 99))
     tissue = (saturation > max(otsu, MIN_SATURATION)) | (value < glass - GLASS_MARGIN)
     pen = (hue >= PEN_HUE[0]) & (hue <= PEN_HUE[1]) & (saturation >= PEN_SATURATION)
-    tissue &= ~pen & (value >= DARK_VALUE)
-    return _cleaned(tissue)
+    pen = cv2.dilate(pen.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # and its fringe, ink on stain
+    # ink is taken out after the holes are filled: a pen mark on the tissue is not a hole to fill
+    return _cleaned(tissue) & ~pen & (value >= DARK_VALUE)
 
 
 def _cleaned(mask: np.ndarray) -> np.ndarray:

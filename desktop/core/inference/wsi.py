@@ -18,13 +18,15 @@ import cv2
 import numpy as np
 
 from desktop.core.inference.imaging import UnreadableImage
-from desktop.core.inference.slide import PatchGrid
+from desktop.core.inference.model import IDC_DEFAULT_MPP
+from desktop.core.inference.slide import MAP_CELL_PX, PatchGrid
 from desktop.core.inference.tissue import MASK_PX_PER_TILE, tissue_pixels, tissue_tiles
 
 # Vendor formats are whole slides by their name; a .tif/.tiff is one when OpenSlide reads it and it
 # is pyramidal or too large to decode whole (a small plain TIFF stays an ordinary image).
 VENDOR_SUFFIXES = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
 TIFF_SUFFIXES = (".tif", ".tiff")
+SLIDE_FILTER = "Whole-slide images (" + " ".join(f"*{s}" for s in VENDOR_SUFFIXES + TIFF_SUFFIXES) + ")"
 # Tiles are read from a level at least this many times finer than the model and area-resized, as the
 # training patches were made: JPEG blocks at a coarser scale change the calls. On val slide 8913 assembled
 # at 16x (JPEG q90 tiles), calls equal to its PNG patches': 78% read at the model's scale, 95.7% read 4x
@@ -76,6 +78,11 @@ def _openslide():
         raise SlideError(f"whole-slide images need OpenSlide (openslide-python and openslide-bin), "
                          f"which is not installed ({exc})") from exc
     return openslide
+
+
+def is_slide_name(path: Path) -> bool:
+    """A name a whole slide may have (nothing is opened: for a drag over the window)."""
+    return path.suffix.lower() in VENDOR_SUFFIXES + TIFF_SUFFIXES
 
 
 def is_slide_file(path: Path) -> bool:
@@ -268,3 +275,27 @@ def slide_tiles(source, grid: PatchGrid, model_mpp: float, declared_mpp: float |
             tiles.append(SlideTile(source.path, f"{source.relative}#x{x}_y{y}", source.size, source.mtime, x, y,
                                    grid.size, grid.size, declared_mpp, model_mpp))
     return tiles
+
+
+def slide_mosaic(path: Path, grid: PatchGrid, shape: tuple[int, int], model_mpp: float | None,
+                 cell_px: int = MAP_CELL_PX) -> np.ndarray:
+    """The slide's own overview under its map: `shape` (rows, cols) grid steps of `cell_px` px from the grid's
+    origin, glass included, so the calls lie on the slide as the technician knows it."""
+    slide = open_slide(path, model_mpp or IDC_DEFAULT_MPP)
+    overview = slide.overview(grid.stride / cell_px)
+    rows, cols = shape
+    top, left = grid.origin[1] * cell_px // grid.stride, grid.origin[0] * cell_px // grid.stride
+    out = np.full((rows * cell_px, cols * cell_px, 3), 255, np.uint8)
+    piece = overview[top:top + rows * cell_px, left:left + cols * cell_px]
+    out[:piece.shape[0], :piece.shape[1]] = piece
+    return out
+
+
+def scale_notes(items: list) -> str:
+    """How each slide among `items` is read, one clause a slide ('' when there is none): for every report."""
+    seen: dict[Path, str] = {}
+    for item in items:
+        if isinstance(item, SlideTile) and item.path not in seen:
+            slide = open_slide(item.path, item.model_mpp, item.declared_mpp)
+            seen[item.path] = slide.scale.describe(item.relative.split("#")[0])
+    return "; ".join(seen.values())

@@ -27,7 +27,7 @@ from desktop.core.inference.folder import expand_tissue_images
 from desktop.core.inference.model import IDC, Model
 from desktop.core.inference.pipeline import Progress, classify
 from desktop.core.inference.scan import ScanCancelled, scan_folder, source_file
-from desktop.core.inference.wsi import SlideError, SlideTile, is_slide_file, open_slide
+from desktop.core.inference.wsi import is_slide_file
 from desktop.core.names import readable
 from desktop.core.records.classification import ForeignGuard, slide_step_revisions
 from desktop.core.records.domain import (
@@ -42,6 +42,7 @@ from desktop.core.records.domain import (
 )
 from desktop.core.records.integrity import ALTERED, RecordAltered
 from desktop.core.records.rescan import compare
+from desktop.core.records.slide_scale import check_slide, declare_mpp, declared_mpp, note_slide_scales
 from desktop.core.records.store import SessionStore, Writer, session_path, store_error
 from desktop.core.report.assay_report import AssayReport, build_report
 from desktop.core.report.codes import ResultCode, load_codes
@@ -112,9 +113,6 @@ class Session:
         if not folder.is_dir() and not slide:
             raise FolderError(f"{readable(str(folder))} is neither a folder nor a whole-slide image.")
         model = resolve_model(IDC if slide and model is None else model, folder if folder.is_dir() else None)
-        if slide and model.info.mpp is None:
-            raise FolderError(f"{readable(folder.name)} is a whole-slide image; {model.info.display_name} is not a patch "
-                              "model that states its scale (µm per pixel). Choose a tissue assay.")
         try:
             root = Path(data_dir) if data_dir else user_data_dir()
         except OSError as exc:
@@ -122,43 +120,18 @@ class Session:
         path = session_path(root, folder, model.info.key)
         session = cls(folder.resolve(), model, SessionStore(path, folder, model.info.key, model.info.sha256))
         try:
-            session._declare_mpp(slide_mpp)
+            declare_mpp(session.store, session._system(), slide_mpp)
             if slide:  # a slide that cannot be read at the model's scale is refused now, in one sentence
-                open_slide(session.folder, model.info.mpp or 0.0, session.declared_mpp)
-        except (SlideError, SlideTallyError) as exc:
+                check_slide(session.folder, model.info, session.declared_mpp)
+        except SlideTallyError:
             session.close()
-            if isinstance(exc, SlideError):
-                raise FolderError(f"{readable(folder.name)}: {exc}.") from exc
             raise
         return session
 
     @property
     def declared_mpp(self) -> float | None:
         """µm per pixel the technician gave for slides that do not record theirs (None: none given)."""
-        value = self.store.meta("declared_mpp")
-        return float(value) if value else None
-
-    def _declare_mpp(self, mpp: float | None) -> None:
-        if mpp is None or mpp == self.declared_mpp:
-            return
-        if not (0.01 <= mpp <= 1000):
-            raise ActionRefused(f"A slide's pixel size of {mpp} µm is not plausible (0.01-1000 µm per pixel).")
-        with self.store.write(self._system()) as w:
-            w.set_meta("declared_mpp", repr(float(mpp)))
-            w.audit("slide scale", None, None, f"{mpp:g} µm/px", "given for slides that do not record their pixel size")
-
-    def _note_slide_scales(self, items: list) -> None:
-        """Keep, in the session's record, how each slide was read (its µm/px and where that came from)."""
-        seen = {}
-        for item in items:
-            if isinstance(item, SlideTile) and item.path not in seen:
-                name = item.relative.split("#")[0]
-                seen[item.path] = open_slide(item.path, item.model_mpp, item.declared_mpp).scale.describe(name)
-        text = "; ".join(seen.values())
-        if text and text != (self.store.meta("slide_scale") or ""):
-            with self.store.write(self._system()) as w:
-                w.set_meta("slide_scale", text)
-                w.audit("slide scale", None, None, text)
+        return declared_mpp(self.store)
 
     def close(self) -> None:
         self.events.disconnect_all()
@@ -266,7 +239,7 @@ class Session:
             except ScanCancelled:
                 return ClassifyResult(0, True, FolderChanges(), applied=False)
             if not self.record().signed:
-                self._note_slide_scales(items)
+                note_slide_scales(self.store, self._system(), items)
             if self.record().signed or changes.folder_empty:
                 self.pending_changes = changes
                 if changes.any:

@@ -1,0 +1,48 @@
+"""A whole-slide image in the window (offscreen): opened as a session of its own, the technician asked for
+its scale when the file does not say it, and the slide's own overview under the heat map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_tiny_model, open_window
+from PySide6.QtWidgets import QInputDialog, QMessageBox
+from slides import write_pyramid
+
+from desktop.core.inference.slide import MAP_CELL_PX
+from desktop.core.report.summary import idc_summary
+
+pytest.importorskip("tifffile")
+PINK, PEN = (200, 110, 170), (30, 60, 200)
+
+
+def test_a_slide_without_its_scale_asks_for_it_and_shows_its_overview_under_the_map(qtbot, tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    models.mkdir()
+    make_tiny_model(models / "idc.onnx", ("normal", "idc"), (50, 50), "idc-patch")
+    canvas = np.full((300, 400, 3), 255, np.uint8)  # 1 px = 4 µm: 6 x 8 model tiles
+    canvas[50:200, 100:300] = PINK  # 3 rows x 4 columns of tissue ...
+    canvas[100:150, 150:200] = PEN  # ... with a blue pen mark on one tile: not a tile, but on the slide
+    slide = write_pyramid(tmp_path / "case 12.tif", canvas, upsample=4, mpp=None)
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getDouble", lambda *a, **k: (asked.append(a[2]) or 1.0, True))
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    window = open_window(qtbot, tmp_path, models)
+    assert window.menu.open_slide.text() == "Open &slide…"
+    window.sessions.open_folder(slide)
+    assert asked and "does not record its pixel size" in asked[0]
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying() and window.gallery_model.rowCount() == 11,
+                    timeout=30_000)
+    qtbot.waitUntil(lambda: window.summary.mosaic is not None, timeout=10_000)
+
+    cells = window.sessions.session.cells()
+    assert "1 µm/px from the technician" in window.sessions.session.record().slide_scale
+    calls = idc_summary(cells, window.sessions.info).calls
+    assert calls.shape == (3, 4)
+    mosaic = window.summary.mosaic  # the slide itself under the map, from the map's first tile
+    assert mosaic.shape[:2] == (3 * MAP_CELL_PX, 4 * MAP_CELL_PX)
+    cell = MAP_CELL_PX
+    assert np.abs(mosaic[2:cell - 2, 2:cell - 2].reshape(-1, 3).mean(axis=0) - PINK).max() < 6
+    assert np.abs(mosaic[cell + 2:2 * cell - 2, cell + 2:2 * cell - 2].reshape(-1, 3).mean(axis=0) - PEN).max() < 10
+    assert np.isnan(calls[1, 1])  # the pen's tile is not classified
