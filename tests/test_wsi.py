@@ -153,6 +153,8 @@ def test_glass_is_neither_classified_nor_counted(window_slide, tmp_path):
     assert 0.95 * len(places) <= len(cells) <= len(places) + 5
     assert sum((c.x // PATCH_PX, c.y // PATCH_PX) not in places for c in cells) <= 5  # glass: (almost) never a tile
     assert session.report().slide.ai_patches == len(cells)
+    again = session.classify()  # the slide is known by its bytes: nothing new to classify
+    assert again.classified == 0 and not again.changes.any
     session.close()
 
 
