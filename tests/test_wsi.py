@@ -78,6 +78,12 @@ def test_slide_without_mpp_is_refused_in_one_sentence_and_mpp_given_is_used_and_
     assert given.returncode == 0, given.stderr
     summary = (out / "summary.csv").read_text(encoding="utf-8-sig")
     assert "Slide scale" in summary and "1 µm/px from the technician" in summary
+    # the stored session's report, without --mpp again: the scale given is the session's
+    report = subprocess.run([sys.executable, "-m", "desktop.cli", "report", str(path), "--data-dir", str(tmp_path / "data"),
+                             "--model", str(model), "--summary", str(out / "again.csv")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert "1 µm/px from the technician" in (out / "again.csv").read_text(encoding="utf-8-sig")
 
 
 def _overview() -> np.ndarray:

@@ -46,6 +46,7 @@ from desktop.core.errors import SlideTallyError, StoreError  # noqa: E402
 from desktop.core.inference.catalog import resolve_model  # noqa: E402
 from desktop.core.inference.model import discover_models  # noqa: E402
 from desktop.core.inference.pipeline import Progress  # noqa: E402
+from desktop.core.inference.wsi import is_slide_file  # noqa: E402
 from desktop.core.logs import log_to_file  # noqa: E402
 from desktop.core.records.session import Session  # noqa: E402
 from desktop.core.report.assay_report import AssayReport  # noqa: E402
@@ -132,7 +133,7 @@ def cmd_report(args) -> int:
     session = open_stored_session(Path(args.session), args.model, data_dir(args))
     try:
         _check_outputs(args, session.folder, session.info.path)
-        if session.folder.is_dir():
+        if session.folder.is_dir() or is_slide_file(session.folder):
             session.look_for_changes()
         cells = session.cells()
         if not cells:
@@ -152,7 +153,8 @@ def open_stored_session(target: Path, model_arg: str | None, data_dir: Path) -> 
 
     from desktop.core.records.store import SessionStore, read_session, session_path
 
-    if target.is_file():
+    slide = target.is_file() and is_slide_file(target)
+    if target.is_file() and not slide:
         try:
             meta, _ = read_session(target)
         except (sqlite3.Error, OSError) as exc:  # not a database, or not readable
@@ -167,13 +169,13 @@ def open_stored_session(target: Path, model_arg: str | None, data_dir: Path) -> 
         model = resolve_model(match[0].path)
         folder = Path(meta["folder"])
         return Session(folder, model, SessionStore(target, folder, model.info.key, model.info.sha256))
-    if target.is_dir():
-        model = resolve_model(model_arg, target)
+    if target.is_dir() or slide:
+        model = resolve_model(model_arg or ("idc-patch" if slide else None), target if target.is_dir() else None)
         if not session_path(data_dir, target, model.info.key).exists():
             raise NothingToDo(f"no stored session of {readable(str(target))} with {model.info.key} in {data_dir}; "
                               "classify it first")
         return Session.open(target, model, data_dir)
-    raise CliError(f"{readable(str(target))} is neither an analysed folder nor a session file")
+    raise CliError(f"{readable(str(target))} is neither an analysed folder, a whole-slide image nor a session file")
 
 
 def _check_outputs(args, analysed: Path | None, model_file: Path | None = None) -> None:
