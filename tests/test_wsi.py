@@ -215,3 +215,11 @@ def test_a_folder_may_hold_slides_and_a_slide_it_cannot_scale_is_a_row_with_its_
     assert "pixel size" in cells["unscaled.tif"].unreadable
     assert PatchGrid(50, 50).place((cells["scaled.tif#x100_y50"].x, cells["scaled.tif#x100_y50"].y)) == (2, 1)
     session.close()
+
+
+def test_a_damaged_slide_is_refused_in_one_sentence(tmp_path):
+    damaged = tmp_path / "scan.svs"
+    damaged.write_bytes(b"II*\x00" + bytes(range(256)) * 40)
+    model = make_tiny_model(tmp_path / "m.onnx", ("normal", "idc"), (50, 50), "idc-patch")
+    with pytest.raises(FolderError, match=r"scan\.svs: .*whole-slide image"):
+        Session.open(damaged, model, tmp_path / "data")

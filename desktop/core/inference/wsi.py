@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from desktop.core.inference.imaging import UnreadableImage
+from desktop.core.inference.imaging import MAX_PIXELS, UnreadableImage
 from desktop.core.inference.model import IDC_DEFAULT_MPP
 from desktop.core.inference.slide import MAP_CELL_PX, PatchGrid
 from desktop.core.inference.tissue import MASK_PX_PER_TILE, tissue_pixels, tissue_tiles
@@ -98,10 +98,8 @@ def is_slide_file(path: Path) -> bool:
             return False
         with openslide.OpenSlide(str(path)) as slide:
             width, height = slide.dimensions
-            return slide.level_count > 1 or width * height > 60_000_000
-    except (SlideError, OSError, ValueError):
-        return False
-    except Exception:  # noqa: BLE001 - OpenSlideError and friends: not a slide we can read
+            return slide.level_count > 1 or width * height > MAX_PIXELS
+    except Exception:  # noqa: BLE001 - OpenSlideError, OSError, no OpenSlide: not a slide we can read
         return False
 
 
