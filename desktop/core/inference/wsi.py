@@ -134,13 +134,17 @@ def choose_level(downsamples: tuple[float, ...], mpp: float, model_mpp: float) -
     return max(fits, key=lambda i: downsamples[i]) if fits else min(range(len(downsamples)), key=lambda i: downsamples[i])
 
 
-def _rgb(region) -> np.ndarray:
-    """OpenSlide's RGBA region as RGB, white where there is no slide (transparent)."""
+def _rgb(region, size: tuple[int, int] | None = None) -> np.ndarray:
+    """OpenSlide's RGBA region as RGB (area-resized to `size` (w, h) first: one pass over the four channels),
+    white where there is no slide. Transparent pixels are (0, 0, 0, 0), so after the resize RGB + (255 - alpha)
+    is the region laid on white."""
     rgba = np.asarray(region)
+    if size is not None and (rgba.shape[1], rgba.shape[0]) != size:
+        rgba = cv2.resize(rgba, size, interpolation=cv2.INTER_AREA)
     alpha = rgba[:, :, 3:4]
     if alpha.min() == 255:
         return np.ascontiguousarray(rgba[:, :, :3])
-    return np.where(alpha == 0, np.uint8(255), rgba[:, :, :3]).astype(np.uint8)
+    return np.minimum(rgba[:, :, :3].astype(np.int16) + (255 - alpha.astype(np.int16)), 255).astype(np.uint8)
 
 
 class WholeSlide:
@@ -180,10 +184,7 @@ class WholeSlide:
             region = self._slide.read_region((round(x * k), round(y * k)), s.level, (w, h))
         except Exception as exc:  # OpenSlideError: a damaged tile is this tile's reason
             raise SlideError(f"damaged whole-slide image ({exc})") from exc
-        rgb = _rgb(region)
-        if (w, h) == (width, height):
-            return rgb
-        return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        return _rgb(region, (width, height))
 
     def overview(self, model_px_per_px: float) -> np.ndarray:
         """The whole slide at 1/`model_px_per_px` of the model's scale, built block by block from the
@@ -197,12 +198,12 @@ class WholeSlide:
         for top in range(0, level_h, READ_BLOCK_PX):
             for left in range(0, level_w, READ_BLOCK_PX):
                 w, h = min(READ_BLOCK_PX, level_w - left), min(READ_BLOCK_PX, level_h - top)
-                rgb = _rgb(self._slide.read_region((round(left * downsample), round(top * downsample)),
-                                                   openslide_level, (w, h)))
                 x0, y0 = int(left * per_level_px), int(top * per_level_px)
                 x1, y1 = min(out_w, int((left + w) * per_level_px)), min(out_h, int((top + h) * per_level_px))
                 if x1 > x0 and y1 > y0:
-                    out[y0:y1, x0:x1] = cv2.resize(rgb, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+                    region = self._slide.read_region((round(left * downsample), round(top * downsample)),
+                                                     openslide_level, (w, h))
+                    out[y0:y1, x0:x1] = _rgb(region, (x1 - x0, y1 - y0))
         return out
 
 
