@@ -39,10 +39,17 @@ def test_a_slide_without_its_scale_asks_for_it_and_shows_its_overview_under_the_
     cells = window.sessions.session.cells()
     assert "1 µm/px from the technician" in window.sessions.session.record().slide_scale
     calls = idc_summary(cells, window.sessions.info).calls
-    assert calls.shape == (3, 4)
-    mosaic = window.summary.mosaic  # the slide itself under the map, from the map's first tile
-    assert mosaic.shape[:2] == (3 * MAP_CELL_PX, 4 * MAP_CELL_PX)
+    assert calls.shape == (4, 6)  # the map starts at the slide's corner: tiles at rows 1-3, columns 2-5
+    assert np.isnan(calls[2, 3]) and np.isnan(calls[0]).all()  # the pen's tile and the glass: not classified
+    mosaic = window.summary.mosaic  # the whole slide under the map, glass and ink included
     cell = MAP_CELL_PX
-    assert np.abs(mosaic[2:cell - 2, 2:cell - 2].reshape(-1, 3).mean(axis=0) - PINK).max() < 6
-    assert np.abs(mosaic[cell + 2:2 * cell - 2, cell + 2:2 * cell - 2].reshape(-1, 3).mean(axis=0) - PEN).max() < 10
-    assert np.isnan(calls[1, 1])  # the pen's tile is not classified
+    assert mosaic.shape[:2] == (6 * cell, 8 * cell)
+
+    def colour(row: int, column: int) -> np.ndarray:
+        return mosaic[row * cell + 2:(row + 1) * cell - 2, column * cell + 2:(column + 1) * cell - 2].reshape(-1, 3).mean(axis=0)
+
+    assert np.abs(colour(1, 2) - PINK).max() < 6 and np.abs(colour(2, 3) - PEN).max() < 10 and colour(0, 0).min() > 250
+    overlay = window.summary.heat.overlay()
+    assert overlay.shape[:2] == (4 * cell, 6 * cell)  # the mosaic's top-left part lies under the calls
+    pen_tile = (slice(2 * cell, 3 * cell), slice(3 * cell, 4 * cell))
+    assert (overlay[pen_tile] == mosaic[pen_tile]).all()  # no call painted there: the slide as it is

@@ -29,10 +29,9 @@ class MosaicJob(QRunnable):
         self.setAutoDelete(False)
 
     def run(self) -> None:
-        placed = [offset for _, offset in placed_cells(self.cells)]
-        if Path(self.folder).is_file() and placed:  # one whole slide: its overview, glass and all, under the maps
+        if Path(self.folder).is_file():  # one whole slide: all of its overview, glass and all, under the maps
             try:
-                self.signals.ready.emit(slide_mosaic(Path(self.folder), self.grid, self.grid.shape(placed), self.mpp))
+                self.signals.ready.emit(slide_mosaic(Path(self.folder), self.grid, None, self.mpp))
             except SlideError:
                 pass
             return

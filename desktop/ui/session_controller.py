@@ -43,7 +43,7 @@ class SessionController(QObject):
         self.model_folders: tuple[Path, ...] = ()
         self._loaded: dict[Path, Model] = {}  # ONNX Runtime sessions, loaded once per model file
         self._summary_at = 0.0
-        self._mosaic_job = None
+        self._mosaic_jobs: list = []
 
     # --- models and the assay -----------------------------------------------------------------
     def load_models(self, folders: tuple[Path, ...] = ()) -> None:
@@ -147,6 +147,8 @@ class SessionController(QObject):
         w.thumbnails.reset(folder, self.info.patch.size)
         w.summary.set_mosaic(None)
         w.gallery_model.reset(session.cells(), self.info)
+        if folder.is_file():  # a whole slide: its picture under the map from the first tiles called
+            self._build_mosaic()
         w.banner.setVisible(False)
         self._state_changed(session.record())
         w.settings.remember_folder(folder)
@@ -281,13 +283,20 @@ class SessionController(QObject):
         self.w.error("Classification stopped",
                      f"Classification stopped: {message}\nEverything classified before this is kept.")
 
+    def _mosaic_ready(self, session, mosaic) -> None:
+        if session is self.session:  # not one built for a session closed since
+            self.w.summary.set_mosaic(mosaic)
+            self.w.records.refresh()
+
     def _build_mosaic(self) -> None:
         from desktop.ui.mosaic import MosaicJob
 
         cells = self.w.gallery_model.cells
         job = MosaicJob(self.folder, cells, slide_grid(cells, self.info), self.info.mpp)
-        job.signals.ready.connect(lambda mosaic: (self.w.summary.set_mosaic(mosaic), self.w.records.refresh()))
-        self._mosaic_job = job
+        session = self.session
+        job.signals.ready.connect(lambda mosaic: self._mosaic_ready(session, mosaic))
+        # kept until a later one replaces it and a while after: the pool runs it from Python's reference
+        self._mosaic_jobs = [*self._mosaic_jobs[-3:], job]
         self.w.thumbnails.start(job)
 
 

@@ -276,13 +276,14 @@ def slide_tiles(source, grid: PatchGrid, model_mpp: float, declared_mpp: float |
     return tiles
 
 
-def slide_mosaic(path: Path, grid: PatchGrid, shape: tuple[int, int], model_mpp: float | None,
+def slide_mosaic(path: Path, grid: PatchGrid, shape: tuple[int, int] | None, model_mpp: float | None,
                  cell_px: int = MAP_CELL_PX) -> np.ndarray:
-    """The slide's own overview under its map: `shape` (rows, cols) grid steps of `cell_px` px from the grid's
-    origin, glass included, so the calls lie on the slide as the technician knows it."""
+    """The slide's own overview under its map: `shape` (rows, cols; None: the whole slide) grid steps of
+    `cell_px` px from the grid's origin, glass included, so the calls lie on the slide as the technician knows it."""
     slide = open_slide(path, model_mpp or IDC_DEFAULT_MPP)
     overview = slide.overview(grid.stride / cell_px)
-    rows, cols = shape
+    width, height = slide.model_size
+    rows, cols = shape or (-(-(height - grid.origin[1]) // grid.stride), -(-(width - grid.origin[0]) // grid.stride))
     top, left = grid.origin[1] * cell_px // grid.stride, grid.origin[0] * cell_px // grid.stride
     out = np.full((rows * cell_px, cols * cell_px, 3), 255, np.uint8)
     piece = overview[top:top + rows * cell_px, left:left + cols * cell_px]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core.inference.model import ModelInfo
-from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map
+from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map, tile_source
 from desktop.core.records.domain import Cell
 
 DEFAULT_TARGET_WBC = 100
@@ -187,9 +187,14 @@ def placed_cells(cells: list[Cell]) -> list[tuple[Cell, tuple[int, int]]]:
 
 
 def slide_grid(cells: list[Cell], info: ModelInfo) -> PatchGrid:
-    """The model's patch grid, anchored at the slide's top-left patch: the heat map, the mosaic and
-    a click on the map all use this one."""
-    return info.patch.fitted([offset for _, offset in placed_cells(cells)])
+    """The model's patch grid, anchored at the slide's top-left patch (patch files, whose offsets are
+    the source slide's) or at the image's own corner (tiles of a whole slide or tissue image, so the
+    slide's picture can lie under the map before its first tile is called): the heat map, the mosaic
+    and a click on the map all use this one."""
+    placed = placed_cells(cells)
+    if all(tile_source(c.file) for c, _ in placed):
+        return info.patch
+    return info.patch.fitted([offset for _, offset in placed])
 
 
 def decided_p_positive(cell: Cell, positive: str) -> float:
