@@ -53,3 +53,25 @@ def test_a_slide_without_its_scale_asks_for_it_and_shows_its_overview_under_the_
     assert overlay.shape[:2] == (4 * cell, 6 * cell)  # the mosaic's top-left part lies under the calls
     pen_tile = (slice(2 * cell, 3 * cell), slice(3 * cell, 4 * cell))
     assert (overlay[pen_tile] == mosaic[pen_tile]).all()  # no call painted there: the slide as it is
+
+
+def test_the_slide_picture_shows_before_its_first_call(qtbot, tmp_path):
+    """What the window shows of a slide whose tiles are still being read: its picture, no call painted."""
+    from desktop.core.inference.model import Model
+    from desktop.core.records.domain import SessionRecord
+    from desktop.core.report.assay_report import build_report
+    from desktop.ui.summary_panel import SummaryPanel
+
+    info = Model(make_tiny_model(tmp_path / "idc.onnx", ("normal", "idc"), (50, 50), "idc-patch")).info
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    picture = np.full((6 * MAP_CELL_PX, 8 * MAP_CELL_PX, 3), 250, np.uint8)
+    picture[10:40, 20:60] = PINK
+    panel.set_mosaic(picture)
+    panel.show_report(build_report([], info, SessionRecord("slide.tif", info.key, info.version, info.sha256, "open"),
+                                   codes={}))
+    assert panel.heat.isVisible() and (panel.heat.overlay() == picture).all()
+    panel.set_mosaic(None)  # a folder of patches before its first call: nothing to show yet
+    panel.show_report(build_report([], info, SessionRecord("f", info.key, info.version, info.sha256, "open"), codes={}))
+    assert not panel.heat.isVisible()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -174,6 +174,12 @@ class SlideSummary:
     ai_idc: int  # of those, called IDC by the model
     ai_fraction: float | None
     grid: PatchGrid  # the maps' grid: map[row, col] is the patch at grid.offset(col, row)
+
+
+def picture_only(slide: SlideSummary, mosaic: np.ndarray, cell_px: int) -> SlideSummary:
+    """A whole slide before its first call: empty maps the mosaic's size, so its picture shows alone."""
+    empty = np.full((mosaic.shape[0] // cell_px, mosaic.shape[1] // cell_px), np.nan, np.float32)
+    return replace(slide, heat=empty, calls=empty)
 
 
 def placed_cells(cells: list[Cell]) -> list[tuple[Cell, tuple[int, int]]]:
