@@ -104,6 +104,8 @@ def test_idc_pipeline_end_to_end_on_a_few_patients(tmp_path):
     # the slide-level step is declared for the app to run, and the card says every figure went through it
     assert model.info.slide_step is not None and model.info.slide_step.weight == resolve("idc").slide_step_weight
     assert "Slide-level step" in card
+    # the scale of its input pixels, recorded from the data's description, for whole-slide images
+    assert model.session.get_modelmeta().custom_metadata_map["mpp"] == "4.0" and "4 µm per input pixel" in card
 
 
 def test_white_balance_divides_out_another_labs_tint_and_is_the_identity_when_off():

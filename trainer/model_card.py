@@ -42,8 +42,11 @@ def write_card(path: Path, cfg, results: RunResults, metadata: dict) -> None:  #
         lines.append(f"| {split} | " + " | ".join(str(counts[c]) for c in results.classes) + " |")
     lines += ["", "## Input", "",
               f"uint8 RGB `[N, {cfg.input_size}, {cfg.input_size}, 3]`; any image is decoded to RGB and "
-              f"`cv2.resize`d with INTER_AREA; smaller images: `{cfg.small_input}`. Scaling is inside the graph.", "",
-              "## Results on the test split (touched once)", "",
+              f"`cv2.resize`d with INTER_AREA; smaller images: `{cfg.small_input}`. Scaling is inside the graph.", ""]
+    if "mpp" in metadata:
+        lines += [f"Scale: {metadata['mpp']:g} µm per input pixel (metadata `mpp`, from the data's description: "
+                  "40x scans shown at 2.5x). The app reads whole-slide images at this scale.", ""]
+    lines += ["## Results on the test split (touched once)", "",
               "| metric | reference recipe (seed) | ours |", "|---|---|---|"]
     rows = [("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"), ("macro-F1", "macro_f1")]
     if cfg.task == IDC:

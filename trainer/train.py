@@ -30,7 +30,7 @@ from desktop.core.calibration import unfamiliar_threshold
 from desktop.core.inference.slide_step import SlideStep
 from trainer import architectures, calibration, evaluate, export, lab_book
 from trainer.calibration import Calibration
-from trainer.data import SPLITS, Dataset, DecodedSplit, cached_arrays, split_blood, split_idc
+from trainer.data import IDC_MPP, SPLITS, Dataset, DecodedSplit, cached_arrays, split_blood, split_idc
 from trainer.export import Unfamiliar
 from trainer.fitting import Trained, bench_onnx, log, ood_scores, predict, recalibrate_batch_norm, train_model
 from trainer.model_card import write_card
@@ -223,7 +223,8 @@ def build_metadata(recipe: Recipe, classes: list[str], metrics: dict, dataset: D
                     "Breast Histopathology Images (Janowczyk & Madabhushi 2016)",
                     "split_hash": dataset.split_hash(), "counts": dataset.counts()},
         "provenance": provenance,
-        **({"patch_size": recipe.input_size, "patch_stride": recipe.input_size} if recipe.kind == "idc" else {}),
+        **({"patch_size": recipe.input_size, "patch_stride": recipe.input_size, "mpp": IDC_MPP}
+           if recipe.kind == "idc" else {}),
         **({"slide_step": step.as_metadata()} if (step := slide_step(recipe)) else {}),
     }
 

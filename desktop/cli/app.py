@@ -46,6 +46,7 @@ from desktop.core.errors import SlideTallyError, StoreError  # noqa: E402
 from desktop.core.inference.catalog import resolve_model  # noqa: E402
 from desktop.core.inference.model import discover_models  # noqa: E402
 from desktop.core.inference.pipeline import Progress  # noqa: E402
+from desktop.core.inference.wsi import is_slide_file  # noqa: E402
 from desktop.core.logs import log_to_file  # noqa: E402
 from desktop.core.records.session import Session  # noqa: E402
 from desktop.core.report.assay_report import AssayReport  # noqa: E402
@@ -88,7 +89,7 @@ class ProgressBar:
 def cmd_classify(args) -> int:
     folder = Path(args.folder)
     _check_outputs(args, folder, Path(args.model) if args.model and args.model.endswith(".onnx") else None)
-    session = Session.open(folder, args.model, Path(args.data_dir) if args.data_dir else None)
+    session = Session.open(folder, args.model, Path(args.data_dir) if args.data_dir else None, slide_mpp=args.mpp)
     try:
         operator = args.operator.strip()
         if args.specimen:
@@ -115,13 +116,23 @@ def cmd_classify(args) -> int:
         session.close()
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of µm per pixel") from None
+    if not 0.01 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value:g} µm per pixel is not plausible (0.01-1000)")
+    return value
+
+
 def cmd_report(args) -> int:
     """The report of a stored session (a folder classified before, or its session file), in any outlet."""
     _check_outputs(args, None)
     session = open_stored_session(Path(args.session), args.model, data_dir(args))
     try:
         _check_outputs(args, session.folder, session.info.path)
-        if session.folder.is_dir():
+        if session.folder.is_dir() or is_slide_file(session.folder):
             session.look_for_changes()
         cells = session.cells()
         if not cells:
@@ -141,7 +152,8 @@ def open_stored_session(target: Path, model_arg: str | None, data_dir: Path) -> 
 
     from desktop.core.records.store import SessionStore, read_session, session_path
 
-    if target.is_file():
+    slide = target.is_file() and is_slide_file(target)
+    if target.is_file() and not slide:
         try:
             meta, _ = read_session(target)
         except (sqlite3.Error, OSError) as exc:  # not a database, or not readable
@@ -156,13 +168,13 @@ def open_stored_session(target: Path, model_arg: str | None, data_dir: Path) -> 
         model = resolve_model(match[0].path)
         folder = Path(meta["folder"])
         return Session(folder, model, SessionStore(target, folder, model.info.key, model.info.sha256))
-    if target.is_dir():
-        model = resolve_model(model_arg, target)
+    if target.is_dir() or slide:
+        model = resolve_model(model_arg or ("idc-patch" if slide else None), target if target.is_dir() else None)
         if not session_path(data_dir, target, model.info.key).exists():
             raise NothingToDo(f"no stored session of {readable(str(target))} with {model.info.key} in {data_dir}; "
                               "classify it first")
         return Session.open(target, model, data_dir)
-    raise CliError(f"{readable(str(target))} is neither an analysed folder nor a session file")
+    raise CliError(f"{readable(str(target))} is neither an analysed folder, a whole-slide image nor a session file")
 
 
 def _check_outputs(args, analysed: Path | None, model_file: Path | None = None) -> None:
@@ -248,8 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slidetally-cli", description="SlideTally without the GUI.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("classify", help="classify a folder of images and print the counts")
-    p.add_argument("folder")
+    p = sub.add_parser("classify", help="classify a folder of images (or one whole-slide image) and print the counts")
+    p.add_argument("folder", help="a folder of images, or a whole-slide image (.svs, .ndpi, .mrxs, .scn, tiled TIFF)")
+    p.add_argument("--mpp", type=_positive_float,
+                   help="µm per pixel of whole slides that do not record it (the scanner's; kept with the session)")
     p.add_argument("--model", help="model key (e.g. blood-pbc8), task, or path to an .onnx file")
     _output_arguments(p)
     p.add_argument("--specimen", help="specimen / accession ID the images belong to (stored with the session)")

@@ -11,7 +11,9 @@ import cv2
 import numpy as np
 
 from desktop.core.inference.imaging import UnreadableImage, load_image
+from desktop.core.inference.model import IDC_DEFAULT_MPP
 from desktop.core.inference.slide import cut_tile, tile_source
+from desktop.core.inference.wsi import is_slide_file, read_slide_tile
 
 
 @lru_cache(maxsize=2)
@@ -20,12 +22,21 @@ def _tissue_image(path: str) -> np.ndarray:
     return load_image(Path(path))
 
 
-def load_cell_image(folder: Path, relative: str, *, patch_size: int) -> np.ndarray:
-    """The cell's pixels: a file, or a `patch_size` tile cut from a tissue image (`name.png#x<X>_y<Y>`)."""
+@lru_cache(maxsize=8)
+def _is_slide(path: str) -> bool:
+    return is_slide_file(Path(path))
+
+
+def load_cell_image(folder: Path, relative: str, *, patch_size: int, mpp: float | None = None) -> np.ndarray:
+    """The cell's pixels: a file, or a `patch_size` tile cut from a tissue image or read from a whole
+    slide at the model's `mpp` (`name#x<X>_y<Y>`). `folder` may be the session's slide file itself."""
     tile = tile_source(relative)
     if tile:
         source, x, y = tile
-        return cut_tile(_tissue_image(str(Path(folder) / source)), x, y, patch_size)
+        path = Path(folder) if Path(folder).is_file() else Path(folder) / source
+        if _is_slide(str(path)):
+            return read_slide_tile(path, x, y, patch_size, mpp or IDC_DEFAULT_MPP)
+        return cut_tile(_tissue_image(str(path)), x, y, patch_size)
     return load_image(Path(folder) / relative)
 
 
@@ -37,10 +48,10 @@ def unreadable_mark(size: int) -> np.ndarray:
     return grey
 
 
-def thumbnail(folder: Path, relative: str, *, patch_size: int, size: int) -> np.ndarray:
+def thumbnail(folder: Path, relative: str, *, patch_size: int, size: int, mpp: float | None = None) -> np.ndarray:
     """The cell's picture fitted in `size` x `size` pixels (its longer side is `size`), RGB uint8."""
     try:
-        rgb = load_cell_image(folder, relative, patch_size=patch_size)
+        rgb = load_cell_image(folder, relative, patch_size=patch_size, mpp=mpp)
     except (UnreadableImage, OSError):
         return unreadable_mark(size)
     h, w = rgb.shape[:2]

@@ -127,7 +127,8 @@ def _gallery_html(report: AssayReport, folder: Path | None, images: dict[str, QI
         parts.append(f"<p><b>{html.escape(g.label)}</b> — {g.count} final call(s){shown}</p><table cellspacing=2><tr>")
         for i, file in enumerate(g.files):
             url = f"slidetally://thumb/{g.key}/{i}"
-            images[url] = to_qimage(thumbnail(folder, file, patch_size=report.model.patch_size, size=THUMB_PX))
+            images[url] = to_qimage(thumbnail(folder, file, patch_size=report.model.patch_size, size=THUMB_PX,
+                                                  mpp=report.model.mpp))
             if i and i % THUMBS_PER_ROW == 0:
                 parts.append("</tr><tr>")
             parts.append(f"<td><img width={THUMB_PX} height={THUMB_PX} src='{url}'></td>")

@@ -67,6 +67,7 @@ class Actions:
             return made
 
         action("open", "&Open folder…", sessions.choose_folder, "Open a folder (Ctrl+O)")
+        action("open_slide", "Open &slide…", sessions.choose_slide, "Open a whole-slide image (.svs, .ndpi, tiled TIFF …)")
         action("export", "&Export CSV…", records.export_csv)
         action("report", "&PDF report…", records.export_pdf)
         action("hl7", "&HL7 v2 message (ORU^R01)…", records.export_hl7)
@@ -118,6 +119,7 @@ class Actions:
         bar = self.window.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.addAction(self.open)
+        file_menu.addAction(self.open_slide)
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addSeparator()
         file_menu.addMenu("E&xport").addActions([self.export, self.report, self.hl7, self.fhir])

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import __version__
+from desktop.core.inference.wsi import is_slide_name
 from desktop.core.logs import log_file
 from desktop.core.resources import resource, user_data_dir, user_models_dir
 from desktop.ui.actions import Actions, shortcuts_html
@@ -280,7 +281,7 @@ class MainWindow(QMainWindow):
     # --- window events --------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
         urls = event.mimeData().urls()
-        if urls and Path(urls[0].toLocalFile()).is_dir():
+        if urls and (Path(urls[0].toLocalFile()).is_dir() or is_slide_name(Path(urls[0].toLocalFile()))):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:  # noqa: N802 - Qt API

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow
 from desktop.core.errors import SlideTallyError
 from desktop.core.inference.folder import guess_task
 from desktop.core.inference.model import BLOOD, IDC, Model, ModelInfo, discover_models
+from desktop.core.inference.wsi import SLIDE_FILTER, ScaleUnknown, is_slide_file
 from desktop.core.records.domain import SessionRecord, SessionState
 from desktop.core.records.integrity import ALTERED
 from desktop.core.records.session import ClassifyResult, Session
@@ -43,7 +44,7 @@ class SessionController(QObject):
         self.model_folders: tuple[Path, ...] = ()
         self._loaded: dict[Path, Model] = {}  # ONNX Runtime sessions, loaded once per model file
         self._summary_at = 0.0
-        self._mosaic_job = None
+        self._mosaic_jobs: list = []
         self._filters: dict[Path, str] = {}  # the find box's text per folder, while the app runs
 
     # --- models and the assay -----------------------------------------------------------------
@@ -111,14 +112,20 @@ class SessionController(QObject):
         if folder:
             self.open_folder(Path(folder))
 
+    def choose_slide(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.w, "Open a whole-slide image", self.w.settings.last_folder, SLIDE_FILTER)
+        if path:
+            self.open_folder(Path(path))
+
     def open_folder(self, folder: Path | str, guess: bool = True) -> None:
         w, folder = self.w, Path(folder)
-        if not folder.is_dir():
-            w.error("Cannot open folder", f"{folder} is not a folder (or no longer exists).")
+        slide = folder.is_file() and is_slide_file(folder)
+        if not folder.is_dir() and not slide:
+            w.error("Cannot open folder", f"{folder} is neither a folder nor a whole-slide image (or no longer exists).")
             return
         if guess:
             blood = self._blood_model()
-            task = run_busy(w, f"Looking at {folder.name} …", lambda: guess_task(folder, blood))
+            task = IDC if slide else run_busy(w, f"Looking at {folder.name} …", lambda: guess_task(folder, blood))
             if task and self.info and task != self.info.task:
                 self.folder = None  # the assay change below must not reopen the old folder
                 self.select_task(task)
@@ -129,13 +136,15 @@ class SessionController(QObject):
             return
         self.close_session()
         self._clear_view(folder)
-        model = self.model(self.info)
         try:
-            session, cells = run_busy(w, f"Opening {folder.name} …", lambda: self._open_session(folder, model))
+            opened = open_session(w, folder, self.model(self.info))
         except SlideTallyError as exc:
-            w.setWindowTitle("SlideTally")
+            opened = None
             w.error("Cannot open the folder", str(exc))
+        if opened is None:
+            w.setWindowTitle("SlideTally")
             return
+        session, cells = opened
         self.session, self.folder = session, folder
         # Qt queues the worker thread's signals to the GUI thread; each slot ignores a late
         # signal from an earlier session or worker (`_stale`).
@@ -147,6 +156,8 @@ class SessionController(QObject):
         adapter.notice.connect(self._notice)
         w.thumbnails.reset(folder, self.info.patch.size)
         w.gallery_model.reset(cells, self.info)
+        if folder.is_file():  # a whole slide: its picture under the map from the first tiles called
+            self._build_mosaic()
         w.find.setText(self._filters.get(folder, ""))
         self.show_record(session.record())
         w.review.focus_first()
@@ -158,11 +169,6 @@ class SessionController(QObject):
             w.statusBar().showMessage("This record was altered outside SlideTally: read-only.")
             return
         self._start_worker()
-
-    def _open_session(self, folder: Path, model: Model) -> tuple[Session, list]:
-        """Off the GUI thread: the session's store opened (or made) and its cells read."""
-        session = Session.open(folder, model, self.w.data_root)
-        return session, session.cells()
 
     def _clear_view(self, folder: Path) -> None:
         """Nothing of the previous folder stays on screen while the next one opens: title, banner,
@@ -315,11 +321,38 @@ class SessionController(QObject):
         self.w.error("Classification stopped",
                      f"Classification stopped: {message}\nEverything classified before this is kept.")
 
+    def _mosaic_ready(self, session, mosaic) -> None:
+        if session is self.session:  # not one built for a session closed since
+            self.w.summary.set_mosaic(mosaic)
+            self.w.records.refresh()
+
     def _build_mosaic(self) -> None:
         from desktop.ui.mosaic import MosaicJob
 
         cells = self.w.gallery_model.cells
-        job = MosaicJob(self.folder, cells, slide_grid(cells, self.info))
-        job.signals.ready.connect(lambda mosaic: (self.w.summary.set_mosaic(mosaic), self.w.records.refresh()))
-        self._mosaic_job = job
+        job = MosaicJob(self.folder, cells, slide_grid(cells, self.info), self.info.mpp)
+        session = self.session
+        job.signals.ready.connect(lambda mosaic: self._mosaic_ready(session, mosaic))
+        # kept until a later one replaces it and a while after: the pool runs it from Python's reference
+        self._mosaic_jobs = [*self._mosaic_jobs[-3:], job]
         self.w.thumbnails.start(job)
+
+
+def open_session(w: QMainWindow, folder: Path, model: Model) -> tuple[Session, list] | None:
+    """The folder's (or slide's) session and its cells, read off the GUI thread; a slide that does
+    not record its pixel size asks for it (None: not given)."""
+    def opened(mpp: float | None = None) -> tuple[Session, list]:
+        session = Session.open(folder, model, w.data_root, slide_mpp=mpp)
+        return session, session.cells()
+
+    try:
+        return run_busy(w, f"Opening {folder.name} …", opened)
+    except SlideTallyError as exc:
+        if not isinstance(exc.__cause__, ScaleUnknown):
+            raise
+    from PySide6.QtWidgets import QInputDialog
+
+    mpp, ok = QInputDialog.getDouble(w, "Slide scale", f"{folder.name} does not record its pixel size.\n"
+                                     "µm per pixel at full resolution (the scanner's; 0.25 at 40x, 0.5 at 20x):",
+                                     0.25, 0.01, 1000.0, 4)
+    return run_busy(w, f"Opening {folder.name} …", lambda: opened(mpp)) if ok else None

@@ -9,7 +9,9 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QTextOption
 from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
 
+from desktop.core.inference.slide import MAP_CELL_PX
 from desktop.core.report.assay_report import AssayReport
+from desktop.core.report.summary import picture_only
 from desktop.ui.heatmap import SlideMap
 
 
@@ -141,7 +143,11 @@ class SummaryPanel(QWidget):
     def _slide_html(self, report: AssayReport) -> str:
         slide, fraction = report.slide, report.result("idc_fraction")
         if slide is None or fraction is None or fraction.value is None:
-            self.heat.setVisible(False)
+            if slide is not None and not slide.calls.size and self._mosaic is not None:  # a whole slide, no call yet
+                self.heat.setVisible(True)
+                self.heat.show_slide(picture_only(slide, self._mosaic, MAP_CELL_PX), self._mosaic)
+            else:
+                self.heat.setVisible(False)
             return "<p>No patches classified yet.</p>"
         text = (f"<p style='font-size:15pt'><b>IDC fraction: {fraction.text()}{fraction.unit.symbol}</b></p>"
                 f"<p>{slide.idc} of {slide.patches} classified patches called IDC"

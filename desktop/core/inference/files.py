@@ -91,3 +91,22 @@ def read_file(path: Path | str, limit: int = MAX_FILE_BYTES, head: int | None = 
         raise UnreadableFile(os_error_reason(exc, path)) from exc
     finally:
         os.close(fd)
+
+
+def hash_stream(path: Path | str, digest) -> None:
+    """Feed a file of any size to `digest` (a hashlib object) in chunks, with read_file's checks
+    (regular files only, never blocking): a whole-slide image is hashed without being held."""
+    check_regular(path, 2**63)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise UnreadableFile(os_error_reason(exc, path)) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableFile(not_regular_reason(os.fstat(fd).st_mode))
+        while chunk := os.read(fd, 8 * 2**20):
+            digest.update(chunk)
+    except OSError as exc:
+        raise UnreadableFile(os_error_reason(exc, path)) from exc
+    finally:
+        os.close(fd)

@@ -1,5 +1,5 @@
 """What is in an analysed folder: its items for a model (files, or tiles of large tissue
-images) and a guess of the assay it holds."""
+images and whole slides) and a guess of the assay it holds."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from desktop.core.inference.imaging import UnreadableImage, image_header, load_i
 from desktop.core.inference.model import BLOOD, IDC, Model
 from desktop.core.inference.scan import SourceFile, scan_folder
 from desktop.core.inference.slide import TILE_MIN_PATCHES, PatchGrid, tile_image
+from desktop.core.inference.wsi import SlideError, is_slide_file, slide_tiles
 
 
 def _header_size(item: SourceFile) -> tuple[int, int] | None:
@@ -23,14 +24,22 @@ def _header_size(item: SourceFile) -> tuple[int, int] | None:
     return (header.width, header.height) if header else None
 
 
-def expand_tissue_images(files: list[SourceFile], grid: PatchGrid) -> list:
+def expand_tissue_images(files: list[SourceFile], grid: PatchGrid, model_mpp: float | None = None,
+                         declared_mpp: float | None = None) -> list:
     """For patch models: a large tissue image becomes its tissue tiles (the model's patch size and
-    stride); patches stay as they are."""
+    stride), a whole slide its tissue tiles at the model's scale (`model_mpp`; `declared_mpp` for
+    slides that do not record theirs); patches stay as they are."""
     items: list = []
     large = grid.size * TILE_MIN_PATCHES
     for f in files:
         if f.problem:
             items.append(f)  # the pipeline reports it with the reason
+            continue
+        if model_mpp is not None and is_slide_file(f.path):
+            try:
+                items.extend(slide_tiles(f, grid, model_mpp, declared_mpp))
+            except SlideError as exc:
+                items.append(SourceFile(f.path, f.relative, f.size, f.mtime, str(exc)))
             continue
         size = _header_size(f)
         maybe_large = (size is not None and size[0] >= large and size[1] >= large) or (size is None and f.size > 64_000)

@@ -8,6 +8,9 @@ metadata (integers, in slide pixels): `patch_size`, the side of the square cut f
 tissue image (default: the input width), and `patch_stride`, the distance between neighbouring
 patches, i.e. the spacing of the tiles the app cuts and of the x/y in patch file names
 (default: `patch_size`). Heat map, mosaic, gallery crops and tiling all read them from here.
+Patch models may declare `mpp`, the physical size of an input pixel in µm: whole-slide images are read
+at that scale (`desktop/core/inference/wsi.py`). An IDC model exported before `mpp` was in the contract
+is read at IDC_DEFAULT_MPP, the scale its data were cut at (40x scans shown at 2.5x: 0.25 µm · 16).
 A two-class patch model may also declare `slide_step` (JSON, see `desktop/core/inference/slide_step.py`):
 a step over all the patches of a slide that the core runs before the decision rule.
 """
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 SCHEMA_PREFIX = "slidetally/"
 BLOOD, IDC = "blood-differential", "idc-patch"  # the contract's tasks
 TASKS = (BLOOD, IDC)
+IDC_DEFAULT_MPP = 4.0  # µm per pixel of the IDC patches (see the docstring); for models without `mpp`
 MAX_THREADS = 8  # beyond this ONNX Runtime and the decoders gain nothing on a workstation
 REQUIRED_KEYS = ("slidetally.schema", "task", "display_name", "version", "classes", "input_size")
 OUTPUT_RANKS = {"probabilities": 2, "ood_score": 1, "features": 2}  # the contract's outputs: [N, C], [N], [N, F]
@@ -66,6 +70,7 @@ class ModelInfo:
     ood_threshold: float | None
     patch: PatchGrid  # patch models: patch side and stride on the slide (others: the input width)
     slide_step: SlideStep | None = None  # patch models: run over the whole slide before the decision rule
+    mpp: float | None = None  # patch models: µm per input pixel (whole slides are read at this scale)
     sha256: str = field(default="", compare=False)  # of the model file: what a session is bound to
     metrics: dict = field(default_factory=dict, compare=False)
     dataset: dict = field(default_factory=dict, compare=False)
@@ -206,6 +211,7 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         decision_threshold=_finite(number("decision_threshold", 0.5), "decision_threshold", path, 0.0, 1.0),
         ood_threshold=_finite(number("ood_threshold", None), "ood_threshold", path, 0.0, 1e9),
         patch=_patch_grid(meta, size[1], path), slide_step=_slide_step(meta, len(classes), path),
+        mpp=_finite(number("mpp", IDC_DEFAULT_MPP if meta["task"] == IDC else None), "mpp", path, 0.01, 1000.0),
         metrics=_json(meta, "metrics", path) if "metrics" in meta else {},
         dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
         provenance=_json(meta, "provenance", path) if "provenance" in meta else {},

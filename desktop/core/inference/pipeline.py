@@ -21,8 +21,9 @@ import numpy as np
 from desktop.core.inference.decision import Call, make_calls
 from desktop.core.inference.imaging import UnreadableImage, decode_image, decode_prepared, prepare, read_bytes
 from desktop.core.inference.model import Model, worker_threads
-from desktop.core.inference.scan import content_hash
+from desktop.core.inference.scan import content_hash, hash_large_file
 from desktop.core.inference.slide import Tile
+from desktop.core.inference.wsi import SlideTile, read_tile
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,22 @@ class Progress:
 
 
 class _TissueImages:
-    """Decodes each large tissue image once, however many of its tiles are asked for."""
+    """Decodes each large tissue image once, however many of its tiles are asked for; hashes each
+    whole slide once (its tiles are read on demand)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cache: dict = {}
+        self._slides: dict = {}
+
+    def slide_hash(self, path) -> str:
+        with self._lock:
+            if path not in self._slides:
+                digest = hash_large_file(path)
+                if digest is None:
+                    raise UnreadableImage("could not read the slide file")
+                self._slides[path] = digest
+            return self._slides[path]
 
     def get(self, path) -> tuple[np.ndarray, str]:
         """The image's pixels and the content hash of its file."""
@@ -66,7 +78,10 @@ def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[np.ndarray
         try:
             if getattr(item, "problem", ""):  # a pipe, a device, a folder we may not list: never opened
                 raise UnreadableImage(item.problem)
-            if isinstance(item, Tile):
+            if isinstance(item, SlideTile):
+                digest = tissue.slide_hash(item.path)
+                pixels[len(good)] = prepare(read_tile(item), spec)
+            elif isinstance(item, Tile):
                 rgb, digest = tissue.get(item.path)
                 pixels[len(good)] = prepare(rgb[item.y:item.y + item.height, item.x:item.x + item.width], spec)
             else:

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.inference.files import UnreadableFile, not_regular_reason, os_error_reason, read_file
+from desktop.core.inference.files import UnreadableFile, hash_stream, not_regular_reason, os_error_reason, read_file
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,17 @@ def hash_file(path: Path) -> str | None:
         return None
 
 
+def hash_large_file(path: Path) -> str | None:
+    """The content hash of a file of any size (a whole slide), read in chunks; the same hash
+    `content_hash` gives its bytes. None when it cannot be read."""
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        hash_stream(path, digest)
+    except UnreadableFile:
+        return None
+    return digest.hexdigest()
+
+
 def _relative(path: Path, folder: Path) -> str:
     return path.relative_to(folder).as_posix()
 
@@ -57,7 +68,8 @@ def _folder_problem(exc: OSError, path: Path) -> str:
     return f"folder not readable ({exc.strerror or exc})"
 
 
-def _source(path: Path, folder: Path) -> SourceFile:
+def source_file(path: Path, folder: Path) -> SourceFile:
+    """One file as an item of `folder` (its status read now; a problem becomes its reason)."""
     relative = _relative(path, folder)
     try:
         st = os.stat(path)  # follows links: a link to a good file is that file
@@ -97,6 +109,6 @@ def scan_folder(folder: Path, cancel: threading.Event | None = None) -> list[Sou
                 continue
             kept.append(name)
         dirs[:] = kept
-        found += [_source(here / name, folder) for name in files if not name.startswith(".")]
+        found += [source_file(here / name, folder) for name in files if not name.startswith(".")]
     found.sort(key=lambda f: f.relative)
     return found

@@ -156,11 +156,12 @@ PROBABILITY_ALPHA = 0.65
 
 
 def _map_base(shape: tuple[int, int], mosaic: np.ndarray | None, cell_px: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """The mosaic under a (rows, cols) map, or white when there is none of that size; and the size (w, h)."""
+    """The mosaic under a (rows, cols) map (its top-left part: a whole slide's picture is there before its
+    last tiles are called), or white when there is none that large; and the size (w, h)."""
     rows, cols = shape
     size = (cols * cell_px, rows * cell_px)
-    if mosaic is not None and mosaic.shape[:2] == (size[1], size[0]):
-        return mosaic.astype(np.float32), size
+    if mosaic is not None and mosaic.shape[0] >= size[1] and mosaic.shape[1] >= size[0]:
+        return mosaic[:size[1], :size[0]].astype(np.float32), size
     return np.full((size[1], size[0], 3), 255, np.float32), size
 
 

@@ -132,6 +132,7 @@ class SessionRecord:
     verified_at: str = ""
     target: int = DEFAULT_TARGET_WBC  # white cells to count (blood): the session's, frozen at sign-off
     corrected: bool = False  # signed off again after a reopen: the results correct a final report
+    slide_scale: str = ""  # whole slides: how each was read (µm/px, where that came from, level)
 
     @property
     def signed(self) -> bool:
@@ -166,6 +167,8 @@ def record_lines(record: SessionRecord, changes: FolderChanges | None = None) ->
         ("Status", record.status_line()),
         ("Signed off at", record.signed_at if record.signed else ""),
     ]
+    if record.slide_scale:
+        lines.append(("Slide scale", record.slide_scale))
     if changes is not None and changes.any:
         lines.append(("Folder changed since sign-off" if record.signed else "Folder changes not yet classified",
                       changes.summary()))

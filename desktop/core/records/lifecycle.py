@@ -30,7 +30,8 @@ def record_of(session: Session) -> SessionRecord:
         reopened_by=meta.get("reopened_by", ""), reopened_at=meta.get("reopened_at", ""),
         reopen_reason=meta.get("reopen_reason", ""), verified_by=meta.get("verified_by", ""),
         verified_at=meta.get("verified_at", ""), target=_stored_target(meta.get("target")),
-        corrected=bool(meta.get("reopened_at")))  # signed again after a reopen: a correction
+        corrected=bool(meta.get("reopened_at")),  # signed again after a reopen: a correction
+        slide_scale=meta.get("slide_scale", ""))
 
 
 def _stored_target(value: str | None) -> int:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from desktop.core.inference.scan import ScanCancelled, hash_file
+from desktop.core.inference.scan import ScanCancelled, hash_file, hash_large_file
+from desktop.core.inference.wsi import SlideTile
 from desktop.core.records.domain import FolderChanges
 from desktop.core.records.store import StoredFile
 
@@ -26,7 +27,8 @@ def compare(items: list, known: dict[str, StoredFile], cancel: threading.Event |
             todo.append(item)
             continue
         if item.path not in hashes:  # every file, every time: a same-size, same-time byte change is a change
-            hashes[item.path] = hash_file(item.path)  # (a tissue image's tiles share one file)
+            # (a tissue image's or a slide's tiles share one file; a slide is hashed in chunks, whatever its size)
+            hashes[item.path] = (hash_large_file if isinstance(item, SlideTile) else hash_file)(item.path)
         if hashes[item.path] is None and stored.content_hash is None and not stored.missing \
                 and (stored.size, stored.mtime) == (item.size, item.mtime):
             continue  # unreadable before and now (a pipe, a device, a broken link): nothing new to say

@@ -19,14 +19,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.errors import ActionRefused, FolderError
+from desktop.core.errors import ActionRefused, FolderError, SlideTallyError
 from desktop.core.events import Event
 from desktop.core.inference.catalog import resolve_model
 from desktop.core.inference.decision import Call
 from desktop.core.inference.folder import expand_tissue_images
 from desktop.core.inference.model import IDC, Model
 from desktop.core.inference.pipeline import Progress, classify
-from desktop.core.inference.scan import ScanCancelled, scan_folder
+from desktop.core.inference.scan import ScanCancelled, scan_folder, source_file
+from desktop.core.inference.wsi import is_slide_file
 from desktop.core.names import readable
 from desktop.core.records import lifecycle
 from desktop.core.records.classification import ForeignGuard, slide_step_revisions
@@ -40,6 +41,7 @@ from desktop.core.records.domain import (
 )
 from desktop.core.records.integrity import ALTERED, RecordAltered
 from desktop.core.records.rescan import compare
+from desktop.core.records.slide_scale import check_slide, declare_mpp, declared_mpp, note_slide_scales
 from desktop.core.records.store import SessionStore, Writer, session_path, store_error
 from desktop.core.report.assay_report import AssayReport, build_report
 from desktop.core.report.codes import ResultCode, load_codes
@@ -95,22 +97,39 @@ class Session:
         self._seen_version = store.data_version()
 
     @classmethod
-    def open(cls, folder: Path | str, model: Model | str | Path | None = None, data_dir: Path | None = None) -> Session:
-        """Open (or restore) the session of `folder` with `model` (a Model, key, task or .onnx path)."""
+    def open(cls, folder: Path | str, model: Model | str | Path | None = None, data_dir: Path | None = None,
+             slide_mpp: float | None = None) -> Session:
+        """Open (or restore) the session of `folder` (or of one whole-slide image) with `model` (a Model,
+        key, task or .onnx path). `slide_mpp`: µm per pixel of slides that do not record it, as the
+        technician gives it (kept in the session)."""
         from desktop.core.resources import user_data_dir
 
         folder = Path(folder)
         if not folder.exists():
             raise FolderError(f"The folder {readable(str(folder))} does not exist.")
-        if not folder.is_dir():
-            raise FolderError(f"{readable(str(folder))} is not a folder.")
-        model = resolve_model(model, folder)
+        slide = folder.is_file() and is_slide_file(folder)
+        if not folder.is_dir() and not slide:
+            raise FolderError(f"{readable(str(folder))} is neither a folder nor a whole-slide image.")
+        model = resolve_model(IDC if slide and model is None else model, folder if folder.is_dir() else None)
         try:
             root = Path(data_dir) if data_dir else user_data_dir()
         except OSError as exc:
             raise store_error(exc, Path(exc.filename or "the user data folder")) from exc
         path = session_path(root, folder, model.info.key)
-        return cls(folder.resolve(), model, SessionStore(path, folder, model.info.key, model.info.sha256))
+        session = cls(folder.resolve(), model, SessionStore(path, folder, model.info.key, model.info.sha256))
+        try:
+            declare_mpp(session.store, session._system(), slide_mpp)
+            if slide:  # a slide that cannot be read at the model's scale is refused now, in one sentence
+                check_slide(session.folder, model.info, session.declared_mpp)
+        except SlideTallyError:
+            session.close()
+            raise
+        return session
+
+    @property
+    def declared_mpp(self) -> float | None:
+        """µm per pixel the technician gave for slides that do not record theirs (None: none given)."""
+        return declared_mpp(self.store)
 
     def close(self) -> None:
         self.events.disconnect_all()
@@ -163,11 +182,11 @@ class Session:
     # --- the folder ----------------------------------------------------------------------
     def _items(self, cancel: threading.Event | None) -> list:
         try:
-            files = scan_folder(self.folder, cancel)
+            files = [source_file(self.folder, self.folder.parent)] if self.folder.is_file() else scan_folder(self.folder, cancel)
         except OSError as exc:
             raise FolderError(f"Cannot read the folder {readable(str(self.folder))}: {exc.strerror or exc}") from exc
         if self.info.task == IDC:
-            return expand_tissue_images(files, self.info.patch)
+            return expand_tissue_images(files, self.info.patch, self.info.mpp, self.declared_mpp)
         return files
 
     def _compare(self, items: list, cancel: threading.Event | None) -> tuple[FolderChanges, list]:
@@ -207,9 +226,12 @@ class Session:
         self._classifying.set()
         try:
             try:
-                changes, todo = self._compare(self._items(cancel), cancel)
+                items = self._items(cancel)
+                changes, todo = self._compare(items, cancel)
             except ScanCancelled:
                 return ClassifyResult(0, True, FolderChanges(), applied=False)
+            if not self.record().signed:
+                note_slide_scales(self.store, self._system(), items)
             if self.record().signed or changes.folder_empty:
                 self.pending_changes = changes
                 if changes.any:

@@ -106,6 +106,7 @@ class ModelIdentity:
     n_test: int | str
     patch_size: int  # the side of a tile cut from a tissue image (thumbnails of tiles)
     accuracy_label: str = "test accuracy"  # a site model's is "site cross-validated accuracy"
+    mpp: float | None = None  # patch models: µm per input pixel (tiles of whole slides are read at it)
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ class AssayReport:
             ("specimen_id", "Specimen ID", r.specimen_id or "(not entered)"),
             ("patient_id", "Patient ID", r.patient_id),
             ("folder", "Folder", r.folder),
+            *([("slide_scale", "Slide scale", r.slide_scale)] if r.slide_scale else []),
             ("assay", "Assay", m.display_name),
             ("model", "Model", f"{m.key} v{m.version}"),
             ("model_sha256", "Model SHA-256", m.sha256),
@@ -227,7 +229,7 @@ class AssayReport:
 def _model_identity(info: ModelInfo) -> ModelIdentity:
     m = info.metrics
     return ModelIdentity(info.key, info.display_name, info.version, info.sha256, info.task, m.get("accuracy"),
-                         m.get("macro_f1"), m.get("n", "?"), info.patch.size, info.accuracy_label)
+                         m.get("macro_f1"), m.get("n", "?"), info.patch.size, info.accuracy_label, info.mpp)
 
 
 def _reopens(audit: Iterable[AuditEntry]) -> tuple[Reopen, ...]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from desktop.core.inference.model import ModelInfo
-from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map
+from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map, tile_source
 from desktop.core.records.domain import DEFAULT_TARGET_WBC, Cell
 
 WBC_GROUP, NRBC_GROUP, PLATELET_GROUP = "wbc", "nrbc", "platelet"  # the model contract's class groups (blood)
@@ -175,6 +175,12 @@ class SlideSummary:
     grid: PatchGrid  # the maps' grid: map[row, col] is the patch at grid.offset(col, row)
 
 
+def picture_only(slide: SlideSummary, mosaic: np.ndarray, cell_px: int) -> SlideSummary:
+    """A whole slide before its first call: empty maps the mosaic's size, so its picture shows alone."""
+    empty = np.full((mosaic.shape[0] // cell_px, mosaic.shape[1] // cell_px), np.nan, np.float32)
+    return replace(slide, heat=empty, calls=empty)
+
+
 def placed_cells(cells: list[Cell]) -> list[tuple[Cell, tuple[int, int]]]:
     """The slide's usable patches with their slide offsets (unreadable, missing and unplaced ones left out)."""
     placed = []
@@ -186,9 +192,14 @@ def placed_cells(cells: list[Cell]) -> list[tuple[Cell, tuple[int, int]]]:
 
 
 def slide_grid(cells: list[Cell], info: ModelInfo) -> PatchGrid:
-    """The model's patch grid, anchored at the slide's top-left patch: the heat map, the mosaic and
-    a click on the map all use this one."""
-    return info.patch.fitted([offset for _, offset in placed_cells(cells)])
+    """The model's patch grid, anchored at the slide's top-left patch (patch files, whose offsets are
+    the source slide's) or at the image's own corner (tiles of a whole slide or tissue image, so the
+    slide's picture can lie under the map before its first tile is called): the heat map, the mosaic
+    and a click on the map all use this one."""
+    placed = placed_cells(cells)
+    if all(tile_source(c.file) for c, _ in placed):
+        return info.patch
+    return info.patch.fitted([offset for _, offset in placed])
 
 
 def decided_p_positive(cell: Cell, positive: str) -> float:
