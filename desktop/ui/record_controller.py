@@ -96,12 +96,15 @@ class RecordController:
         session = self.session
         if session is None:
             return
-        blocker = "Wait until classification has finished before signing off." if self.w.sessions.is_classifying() \
-            else session.sign_off_blockers()
+        if self.w.sessions.is_classifying():
+            self.w.error("Cannot sign off yet", "Wait until classification has finished before signing off.")
+            return
+        cells = self.w.gallery_model.cells
+        blocker, question = run_busy(self.w, "Checking the session …", lambda: (
+            session.sign_off_blockers(), self.report(cells, with_history=False).below_target()))
         if blocker:  # said first: no question is asked about a sign-off that cannot happen
             self.w.error("Cannot sign off yet", blocker)
             return
-        question = self.report(with_history=False).below_target()
         if question and not self.w.ask("Below the target count", question):
             return
         record = session.record()
