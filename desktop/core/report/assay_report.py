@@ -256,7 +256,7 @@ def _corrections(audit: Iterable[AuditEntry], info: ModelInfo) -> tuple[str, ...
         elif e.action in ("target count", "specimen"):
             other.append(f"{e.action} {e.old or '(none)'} → {e.new}")
     moves = Counter((first[f], last[f]) for f in first if first[f] != last[f])
-    lines = [f"{n} cell(s) {info.label_of(old)} → {info.label_of(new)}" for (old, new), n in sorted(moves.items())]
+    lines = [f"{n} {info.item_noun} {info.label_of(old)} → {info.label_of(new)}" for (old, new), n in sorted(moves.items())]
     return tuple(lines + other)
 
 
@@ -307,7 +307,7 @@ def build_report(cells: list[Cell], info: ModelInfo, record: SessionRecord, *, a
                                   code=code_for(codes, "platelets_counted")))
         source = reference.source if reference else ""
     else:
-        warnings = count_warnings(tally)
+        warnings = count_warnings(tally, info.item_noun)
         source = IDC_REFERENCE_NOTE if info.task == IDC else "No reference intervals for this assay."
         if info.task == IDC:
             slide = idc_summary(cells, info, tally=tally)

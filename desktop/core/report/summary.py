@@ -145,11 +145,11 @@ def differential(cells: list[Cell], info: ModelInfo, target: int = DEFAULT_TARGE
                         warnings)
 
 
-def count_warnings(tally: Counts) -> list[str]:
-    """What every assay's report warns about: cells waiting for review, unreadable and missing files."""
+def count_warnings(tally: Counts, noun: str = "cell(s)") -> list[str]:
+    """What every assay's report warns about: cells (or patches) waiting for review, unreadable and missing files."""
     warnings = []
     if tally.pending_review:
-        warnings.append(f"{tally.pending_review} cell(s) in Review are not counted until confirmed"
+        warnings.append(f"{tally.pending_review} {noun} in Review are not counted until confirmed"
                         + (f" ({tally.unfamiliar_excluded} flagged Unfamiliar)." if tally.unfamiliar_excluded else "."))
     if tally.unreadable:
         warnings.append(f"{tally.unreadable} file(s) could not be read: {left_out_line(tally)}.")
