@@ -121,6 +121,7 @@ def signed_verified_session(folder: Path, model, data: Path, truth: dict[str, st
     s.classify()
     for c in s.cells():
         s.reclassify([c.file], truth[c.file], operator)
+    s.os_user = "tech"  # the technician's own computer login, not the one the tests (and any approver) run under
     s.set_identity(specimen, "", operator)
     s.sign_off(operator)
     s.close()

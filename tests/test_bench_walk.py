@@ -385,3 +385,37 @@ def test_enter_in_the_audit_filter_filters_and_opens_nothing(qtbot):
     dialog.filter.setFocus()
     qtbot.keyClick(dialog.filter, Qt.Key.Key_Return)
     assert exported == []
+
+
+def test_a_site_model_is_not_approved_under_a_login_that_signed_its_cells():
+    import getpass
+
+    from desktop.core.lab.site_guard import SiteModelRefused, check_approver
+
+    me = getpass.getuser()
+    assert check_approver("Dr Lee", {"Ana"}, ["tech"]) == "Dr Lee"
+    with pytest.raises(SiteModelRefused, match="own login"):
+        check_approver("Dr Lee", {"Ana"}, [me])  # another name typed under the signer's login
+    assert check_approver("Dr Lee", {"Ana"}, [me], allow_same_login=True) == "Dr Lee"
+
+
+def test_sign_off_and_verification_record_the_computer_login(tmp_path):
+    from desktop.core.lab.site_cells import signed_sessions, who_signed
+    from desktop.core.records.session import Session
+
+    model = make_tiny_model(tmp_path / "tiny.onnx")
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for path in sorted((SAMPLES / "blood").glob("*.jpg"))[:3]:
+        shutil.copy(path, folder / path.name)
+    s = Session.open(folder, model, tmp_path / "data")
+    s.classify()
+    s.confirm([c.file for c in s.cells()], "Ana")
+    s.os_user = "ana"
+    s.sign_off("Ana", "S-5")
+    s.os_user = "ben"
+    s.verify("Ben")
+    assert not s.store.integrity_problems()
+    s.close()
+    signed = who_signed(signed_sessions(tmp_path / "data", Session.open(folder, model, tmp_path / "data").info))
+    assert signed == {"signed_by": ["Ana", "Ben"], "signed_logins": ["ana", "ben"]}

@@ -25,6 +25,7 @@ def test_verification_and_adapt_dialogs(qtbot, tmp_path, monkeypatch):
     for c in s.cells():
         s.reclassify([c.file], c.file.split("/")[0], "Ana")
     s.set_identity("S-1", "", "Ana")
+    s.os_user = "ana"  # the technician's login; the lab director approves under another
     s.sign_off("Ana")
     s.close()
 

@@ -97,15 +97,16 @@ def _cells(args, base):
     if args.verified:
         site = from_folder(args.verified, base.info)
         return site, {"verified_folder": str(args.verified.resolve()), "cells": int(len(site.labels))}
-    from desktop.core.lab.site_cells import cells_from_sessions, signed_sessions
+    from desktop.core.lab.site_cells import cells_from_sessions, signed_sessions, who_signed
 
     sessions = signed_sessions(args.sessions, base.info, args.since)
     cells = cells_from_sessions(sessions, base.info)
     if not cells:
         raise ValueError(f"no signed-off sessions with verified cells of {base.info.key} in {args.sessions}")
-    signers = frozenset(n for s in sessions for n in (s.meta.get("signed_by", ""), s.meta.get("verified_by", "")) if n)
-    site = load_cells(cells, base.info, signers=signers)
-    return site, {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": int(len(site.labels))}
+    signed = who_signed(sessions)
+    site = load_cells(cells, base.info, signers=frozenset(signed["signed_by"]))
+    return site, {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": int(len(site.labels)),
+                  "signed_logins": signed["signed_logins"]}
 
 
 def _progress(args):

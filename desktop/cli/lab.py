@@ -37,7 +37,13 @@ def cmd_verify(args) -> int:
 def cmd_adapt(args) -> int:
     """Fit a site model on verified cells (cross-validated), write it, print before/after."""
     from desktop.core.lab.adaptation import AdaptationRefused
-    from desktop.core.lab.site_cells import cells_from_folder, cells_from_sessions, has_specimens, signed_sessions
+    from desktop.core.lab.site_cells import (
+        cells_from_folder,
+        cells_from_sessions,
+        has_specimens,
+        signed_sessions,
+        who_signed,
+    )
     from desktop.core.lab.site_model import prepare_adaptation, write_site_model
 
     model = resolve_model(args.model)
@@ -53,9 +59,8 @@ def cmd_adapt(args) -> int:
     else:
         sessions = signed_sessions(data_dir(args), model.info, args.since)
         cells = cells_from_sessions(sessions, model.info)
-        signers = sorted({n for s in sessions for n in (s.meta.get("signed_by", ""), s.meta.get("verified_by", "")) if n})
         source = {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": len(cells),
-                  "signed_by": signers}
+                  **who_signed(sessions)}
     start = time.perf_counter()
     try:
         prepared = prepare_adaptation(model, cells, source)

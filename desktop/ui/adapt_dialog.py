@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 from desktop.core.errors import SlideTallyError
 from desktop.core.inference.model import Model, find_model_files
 from desktop.core.lab.deep_runner import deep_adapt_arguments, parse_trainer_line, trainer_command
-from desktop.core.lab.site_cells import cells_from_folder, cells_from_sessions, signed_sessions
+from desktop.core.lab.site_cells import cells_from_folder, cells_from_sessions, signed_sessions, who_signed
 from desktop.core.lab.site_guard import loss_text
 from desktop.core.lab.site_install import install_site_model
 from desktop.core.lab.site_model import PreparedAdaptation, next_number, prepare_adaptation, slug, write_site_model
@@ -47,9 +47,11 @@ KEYS = ("accuracy", "balanced_accuracy", "accepted_share", "accepted_accuracy")
 class AdaptDialog(QDialog):
     """Fit on the lab's verified cells, show the site cross-validated figures, install on approval."""
 
-    def __init__(self, parent, model: Model, data_root: Path, models_folder: Path, on_installed) -> None:
+    def __init__(self, parent, model: Model, data_root: Path, models_folder: Path, on_installed,
+                 allow_same_login: bool = False) -> None:
         super().__init__(parent)
         self.model, self.data_root, self.models_folder, self.on_installed = model, data_root, models_folder, on_installed
+        self.allow_same_login = allow_same_login  # the lab's setting (Tools menu)
         self.prepared: PreparedAdaptation | None = None
         self.candidate: Path | None = None
         self.report: dict | None = None
@@ -224,8 +226,7 @@ class AdaptDialog(QDialog):
             folder = Path(self.folder.text().strip())
             return cells_from_folder(folder, info), {"verified_folder": str(folder)}
         sessions = signed_sessions(self.data_root, info)
-        signers = sorted({n for s in sessions for n in (s.meta.get("signed_by", ""), s.meta.get("verified_by", "")) if n})
-        return cells_from_sessions(sessions, info), {"sessions": [s.name for s in sessions], "signed_by": signers}
+        return cells_from_sessions(sessions, info), {"sessions": [s.name for s in sessions], **who_signed(sessions)}
 
     def _quick_progress(self, stage: str, done: int, total: int) -> None:
         self.progress.setRange(0, total)
@@ -275,10 +276,11 @@ class AdaptDialog(QDialog):
                 out = self.models_folder / f"{key}-site-{site}-{next_number(self.models_folder, key, site)}.onnx"
                 shipped = resource("models")
                 path = install_site_model(self.candidate, out, self.approver.text(),
-                                          find_model_files(shipped, self.models_folder), [shipped], override)
+                                          find_model_files(shipped, self.models_folder), [shipped], override,
+                                          allow_same_login=self.allow_same_login)
             elif self.prepared is not None:
                 path = write_site_model(self.model, self.prepared, self.site.text(), self.approver.text(),
-                                        self.models_folder, override=override)
+                                        self.models_folder, override=override, allow_same_login=self.allow_same_login)
             else:
                 return
         except SlideTallyError as exc:

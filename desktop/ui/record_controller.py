@@ -368,7 +368,7 @@ class RecordController:
         info = self.w.sessions.info
         if info is not None:
             AdaptDialog(self.w, self.w.sessions.model(info), self.w.data_root, self.w.user_models,
-                        self.site_installed).exec()
+                        self.site_installed, allow_same_login=self.w.settings.allow_same_login).exec()
 
     def site_installed(self, path: Path) -> None:
         sessions, user_models = self.w.sessions, self.w.user_models

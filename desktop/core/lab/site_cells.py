@@ -192,3 +192,12 @@ def extract(model: Model, cells: list[VerifiedCell], progress=None, cancel: thre
                    np.array([c.group for c in kept]), np.concatenate(probs).astype(np.float64),
                    np.concatenate(oods).astype(np.float64) if has_ood else None)
     return site, problems
+
+
+def who_signed(sessions: list[SignedSession]) -> dict[str, list[str]]:
+    """The names and computer logins that signed or verified these sessions: none of them may approve
+    a site model fitted on their cells (logins are known for sessions signed since version 0.1.1)."""
+    def values(*keys: str) -> list[str]:
+        return sorted({v for s in sessions for k in keys if (v := s.meta.get(k, ""))})
+
+    return {"signed_by": values("signed_by", "verified_by"), "signed_logins": values("signed_login", "verified_login")}

@@ -11,9 +11,11 @@ quick method (`slidetally-cli adapt`, Tools → Adapt) and the deep one (`slidet
 
 from __future__ import annotations
 
+import getpass
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from desktop.core.errors import ActionRefused, ModelError
@@ -51,13 +53,19 @@ def check_destination(out: Path, model_files: list[Path], protected_folders: lis
     return out
 
 
-def check_approver(approved_by: str, signers: set[str] | frozenset[str]) -> str:
-    """The lab director who approves must not be one of the people who signed the cells used."""
+def check_approver(approved_by: str, signers: set[str] | frozenset[str], logins: Iterable[str] = (), *,
+                   allow_same_login: bool = False) -> str:
+    """The lab director who approves must not be one of the people who signed the cells used, by
+    name or by computer login (unless the lab's setting allows the same login)."""
     name = approved_by.strip()
     if not name:
         raise SiteModelRefused("a site model must be approved by a named person (the lab director)")
     if name.casefold() in {s.strip().casefold() for s in signers if s}:
         raise SiteModelRefused(f"{name} signed cells this model was fitted on; another person must approve it")
+    login = getpass.getuser()
+    if login in set(logins) and not allow_same_login:
+        raise SiteModelRefused(f"the computer login {login!r} signed or verified cells this model was fitted on; "
+                               "the approver must work under their own login")
     return name
 
 

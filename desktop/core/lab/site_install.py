@@ -33,11 +33,13 @@ def read_site(candidate: Path) -> tuple[onnx.ModelProto, dict]:
 
 
 def install_site_model(candidate: Path, out: Path, approved_by: str, model_files: list[Path],
-                       protected_folders: list[Path], override: str | None = None) -> Path:
+                       protected_folders: list[Path], override: str | None = None, *,
+                       allow_same_login: bool = False) -> Path:
     """Check every rule, stamp the approval (and any override of a loss) into the metadata,
     write `out` atomically and return it. Nothing is written when a rule refuses."""
     proto, site = read_site(candidate)
-    name = check_approver(approved_by, set(site.get("signed_by", [])))
+    name = check_approver(approved_by, set(site.get("signed_by", [])), site.get("source", {}).get("signed_logins", []),
+                          allow_same_login=allow_same_login)
     accepted = check_not_worse(site.get("before", {}), site.get("after", {}), override)
     out = check_destination(Path(out), model_files, protected_folders)
     site.update({"approved_by": name, "approved_at": now(),

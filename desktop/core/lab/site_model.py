@@ -118,7 +118,7 @@ def prepare_adaptation(base: Model, cells: list[VerifiedCell], source: dict, pro
 
 def write_site_model(base: Model, prepared: PreparedAdaptation, site_name: str, approved_by: str,
                      destination: Path, override: str | None = None, model_files: list[Path] | None = None,
-                     protected_folders: list[Path] | None = None) -> Path:
+                     protected_folders: list[Path] | None = None, allow_same_login: bool = False) -> Path:
     """Graft, prove, write atomically (into a folder, e.g. the user models folder, or to a new .onnx path)
     and validate the file as any model is validated at load. The guard rails of `site_guard` apply:
     a new file under a free key, an approver who signed none of the cells, a loss only with `override`."""
@@ -126,7 +126,8 @@ def write_site_model(base: Model, prepared: PreparedAdaptation, site_name: str, 
     from desktop.core.resources import resource
 
     adaptation = prepared.adaptation
-    approver = check_approver(approved_by, set(prepared.source.get("signed_by", [])))
+    approver = check_approver(approved_by, set(prepared.source.get("signed_by", [])),
+                              prepared.source.get("signed_logins", []), allow_same_login=allow_same_login)
     accepted = check_not_worse(adaptation.before.as_dict(), adaptation.after.as_dict(), override)
     site = slug(site_name)
     destination = Path(destination)

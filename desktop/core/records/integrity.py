@@ -27,7 +27,7 @@ SEAL_ACTIONS = ("sign-off", "verify")
 SIGNED_KEYS = ("folder", "model_sha256", "specimen_id", "patient_id", "signed_by", "signed_at")
 VERIFIED_KEYS = (*SIGNED_KEYS, "verified_by", "verified_at")
 # Sealed when present: a session signed before the key existed keeps its seal valid.
-OPTIONAL_SEALED = ("target",)
+OPTIONAL_SEALED = ("target", "signed_login")
 ALTERED = "This record was altered outside SlideTally"
 
 

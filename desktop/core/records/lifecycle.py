@@ -113,9 +113,10 @@ def sign_off(session: Session, operator: str, specimen_id: str | None = None) ->
                                  "reclassify them first.")
         w.set_meta("state", SessionState.SIGNED)
         w.set_meta("signed_by", operator)
+        w.set_meta("signed_login", session.os_user)  # the computer login, beside the typed name
         w.set_meta("signed_at", now())
         w.set_meta("target", str(session.record().target))  # frozen with the report
-        w.delete_meta("verified_by", "verified_at", "verified_digest")
+        w.delete_meta("verified_by", "verified_at", "verified_digest", "verified_login")
         w.seal("sign-off")
     session.events.state.emit(session.record())
 
@@ -141,6 +142,7 @@ def verify(session: Session, operator: str, *, allow_same_account: bool = False)
                              "ask the lab to allow this in Settings.")
     with session.store.write(actor, require_open=False) as w:
         w.set_meta("verified_by", actor.operator)
+        w.set_meta("verified_login", actor.os_user)
         w.set_meta("verified_at", now())
         w.seal("verify")
         if same_account:
@@ -159,6 +161,7 @@ def reopen(session: Session, operator: str, reason: str) -> None:
         w.set_meta("reopened_by", actor.operator)
         w.set_meta("reopened_at", now())
         w.set_meta("reopen_reason", reason.strip())
-        w.delete_meta("signed_by", "signed_at", "verified_by", "verified_at", "signed_digest", "verified_digest")
+        w.delete_meta("signed_by", "signed_at", "verified_by", "verified_at", "signed_digest", "verified_digest",
+                      "signed_login", "verified_login")
         w.audit("reopen", reason=reason.strip())
     session.events.state.emit(session.record())
