@@ -105,7 +105,15 @@ def classify(
     done, start = 0, time.perf_counter()
     pending: deque[Future] = deque()
     chunks = iter(batches(items, batch_size))
-    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+
+    def infer(decoded):
+        pixels, good, hashes, bad = decoded
+        return (model.predict(pixels) if len(good) else (None, None)), good, hashes, bad
+
+    # Decoding runs `workers + 2` batches ahead; the model runs one batch ahead of the calling
+    # thread, which turns outputs into calls and stores them while the next batch is inferred.
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool, \
+            ThreadPoolExecutor(1, thread_name_prefix="infer") as inference:
         def top_up():
             while len(pending) < workers + 2 and not cancel.is_set():
                 chunk = next(chunks, None)
@@ -113,14 +121,19 @@ def classify(
                     return
                 pending.append(pool.submit(decode_batch, chunk, model, tissue))
 
-        top_up()
-        while pending and not cancel.is_set():
-            pixels, good, hashes, bad = pending.popleft().result()
+        def next_inferred() -> Future | None:
+            if not pending or cancel.is_set():
+                return None
+            decoded = pending.popleft().result()
             top_up()
-            calls = bad
-            if len(good):
-                probabilities, ood = model.predict(pixels)
-                calls = make_calls(model.info, good, probabilities, ood, hashes) + bad
+            return inference.submit(infer, decoded)
+
+        top_up()
+        inferred = next_inferred()
+        while inferred is not None:
+            (probabilities, ood), good, hashes, bad = inferred.result()
+            inferred = next_inferred()
+            calls = make_calls(model.info, good, probabilities, ood, hashes) + bad if len(good) else bad
             on_calls(calls)
             done += len(calls)
             if on_progress:

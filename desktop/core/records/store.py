@@ -208,6 +208,41 @@ class Writer:
             self.touched.append(call.relative)
         return bool(cursor.rowcount)
 
+    def put_new_calls(self, calls: list[Call]) -> list[str]:
+        """Store the calls of files not classified before, in one statement; returns the files stored.
+        A file another process stored first keeps its call (as `put_call` without `file_changed`):
+        the write transaction holds the database, so what is stored cannot change between the two
+        statements."""
+        stored: set = set()
+        names = [_db(c.relative) for c in calls]
+        for start in range(0, len(names), 500):
+            chunk = names[start:start + 500]
+            stored.update(r[0] for r in self.db.execute(
+                f"SELECT relative FROM images WHERE relative IN ({','.join('?' * len(chunk))})", chunk))
+        new = []
+        for name, c in zip(names, calls):
+            if name not in stored:  # the first of two calls for one file wins, as with put_call
+                stored.add(name)
+                new.append((name, c))
+        self.db.executemany(
+            """INSERT INTO images(relative, size, mtime, content_hash, ai_class, confidence, probabilities, second_class,
+                   ood_score, unfamiliar, review, review_reason, unreadable, x, y, file_changed)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)""",
+            [(name, c.size, c.mtime, c.content_hash, c.ai_class, c.confidence, json.dumps(c.probabilities),
+              c.second_class, c.ood_score, int(c.unfamiliar), int(c.review), _db(c.review_reason), _db(c.unreadable),
+              c.x, c.y) for name, c in new])
+        added = [c.relative for _, c in new]
+        self.touched += added
+        return added
+
+    def set_ai_many(self, revised: list[tuple[str, object]]) -> None:
+        """`set_ai` for many files in one statement (a slide-level step over a whole slide)."""
+        self.db.executemany("""UPDATE images SET ai_class=?, confidence=?, second_class=?, unfamiliar=?, review=?,
+                               review_reason=? WHERE relative=?""",
+                            [_args(f.ai_class, f.confidence, f.second_class, int(f.unfamiliar), int(f.review),
+                                   f.review_reason, file) for file, f in revised])
+        self.touched += [file for file, _ in revised]
+
     def set_ai(self, file: str, fields) -> None:
         """Revise the AI call of a file (a slide-level step): the model's own probabilities and
         anything the technician did stay as they are."""
