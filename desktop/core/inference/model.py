@@ -133,7 +133,11 @@ def _slide_step(meta: dict[str, str], n_classes: int, path: Path) -> SlideStep |
 
 
 def worker_threads() -> int:
-    """Threads for inference and for decoding: one per core, at most MAX_THREADS."""
+    """Threads for inference and for decoding: one per core, at most MAX_THREADS, unless the
+    environment's SLIDETALLY_THREADS says otherwise (a shared machine, a thread curve)."""
+    wanted = os.environ.get("SLIDETALLY_THREADS", "")
+    if wanted.isdigit() and int(wanted) > 0:
+        return min(MAX_THREADS, int(wanted))
     return max(1, min(MAX_THREADS, os.cpu_count() or 1))
 
 

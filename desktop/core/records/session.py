@@ -247,25 +247,29 @@ class Session:
             self.events.progress.emit(p)
 
         def on_calls(calls: list[Call]) -> None:
-            self._store_calls(calls, changed)
+            self.store_calls(calls, changed)
             if guard is not None:
                 guard.look(calls)
 
         done = classify(self.model, items, on_calls, on_progress, cancel, batch_size=batch_size)
         if done:
-            self._apply_slide_step()
-            with self.store.write(self._system()) as w:  # AI calls are audited: one row per run
-                w.audit("classify", None, None, f"{done} image(s) by {self.info.key} {self.info.version}",
-                        f"model SHA-256 {self.info.sha256}" + (" (cancelled)" if cancel is not None and cancel.is_set()
-                                                              else ""))
+            self.finish_run(done, cancel is not None and cancel.is_set())
         return done
+
+    def finish_run(self, done: int, cancelled: bool) -> None:
+        """After a run's calls are stored: the slide-level step, then the run's one audit row
+        (the AI calls are audited per run, not per cell)."""
+        self._apply_slide_step()
+        with self.store.write(self._system()) as w:
+            w.audit("classify", None, None, f"{done} image(s) by {self.info.key} {self.info.version}",
+                    f"model SHA-256 {self.info.sha256}" + (" (cancelled)" if cancelled else ""))
 
     def _apply_slide_step(self) -> None:
         """Run the model's slide-level step over every patch of each slide in the session and
         revise the AI calls it changes (never a technician's call; a signed session is not
         classified at all). One audit line says what the step did."""
         step = self.info.slide_step
-        revised = slide_step_revisions(self.store.cells(), self.info) if step is not None else []
+        revised = slide_step_revisions(self.store.patch_calls(), self.info) if step is not None else []
         if not revised:
             return
         with self.store.write(self._system()) as w:
@@ -299,8 +303,8 @@ class Session:
                 w.set_stat(file, size, mtime)
         self._announce_changed(w)
 
-    def _store_calls(self, calls: list[Call], changed: set[str]) -> None:
-        """One transaction per batch: new files' calls in one statement, changed files' one by one
+    def store_calls(self, calls: list[Call], changed: set[str]) -> None:
+        """Store one batch's calls in one transaction: new files' calls in one statement, changed files' one by one
         (each with its audit row)."""
         added = []
         with self.store.write(self._system()) as w:

@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 
 from desktop.core.errors import SessionLocked, StoreError
 from desktop.core.inference.decision import Call
-from desktop.core.records.domain import Actor, AuditEntry, Cell, SessionState, now
+from desktop.core.records.domain import Actor, AuditEntry, Cell, PatchCall, SessionState, now
 from desktop.core.records.integrity import (
     GENESIS,
     SIGNED_KEYS,
@@ -95,7 +95,7 @@ def store_error(exc: BaseException, folder: Path) -> StoreError:
 
 def _db(value):
     """A value as SQLite takes it: a str that is not valid UTF-8 (a file name) as its raw bytes."""
-    if isinstance(value, str):
+    if isinstance(value, str) and not value.isascii():  # ASCII (most names, every reason) is valid UTF-8
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -377,6 +377,22 @@ class SessionStore:
                     rows += self.db.execute(f"SELECT {CELL_COLUMNS} FROM images WHERE relative IN "
                                             f"({','.join('?' * len(chunk))}) ORDER BY id", _args(*chunk)).fetchall()
         return [_cell(r) for r in rows]
+
+    def patch_calls(self) -> list[PatchCall]:
+        """Every readable, present two-class call with a slide position, in row order (for the
+        slide-level step: only the columns it reads)."""
+        with self._lock:
+            rows = self.db.execute("""SELECT relative, probabilities, x, y, ood_score, ai_class, review, confidence,
+                                             final_class IS NOT NULL OR confirmed FROM images
+                                      WHERE x IS NOT NULL AND y IS NOT NULL AND unreadable = '' AND missing = 0
+                                      ORDER BY id""").fetchall()
+        calls = []
+        for relative, probabilities, x, y, ood, ai_class, review, confidence, seen in rows:
+            p = json.loads(probabilities or "[]")
+            if len(p) == 2:
+                calls.append(PatchCall(os.fsdecode(relative) if isinstance(relative, bytes) else relative, p[1], x, y,
+                                       ood, ai_class, bool(review), confidence or 0.0, bool(seen)))
+        return calls
 
     def known_files(self) -> dict[str, StoredFile]:
         with self._lock:
