@@ -44,6 +44,12 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
+def _cpu_seconds() -> float:
+    """This process's CPU time, all threads: unlike wall time, barely moved by other work on the machine."""
+    times = os.times()
+    return times.user + times.system
+
+
 def _unique(items: list[SourceFile]) -> list[SourceFile]:
     """Distinct relative names, so the store keeps a row for every repeat of a file."""
     return [SourceFile(f.path, f"{i}/{f.relative}", f.size, f.mtime) for i, f in enumerate(items)]
@@ -106,11 +112,13 @@ def cmd_bench(args) -> int:
             session.classify_items(_unique(items), set(), None, None, args.batch)
             session.close()
 
-    results = {}
+    results, cpu = {}, {}
     for name, fn, n in (("decode+resize", decode_all, len(items)), ("model", infer_all, (len(items) // args.batch) * args.batch),
                         ("end-to-end", end_to_end, len(items))):
         fn() if name != "end-to-end" else None  # warm-up (caches, ORT arena)
+        before = _cpu_seconds()
         results[name] = n / _seconds(fn)
+        cpu[name] = (_cpu_seconds() - before) / n
     d, m, e = results["decode+resize"], results["model"], results["end-to-end"]
     limit = 1 / (1 / d + 1 / m)
     rss = _peak_rss_mb()
@@ -121,6 +129,10 @@ def cmd_bench(args) -> int:
     print(f"  E end-to-end     {e:8.0f} img/s (read+decode+resize+infer+store)")
     print(f"  limit 1/(1/D+1/M) {limit:7.0f} img/s; E / limit = {e / limit:.2f}")
     print(f"  peak RSS {rss:.0f} MB")
+    overhead = cpu["end-to-end"] - cpu["decode+resize"] - cpu["model"]
+    d_us, m_us, e_us = (cpu[k] * 1e6 for k in ("decode+resize", "model", "end-to-end"))
+    print(f"  CPU per image: D {d_us:.0f} µs, M {m_us:.0f} µs, E {e_us:.0f} µs (E - D - M {overhead * 1e6:+.0f} µs); "
+          f"cores busy in E {cpu['end-to-end'] * e:.2f} of {os.cpu_count()}")
     if not args.no_stages:
         _print_stages(_stages(folder, model, items[:STAGE_SAMPLE], batch, args.batch, list_s / len(files), m))
     return 0

@@ -75,17 +75,16 @@ def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndar
     scores = None if ood is None else np.where(valid, ood, 0.0)
     rule = decide(probabilities, scores, info.review_threshold, info.ood_threshold, info.decision_threshold)
     fields = batch_fields(info.class_keys, probabilities, rule, None if ood is None else [float(v) for v in ood])
-    hashes = hashes or [None] * len(fields)
+    hashes = hashes or [None] * len(probabilities)
     calls = []
     for source, ok, p, f, digest in zip(sources, valid.tolist(), probabilities.tolist(), fields, hashes):
         if not ok:
             calls.append(Call(source.relative, source.size, source.mtime, content_hash=digest,
                               unreadable=INVALID_OUTPUT, review=True, review_reason=f"unreadable: {INVALID_OUTPUT}"))
             continue
-        position = patch_position(source.relative)
-        calls.append(Call(source.relative, source.size, source.mtime, digest, f.ai_class, f.confidence, tuple(p),
-                          f.second_class, f.ood_score, f.unfamiliar, f.review, f.review_reason, "",
-                          *(position or (None, None))))
+        ai_class, confidence, second, score, unfamiliar, review, reason = f
+        calls.append(Call(source.relative, source.size, source.mtime, digest, ai_class, confidence, tuple(p), second,
+                          score, unfamiliar, review, reason, "", *(patch_position(source.relative) or (None, None))))
     return calls
 
 
@@ -102,26 +101,18 @@ class AiFields:
     review_reason: str
 
 
-def ai_fields(keys: list[str], p: np.ndarray, rule: Decisions, i: int, ood_score: float | None) -> AiFields:
-    """Image i's call, confidence, runner-up and Review reason under the decided `rule`."""
-    one = Decisions(rule.top[i:i + 1], rule.unfamiliar[i:i + 1], rule.low_confidence[i:i + 1])
-    return batch_fields(keys, np.asarray(p)[None], one, [ood_score])[0]
-
-
-def batch_fields(keys: list[str], probabilities: np.ndarray, rule: Decisions,
-                 ood: list[float | None] | None) -> list[AiFields]:
-    """Each image's call, confidence, runner-up and Review reason under the decided `rule`, for a whole batch at once."""
+def batch_fields(keys: list[str], probabilities: np.ndarray, rule: Decisions, ood: list[float | None] | None) -> zip:
+    """Per image, the fields of `AiFields` in order: call, confidence, runner-up, Unfamiliar score,
+    Unfamiliar, Review, Review reason under the decided `rule`, for a whole batch at once."""
     p = np.asarray(probabilities)
     n = len(p)
-    rows = np.arange(n)
     top = np.asarray(rule.top, dtype=np.int64)
     order = np.argsort(-p, axis=1)  # the same sort, row by row, as one image's argsort (ties included)
     second = np.where(order[:, 0] == top, order[:, 1], order[:, 0]) if n else top
-    reasons = np.where(rule.unfamiliar, REVIEW_UNFAMILIAR, np.where(rule.low_confidence, REVIEW_LOW_CONFIDENCE, ""))
-    ood = ood if ood is not None else [None] * n
-    return [AiFields(keys[t], c, keys[s], o, u, bool(r), r)
-            for t, c, s, o, u, r in zip(top.tolist(), p[rows, top].tolist(), second.tolist(), ood,
-                                        np.asarray(rule.unfamiliar, bool).tolist(), reasons.tolist())]
+    unfamiliar = np.asarray(rule.unfamiliar, bool)
+    reasons = np.where(unfamiliar, REVIEW_UNFAMILIAR, np.where(rule.low_confidence, REVIEW_LOW_CONFIDENCE, "")).tolist()
+    return zip([keys[t] for t in top.tolist()], p[np.arange(n), top].tolist(), [keys[t] for t in second.tolist()],
+               ood if ood is not None else [None] * n, unfamiliar.tolist(), [bool(r) for r in reasons], reasons)
 
 
 def slide_level_calls(info: ModelInfo, p_positive: np.ndarray, ood: list[float | None]) -> list[AiFields]:
@@ -130,4 +121,4 @@ def slide_level_calls(info: ModelInfo, p_positive: np.ndarray, ood: list[float |
     probabilities = np.stack([1 - np.asarray(p_positive), np.asarray(p_positive)], axis=1)
     scores = None if all(v is None for v in ood) else np.array([0.0 if v is None else v for v in ood])
     rule = decide(probabilities, scores, info.review_threshold, info.ood_threshold, info.decision_threshold)
-    return batch_fields(info.class_keys, probabilities, rule, list(ood))
+    return [AiFields(*f) for f in batch_fields(info.class_keys, probabilities, rule, list(ood))]
