@@ -9,10 +9,11 @@ memory stays flat whatever the number of images.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -89,6 +90,71 @@ def batches(items: list, size: int) -> Iterable[list]:
         yield items[start:start + size]
 
 
+class _Inferred:
+    """Decoding and inference in their own threads, feeding the calling thread finished batches.
+
+    The model thread takes decoded batches in order, keeps the decoders `workers + 2` batches
+    ahead and hands its outputs to a short queue, so neither the model nor the decoders wait
+    while the calling thread stores a batch; the queue's bound keeps memory flat."""
+
+    _END = object()
+
+    def __init__(self, model: Model, items: list, batch_size: int, workers: int, cancel: threading.Event) -> None:
+        self.model, self.workers, self.cancel = model, workers, cancel
+        self.chunks = iter(batches(items, batch_size))
+        self.pending: deque[Future] = deque()
+        self.tissue = _TissueImages()
+        self.out: queue.Queue = queue.Queue(maxsize=2)
+        self.stopped = threading.Event()  # the calling thread no longer takes batches
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+        self.thread = threading.Thread(target=self._run, name="infer", daemon=True)
+        self.thread.start()
+
+    def _top_up(self) -> None:
+        while len(self.pending) < self.workers + 2 and not self.cancel.is_set():
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return
+            self.pending.append(self.pool.submit(decode_batch, chunk, self.model, self.tissue))
+
+    def _put(self, item) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            self._top_up()
+            while self.pending and not self.cancel.is_set() and not self.stopped.is_set():
+                pixels, good, hashes, bad = self.pending.popleft().result()
+                self._top_up()
+                outputs = self.model.predict(pixels) if len(good) else (None, None)
+                self._put((outputs, good, hashes, bad))
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+            self._put(exc)
+        finally:
+            self._put(self._END)
+
+    def __iter__(self) -> Iterator[tuple]:
+        while not self.cancel.is_set():
+            item = self.out.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+        for future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+
+
 def classify(
     model: Model,
     items: list,
@@ -99,48 +165,19 @@ def classify(
     workers: int | None = None,
 ) -> int:
     """Classify `items` (SourceFile or Tile); returns how many were done before any cancel."""
-    workers = workers or worker_threads()
     cancel = cancel or threading.Event()
-    tissue = _TissueImages()
     done, start = 0, time.perf_counter()
-    pending: deque[Future] = deque()
-    chunks = iter(batches(items, batch_size))
-
-    def infer(decoded):
-        pixels, good, hashes, bad = decoded
-        return (model.predict(pixels) if len(good) else (None, None)), good, hashes, bad
-
-    # Decoding runs `workers + 2` batches ahead; the model runs one batch ahead of the calling
-    # thread, which turns outputs into calls and stores them while the next batch is inferred.
-    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool, \
-            ThreadPoolExecutor(1, thread_name_prefix="infer") as inference:
-        def top_up():
-            while len(pending) < workers + 2 and not cancel.is_set():
-                chunk = next(chunks, None)
-                if chunk is None:
-                    return
-                pending.append(pool.submit(decode_batch, chunk, model, tissue))
-
-        def next_inferred() -> Future | None:
-            if not pending or cancel.is_set():
-                return None
-            decoded = pending.popleft().result()
-            top_up()
-            return inference.submit(infer, decoded)
-
-        top_up()
-        inferred = next_inferred()
-        while inferred is not None:
-            (probabilities, ood), good, hashes, bad = inferred.result()
-            inferred = next_inferred()
+    inferred = _Inferred(model, items, batch_size, workers or worker_threads(), cancel)
+    try:
+        for (probabilities, ood), good, hashes, bad in inferred:
             calls = make_calls(model.info, good, probabilities, ood, hashes) + bad if len(good) else bad
             on_calls(calls)
             done += len(calls)
             if on_progress:
                 elapsed = max(time.perf_counter() - start, 1e-6)
                 on_progress(Progress(done, len(items), done / elapsed))
-        for future in pending:
-            future.cancel()
+    finally:
+        inferred.close()
     log.info("%d of %d item(s) classified with %s in %.1f s%s", done, len(items), model.info.key,
              time.perf_counter() - start, " (cancelled)" if cancel.is_set() else "")
     return done
