@@ -140,11 +140,14 @@ class _Watched:
         self.started = []  # batch numbers, in the order predict began
         self.second_started = threading.Event()
 
-    def predict(self, pixels):
+    def feed(self, pixels):
+        return self.model.feed(pixels)
+
+    def predict_feed(self, feed):
         self.started.append(len(self.started))
         if len(self.started) == 2:
             self.second_started.set()
-        return self.model.predict(pixels)
+        return self.model.predict_feed(feed)
 
 
 def test_the_next_batch_is_inferred_while_the_caller_stores_the_last(tmp_path, tiny_model, good_folder):

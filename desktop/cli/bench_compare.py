@@ -24,6 +24,13 @@ FIGURES = {  # name: (pattern in bench's output, higher is better)
     "E / limit": (r"E / limit = ([\d.]+)", True),
     "peak RSS MB": (r"peak RSS ([\d.]+) MB", False),
 }
+# Printed by this bench only (a reference may lack them): CPU time per image, all threads, which
+# other work on the machine moves far less than it moves the img/s figures.
+OPTIONAL = {
+    "D CPU µs/img": (r"CPU per image: D (\d+) µs", False),
+    "M CPU µs/img": (r"CPU per image: .*?M (\d+) µs", False),
+    "E CPU µs/img": (r"CPU per image: .*?E (\d+) µs", False),
+}
 THIS_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
@@ -35,6 +42,10 @@ def parse_bench(text: str) -> dict[str, float]:
         if not found:
             raise CliError(f"the reference bench printed no '{name}' figure:\n{text[-2000:]}")
         figures[name] = float(found.group(1))
+    for name, (pattern, _) in OPTIONAL.items():
+        found = re.search(pattern, text)
+        if found:
+            figures[name] = float(found.group(1))
     return figures
 
 
@@ -77,7 +88,7 @@ def compare(args) -> int:
             runs[i].append(figures)
             print(f"  run {2 * r + i + 1}: {label}: " + ", ".join(f"{k} {v:g}" for k, v in figures.items()), flush=True)
     print("ratios A / B per round, and their median:")
-    for name in FIGURES:
+    for name in [*FIGURES, *(k for k in OPTIONAL if all(k in r for side in runs for r in side))]:
         ratios = [a[name] / b[name] if b[name] else float("nan") for a, b in zip(*runs)]
         print(f"  {name:<12} " + "  ".join(f"{x:6.3f}" for x in ratios) + f"   median {statistics.median(ratios):.3f}")
     return 0

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -251,6 +252,9 @@ class Model:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = parse_metadata(meta, path, hashlib.sha256(data).hexdigest())
         self._check_graph()
+        self._bytes, self._threads = data, threads
+        self._served = None  # (session, Background | None): what predict runs, built at first use
+        self._served_lock = threading.Lock()
         log.info("model loaded: %s v%s (%s, SHA-256 %s)", self.info.key, self.info.version, path, self.info.sha256[:16])
 
     def _check_graph(self) -> None:
@@ -276,14 +280,19 @@ class Model:
         self._outputs = ["probabilities", "ood_score"] if self.has_ood else ["probabilities"]
         self._check_outputs([o for o in OUTPUT_RANKS if o in outputs])
 
+    def _test_images(self) -> np.ndarray:
+        """Black, white, grey and noise at the model's input size."""
+        spec = self.info.input
+        return np.stack([np.zeros((spec.height, spec.width, 3), np.uint8), np.full((spec.height, spec.width, 3), 255, np.uint8),
+                         np.full((spec.height, spec.width, 3), 128, np.uint8),
+                         np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)])
+
     def _check_outputs(self, names: list[str]) -> None:
         """Run every contract output on a few synthetic images (black, white, grey, noise):
         a model that gives the wrong shape, NaN or infinity, or probabilities that are not a
         distribution is refused at load, not discovered in a technician's counts."""
-        name, spec, n = self.info.path.name, self.info.input, 4
-        batch = np.stack([np.zeros((spec.height, spec.width, 3), np.uint8), np.full((spec.height, spec.width, 3), 255, np.uint8),
-                          np.full((spec.height, spec.width, 3), 128, np.uint8),
-                          np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)])
+        name, n = self.info.path.name, 4
+        batch = self._test_images()
         try:
             results = dict(zip(names, self.session.run(names, {"image": batch})))
         except Exception as exc:  # ORT raises its own types for graphs that cannot run
@@ -300,10 +309,47 @@ class Model:
             raise ModelError(f"{name}: output 'probabilities' is not a probability distribution (rows sum to "
                              f"{p.sum(axis=1).min():.3g}-{p.sum(axis=1).max():.3g}, not 1)")
 
+    def _served_graph(self):
+        """(session, Background | None): the graph with its white-balance front end split off to the
+        decoding threads (front_end.py) once that is built and proved equal to the file's graph on
+        the test images; until then, and for every other model, the file's graph. It is built in
+        the background at the first batch (importing onnx takes a second), so nothing waits."""
+        with self._served_lock:
+            if self._served is None and self._bytes:
+                data, self._bytes = self._bytes, b""
+                threading.Thread(target=self._split_front_end, args=(data,), name="front-end", daemon=True).start()
+            return self._served or (self.session, None)
+
+    def _split_front_end(self, data: bytes) -> None:
+        from desktop.core.inference.front_end import served_session
+
+        try:
+            served = served_session(data, self.session, session_options(self._threads), self._outputs,
+                                    self._test_images())
+        except Exception as exc:  # noqa: BLE001 - the file's own graph serves on; nothing is lost
+            log.warning("%s: the white-balance front end stays in the graph (%s)", self.info.path.name, exc)
+            served = (self.session, None)
+        with self._served_lock:
+            self._served = served
+
+    def feed(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """The inputs of the served graph for a uint8 batch (made on the decoding threads)."""
+        _, background = self._served_graph()
+        if background is None:
+            return {"image": images}
+        from desktop.core.inference.front_end import FED
+
+        return {"image": images, FED: background.measure(images)}
+
+    def predict_feed(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities [N, C] and Unfamiliar scores [N] (or None) for what `feed` gave."""
+        session = self._served_graph()[0] if len(feed) > 1 else self.session
+        result = session.run(self._outputs, feed)
+        return result[0], (result[1] if self.has_ood else None)
+
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities [N, C] and Unfamiliar scores [N] (or None) for a uint8 batch."""
-        result = self.session.run(self._outputs, {"image": images})
-        return result[0], (result[1] if self.has_ood else None)
+        return self.predict_feed(self.feed(images))
 
     def probabilities_in_batches(self, images: np.ndarray, batch: int) -> np.ndarray:
         """Probabilities [N, C] of a large uint8 array, `batch` images at a time (for the scripts

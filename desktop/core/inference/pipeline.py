@@ -56,7 +56,7 @@ class _TissueImages:
             return self._cache[path]
 
 
-def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[np.ndarray, list, list[str], list[Call]]:
+def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[dict, list, list[str], list[Call]]:
     """Decode and fit a batch, hashing each file's bytes on the way (its identity in the
     session); unreadable files become calls that carry the reason."""
     spec = model.info.input
@@ -82,7 +82,8 @@ def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[np.ndarray
         except Exception as exc:  # noqa: BLE001 - any decoder failure must not stop the batch
             bad.append(Call(item.relative, item.size, item.mtime, content_hash=digest,
                             unreadable=f"could not decode ({exc})", review=True, review_reason="unreadable"))
-    return pixels[:len(good)], good, hashes, bad
+    # The served graph's inputs are made here, beside decoding (a white-balance model's background).
+    return model.feed(pixels[:len(good)]) if good else {}, good, hashes, bad
 
 
 def batches(items: list, size: int) -> Iterable[list]:
@@ -129,9 +130,9 @@ class _Inferred:
         try:
             self._top_up()
             while self.pending and not self.cancel.is_set() and not self.stopped.is_set():
-                pixels, good, hashes, bad = self.pending.popleft().result()
+                feed, good, hashes, bad = self.pending.popleft().result()
                 self._top_up()
-                outputs = self.model.predict(pixels) if len(good) else (None, None)
+                outputs = self.model.predict_feed(feed) if good else (None, None)
                 self._put((outputs, good, hashes, bad))
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
             self._put(exc)
