@@ -18,7 +18,7 @@ from desktop.cli.arguments import CliError
 from desktop.core.inference.catalog import resolve_model
 from desktop.core.inference.decision import make_calls
 from desktop.core.inference.imaging import UnreadableImage, decode_prepared, load_prepared, read_bytes
-from desktop.core.inference.model import worker_threads
+from desktop.core.inference.model import model_threads, worker_threads
 from desktop.core.inference.scan import SourceFile, content_hash, scan_folder
 from desktop.core.names import readable
 from desktop.core.records.session import Session
@@ -78,6 +78,8 @@ def cmd_bench(args) -> int:
         return compare(args)
     if args.threads:
         os.environ["SLIDETALLY_THREADS"] = str(args.threads)  # read by the model and the pipeline
+    if args.model_threads:
+        os.environ["SLIDETALLY_MODEL_THREADS"] = str(args.model_threads)
     folder = Path(args.folder)
     list_s = time.perf_counter()
     files = [f for f in scan_folder(folder) if not f.problem]
@@ -122,8 +124,8 @@ def cmd_bench(args) -> int:
     d, m, e = results["decode+resize"], results["model"], results["end-to-end"]
     limit = 1 / (1 / d + 1 / m)
     rss = _peak_rss_mb()
-    print(f"model {model.info.key} v{model.info.version}, {len(items)} images from {folder}, {workers} threads "
-          f"on {os.cpu_count()} cores")
+    print(f"model {model.info.key} v{model.info.version}, {len(items)} images from {folder}, {workers} decode and "
+          f"{model_threads()} model thread(s) on {os.cpu_count()} cores")
     print(f"  D decode+resize  {d:8.0f} img/s")
     print(f"  M model alone    {m:8.0f} img/s (batch {args.batch})")
     print(f"  E end-to-end     {e:8.0f} img/s (read+decode+resize+infer+store)")
@@ -167,7 +169,7 @@ def _stages(folder: Path, model, sample: list[SourceFile], batch: np.ndarray, ba
         session.close()
     return [("list", list_s, "scan of the folder, per file"), ("read+hash", read_s, "one thread"),
             ("decode", decode_s, "decode + fit to the input, one thread"),
-            ("model", 1 / m, f"{worker_threads()} thread(s), batch {batch_size}"),
+            ("model", 1 / m, f"{model_threads()} thread(s), batch {batch_size}"),
             ("decide", decide_s, "decision rule, calls"), ("store", store_s, "one transaction a batch, slide step, audit")]
 
 

@@ -55,6 +55,8 @@ def _run(checkout: Path, args, model: str | None) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(checkout))
     if args.threads:
         env["SLIDETALLY_THREADS"] = str(args.threads)
+    if args.model_threads:
+        env["SLIDETALLY_MODEL_THREADS"] = str(args.model_threads)
     if checkout == THIS_CHECKOUT:
         command.append("--no-stages")  # an older checkout knows only the options above
     done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, encoding="utf-8",

@@ -142,6 +142,13 @@ def worker_threads() -> int:
     return max(1, min(MAX_THREADS, os.cpu_count() or 1))
 
 
+def model_threads() -> int:
+    """ONNX Runtime's threads: as many as `worker_threads`, unless SLIDETALLY_MODEL_THREADS says
+    otherwise (the decoders then keep theirs: `bench --model-threads` measures the split)."""
+    wanted = os.environ.get("SLIDETALLY_MODEL_THREADS", "")
+    return min(MAX_THREADS, int(wanted)) if wanted.isdigit() and int(wanted) > 0 else worker_threads()
+
+
 MAX_MODEL_BYTES = 512 * 2**20
 MAX_METADATA_CHARS = 1_000_000  # all values together: a card's worth, not a payload
 
@@ -219,7 +226,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # One inference thread per core; decoding runs in its own threads beside it.
-    options.intra_op_num_threads = threads or worker_threads()
+    options.intra_op_num_threads = threads or model_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if os.environ.get("SLIDETALLY_ORT_SPIN", "0") != "1":
