@@ -143,11 +143,11 @@ class _Watched:
     def feed(self, pixels):
         return self.model.feed(pixels)
 
-    def predict_feed(self, feed):
+    def predict_feed(self, feed, threads=None):
         self.started.append(len(self.started))
         if len(self.started) == 2:
             self.second_started.set()
-        return self.model.predict_feed(feed)
+        return self.model.predict_feed(feed, threads)
 
 
 def test_the_next_batch_is_inferred_while_the_caller_stores_the_last(tmp_path, tiny_model, good_folder):
@@ -201,3 +201,27 @@ def test_a_failure_in_the_decoding_threads_reaches_the_caller(tiny_model, good_f
     else:
         raise AssertionError("the decoder's failure was swallowed")
     assert len(stored) == 3  # the batch before the failure was stored
+
+
+def _choose(threads: int, per_image: dict[int, float], measure: bool = True):
+    from desktop.core.inference.threads import ThreadChoice
+
+    choice = ThreadChoice(threads, measure)
+    used = []
+    for _ in range(40):
+        n = choice.next()
+        used.append(n)
+        choice.record(n, per_image[n])
+    return choice.chosen, used
+
+
+def test_the_model_keeps_its_threads_only_where_they_make_the_run_faster():
+    chosen, used = _choose(2, {2: 1.0, 1: 0.8})  # one thread left the decoders more: batches came faster
+    assert chosen == 1 and set(used[:12]) == {1, 2} and set(used[12:]) == {1}
+    chosen, used = _choose(2, {2: 0.6, 1: 1.0})
+    assert chosen == 2 and set(used[12:]) == {2}
+
+
+def test_a_fixed_or_single_thread_model_is_not_measured():
+    assert _choose(1, {1: 1.0}) == (1, [1] * 40)
+    assert _choose(4, {4: 1.0, 1: 0.1}, measure=False) == (4, [4] * 40)

@@ -80,19 +80,19 @@ def split(model_bytes: bytes) -> tuple[bytes, Background] | None:
 
 
 def served_session(model_bytes: bytes, whole, options, outputs: list[str],
-                   check: np.ndarray) -> tuple[object, Background | None]:
-    """(session, Background) of the split graph when it gives exactly the whole graph's outputs on
-    `check` (uint8 images); (whole, None) when the graph has no such front end or differs."""
+                   check: np.ndarray) -> tuple[object, Background | None, bytes]:
+    """(session, Background, graph) of the split graph when it gives exactly the whole graph's
+    outputs on `check` (uint8 images); (whole, None, b"") when there is no such front end or it differs."""
     import onnxruntime as ort
 
     made = split(model_bytes)
     if made is None:
-        return whole, None
+        return whole, None, b""
     graph, background = made
     session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     expected = whole.run(outputs, {"image": check})
     got = session.run(outputs, {"image": check, FED: background.measure(check)})
     if not all(np.array_equal(a, b) for a, b in zip(expected, got)):
         log.warning("the split front end differs from the whole graph; the whole graph is served")
-        return whole, None
-    return session, background
+        return whole, None, b""
+    return session, background, graph

@@ -259,8 +259,11 @@ class Model:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = parse_metadata(meta, path, hashlib.sha256(data).hexdigest())
         self._check_graph()
-        self._bytes, self._threads = data, threads
-        self._served = None  # (session, Background | None): what predict runs, built at first use
+        self.threads = threads or model_threads()  # ONNX Runtime's threads unless predict is told otherwise
+        self._graphs = {False: data}  # the file's graph, and (True) the one with its front end split off
+        self._sessions = {(False, self.threads): self.session}  # (split, threads): session, made when asked for
+        self._background = None  # front_end.Background once the split graph serves
+        self._split_started = False
         self._served_lock = threading.Lock()
         log.info("model loaded: %s v%s (%s, SHA-256 %s)", self.info.key, self.info.version, path, self.info.sha256[:16])
 
@@ -316,42 +319,54 @@ class Model:
             raise ModelError(f"{name}: output 'probabilities' is not a probability distribution (rows sum to "
                              f"{p.sum(axis=1).min():.3g}-{p.sum(axis=1).max():.3g}, not 1)")
 
-    def _served_graph(self):
-        """(session, Background | None): the graph with its white-balance front end split off to the
-        decoding threads (front_end.py) once that is built and proved equal to the file's graph on
-        the test images; until then, and for every other model, the file's graph. It is built in
-        the background at the first batch (importing onnx takes a second), so nothing waits."""
+    def _front_end(self):
+        """The split front end's Background once it serves (front_end.py: the white balance measured
+        on the decoding threads, proved equal to the file's graph on the test images); None until
+        then and for every other model. Built in the background at the first batch (importing onnx
+        takes a second), so nothing waits: the file's graph serves meanwhile."""
         with self._served_lock:
-            if self._served is None and self._bytes:
-                data, self._bytes = self._bytes, b""
-                threading.Thread(target=self._split_front_end, args=(data,), name="front-end", daemon=True).start()
-            return self._served or (self.session, None)
+            if not self._split_started:
+                self._split_started = True
+                threading.Thread(target=self._split_front_end, name="front-end", daemon=True).start()
+            return self._background
 
-    def _split_front_end(self, data: bytes) -> None:
+    def _split_front_end(self) -> None:
         from desktop.core.inference.front_end import served_session
 
         try:
-            served = served_session(data, self.session, session_options(self._threads), self._outputs,
-                                    self._test_images())
+            session, background, graph = served_session(self._graphs[False], self.session, session_options(self.threads),
+                                                        self._outputs, self._test_images())
         except Exception as exc:  # noqa: BLE001 - the file's own graph serves on; nothing is lost
             log.warning("%s: the white-balance front end stays in the graph (%s)", self.info.path.name, exc)
-            served = (self.session, None)
+            return
+        if background is not None:
+            with self._served_lock:
+                self._graphs[True] = graph
+                self._sessions[(True, self.threads)] = session
+                self._background = background
+
+    def _session(self, split: bool, threads: int):
         with self._served_lock:
-            self._served = served
+            if (split, threads) not in self._sessions:
+                import onnxruntime as ort
+
+                self._sessions[(split, threads)] = ort.InferenceSession(
+                    self._graphs[split], session_options(threads), providers=["CPUExecutionProvider"])
+            return self._sessions[(split, threads)]
 
     def feed(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """The inputs of the served graph for a uint8 batch (made on the decoding threads)."""
-        _, background = self._served_graph()
+        background = self._front_end()
         if background is None:
             return {"image": images}
         from desktop.core.inference.front_end import FED
 
         return {"image": images, FED: background.measure(images)}
 
-    def predict_feed(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities [N, C] and Unfamiliar scores [N] (or None) for what `feed` gave."""
-        session = self._served_graph()[0] if len(feed) > 1 else self.session
-        result = session.run(self._outputs, feed)
+    def predict_feed(self, feed: dict[str, np.ndarray], threads: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities [N, C] and Unfamiliar scores [N] (or None) for what `feed` gave, on
+        `threads` of ONNX Runtime (default: the model's)."""
+        result = self._session(len(feed) > 1, threads or self.threads).run(self._outputs, feed)
         return result[0], (result[1] if self.has_ood else None)
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -9,6 +9,7 @@ memory stays flat whatever the number of images.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -24,6 +25,7 @@ from desktop.core.inference.imaging import UnreadableImage, decode_image, decode
 from desktop.core.inference.model import Model, worker_threads
 from desktop.core.inference.scan import content_hash
 from desktop.core.inference.slide import Tile
+from desktop.core.inference.threads import ThreadChoice
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,9 @@ class _Inferred:
         self.out: queue.Queue = queue.Queue(maxsize=2)
         self.stopped = threading.Event()  # the calling thread no longer takes batches
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+        # The model's thread count is measured on the first batches unless the environment fixes it.
+        self.threads = ThreadChoice(getattr(model, "threads", 1), measure=not os.environ.get("SLIDETALLY_MODEL_THREADS"))
+        self.told = False
         self.thread = threading.Thread(target=self._run, name="infer", daemon=True)
         self.thread.start()
 
@@ -129,11 +134,20 @@ class _Inferred:
     def _run(self) -> None:
         try:
             self._top_up()
+            last = time.perf_counter()
             while self.pending and not self.cancel.is_set() and not self.stopped.is_set():
                 feed, good, hashes, bad = self.pending.popleft().result()
                 self._top_up()
-                outputs = self.model.predict_feed(feed) if good else (None, None)
+                threads = self.threads.next()
+                outputs = self.model.predict_feed(feed, threads) if good else (None, None)
                 self._put((outputs, good, hashes, bad))
+                now = time.perf_counter()
+                if good:
+                    self.threads.record(threads, (now - last) / len(good))
+                    if self.threads.chosen is not None and not self.told:
+                        self.told = True
+                        log.info("the model runs on %d thread(s) beside %d decoder(s)", self.threads.chosen, self.workers)
+                last = now
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
             self._put(exc)
         finally:
