@@ -53,6 +53,8 @@ class Background:
 def split(model_bytes: bytes) -> tuple[bytes, Background] | None:
     """The graph with its background measurement made an input, and how to measure it; None for a
     graph without this front end (or one laid out otherwise: it is then served whole)."""
+    if FED.encode() not in model_bytes:  # names are plain bytes in the file: no onnx import (~40 MB) for others
+        return None
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
