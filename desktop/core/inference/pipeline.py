@@ -111,7 +111,8 @@ class _Inferred:
         self.stopped = threading.Event()  # the calling thread no longer takes batches
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
         # The model's thread count is measured on the first batches unless the environment fixes it.
-        self.threads = ThreadChoice(getattr(model, "threads", 1), measure=not os.environ.get("SLIDETALLY_MODEL_THREADS"))
+        self.threads = ThreadChoice(getattr(model, "threads", 1), not os.environ.get("SLIDETALLY_MODEL_THREADS"),
+                                    queued=workers + 2)
         self.told = False
         self.thread = threading.Thread(target=self._run, name="infer", daemon=True)
         self.thread.start()

@@ -3,24 +3,27 @@ run, not fixed, because the best split depends on the model and the machine.
 
 On 2 cores the small IDC model runs barely faster on 2 threads than on 1 (measured 1.0-1.2x),
 so its second thread is better left to the decoders; the blood model runs much faster on 2.
-The first batches run in short stretches on all threads and on one; the run keeps the setting
-under which batches came out faster (the time from one batch's outputs to the next's: the
-whole pipeline's rate, decoders and storing included)."""
+The first batches run in stretches on all threads and on one, each long enough to use up the
+batches decoded ahead; the run keeps the setting under which batches then came out faster (the
+time from one batch's outputs to the next's: the whole pipeline's rate, decoders and storing
+included)."""
 
 from __future__ import annotations
 
 import statistics
 
-STRETCH = 3  # batches per stretch; the first of each is not timed (the pipeline settles)
+TIMED = 2  # batches timed at the end of each stretch
 STRETCHES = 4  # all threads, one, all threads, one
 
 
 class ThreadChoice:
     """Which thread count the model runs each batch on; `record` each batch's time per image."""
 
-    def __init__(self, threads: int, measure: bool = True) -> None:
-        self.threads = threads
-        self.plan = ([threads if i % 2 == 0 else 1 for i in range(STRETCHES) for _ in range(STRETCH)]
+    def __init__(self, threads: int, measure: bool = True, queued: int = 0) -> None:
+        """`queued`: batches decoded ahead of the model. A stretch outlasts them before it is timed:
+        until then the model eats what the previous setting's decoders made."""
+        self.threads, self.stretch = threads, queued + 1 + TIMED
+        self.plan = ([threads if i % 2 == 0 else 1 for i in range(STRETCHES) for _ in range(self.stretch)]
                      if threads > 1 and measure else [])
         self.times: dict[int, list[float]] = {threads: [], 1: []}
         self.seen = 0
@@ -34,7 +37,7 @@ class ThreadChoice:
         """The time from the previous batch's outputs to this one's, per image."""
         if self.chosen is not None:
             return
-        if self.seen % STRETCH:  # the first batch of a stretch carries the previous setting's queue
+        if self.seen % self.stretch >= self.stretch - TIMED:
             self.times[threads].append(seconds_per_image)
         self.seen += 1
         if self.seen == len(self.plan):
