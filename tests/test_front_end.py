@@ -15,11 +15,11 @@ from desktop.core.inference.model import Model
 
 def _served(model: Model, timeout: float = 30):
     """The model's Background once its split front end serves (None if it never does)."""
-    model.feed(np.zeros((1, model.info.input.height, model.info.input.width, 3), np.uint8))  # starts the split
+    model.start_front_end()
     end = time.monotonic() + timeout
-    while model._front_end() is None and time.monotonic() < end:
+    while model._background is None and time.monotonic() < end:
         time.sleep(0.05)
-    return model._front_end()
+    return model._background
 
 
 def test_the_split_front_end_gives_exactly_the_model_files_numbers():
@@ -37,6 +37,18 @@ def test_the_split_front_end_gives_exactly_the_model_files_numbers():
     probabilities, ood = model.predict_feed(feed)
     whole = model.session.run(["probabilities", "ood_score"], {"image": images})
     assert np.array_equal(probabilities, whole[0]) and np.array_equal(ood, whole[1])
+
+
+def test_the_split_starts_by_itself_once_it_pays_for_itself(monkeypatch):
+    from desktop.core.inference import model as model_module
+
+    monkeypatch.setattr(model_module, "FRONT_END_AFTER", 8)
+    model = Model(shipped("blood-pbc8.onnx"))
+    images = np.zeros((4, model.info.input.height, model.info.input.width, 3), np.uint8)
+    model.predict(images)
+    assert not model._split_started
+    model.predict(images)
+    assert model._split_started
 
 
 def test_a_model_without_the_front_end_is_served_whole(tiny_model):

@@ -150,6 +150,7 @@ def model_threads() -> int:
 
 
 MAX_MODEL_BYTES = 512 * 2**20
+FRONT_END_AFTER = 10_000  # images predicted before the front end is split off (see Model.start_front_end)
 MAX_METADATA_CHARS = 1_000_000  # all values together: a card's worth, not a payload
 
 
@@ -264,6 +265,7 @@ class Model:
         self._sessions = {(False, self.threads): self.session}  # (split, threads): session, made when asked for
         self._background = None  # front_end.Background once the split graph serves
         self._split_started = False
+        self._predicted = 0  # images, for when the split front end pays for itself
         self._served_lock = threading.Lock()
         log.info("model loaded: %s v%s (%s, SHA-256 %s)", self.info.key, self.info.version, path, self.info.sha256[:16])
 
@@ -319,16 +321,15 @@ class Model:
             raise ModelError(f"{name}: output 'probabilities' is not a probability distribution (rows sum to "
                              f"{p.sum(axis=1).min():.3g}-{p.sum(axis=1).max():.3g}, not 1)")
 
-    def _front_end(self):
-        """The split front end's Background once it serves (front_end.py: the white balance measured
-        on the decoding threads, proved equal to the file's graph on the test images); None until
-        then and for every other model. Built in the background at the first batch (importing onnx
-        takes a second), so nothing waits: the file's graph serves meanwhile."""
+    def start_front_end(self) -> None:
+        """Begin splitting off the white-balance front end (front_end.py: measured on the decoding
+        threads, proved equal to the file's graph on the test images), in the background: the file's
+        graph serves meanwhile. Importing onnx for it costs ~1 s of CPU once, repaid after some
+        10,000 images, so predict_feed starts it only after FRONT_END_AFTER images."""
         with self._served_lock:
             if not self._split_started:
                 self._split_started = True
-                threading.Thread(target=self._split_front_end, name="front-end", daemon=True).start()
-            return self._background
+                threading.Thread(target=self._split_front_end, name="front-end").start()  # not a daemon: exit waits
 
     def _split_front_end(self) -> None:
         from desktop.core.inference.front_end import served_session
@@ -356,7 +357,7 @@ class Model:
 
     def feed(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """The inputs of the served graph for a uint8 batch (made on the decoding threads)."""
-        background = self._front_end()
+        background = self._background
         if background is None:
             return {"image": images}
         from desktop.core.inference.front_end import FED
@@ -367,6 +368,9 @@ class Model:
         """Probabilities [N, C] and Unfamiliar scores [N] (or None) for what `feed` gave, on
         `threads` of ONNX Runtime (default: the model's)."""
         result = self._session(len(feed) > 1, threads or self.threads).run(self._outputs, feed)
+        self._predicted += len(feed["image"])
+        if self._predicted >= FRONT_END_AFTER and not self._split_started:
+            self.start_front_end()
         return result[0], (result[1] if self.has_ood else None)
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
