@@ -143,8 +143,9 @@ def worker_threads() -> int:
 
 
 def model_threads() -> int:
-    """ONNX Runtime's threads: as many as `worker_threads`, unless SLIDETALLY_MODEL_THREADS says
-    otherwise (the decoders then keep theirs: `bench --model-threads` measures the split)."""
+    """ONNX Runtime's threads: as many as `worker_threads`, unless SLIDETALLY_MODEL_THREADS gives a
+    number (the decoders keep theirs: `bench --model-threads` measures the split); `auto` measures
+    it on each run's first batches (threads.py)."""
     wanted = os.environ.get("SLIDETALLY_MODEL_THREADS", "")
     return min(MAX_THREADS, int(wanted)) if wanted.isdigit() and int(wanted) > 0 else worker_threads()
 
@@ -254,19 +255,19 @@ class Model:
         except OSError as exc:
             raise ModelError(f"cannot read the model file {path.name} ({exc.strerror or exc})") from exc
         try:
-            self.session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
+            whole = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own types for damaged files
             raise ModelError(f"{path.name} is damaged or not an ONNX model ({str(exc).splitlines()[0][:160]})") from exc
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.info = parse_metadata(meta, path, hashlib.sha256(data).hexdigest())
-        self._check_graph()
         self.threads = threads or model_threads()  # ONNX Runtime's threads unless predict is told otherwise
+        self._sessions = {(False, self.threads): whole}  # (split, threads): session, made when asked for
         self._graphs = {False: data}  # the file's graph, and (True) the one with its front end split off
-        self._sessions = {(False, self.threads): self.session}  # (split, threads): session, made when asked for
         self._background = None  # front_end.Background once the split graph serves
         self._split_started = False
         self._predicted = 0  # images, for when the split front end pays for itself
         self._served_lock = threading.Lock()
+        meta = whole.get_modelmeta().custom_metadata_map
+        self.info = parse_metadata(meta, path, hashlib.sha256(data).hexdigest())
+        self._check_graph()
         log.info("model loaded: %s v%s (%s, SHA-256 %s)", self.info.key, self.info.version, path, self.info.sha256[:16])
 
     def _check_graph(self) -> None:
@@ -345,8 +346,17 @@ class Model:
                 self._graphs[True] = graph
                 self._sessions[(True, self.threads)] = session
                 self._background = background
+                # The file's graph is no longer what predict runs: its memory goes before the split
+                # graph's first full batch claims its own (made again if asked for).
+                for key in [k for k in self._sessions if not k[0]]:
+                    del self._sessions[key]
 
-    def _session(self, split: bool, threads: int):
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The ONNX Runtime session of the model file's own graph, at the model's threads."""
+        return self._session(False, self.threads)
+
+    def _session(self, split: bool, threads: int) -> ort.InferenceSession:
         with self._served_lock:
             if (split, threads) not in self._sessions:
                 import onnxruntime as ort

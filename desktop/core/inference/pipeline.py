@@ -110,8 +110,8 @@ class _Inferred:
         self.out: queue.Queue = queue.Queue(maxsize=2)
         self.stopped = threading.Event()  # the calling thread no longer takes batches
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
-        # The model's thread count is measured on the first batches unless the environment fixes it.
-        self.threads = ThreadChoice(getattr(model, "threads", 1), not os.environ.get("SLIDETALLY_MODEL_THREADS"),
+        # SLIDETALLY_MODEL_THREADS=auto: the model's thread count measured on the first batches (threads.py).
+        self.threads = ThreadChoice(getattr(model, "threads", 1), os.environ.get("SLIDETALLY_MODEL_THREADS") == "auto",
                                     queued=workers + 2)
         self.told = False
         self.thread = threading.Thread(target=self._run, name="infer", daemon=True)

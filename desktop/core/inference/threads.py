@@ -1,5 +1,8 @@
-"""How many threads ONNX Runtime gets beside the decoders: measured on the first batches of each
-run, not fixed, because the best split depends on the model and the machine.
+"""How many threads ONNX Runtime gets beside the decoders, measured on the first batches of a run
+(opt-in: SLIDETALLY_MODEL_THREADS=auto), because the best split depends on the model and the machine.
+
+Off by default: it holds a second session of the model (its memory), and on a machine shared
+with other work (where it was measured) its stretches could not tell the settings apart.
 
 On 2 cores the small IDC model runs barely faster on 2 threads than on 1 (measured 1.0-1.2x),
 so its second thread is better left to the decoders; the blood model runs much faster on 2.
