@@ -130,3 +130,98 @@ def test_progress_reports_rate_and_total(tmp_path, tiny_model, good_folder):
     classify(Model(tiny_model), scan_folder(good_folder), lambda calls: None, progress.append, batch_size=5)
     assert progress[-1].done == progress[-1].total == 12
     assert progress[-1].images_per_s > 0
+
+
+class _Watched:
+    """A real model whose predict calls are recorded (what the pipeline sees is the model itself)."""
+
+    def __init__(self, model: Model) -> None:
+        self.model, self.info = model, model.info
+        self.started = []  # batch numbers, in the order predict began
+        self.second_started = threading.Event()
+
+    def feed(self, pixels):
+        return self.model.feed(pixels)
+
+    def predict_feed(self, feed, threads=None):
+        self.started.append(len(self.started))
+        if len(self.started) == 2:
+            self.second_started.set()
+        return self.model.predict_feed(feed, threads)
+
+
+def test_the_next_batch_is_inferred_while_the_caller_stores_the_last(tmp_path, tiny_model, good_folder):
+    """Storing a batch (the caller's thread) never holds up the model: predict of batch 2 begins
+    while the caller is still inside on_calls for batch 1 (on the old serial loop it waited)."""
+    model = _Watched(Model(tiny_model))
+    overlapped = []
+
+    def on_calls(calls):
+        if not overlapped:
+            overlapped.append(model.second_started.wait(timeout=20))
+
+    done = classify(model, scan_folder(good_folder), on_calls, batch_size=4, workers=1)
+    assert done == 12 and overlapped == [True]
+
+
+def test_an_error_while_storing_reaches_the_caller_and_leaves_no_thread_behind(tiny_model, good_folder):
+    before = set(threading.enumerate())
+
+    def on_calls(calls):
+        raise OSError("disk full")
+
+    try:
+        classify(Model(tiny_model), scan_folder(good_folder), on_calls, batch_size=2, workers=2)
+    except OSError as exc:
+        assert "disk full" in str(exc)
+    else:
+        raise AssertionError("the error was swallowed")
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not left, left
+
+
+def test_a_failure_in_the_decoding_threads_reaches_the_caller(tiny_model, good_folder, monkeypatch):
+    from desktop.core.inference import pipeline
+
+    real = pipeline.decode_batch
+    calls = []
+
+    def failing(items, model, tissue):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("no memory for a batch")
+        return real(items, model, tissue)
+
+    monkeypatch.setattr(pipeline, "decode_batch", failing)
+    stored = []
+    try:
+        classify(Model(tiny_model), scan_folder(good_folder), stored.extend, batch_size=3, workers=1)
+    except MemoryError:
+        pass
+    else:
+        raise AssertionError("the decoder's failure was swallowed")
+    assert len(stored) == 3  # the batch before the failure was stored
+
+
+def _choose(threads: int, per_image: dict[int, float], measure: bool = True):
+    from desktop.core.inference.threads import ThreadChoice
+
+    choice = ThreadChoice(threads, measure, queued=1)  # stretches of 4 batches, the last 2 timed
+    used = []
+    for _ in range(40):
+        n = choice.next()
+        used.append(n)
+        choice.record(n, per_image[n])
+    return choice.chosen, used
+
+
+def test_the_model_keeps_its_threads_only_where_they_make_the_run_faster():
+    chosen, used = _choose(2, {2: 1.0, 1: 0.8})  # one thread left the decoders more: batches came faster
+    assert chosen == 1 and used[:16] == [2] * 4 + [1] * 4 + [2] * 4 + [1] * 4 and set(used[16:]) == {1}
+    chosen, used = _choose(2, {2: 0.6, 1: 1.0})
+    assert chosen == 2 and set(used[16:]) == {2}
+
+
+def test_a_fixed_or_single_thread_model_is_not_measured():
+    assert _choose(1, {1: 1.0}) == (1, [1] * 40)
+    assert _choose(4, {4: 1.0, 1: 0.1}, measure=False) == (4, [4] * 40)

@@ -95,3 +95,32 @@ def test_the_core_logs_what_it_did_to_the_apps_log(tmp_path, good_folder, monkey
     text = path.read_text(encoding="utf-8")
     assert path == tmp_path / "slidetally.log"
     assert "model loaded: tiny" in text and "12 of 12 item(s) classified with tiny" in text
+
+
+def test_a_batch_stored_in_one_statement_keeps_what_another_process_stored_first(tmp_path, good_folder):
+    """New files' calls go in with one statement per batch; a call another SlideTally stored first
+    (and the technician's work on it) is kept, a file named twice in a batch is stored once, and
+    the audit chain stays verifiable."""
+    from desktop.core.inference.decision import Call
+    from desktop.core.inference.model import Model
+
+    model = Model(make_tiny_model(tmp_path / "tiny.onnx"))
+    first = Session.open(good_folder, model, tmp_path / "data")
+    second = Session.open(good_folder, model, tmp_path / "data")  # another window on the same folder
+
+    def call(name: str, ai: str, digest: str) -> Call:
+        return Call(name, 10, 1.0, digest, ai, 0.9, (0.9, 0.05, 0.05), "b")
+
+    first.store_calls([call("x.png", "a", "h1")], set())
+    first.reclassify(["x.png"], "c", "Ann")
+    second.store_calls([call("x.png", "b", "h1"), call("y.png", "b", "h2"), call("y.png", "c", "h2"),
+                        call("caf\udce9.png", "a", "h3")], set())
+    cells = {c.file: c for c in second.cells()}
+    assert set(cells) == {"x.png", "y.png", "caf\udce9.png"}
+    assert (cells["x.png"].ai_class, cells["x.png"].final_class) == ("a", "c")  # the first process's, kept
+    assert cells["y.png"].ai_class == "b"  # the first of the two calls for y.png
+    second.finish_run(3, False)
+    assert second.store.integrity_problems() == [] and first.store.integrity_problems() == []
+    assert [e.action for e in second.audit()] == ["reclassify", "classify"]
+    first.close()
+    second.close()

@@ -311,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--images", type=int, default=2000, help="how many images (the folder is repeated)")
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=0, help="decode and model threads (default: one per core)")
+    p.add_argument("--model-threads", type=int, default=0, help="ONNX Runtime threads (default: as --threads)")
+    p.add_argument("--no-stages", action="store_true", help="leave out the per-stage breakdown")
+    p.add_argument("--compare", metavar="REF", help="alternate with another checkout or model file; print the ratios")
+    p.add_argument("--rounds", type=int, default=2, help="A/B rounds of --compare")
     p.set_defaults(func=cmd_bench)
     return parser
 

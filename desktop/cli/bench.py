@@ -1,4 +1,8 @@
-"""`bench`: decode+resize alone (D), the model alone (M) and end to end (E), in one run."""
+"""`bench`: decode+resize alone (D), the model alone (M) and end to end (E), in one run, with
+the cost of each stage of the end-to-end path per image, so a regression shows where it is.
+
+`--compare REF` runs this build and REF (another checkout, or another model file) one after
+the other, A/B/A/B, each in its own process, and prints the ratios (see `bench_compare`)."""
 
 from __future__ import annotations
 
@@ -8,12 +12,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from desktop.cli.arguments import CliError
 from desktop.core.inference.catalog import resolve_model
-from desktop.core.inference.imaging import UnreadableImage, load_prepared
-from desktop.core.inference.scan import scan_folder
+from desktop.core.inference.decision import make_calls
+from desktop.core.inference.imaging import UnreadableImage, decode_prepared, load_prepared, read_bytes
+from desktop.core.inference.model import model_threads, worker_threads
+from desktop.core.inference.scan import SourceFile, content_hash, scan_folder
 from desktop.core.names import readable
 from desktop.core.records.session import Session
+
+STAGE_SAMPLE = 1000  # images timed one by one per stage: enough for a stable figure, little memory
 
 
 def _peak_rss_mb() -> float:
@@ -28,16 +38,58 @@ def _peak_rss_mb() -> float:
         return getattr(info, "peak_wset", info.rss) / 2**20
 
 
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time, all threads: unlike wall time, barely moved by other work on the machine."""
+    times = os.times()
+    return times.user + times.system
+
+
+def _unique(items: list[SourceFile]) -> list[SourceFile]:
+    """Distinct relative names, so the store keeps a row for every repeat of a file."""
+    return [SourceFile(f.path, f"{i}/{f.relative}", f.size, f.mtime) for i, f in enumerate(items)]
+
+
+def _model_batch(files: list[SourceFile], spec, size: int, folder: Path) -> np.ndarray:
+    """One batch of the folder's first readable images (repeated to fill it): the model's input for M."""
+    one_batch = []
+    for f in files:
+        try:
+            one_batch.append(load_prepared(f.path, spec))
+        except UnreadableImage:
+            continue
+        if len(one_batch) == size:
+            break
+    if not one_batch:
+        raise CliError(f"no readable images in {readable(str(folder))}")
+    return np.stack((one_batch * (size // len(one_batch) + 1))[:size])
+
+
 def cmd_bench(args) -> int:
-    """Decode+resize alone (D), model alone (M), end to end (E), in one run, on all cores."""
+    """Decode+resize alone (D), model alone (M), end to end (E), in one run, then the stages."""
+    if args.compare:
+        from desktop.cli.bench_compare import compare
+
+        return compare(args)
+    if args.threads:
+        os.environ["SLIDETALLY_THREADS"] = str(args.threads)  # read by the model and the pipeline
+    if args.model_threads:
+        os.environ["SLIDETALLY_MODEL_THREADS"] = str(args.model_threads)
     folder = Path(args.folder)
-    model = resolve_model(args.model, folder)
+    list_s = time.perf_counter()
     files = [f for f in scan_folder(folder) if not f.problem]
+    list_s = time.perf_counter() - list_s
+    model = resolve_model(args.model, folder)
     if not files:
         raise CliError(f"no images in {readable(str(folder))}")
     items = (files * (args.images // len(files) + 1))[: args.images]
     spec = model.info.input
-    workers = os.cpu_count() or 1
+    workers = worker_threads()
 
     def decode_all():
         def one(chunk):
@@ -50,19 +102,7 @@ def cmd_bench(args) -> int:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(one, chunks))
 
-    import numpy as np
-
-    one_batch = []
-    for f in files:
-        try:
-            one_batch.append(load_prepared(f.path, spec))
-        except UnreadableImage:
-            continue
-        if len(one_batch) == args.batch:
-            break
-    if not one_batch:
-        raise CliError(f"no readable images in {readable(str(folder))}")
-    batch = np.stack((one_batch * (args.batch // len(one_batch) + 1))[: args.batch])
+    batch = _model_batch(files, spec, args.batch, folder)
 
     def infer_all():
         for _ in range(len(items) // args.batch):
@@ -70,26 +110,79 @@ def cmd_bench(args) -> int:
 
     def end_to_end():
         with tempfile.TemporaryDirectory() as tmp:
-            # distinct relative names so the store keeps every row
-            from desktop.core.inference.scan import SourceFile
-            unique = [SourceFile(f.path, f"{i}/{f.relative}", f.size, f.mtime) for i, f in enumerate(items)]
             session = Session.open(folder, model, Path(tmp))
-            session.classify_items(unique, set(), None, None, args.batch)
+            session.classify_items(_unique(items), set(), None, None, args.batch)
             session.close()
 
-    results = {}
+    results, cpu = {}, {}
     for name, fn, n in (("decode+resize", decode_all, len(items)), ("model", infer_all, (len(items) // args.batch) * args.batch),
                         ("end-to-end", end_to_end, len(items))):
         fn() if name != "end-to-end" else None  # warm-up (caches, ORT arena)
-        start = time.perf_counter()
-        fn()
-        results[name] = n / (time.perf_counter() - start)
+        before = _cpu_seconds()
+        results[name] = n / _seconds(fn)
+        cpu[name] = (_cpu_seconds() - before) / n
     d, m, e = results["decode+resize"], results["model"], results["end-to-end"]
     limit = 1 / (1 / d + 1 / m)
-    print(f"model {model.info.key} v{model.info.version}, {len(items)} images from {folder}, {workers} cores")
+    rss = _peak_rss_mb()
+    print(f"model {model.info.key} v{model.info.version}, {len(items)} images from {folder}, {workers} decode and "
+          f"{model_threads()} model thread(s) on {os.cpu_count()} cores")
     print(f"  D decode+resize  {d:8.0f} img/s")
     print(f"  M model alone    {m:8.0f} img/s (batch {args.batch})")
     print(f"  E end-to-end     {e:8.0f} img/s (read+decode+resize+infer+store)")
     print(f"  limit 1/(1/D+1/M) {limit:7.0f} img/s; E / limit = {e / limit:.2f}")
-    print(f"  peak RSS {_peak_rss_mb():.0f} MB")
+    print(f"  peak RSS {rss:.0f} MB")
+    overhead = cpu["end-to-end"] - cpu["decode+resize"] - cpu["model"]
+    d_us, m_us, e_us = (cpu[k] * 1e6 for k in ("decode+resize", "model", "end-to-end"))
+    print(f"  CPU per image: D {d_us:.0f} µs, M {m_us:.0f} µs, E {e_us:.0f} µs (E - D - M {overhead * 1e6:+.0f} µs); "
+          f"cores busy in E {cpu['end-to-end'] * e:.2f} of {os.cpu_count()}")
+    if not args.no_stages:
+        _print_stages(_stages(folder, model, items[:STAGE_SAMPLE], batch, args.batch, list_s / len(files), m))
     return 0
+
+
+def _stages(folder: Path, model, sample: list[SourceFile], batch: np.ndarray, batch_size: int, list_s: float,
+            m: float) -> list[tuple[str, float, str]]:
+    """Seconds per image of each stage of the end-to-end path, each measured alone on one thread
+    (the model on its own threads): where the time of E goes."""
+    spec = model.info.input
+    data = [read_bytes(f.path) for f in sample]  # warm the page cache, and the decode stage's input
+    read_s = _seconds(lambda: [content_hash(read_bytes(f.path)) for f in sample]) / len(sample)
+
+    decode_s = _seconds(lambda: _decode_each(data, spec)) / len(data)
+    data.clear()
+    probabilities, ood = model.predict(batch)
+    chunks = [_unique(sample)[i:i + batch_size] for i in range(0, len(sample), batch_size)]
+    hashes = ["0" * 32] * batch_size
+    calls = []
+    decide_s = _seconds(lambda: calls.extend(make_calls(model.info, c, probabilities[:len(c)],
+                                                        None if ood is None else ood[:len(c)], hashes)
+                                             for c in chunks)) / len(sample)
+    with tempfile.TemporaryDirectory() as tmp:
+        session = Session.open(folder, model, Path(tmp))
+
+        def store():
+            for c in calls:
+                session.store_calls(c, set())
+            session.finish_run(len(sample), False)
+
+        store_s = _seconds(store) / len(sample)
+        session.close()
+    return [("list", list_s, "scan of the folder, per file"), ("read+hash", read_s, "one thread"),
+            ("decode", decode_s, "decode + fit to the input, one thread"),
+            ("model", 1 / m, f"{model_threads()} thread(s), batch {batch_size}"),
+            ("decide", decide_s, "decision rule, calls"), ("store", store_s, "one transaction a batch, slide step, audit")]
+
+
+def _decode_each(data: list[bytes], spec) -> None:
+    for b in data:
+        try:
+            decode_prepared(b, spec)
+        except UnreadableImage:
+            pass
+
+
+def _print_stages(stages: list[tuple[str, float, str]]) -> None:
+    total = sum(s for _, s, _ in stages)
+    print("  stages (each alone; µs per image):")
+    for name, seconds, note in stages:
+        print(f"    {name:<10} {seconds * 1e6:8.1f} µs  {seconds / total:4.0%}  {note}")

@@ -29,6 +29,11 @@ class Event:
         with self._lock:
             self._callbacks = [] if callback is None else [c for c in self._callbacks if c != callback]
 
+    @property
+    def connected(self) -> bool:
+        """Whether anyone listens: an emitter may skip building what nobody reads."""
+        return bool(self._callbacks)
+
     def emit(self, *args: Any) -> None:
         with self._lock:
             callbacks = list(self._callbacks)

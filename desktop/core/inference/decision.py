@@ -67,29 +67,27 @@ def decide(probabilities: np.ndarray, ood: np.ndarray | None, review_threshold: 
 
 def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndarray | None,
                hashes: list[str | None] | None = None) -> list[Call]:
-    """Turn model outputs into calls, applying the model's own thresholds."""
-    keys = info.class_keys
+    """Turn model outputs into calls, applying the model's own thresholds (the rule once per
+    batch, in numpy; only building the calls is per image)."""
     # A model that answers NaN or infinity for an image has not called it: that image is left
     # out with the reason instead of landing in whatever class argmax picks.
     valid = np.isfinite(probabilities).all(axis=1)
     if ood is not None:
         valid &= np.isfinite(ood)
     probabilities = np.where(valid[:, None], probabilities, 0.0)
-    rule = decide(probabilities, None if ood is None else np.where(valid, ood, 0.0), info.review_threshold,
-                  info.ood_threshold, info.decision_threshold)
+    scores = None if ood is None else np.where(valid, ood, 0.0)
+    rule = decide(probabilities, scores, info.review_threshold, info.ood_threshold, info.decision_threshold)
+    fields = batch_fields(info.class_keys, probabilities, rule, None if ood is None else [float(v) for v in ood])
+    hashes = hashes or [None] * len(probabilities)
     calls = []
-    for i, source in enumerate(sources):
-        if not valid[i]:
-            calls.append(Call(source.relative, source.size, source.mtime, content_hash=hashes[i] if hashes else None,
+    for source, ok, p, f, digest in zip(sources, valid.tolist(), probabilities.tolist(), fields, hashes):
+        if not ok:
+            calls.append(Call(source.relative, source.size, source.mtime, content_hash=digest,
                               unreadable=INVALID_OUTPUT, review=True, review_reason=f"unreadable: {INVALID_OUTPUT}"))
             continue
-        position = patch_position(source.relative)
-        calls.append(Call(
-            relative=source.relative, size=source.size, mtime=source.mtime,
-            content_hash=hashes[i] if hashes else None, probabilities=tuple(float(v) for v in probabilities[i]),
-            x=position[0] if position else None, y=position[1] if position else None,
-            **ai_fields(keys, probabilities[i], rule, i, None if ood is None else float(ood[i])).__dict__,
-        ))
+        ai_class, confidence, second, score, unfamiliar, review, reason = f
+        calls.append(Call(source.relative, source.size, source.mtime, digest, ai_class, confidence, tuple(p), second,
+                          score, unfamiliar, review, reason, "", *(patch_position(source.relative) or (None, None))))
     return calls
 
 
@@ -106,14 +104,18 @@ class AiFields:
     review_reason: str
 
 
-def ai_fields(keys: list[str], p: np.ndarray, rule: Decisions, i: int, ood_score: float | None) -> AiFields:
-    """Image i's call, confidence, runner-up and Review reason under the decided `rule`."""
-    top = int(rule.top[i])
-    order = np.argsort(-p)
-    second = int(order[1]) if order[0] == top else int(order[0])
-    unfamiliar = bool(rule.unfamiliar[i])
-    reason = REVIEW_UNFAMILIAR if unfamiliar else (REVIEW_LOW_CONFIDENCE if rule.low_confidence[i] else "")
-    return AiFields(keys[top], float(p[top]), keys[second], ood_score, unfamiliar, bool(reason), reason)
+def batch_fields(keys: list[str], probabilities: np.ndarray, rule: Decisions, ood: list[float | None] | None) -> zip:
+    """Per image, the fields of `AiFields` in order: call, confidence, runner-up, Unfamiliar score,
+    Unfamiliar, Review, Review reason under the decided `rule`, for a whole batch at once."""
+    p = np.asarray(probabilities)
+    n = len(p)
+    top = np.asarray(rule.top, dtype=np.int64)
+    order = np.argsort(-p, axis=1)  # the same sort, row by row, as one image's argsort (ties included)
+    second = np.where(order[:, 0] == top, order[:, 1], order[:, 0]) if n else top
+    unfamiliar = np.asarray(rule.unfamiliar, bool)
+    reasons = np.where(unfamiliar, REVIEW_UNFAMILIAR, np.where(rule.low_confidence, REVIEW_LOW_CONFIDENCE, "")).tolist()
+    return zip([keys[t] for t in top.tolist()], p[np.arange(n), top].tolist(), [keys[t] for t in second.tolist()],
+               ood if ood is not None else [None] * n, unfamiliar.tolist(), [bool(r) for r in reasons], reasons)
 
 
 def slide_level_calls(info: ModelInfo, p_positive: np.ndarray, ood: list[float | None]) -> list[AiFields]:
@@ -122,4 +124,4 @@ def slide_level_calls(info: ModelInfo, p_positive: np.ndarray, ood: list[float |
     probabilities = np.stack([1 - np.asarray(p_positive), np.asarray(p_positive)], axis=1)
     scores = None if all(v is None for v in ood) else np.array([0.0 if v is None else v for v in ood])
     rule = decide(probabilities, scores, info.review_threshold, info.ood_threshold, info.decision_threshold)
-    return [ai_fields(info.class_keys, probabilities[i], rule, i, ood[i]) for i in range(len(probabilities))]
+    return [AiFields(*f) for f in batch_fields(info.class_keys, probabilities, rule, list(ood))]

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -143,11 +144,24 @@ def _slide_step(meta: dict[str, str], n_classes: int, path: Path) -> SlideStep |
 
 
 def worker_threads() -> int:
-    """Threads for inference and for decoding: one per core, at most MAX_THREADS."""
+    """Threads for inference and for decoding: one per core, at most MAX_THREADS, unless the
+    environment's SLIDETALLY_THREADS says otherwise (a shared machine, a thread curve)."""
+    wanted = os.environ.get("SLIDETALLY_THREADS", "")
+    if wanted.isdigit() and int(wanted) > 0:
+        return min(MAX_THREADS, int(wanted))
     return max(1, min(MAX_THREADS, os.cpu_count() or 1))
 
 
+def model_threads() -> int:
+    """ONNX Runtime's threads: as many as `worker_threads`, unless SLIDETALLY_MODEL_THREADS gives a
+    number (the decoders keep theirs: `bench --model-threads` measures the split); `auto` measures
+    it on each run's first batches (threads.py)."""
+    wanted = os.environ.get("SLIDETALLY_MODEL_THREADS", "")
+    return min(MAX_THREADS, int(wanted)) if wanted.isdigit() and int(wanted) > 0 else worker_threads()
+
+
 MAX_MODEL_BYTES = 512 * 2**20
+FRONT_END_AFTER = 10_000  # images predicted before the front end is split off (see Model.start_front_end)
 MAX_METADATA_CHARS = 1_000_000  # all values together: a card's worth, not a payload
 
 
@@ -225,7 +239,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # One inference thread per core; decoding runs in its own threads beside it.
-    options.intra_op_num_threads = threads or worker_threads()
+    options.intra_op_num_threads = threads or model_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if os.environ.get("SLIDETALLY_ORT_SPIN", "0") != "1":
@@ -252,10 +266,17 @@ class Model:
         except OSError as exc:
             raise ModelError(f"cannot read the model file {path.name} ({exc.strerror or exc})") from exc
         try:
-            self.session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
+            whole = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own types for damaged files
             raise ModelError(f"{path.name} is damaged or not an ONNX model ({str(exc).splitlines()[0][:160]})") from exc
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.threads = threads or model_threads()  # ONNX Runtime's threads unless predict is told otherwise
+        self._sessions = {(False, self.threads): whole}  # (split, threads): session, made when asked for
+        self._graphs = {False: data}  # the file's graph, and (True) the one with its front end split off
+        self._background = None  # front_end.Background once the split graph serves
+        self._split_started = False
+        self._predicted = 0  # images, for when the split front end pays for itself
+        self._served_lock = threading.Lock()
+        meta = whole.get_modelmeta().custom_metadata_map
         self.info = parse_metadata(meta, path, hashlib.sha256(data).hexdigest())
         self._check_graph()
         log.info("model loaded: %s v%s (%s, SHA-256 %s)", self.info.key, self.info.version, path, self.info.sha256[:16])
@@ -283,14 +304,19 @@ class Model:
         self._outputs = ["probabilities", "ood_score"] if self.has_ood else ["probabilities"]
         self._check_outputs([o for o in OUTPUT_RANKS if o in outputs])
 
+    def _test_images(self) -> np.ndarray:
+        """Black, white, grey and noise at the model's input size."""
+        spec = self.info.input
+        return np.stack([np.zeros((spec.height, spec.width, 3), np.uint8), np.full((spec.height, spec.width, 3), 255, np.uint8),
+                         np.full((spec.height, spec.width, 3), 128, np.uint8),
+                         np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)])
+
     def _check_outputs(self, names: list[str]) -> None:
         """Run every contract output on a few synthetic images (black, white, grey, noise):
         a model that gives the wrong shape, NaN or infinity, or probabilities that are not a
         distribution is refused at load, not discovered in a technician's counts."""
-        name, spec, n = self.info.path.name, self.info.input, 4
-        batch = np.stack([np.zeros((spec.height, spec.width, 3), np.uint8), np.full((spec.height, spec.width, 3), 255, np.uint8),
-                          np.full((spec.height, spec.width, 3), 128, np.uint8),
-                          np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)])
+        name, n = self.info.path.name, 4
+        batch = self._test_images()
         try:
             results = dict(zip(names, self.session.run(names, {"image": batch})))
         except Exception as exc:  # ORT raises its own types for graphs that cannot run
@@ -307,10 +333,70 @@ class Model:
             raise ModelError(f"{name}: output 'probabilities' is not a probability distribution (rows sum to "
                              f"{p.sum(axis=1).min():.3g}-{p.sum(axis=1).max():.3g}, not 1)")
 
+    def start_front_end(self) -> None:
+        """Begin splitting off the white-balance front end (front_end.py: measured on the decoding
+        threads, proved equal to the file's graph on the test images), in the background: the file's
+        graph serves meanwhile. Importing onnx for it costs ~1 s of CPU once, repaid after some
+        10,000 images, so predict_feed starts it only after FRONT_END_AFTER images."""
+        with self._served_lock:
+            if not self._split_started:
+                self._split_started = True
+                threading.Thread(target=self._split_front_end, name="front-end").start()  # not a daemon: exit waits
+
+    def _split_front_end(self) -> None:
+        from desktop.core.inference.front_end import served_session
+
+        try:
+            session, background, graph = served_session(self._graphs[False], self.session, session_options(self.threads),
+                                                        self._outputs, self._test_images())
+        except Exception as exc:  # noqa: BLE001 - the file's own graph serves on; nothing is lost
+            log.warning("%s: the white-balance front end stays in the graph (%s)", self.info.path.name, exc)
+            return
+        if background is not None:
+            with self._served_lock:
+                self._graphs[True] = graph
+                self._sessions[(True, self.threads)] = session
+                self._background = background
+                # The file's graph is no longer what predict runs: its memory goes before the split
+                # graph's first full batch claims its own (made again if asked for).
+                for key in [k for k in self._sessions if not k[0]]:
+                    del self._sessions[key]
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The ONNX Runtime session of the model file's own graph, at the model's threads."""
+        return self._session(False, self.threads)
+
+    def _session(self, split: bool, threads: int) -> ort.InferenceSession:
+        with self._served_lock:
+            if (split, threads) not in self._sessions:
+                import onnxruntime as ort
+
+                self._sessions[(split, threads)] = ort.InferenceSession(
+                    self._graphs[split], session_options(threads), providers=["CPUExecutionProvider"])
+            return self._sessions[(split, threads)]
+
+    def feed(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """The inputs of the served graph for a uint8 batch (made on the decoding threads)."""
+        background = self._background
+        if background is None:
+            return {"image": images}
+        from desktop.core.inference.front_end import FED
+
+        return {"image": images, FED: background.measure(images)}
+
+    def predict_feed(self, feed: dict[str, np.ndarray], threads: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities [N, C] and Unfamiliar scores [N] (or None) for what `feed` gave, on
+        `threads` of ONNX Runtime (default: the model's)."""
+        result = self._session(len(feed) > 1, threads or self.threads).run(self._outputs, feed)
+        self._predicted += len(feed["image"])
+        if self._predicted >= FRONT_END_AFTER and not self._split_started:
+            self.start_front_end()
+        return result[0], (result[1] if self.has_ood else None)
+
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities [N, C] and Unfamiliar scores [N] (or None) for a uint8 batch."""
-        result = self.session.run(self._outputs, {"image": images})
-        return result[0], (result[1] if self.has_ood else None)
+        return self.predict_feed(self.feed(images))
 
     def probabilities_in_batches(self, images: np.ndarray, batch: int) -> np.ndarray:
         """Probabilities [N, C] of a large uint8 array, `batch` images at a time (for the scripts

@@ -9,10 +9,12 @@ memory stays flat whatever the number of images.
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ from desktop.core.inference.imaging import UnreadableImage, decode_image, decode
 from desktop.core.inference.model import Model, worker_threads
 from desktop.core.inference.scan import content_hash, hash_large_file
 from desktop.core.inference.slide import Tile
+from desktop.core.inference.threads import ThreadChoice
 from desktop.core.inference.wsi import SlideTile, read_tile
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,7 @@ class _TissueImages:
             return self._cache[path]
 
 
-def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[np.ndarray, list, list[str], list[Call]]:
+def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[dict, list, list[str], list[Call]]:
     """Decode and fit a batch, hashing each file's bytes on the way (its identity in the
     session); unreadable files become calls that carry the reason."""
     spec = model.info.input
@@ -96,12 +99,91 @@ def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[np.ndarray
         except Exception as exc:  # noqa: BLE001 - any decoder failure must not stop the batch
             bad.append(Call(item.relative, item.size, item.mtime, content_hash=digest,
                             unreadable=f"could not decode ({exc})", review=True, review_reason="unreadable"))
-    return pixels[:len(good)], good, hashes, bad
+    # The served graph's inputs are made here, beside decoding (a white-balance model's background).
+    return model.feed(pixels[:len(good)]) if good else {}, good, hashes, bad
 
 
 def batches(items: list, size: int) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+class _Inferred:
+    """Decoding and inference in their own threads, feeding the calling thread finished batches.
+
+    The model thread takes decoded batches in order, keeps the decoders `workers + 2` batches
+    ahead and hands its outputs to a short queue, so neither the model nor the decoders wait
+    while the calling thread stores a batch; the queue's bound keeps memory flat."""
+
+    _END = object()
+
+    def __init__(self, model: Model, items: list, batch_size: int, workers: int, cancel: threading.Event) -> None:
+        self.model, self.workers, self.cancel = model, workers, cancel
+        self.chunks = iter(batches(items, batch_size))
+        self.pending: deque[Future] = deque()
+        self.tissue = _TissueImages()
+        self.out: queue.Queue = queue.Queue(maxsize=2)
+        self.stopped = threading.Event()  # the calling thread no longer takes batches
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+        # SLIDETALLY_MODEL_THREADS=auto: the model's thread count measured on the first batches (threads.py).
+        self.threads = ThreadChoice(getattr(model, "threads", 1), os.environ.get("SLIDETALLY_MODEL_THREADS") == "auto",
+                                    queued=workers + 2)
+        self.told = False
+        self.thread = threading.Thread(target=self._run, name="infer", daemon=True)
+        self.thread.start()
+
+    def _top_up(self) -> None:
+        while len(self.pending) < self.workers + 2 and not self.cancel.is_set():
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return
+            self.pending.append(self.pool.submit(decode_batch, chunk, self.model, self.tissue))
+
+    def _put(self, item) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            self._top_up()
+            last = time.perf_counter()
+            while self.pending and not self.cancel.is_set() and not self.stopped.is_set():
+                feed, good, hashes, bad = self.pending.popleft().result()
+                self._top_up()
+                threads = self.threads.next()
+                outputs = self.model.predict_feed(feed, threads) if good else (None, None)
+                self._put((outputs, good, hashes, bad))
+                now = time.perf_counter()
+                if good:
+                    self.threads.record(threads, (now - last) / len(good))
+                    if self.threads.chosen is not None and not self.told:
+                        self.told = True
+                        log.info("the model runs on %d thread(s) beside %d decoder(s)", self.threads.chosen, self.workers)
+                last = now
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+            self._put(exc)
+        finally:
+            self._put(self._END)
+
+    def __iter__(self) -> Iterator[tuple]:
+        while not self.cancel.is_set():
+            item = self.out.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+        for future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True)
 
 
 def classify(
@@ -114,35 +196,19 @@ def classify(
     workers: int | None = None,
 ) -> int:
     """Classify `items` (SourceFile or Tile); returns how many were done before any cancel."""
-    workers = workers or worker_threads()
     cancel = cancel or threading.Event()
-    tissue = _TissueImages()
     done, start = 0, time.perf_counter()
-    pending: deque[Future] = deque()
-    chunks = iter(batches(items, batch_size))
-    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
-        def top_up():
-            while len(pending) < workers + 2 and not cancel.is_set():
-                chunk = next(chunks, None)
-                if chunk is None:
-                    return
-                pending.append(pool.submit(decode_batch, chunk, model, tissue))
-
-        top_up()
-        while pending and not cancel.is_set():
-            pixels, good, hashes, bad = pending.popleft().result()
-            top_up()
-            calls = bad
-            if len(good):
-                probabilities, ood = model.predict(pixels)
-                calls = make_calls(model.info, good, probabilities, ood, hashes) + bad
+    inferred = _Inferred(model, items, batch_size, workers or worker_threads(), cancel)
+    try:
+        for (probabilities, ood), good, hashes, bad in inferred:
+            calls = make_calls(model.info, good, probabilities, ood, hashes) + bad if len(good) else bad
             on_calls(calls)
             done += len(calls)
             if on_progress:
                 elapsed = max(time.perf_counter() - start, 1e-6)
                 on_progress(Progress(done, len(items), done / elapsed))
-        for future in pending:
-            future.cancel()
+    finally:
+        inferred.close()
     log.info("%d of %d item(s) classified with %s in %.1f s%s", done, len(items), model.info.key,
              time.perf_counter() - start, " (cancelled)" if cancel.is_set() else "")
     return done

@@ -64,7 +64,7 @@ class Tile:
 def patch_position(relative: str) -> tuple[int, int] | None:
     """(x, y) pixel offset of a patch, from `..._x<X>_y<Y>...` or a tile's `#x<X>_y<Y>`; None for
     none, or for one beyond any slide (a name claiming x=99999999 would make a heat map of terabytes)."""
-    match = TILE_SUFFIX.search(relative) or PATCH_XY.search(Path(relative).name)
+    match = TILE_SUFFIX.search(relative) or PATCH_XY.search(relative.rpartition("/")[2])  # relative: posix
     if not match:
         return None
     x, y = int(match.group(1)), int(match.group(2))

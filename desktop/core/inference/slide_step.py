@@ -42,8 +42,8 @@ class SlideStep:
         p = np.asarray(p_positive, dtype=np.float64)
         if len(p) == 0 or self.weight == 0:
             return p.copy()
-        grid = grid.fitted(list(offsets))
-        places = np.array([grid.place(o) for o in offsets], dtype=np.int64)
+        xy = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        places = (xy - xy.min(axis=0)) // grid.stride  # grid.fitted(offsets).place(o) for every o at once
         rows, cols = places[:, 1].max() + 1, places[:, 0].max() + 1
         logit = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1))
         r = self.radius

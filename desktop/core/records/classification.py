@@ -10,7 +10,7 @@ import numpy as np
 from desktop.core.inference.decision import AiFields, Call, slide_level_calls
 from desktop.core.inference.model import ModelInfo
 from desktop.core.inference.slide import tile_source
-from desktop.core.records.domain import Cell
+from desktop.core.records.domain import PatchCall
 
 FOREIGN_SHARE = 0.8  # of the first batch flagged Unfamiliar: the folder is not what this model knows
 FOREIGN_MIN_CELLS = 8
@@ -35,21 +35,19 @@ class ForeignGuard:
             self.cancel.set()
 
 
-def slide_step_revisions(cells: list[Cell], info: ModelInfo) -> list[tuple[Cell, AiFields]]:
-    """The AI calls the model's slide-level step changes, slide by slide: (cell, its revised fields).
+def slide_step_revisions(calls: list[PatchCall], info: ModelInfo) -> list[tuple[PatchCall, AiFields]]:
+    """The AI calls the model's slide-level step changes, slide by slide: (call, its revised fields).
     A call the technician has seen (final or confirmed) is never revised."""
     step = info.slide_step
-    slides: dict[str, list] = {}
-    for cell in cells:
-        if cell.x is None or cell.y is None or cell.unreadable or cell.missing or len(cell.probabilities) != 2:
-            continue
-        tile = tile_source(cell.file)
-        slides.setdefault(tile[0] if tile else "", []).append(cell)
+    slides: dict[str, list[PatchCall]] = {}
+    for call in calls:
+        tile = tile_source(call.file)
+        slides.setdefault(tile[0] if tile else "", []).append(call)
     revised = []
     for slide in slides.values():
-        p_slide = step.apply(np.array([c.probabilities[1] for c in slide]), [(c.x, c.y) for c in slide], info.patch)
+        p_slide = step.apply(np.array([c.p_positive for c in slide]), [(c.x, c.y) for c in slide], info.patch)
         fields = slide_level_calls(info, p_slide, [c.ood_score for c in slide])
         revised += [(c, f) for c, f in zip(slide, fields)
-                    if c.final_class is None and not c.confirmed  # the technician has seen this call
-                    and (c.ai_class, c.review, round(c.confidence, 9)) != (f.ai_class, f.review, round(f.confidence, 9))]
+                    if not c.seen and (c.ai_class, c.review, round(c.confidence, 9)) != (f.ai_class, f.review,
+                                                                                        round(f.confidence, 9))]
     return revised

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from desktop.core.names import readable
 
@@ -62,6 +63,20 @@ class Cell:
     def counted(self) -> bool:
         """Part of the counts: readable, present and not waiting for review."""
         return not self.unreadable and not self.missing and not self.needs_review
+
+
+class PatchCall(NamedTuple):
+    """What a slide-level step reads of one readable, present patch with a slide position."""
+
+    file: str
+    p_positive: float
+    x: int
+    y: int
+    ood_score: float | None
+    ai_class: str | None
+    review: bool
+    confidence: float
+    seen: bool  # the technician has given a final call or confirmed it
 
 
 @dataclass(frozen=True)

@@ -261,30 +261,33 @@ class Session:
             self.events.progress.emit(p)
 
         def on_calls(calls: list[Call]) -> None:
-            self._store_calls(calls, changed)
+            self.store_calls(calls, changed)
             if guard is not None:
                 guard.look(calls)
 
         done = classify(self.model, items, on_calls, on_progress, cancel, batch_size=batch_size)
         if done:
-            self._apply_slide_step()
-            with self.store.write(self._system()) as w:  # AI calls are audited: one row per run
-                w.audit("classify", None, None, f"{done} image(s) by {self.info.key} {self.info.version}",
-                        f"model SHA-256 {self.info.sha256}" + (" (cancelled)" if cancel is not None and cancel.is_set()
-                                                              else ""))
+            self.finish_run(done, cancel is not None and cancel.is_set())
         return done
+
+    def finish_run(self, done: int, cancelled: bool) -> None:
+        """After a run's calls are stored: the slide-level step, then the run's one audit row
+        (the AI calls are audited per run, not per cell)."""
+        self._apply_slide_step()
+        with self.store.write(self._system()) as w:
+            w.audit("classify", None, None, f"{done} image(s) by {self.info.key} {self.info.version}",
+                    f"model SHA-256 {self.info.sha256}" + (" (cancelled)" if cancelled else ""))
 
     def _apply_slide_step(self) -> None:
         """Run the model's slide-level step over every patch of each slide in the session and
         revise the AI calls it changes (never a technician's call; a signed session is not
         classified at all). One audit line says what the step did."""
         step = self.info.slide_step
-        revised = slide_step_revisions(self.store.cells(), self.info) if step is not None else []
+        revised = slide_step_revisions(self.store.patch_calls(), self.info) if step is not None else []
         if not revised:
             return
         with self.store.write(self._system()) as w:
-            for cell, fields in revised:
-                w.set_ai(cell.file, fields)
+            w.set_ai_many([(cell.file, fields) for cell, fields in revised])
             flipped = sum(c.ai_class != f.ai_class for c, f in revised)
             w.audit("slide step", None, None, None,
                     f"{step.describe()}: {flipped} AI call(s) changed by their neighbours on the slide")
@@ -314,30 +317,35 @@ class Session:
                 w.set_stat(file, size, mtime)
         self._announce_changed(w)
 
-    def _store_calls(self, calls: list[Call], changed: set[str]) -> None:
+    def store_calls(self, calls: list[Call], changed: set[str]) -> None:
+        """Store one batch's calls in one transaction: new files' calls in one statement, changed files' one by one
+        (each with its audit row)."""
         added = []
         with self.store.write(self._system()) as w:
             for call in calls:
-                if call.relative in changed:
-                    before = w.cell(call.relative)
-                    if not w.put_call(call, file_changed=True):
-                        continue  # another process stored this call for these bytes first
-                    if before is not None:
-                        old = (f"AI {before.ai_class}, final {before.final_class} by {before.reviewer}"
-                               if before.final_class else f"AI {before.ai_class}")
-                        w.audit("file changed", call.relative, old, f"AI {call.ai_class or 'unreadable'}",
-                                "the file's bytes changed: new AI call, earlier calls kept here")
-                elif w.put_call(call):
-                    added.append(call.relative)
+                if call.relative not in changed:
+                    continue
+                before = w.cell(call.relative)
+                if not w.put_call(call, file_changed=True):
+                    continue  # another process stored this call for these bytes first
+                if before is not None:
+                    old = (f"AI {before.ai_class}, final {before.final_class} by {before.reviewer}"
+                           if before.final_class else f"AI {before.ai_class}")
+                    w.audit("file changed", call.relative, old, f"AI {call.ai_class or 'unreadable'}",
+                            "the file's bytes changed: new AI call, earlier calls kept here")
+            added = w.put_new_calls([c for c in calls if c.relative not in changed])
+        events = self.events
+        if not (events.cells_added.connected or events.cells_changed.connected):
+            return  # nobody shows the cells (the CLI, a benchmark): they are not read back
         cells = self.store.cells(w.touched)
         new = set(added)
         if new:
-            self.events.cells_added.emit([c for c in cells if c.file in new])
+            events.cells_added.emit([c for c in cells if c.file in new])
         if len(new) < len(cells):
-            self.events.cells_changed.emit([c for c in cells if c.file not in new])
+            events.cells_changed.emit([c for c in cells if c.file not in new])
 
     def _announce_changed(self, writer: Writer) -> None:
-        if writer.touched:
+        if writer.touched and self.events.cells_changed.connected:
             self.events.cells_changed.emit(self.store.cells(writer.touched))
 
     # --- the technician's actions (each one state-checked and audited in one transaction) ----

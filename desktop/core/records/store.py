@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 
 from desktop.core.errors import SessionLocked, StoreError
 from desktop.core.inference.decision import Call
-from desktop.core.records.domain import Actor, AuditEntry, Cell, SessionState, now
+from desktop.core.records.domain import Actor, AuditEntry, Cell, PatchCall, SessionState, now
 from desktop.core.records.integrity import (
     GENESIS,
     SIGNED_KEYS,
@@ -95,7 +95,7 @@ def store_error(exc: BaseException, folder: Path) -> StoreError:
 
 def _db(value):
     """A value as SQLite takes it: a str that is not valid UTF-8 (a file name) as its raw bytes."""
-    if isinstance(value, str):
+    if isinstance(value, str) and not value.isascii():  # ASCII (most names, every reason) is valid UTF-8
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -207,6 +207,41 @@ class Writer:
         if cursor.rowcount:
             self.touched.append(call.relative)
         return bool(cursor.rowcount)
+
+    def put_new_calls(self, calls: list[Call]) -> list[str]:
+        """Store the calls of files not classified before, in one statement; returns the files stored.
+        A file another process stored first keeps its call (as `put_call` without `file_changed`):
+        the write transaction holds the database, so what is stored cannot change between the two
+        statements."""
+        stored: set = set()
+        names = [_db(c.relative) for c in calls]
+        for start in range(0, len(names), 500):
+            chunk = names[start:start + 500]
+            stored.update(r[0] for r in self.db.execute(
+                f"SELECT relative FROM images WHERE relative IN ({','.join('?' * len(chunk))})", chunk))
+        new = []
+        for name, c in zip(names, calls):
+            if name not in stored:  # the first of two calls for one file wins, as with put_call
+                stored.add(name)
+                new.append((name, c))
+        self.db.executemany(
+            """INSERT INTO images(relative, size, mtime, content_hash, ai_class, confidence, probabilities, second_class,
+                   ood_score, unfamiliar, review, review_reason, unreadable, x, y, file_changed)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)""",
+            [(name, c.size, c.mtime, c.content_hash, c.ai_class, c.confidence, json.dumps(c.probabilities),
+              c.second_class, c.ood_score, int(c.unfamiliar), int(c.review), _db(c.review_reason), _db(c.unreadable),
+              c.x, c.y) for name, c in new])
+        added = [c.relative for _, c in new]
+        self.touched += added
+        return added
+
+    def set_ai_many(self, revised: list[tuple[str, object]]) -> None:
+        """`set_ai` for many files in one statement (a slide-level step over a whole slide)."""
+        self.db.executemany("""UPDATE images SET ai_class=?, confidence=?, second_class=?, unfamiliar=?, review=?,
+                               review_reason=? WHERE relative=?""",
+                            [_args(f.ai_class, f.confidence, f.second_class, int(f.unfamiliar), int(f.review),
+                                   f.review_reason, file) for file, f in revised])
+        self.touched += [file for file, _ in revised]
 
     def set_ai(self, file: str, fields) -> None:
         """Revise the AI call of a file (a slide-level step): the model's own probabilities and
@@ -342,6 +377,22 @@ class SessionStore:
                     rows += self.db.execute(f"SELECT {CELL_COLUMNS} FROM images WHERE relative IN "
                                             f"({','.join('?' * len(chunk))}) ORDER BY id", _args(*chunk)).fetchall()
         return [_cell(r) for r in rows]
+
+    def patch_calls(self) -> list[PatchCall]:
+        """Every readable, present two-class call with a slide position, in row order (for the
+        slide-level step: only the columns it reads)."""
+        with self._lock:
+            rows = self.db.execute("""SELECT relative, probabilities, x, y, ood_score, ai_class, review, confidence,
+                                             final_class IS NOT NULL OR confirmed FROM images
+                                      WHERE x IS NOT NULL AND y IS NOT NULL AND unreadable = '' AND missing = 0
+                                      ORDER BY id""").fetchall()
+        calls = []
+        for relative, probabilities, x, y, ood, ai_class, review, confidence, seen in rows:
+            p = json.loads(probabilities or "[]")
+            if len(p) == 2:
+                calls.append(PatchCall(os.fsdecode(relative) if isinstance(relative, bytes) else relative, p[1], x, y,
+                                       ood, ai_class, bool(review), confidence or 0.0, bool(seen)))
+        return calls
 
     def known_files(self) -> dict[str, StoredFile]:
         with self._lock:
