@@ -102,8 +102,8 @@ class SessionController(QObject):
             self.open_folder(self.folder, guess=False)
 
     def model(self, info: ModelInfo) -> Model:
-        if info.path not in self._loaded:
-            self._loaded[info.path] = Model(info.path)
+        if info.path not in self._loaded:  # the whole graph serves: its split would pause the window
+            self._loaded[info.path] = Model(info.path, split_front_end=False)
         return self._loaded[info.path]
 
     # --- the folder's session -----------------------------------------------------------------

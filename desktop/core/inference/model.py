@@ -251,7 +251,10 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 class Model:
     """An ONNX Runtime session with the model's contract attached."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, *, split_front_end: bool = True) -> None:
+        """`split_front_end=False` keeps the file's whole graph serving: the split imports onnx, whose
+        import holds the GIL for seconds (a 5.4 s pause of every other thread measured under load), so
+        the window, which must answer within 100 ms, never splits."""
         import onnxruntime as ort
 
         path = Path(path)
@@ -273,7 +276,7 @@ class Model:
         self._sessions = {(False, self.threads): whole}  # (split, threads): session, made when asked for
         self._graphs = {False: data}  # the file's graph, and (True) the one with its front end split off
         self._background = None  # front_end.Background once the split graph serves
-        self._split_started = False
+        self._split_started = not split_front_end
         self._predicted = 0  # images, for when the split front end pays for itself
         self._served_lock = threading.Lock()
         meta = whole.get_modelmeta().custom_metadata_map
