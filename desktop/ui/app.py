@@ -127,7 +127,7 @@ def quit_on_terminate(app, window, closing: list[bool]) -> None:
     from PySide6.QtCore import QTimer
 
     def close_all():
-        window.sessions.close_session()  # the classifying thread ends before anything is torn down
+        window.sessions.shutdown()  # the classifying thread ends before anything is torn down
         for widget in app.topLevelWidgets():
             widget.close()
         app.quit()

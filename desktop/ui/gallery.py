@@ -51,7 +51,11 @@ class _ThumbJob(QRunnable):
         self.patch_size = patch_size
 
     def run(self) -> None:
-        self.signals.ready.emit(self.relative, thumbnail_image(self.folder, self.relative, self.patch_size, self.size))
+        image = thumbnail_image(self.folder, self.relative, self.patch_size, self.size)
+        try:
+            self.signals.ready.emit(self.relative, image)
+        except RuntimeError:  # the window closed meanwhile (its signals object is gone): nobody waits
+            pass
 
 
 class ThumbnailCache(QObject):

@@ -291,6 +291,6 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self._save_settings()
-        self.sessions.close_session()  # cancels and waits for the classifier: every stored call stays
+        self.sessions.shutdown()  # cancels and waits for the classifier: every stored call stays
         self.thumbnails.wait()
         super().closeEvent(event)

@@ -32,7 +32,7 @@ class MosaicJob(QRunnable):
         if Path(self.folder).is_file():  # one whole slide: all of its overview, glass and all, under the maps
             try:
                 self.signals.ready.emit(slide_mosaic(Path(self.folder), self.grid, None, self.mpp))
-            except SlideError:
+            except (SlideError, RuntimeError):  # unreadable, or the window closed meanwhile
                 pass
             return
         images = []

@@ -46,6 +46,7 @@ class SessionController(QObject):
         self._summary_at = 0.0
         self._mosaic_jobs: list = []
         self._filters: dict[Path, str] = {}  # the find box's text per folder, while the app runs
+        self._shut = False  # the window is closing: nothing new is opened or started
 
     # --- models and the assay -----------------------------------------------------------------
     def load_models(self, folders: tuple[Path, ...] = ()) -> None:
@@ -131,6 +132,8 @@ class SessionController(QObject):
                 self.select_task(task)
                 w.statusBar().showMessage(f"These images look like {self.info.display_name}: the assay was switched. "
                                           "Choose another in the Assay list if they are not.", 10_000)
+        if self._shut:
+            return
         if self.info is None:
             w.error("No model", "There is no model to classify with.")
             return
@@ -145,6 +148,9 @@ class SessionController(QObject):
             w.setWindowTitle("SlideTally")
             return
         session, cells = opened
+        if self._shut:  # closed while it opened
+            session.close()
+            return
         self.session, self.folder = session, folder
         # Qt queues the worker thread's signals to the GUI thread; each slot ignores a late
         # signal from an earlier session or worker (`_stale`).
@@ -198,6 +204,12 @@ class SessionController(QObject):
         self.show_record(session.record())
         self.w.statusBar().showMessage("Updated with what another SlideTally stored in this session.")
 
+    def shutdown(self) -> None:
+        """The window closes (or SIGTERM): close the session, and let a folder half opened behind a
+        busy dialog (whose event loop ran the close) open nothing and start no classification."""
+        self._shut = True
+        self.close_session()
+
     def close_session(self) -> None:
         """Stop any classification, then let go of the session (nothing is lost: it is all stored)."""
         self.stop_worker()
@@ -219,6 +231,8 @@ class SessionController(QObject):
     # --- classification off the GUI thread ----------------------------------------------------
     def _start_worker(self, check_foreign: bool = True) -> None:
         w = self.w
+        if self._shut:
+            return
         self.worker = worker = ClassifyWorker(self.session, check_foreign)
         worker.finished.connect(self._finished)
         worker.failed.connect(self._failed)
