@@ -40,6 +40,7 @@ LICENCE = {
     "pyside6-essentials": "LGPL-3.0-only OR GPL-2.0-only OR GPL-3.0-only",
     "shiboken6": "LGPL-3.0-only OR GPL-2.0-only OR GPL-3.0-only",
     "pyinstaller": "GPL-2.0-or-later WITH Bootloader-exception",
+    "opencv-python-headless": "Apache-2.0 AND LGPL-2.1-or-later (FFmpeg) AND the licences in LICENSE-3RD-PARTY.txt",
 }
 # Libraries vendored into the wheel whose licences its text carries but its License-Expression omits.
 VENDORED = {"numpy": "BSD-3-Clause (OpenBLAS) AND BSD-3-Clause-Open-MPI (LAPACK) AND "
@@ -78,14 +79,14 @@ class Component:
     holders: tuple[str, ...] = field(default=())
 
 
-def runtime_distributions(pyproject: Path) -> list[str]:
+def runtime_distributions(pyproject: Path, replaced: frozenset[str] = frozenset(REPLACED)) -> list[str]:
     """The distributions the app's dependencies pull in (markers evaluated here), less those built from source."""
     todo = list(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"])
     seen: dict[str, str] = {}
     while todo:
         req = Requirement(todo.pop())
         key = canonicalize_name(req.name)
-        if key in seen or key in REPLACED or key in NOT_BUNDLED or (req.marker and not req.marker.evaluate({"extra": ""})):
+        if key in seen or key in replaced or key in NOT_BUNDLED or (req.marker and not req.marker.evaluate({"extra": ""})):
             continue
         seen[key] = req.name
         todo += [r for r in distribution(req.name).requires or [] if "extra ==" not in r]
