@@ -22,6 +22,9 @@ HERE = Path(__file__).resolve().parent
 WORDS = ("LICEN", "COPYING", "NOTICE")
 # Built from source by installer/build_opencv.sh instead of taken from its wheel (texts from that build).
 REPLACED = {"opencv-python-headless"}
+# Bundled from the build venv though the app does not depend on them: PyInstaller's bootloader starts both programs,
+# and PyInstaller collects setuptools (its runtime hook pyi_rth_setuptools; seen in a bundle built from the lock).
+BUILD_BUNDLED = ("pyinstaller", "setuptools")
 # Left out of the bundle by installer/slidetally.spec (EXCLUDES), though a dependency names it.
 NOT_BUNDLED = {"pillow"}
 # Wheels that ship no licence text: the text from the same release's source distribution on PyPI (fhir*),
@@ -62,6 +65,7 @@ HOLDERS = {
     "flatbuffers": ("Google Inc.",),
     "onnx": ("ONNX Project Contributors",),
     "ml_dtypes": ("2022 The ml_dtypes Authors",),
+    "setuptools": ("the setuptools developers (Python Packaging Authority)",),
 }
 
 

@@ -32,7 +32,8 @@ PURPOSE = {
     "typing-extensions": "type hints at run time", "openslide-python": "whole-slide images",
     "openslide-bin": "whole-slide images (OpenSlide C library and its libraries)", "python": "the runtime",
     "pyinstaller": "starting the programs (bootloader)", "packaging": "version checks in ONNX Runtime",
-    "flatbuffers": "required by ONNX Runtime", "qt-third-party": "ICU, HarfBuzz, libpng, FreeType, PCRE2, md4c in Qt",
+    "flatbuffers": "required by ONNX Runtime", "setuptools": "collected by PyInstaller (its setuptools hook)",
+    "qt-third-party": "ICU, HarfBuzz, libpng, FreeType, PCRE2, md4c in Qt",
 }
 PBC = ("Acevedo A., Merino A., Alférez S., Molina Á., Boldú L., Rodellar J. \"A dataset of microscopic peripheral\n"
        "blood cell images for development of automatic recognition systems\", Data in Brief 30 (2020) 105474;\n"
@@ -100,7 +101,7 @@ def qt_third_party(doc_root: Path = Path("/usr/share/doc")) -> bl.Component:
 
 
 def components(opencv_licenses: Path | None, bootloader: bool) -> list[bl.Component]:
-    names = bl.runtime_distributions(ROOT / "pyproject.toml") + (["pyinstaller"] if bootloader else [])
+    names = bl.runtime_distributions(ROOT / "pyproject.toml") + (list(bl.BUILD_BUNDLED) if bootloader else [])
     comps = [bl.python_component(name) for name in names] + [bl.cpython_component(), qt_third_party()]
     texts = {}
     if opencv_licenses is not None:

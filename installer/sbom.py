@@ -79,7 +79,7 @@ def native_parts(opencv_build: Path | None) -> list[dict]:
 
 
 def complete(base: dict, opencv_build: Path | None, version: str) -> dict:
-    bundled = {canonicalize_name(n) for n in bl.runtime_distributions(ROOT / "pyproject.toml")} | {"pyinstaller"}
+    bundled = {canonicalize_name(n) for n in bl.runtime_distributions(ROOT / "pyproject.toml") + list(bl.BUILD_BUNDLED)}
     python = [c for c in base.get("components", []) if canonicalize_name(c["name"]) in bundled]
     for comp in python:  # metadata that names no licence: what its text says (installer/bundle_licences.py)
         if not comp.get("licenses") and canonicalize_name(comp["name"]) in bl.LICENCE:
