@@ -25,7 +25,7 @@ fi
 # The generator of the bill of materials, in its own venv (a build tool, not bundled).
 if [ ! -x .venv-tools/bin/cyclonedx-py ]; then
     python3 -m venv .venv-tools
-    .venv-tools/bin/python -m pip install -q "cyclonedx-bom==7.5.0"
+    .venv-tools/bin/python -m pip install -q --require-hashes -r installer/requirements-tools.lock
 fi
 # The About box's licence list, from the same components as the copyright file.
 .venv-build/bin/python installer/copyright.py --licenses-md resources/LICENSES.md
