@@ -64,6 +64,10 @@ Relinking (LGPL): Qt, Qt for Python and OpenSlide are shared libraries loaded at
 You may replace any of them with your own build of the same version, modified or not, and
 reverse-engineer SlideTally for debugging such changes. Sources: Qt at https://download.qt.io/official_releases/qt/,
 Qt for Python at https://download.qt.io/official_releases/QtForPython/, OpenSlide at https://openslide.org/."""
+COMMON_LICENCES = {"LGPL-2.1": "GNU Lesser General Public License version 2.1",
+                   "LGPL-3": "GNU Lesser General Public License version 3",
+                   "GPL-2": "GNU General Public License version 2", "GPL-3": "GNU General Public License version 3",
+                   "Apache-2.0": "Apache License 2.0"}
 EXPAT = """\
 Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
 documentation files (the "Software"), to deal in the Software without restriction, including without limitation
@@ -136,6 +140,9 @@ def dep5(comps: list[bl.Component], bundle: str) -> str:
                                   + listing)
                           + field("Comment", f"{comp.name} {comp.version}: {PURPOSE.get(comp.name.lower(), 'a dependency')}."))
     paragraphs.append(field("License", "Expat\n" + EXPAT))
+    for name, title in COMMON_LICENCES.items():  # the texts Debian ships once for every package
+        paragraphs.append(field("License", f"{name}\nOn Debian systems, the complete text of the {title} can be found in\n"
+                                           f"/usr/share/common-licenses/{name}."))
     return "\n".join(paragraphs)
 
 

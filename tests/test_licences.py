@@ -56,6 +56,8 @@ def test_copyright_names_real_holders_and_the_samples_licences(doc):
     assert "License: CC-BY-4.0" in blood and "Acevedo" in blood and "Data in Brief" in blood
     idc = next(p for head, p in paragraphs.items() if "breast-idc" in head)
     assert "Janowczyk" in idc and "Expat" not in idc
+    # lintian's copyright-not-using-common-license-for-lgpl (an error) unless the common texts are referred to
+    assert "/usr/share/common-licenses/LGPL-2.1" in text and "/usr/share/common-licenses/LGPL-3" in text
     for paragraph in text.split("\n\n"):
         if paragraph.startswith("Files:"):
             assert "\nCopyright: " in paragraph and "\nLicense: " in paragraph, paragraph
