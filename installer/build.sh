@@ -34,6 +34,8 @@ OPENCV=$(installer/build_opencv.sh .venv-build/bin/python)
 PYTHONPATH=$OPENCV .venv-build/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller \
     installer/slidetally.spec
 BUNDLE=dist/slidetally
+# One program, two names (installer/launch.py): both share one Python archive instead of carrying one each.
+ln -sfn slidetally "$BUNDLE/slidetally-cli"
 # PyInstaller still links the left-out Qt libraries into _internal/; drop those dangling links.
 find "$BUNDLE" -xtype l -delete
 

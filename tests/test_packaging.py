@@ -41,11 +41,11 @@ def test_both_programs_answer_version_and_help_without_a_display(program, entry,
     assert not (tmp_path / "data").exists()  # nothing started: no log file, no session store
 
 
-@pytest.mark.parametrize("launcher", ["launch_gui.py", "launch_cli.py"])
+@pytest.mark.parametrize("launcher", ["launch.py", "launch_gui.py", "launch_cli.py"])
 def test_frozen_launchers_disable_onnxruntime_telemetry_before_importing_the_app(launcher):
     body = ast.parse((INSTALLER / launcher).read_text()).body
-    first_import = next(i for i, node in enumerate(body)
-                        if isinstance(node, ast.ImportFrom) and node.module.startswith("desktop"))
+    first_import = next(i for i, node in enumerate(body) for sub in ast.walk(node)
+                        if isinstance(sub, ast.ImportFrom) and sub.module.startswith("desktop"))
     setting = next(i for i, node in enumerate(body) if "ORT_DISABLE_TELEMETRY" in ast.unparse(node))
     assert setting < first_import
     assert "= '1'" in ast.unparse(body[setting])
