@@ -122,6 +122,7 @@ def holders(texts: dict[str, Path], limit: int = 10) -> tuple[str, ...]:
     for rel in sorted(texts, key=lambda r: (r.count("/"), r)):
         for match in COPYRIGHT.finditer(texts[rel].read_text(encoding="utf-8", errors="replace")):
             line = " ".join((match.group(1) or match.group(2)).split()).rstrip('".')
+            line = re.sub(r"[.,;]?\s*All(\s+rights(\s+reserved)?)?\.?$", "", line, flags=re.IGNORECASE)
             if not TEMPLATE.search(line) and line not in found:
                 found.append(line)
     return tuple(found[:limit])

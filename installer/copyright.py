@@ -47,12 +47,11 @@ DATA_PARAGRAPHS = [  # (Files, Copyright, License with its text, Comment)
      "CC-BY-4.0\nCreative Commons Attribution 4.0 International. The legal code is at\n"
      "https://creativecommons.org/licenses/by/4.0/legalcode; give credit as in the Comment.", "Source: " + PBC),
     ("resources/samples/breast-idc-9022/*", "2016 A. Janowczyk, A. Madabhushi; 2014 A. Cruz-Roa et al.",
-     "other-research-use\nPublished by the authors for research use (see the Kaggle dataset page and\n"
-     "http://www.andrewjanowczyk.com/use-case-6-invasive-ductal-carcinoma-idc-segmentation/).\n"
-     "Not for diagnosis; redistributed here as sample data.", "Source: " + IDC),
+     "other-research-use\nPublished by the authors for research use (see the Kaggle dataset page and the\n"
+     "publications in the Comment). Not for diagnosis; redistributed here as sample data.", "Source: " + IDC),
     ("resources/models/*", "2026 SlideTally developers", "Expat",
      "Trained by the SlideTally developers on the PBC dataset (CC BY 4.0: " + PBC.split(";")[0] + ")\n"
-     "and on the Breast Histopathology Images (" + IDC.split(", derived")[0] + "); see each model card."),
+     "and on the " + IDC.split(", derived")[0] + "; see each model card."),
 ]
 HEADER = """\
 SlideTally is distributed with the libraries it runs on, each under its own licence, listed below; every text a
@@ -136,7 +135,7 @@ def dep5(comps: list[bl.Component], bundle: str) -> str:
         where = f"{DOC}/licenses/{comp.name}/"
         listing = "\n".join(sorted(comp.texts)[:12]) + ("\n..." if len(comp.texts) > 12 else "")
         paragraphs.append(field("Files", globs) + field("Copyright", "\n".join(comp.holders) or f"the {comp.name} authors")
-                          + field("License", f"{comp.licence}\nThe texts {comp.name} {comp.version} ships are in {where}:\n"
+                          + field("License", f"{comp.licence}\nThe licence texts of {comp.name} {comp.version} are in {where}:\n"
                                   + listing)
                           + field("Comment", f"{comp.name} {comp.version}: {PURPOSE.get(comp.name.lower(), 'a dependency')}."))
     paragraphs.append(field("License", "Expat\n" + EXPAT))
