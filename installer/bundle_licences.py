@@ -153,8 +153,10 @@ def python_component(name: str) -> Component:
 
 
 def cpython_component() -> Component:
-    text = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
-    texts = {"LICENSE.txt": text} if text.exists() else {}
+    # Linux and macOS keep it beside the standard library, Windows in the installation's root.
+    found = [p for p in (Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt", Path(sys.base_prefix) / "LICENSE.txt")
+             if p.exists()]
+    texts = {"LICENSE.txt": found[0]} if found else {}
     return Component("python", sys.version.split()[0], "PSF-2.0", texts,
                      ("libpython3*", "python3.*/*", "base_library.zip"), holders(texts) if texts else ())
 
