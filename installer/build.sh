@@ -10,17 +10,32 @@ VERSION=$(python3 -c "import tomllib;print(tomllib.load(open('pyproject.toml','r
 # Dates inside the package are the last commit's, so a rebuild of the same commit gives the same files.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 DATE=$(date -u -d "@$SOURCE_DATE_EPOCH" +%F)
+# The project's own addresses (role address and site, no personal data).
+MAINTAINER="SlideTally developers <packaging@slidetally.org>"
+HOMEPAGE=https://slidetally.org
 start=$(date +%s)
 if [ ! -x .venv-build/bin/python ]; then
     python3 -m venv .venv-build
 fi
-.venv-build/bin/python -m pip install -q --upgrade pip
-.venv-build/bin/python -m pip install -q -e ".[installer]"
+# Exactly the locked wheels, each checked against its SHA-256 (installer/lock.sh writes the lock), then the app
+# itself without dependencies (setuptools, its build backend, is in the lock).
+.venv-build/bin/python -m pip install -q --require-hashes --no-deps -r installer/requirements-linux.lock
+.venv-build/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+.venv-build/bin/python -m pip check
+# The generator of the bill of materials, in its own venv (a build tool, not bundled).
+if [ ! -x .venv-tools/bin/cyclonedx-py ]; then
+    python3 -m venv .venv-tools
+    .venv-tools/bin/python -m pip install -q --require-hashes -r installer/requirements-tools.lock
+fi
+# The About box's licence list, from the same components as the copyright file.
+.venv-build/bin/python installer/copyright.py --licenses-md resources/LICENSES.md
 # OpenCV's Python module with only the parts the app uses, from the same release's source (cached in build/).
 OPENCV=$(installer/build_opencv.sh .venv-build/bin/python)
 PYTHONPATH=$OPENCV .venv-build/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller \
     installer/slidetally.spec
 BUNDLE=dist/slidetally
+# One program, two names (installer/launch.py): both share one Python archive instead of carrying one each.
+ln -sfn slidetally "$BUNDLE/slidetally-cli"
 # PyInstaller still links the left-out Qt libraries into _internal/; drop those dangling links.
 find "$BUNDLE" -xtype l -delete
 
@@ -49,6 +64,10 @@ cp -a "$BUNDLE" "$PKG/usr/lib/slidetally"
 ln -s ../lib/slidetally/slidetally "$PKG/usr/bin/slidetally"
 ln -s ../lib/slidetally/slidetally-cli "$PKG/usr/bin/slidetally-cli"
 cp installer/slidetally.desktop "$PKG/usr/share/applications/"
+# "Open with SlideTally" on folders as file-manager actions (Dolphin, Nemo), never as the folder's MIME handler.
+install -D -m 644 installer/filemanager/slidetally-open-folder.desktop \
+    "$PKG/usr/share/kio/servicemenus/slidetally-open-folder.desktop"
+install -D -m 644 installer/filemanager/slidetally.nemo_action "$PKG/usr/share/nemo/actions/slidetally.nemo_action"
 sed "s/@VERSION@/$VERSION/; s/@DATE@/$DATE/" installer/slidetally.metainfo.xml \
     > "$PKG/usr/share/metainfo/org.slidetally.SlideTally.metainfo.xml"
 for size in 48 64 128 256; do
@@ -73,13 +92,12 @@ help2man --no-info --no-discard-stderr --name "classify microscope images and ex
 help2man --no-info --no-discard-stderr --name "CNN pre-classification of blood-cell and breast-tissue images" \
     "$BUNDLE/slidetally" | gzip -9n > "$PKG/usr/share/man/man1/slidetally.1.gz"
 .venv-build/bin/python installer/copyright.py "$PKG" usr/lib/slidetally "$(dirname "$OPENCV")/licenses"
-cat > "$DOC/changelog" <<CHANGELOG
-slidetally ($VERSION) unstable; urgency=medium
-
-  * Release $VERSION, built from commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown).
-
- -- SlideTally developers <slidetally@example.org>  $(date -u -R -d "@$SOURCE_DATE_EPOCH")
-CHANGELOG
+# Bill of materials (CycloneDX 1.6): cyclonedx-py over the build venv, completed with the native parts.
+.venv-tools/bin/cyclonedx-py environment --of JSON --sv 1.6 --output-reproducible -o build/sbom-python.json \
+    .venv-build/bin/python
+.venv-build/bin/python installer/sbom.py build/sbom-python.json "$DOC/slidetally.cdx.json" "$(dirname "$OPENCV")"
+cp "$DOC/slidetally.cdx.json" "dist/slidetally_${VERSION}.cdx.json"  # attached to the release
+.venv-build/bin/python installer/changelog.py CHANGELOG.md "$VERSION" "$MAINTAINER" > "$DOC/changelog"
 gzip -9n "$DOC/changelog"
 find "$PKG" -type d -exec chmod 755 {} +
 
@@ -92,6 +110,11 @@ mapfile -t elves < <(find "$PWD/$PKG/usr/lib/slidetally" -type f \( -name '*.so'
 mapfile -t private < <(find "$PWD/$PKG/usr/lib/slidetally" -type f -name '*.so*' -printf '-l%h\n' | sort -u)
 shlibs=$(cd build/shlibdeps && dpkg-shlibdeps -O --ignore-missing-info "${private[@]}" "${elves[@]}" 2>warnings.txt \
          | sed -n 's/^shlibs:Depends=//p')
+# Shown, not hidden: each warning (e.g. a library linked but unused) is something to look at.
+if [ -s build/shlibdeps/warnings.txt ]; then
+    echo "dpkg-shlibdeps: $(wc -l < build/shlibdeps/warnings.txt) warnings:" >&2
+    sed 's/^/  /' build/shlibdeps/warnings.txt >&2
+fi
 [[ "$shlibs" == *libdbus-1-3* ]] || shlibs="$shlibs, libdbus-1-3"
 SIZE_KB=$(du -sk --exclude=DEBIAN "$PKG" | cut -f1)
 cat > "$PKG/DEBIAN/control" <<CONTROL
@@ -102,7 +125,8 @@ Priority: optional
 Architecture: amd64
 Installed-Size: ${SIZE_KB}
 Depends: ${shlibs}
-Maintainer: SlideTally developers <slidetally@example.org>
+Maintainer: ${MAINTAINER}
+Homepage: ${HOMEPAGE}
 Description: CNN pre-classification of blood-cell and breast-tissue images
  Classifies a folder of microscope images with bundled ONNX models, lets the
  technician review and correct the calls, and exports counts as CSV and PDF.

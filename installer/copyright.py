@@ -1,10 +1,12 @@
-"""Write the .deb's machine-readable copyright file (DEP-5) and copy every bundled licence text beside it.
+"""Write the .deb's machine-readable copyright file (DEP-5), copy every bundled licence text under its own
+distribution's folder, and write resources/LICENSES.md (the About box's list) from the same components.
 
-Usage (with the build venv's python): copyright.py PACKAGE_ROOT BUNDLE_DIR OPENCV_LICENSES
-  e.g. build/deb/slidetally_1_amd64 usr/lib/slidetally build/opencv-5.0.0.93-<key>/licenses
-The texts come from the installed wheels, the OpenCV source that installer/build_opencv.sh compiled, Python's own
-LICENSE.txt, PyInstaller's COPYING.txt and Debian's files; nothing is written by hand. A file in the bundle that
-no paragraph below covers stops the build.
+Usage (with the build venv's python):
+  copyright.py PACKAGE_ROOT BUNDLE_DIR OPENCV_LICENSES   (build/deb/slidetally_V_amd64 usr/lib/slidetally build/opencv-*/licenses)
+  copyright.py --licenses-md resources/LICENSES.md       the About box's list only
+The texts come from the installed wheels (installer/bundle_licences.py), the OpenCV source that
+installer/build_opencv.sh compiled, Python's own LICENSE.txt and installer/licenses/. The build stops on a bundled
+file no paragraph covers, a distribution without licence text, or two texts on one path.
 """
 
 from __future__ import annotations
@@ -12,175 +14,201 @@ from __future__ import annotations
 import fnmatch
 import shutil
 import sys
-import sysconfig
-from dataclasses import dataclass
-from importlib.metadata import distribution
 from pathlib import Path
 
-COMMON = "/usr/share/common-licenses"
+import bundle_licences as bl
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = "/usr/share/doc/slidetally"
+PURPOSE = {
+    "pyside6-essentials": "the windows (Qt 6)", "shiboken6": "Qt for Python's bindings",
+    "onnxruntime": "running the models", "opencv": "decoding and resizing images", "numpy": "arrays",
+    "onnx": "site adaptation (model graphs)", "protobuf": "the onnx library's model files",
+    "ml_dtypes": "the onnx library's number types", "psutil": "memory figures", "platformdirs": "the user data folder",
+    "filelock": "one app per session folder", "hl7apy": "HL7 v2.5.1 messages to the LIS",
+    "fhir.resources": "FHIR R4B Bundles to the LIS", "fhir-core": "FHIR R4B Bundles to the LIS",
+    "pydantic": "validation of the FHIR Bundle", "pydantic-core": "validation of the FHIR Bundle",
+    "annotated-types": "validation of the FHIR Bundle", "typing-inspection": "validation of the FHIR Bundle",
+    "typing-extensions": "type hints at run time", "openslide-python": "whole-slide images",
+    "openslide-bin": "whole-slide images (OpenSlide C library and its libraries)", "python": "the runtime",
+    "pyinstaller": "starting the programs (bootloader)", "packaging": "version checks in ONNX Runtime",
+    "flatbuffers": "required by ONNX Runtime", "setuptools": "collected by PyInstaller (its setuptools hook)",
+    "qt-third-party": "ICU, HarfBuzz, libpng, FreeType, PCRE2, md4c in Qt",
+}
+PBC = ("Acevedo A., Merino A., Alférez S., Molina Á., Boldú L., Rodellar J. \"A dataset of microscopic peripheral\n"
+       "blood cell images for development of automatic recognition systems\", Data in Brief 30 (2020) 105474;\n"
+       "Mendeley Data snkd93bnjr. Full-resolution originals, unchanged.")
+IDC = ("Breast Histopathology Images (Kaggle, P. Mooney), derived from Janowczyk A., Madabhushi A. \"Deep learning\n"
+       "for digital pathology image analysis\", J Pathol Inform 2016;7:29, and Cruz-Roa A. et al., \"Automatic\n"
+       "detection of invasive ductal carcinoma in whole slide images with convolutional neural networks\",\n"
+       "SPIE Medical Imaging 2014. Cite both.")
+DATA_PARAGRAPHS = [  # (Files, Copyright, License with its text, Comment)
+    ("resources/samples/blood/*", "2020 A. Acevedo, A. Merino, S. Alférez, Á. Molina, L. Boldú, J. Rodellar",
+     "CC-BY-4.0\nCreative Commons Attribution 4.0 International. The legal code is at\n"
+     "https://creativecommons.org/licenses/by/4.0/legalcode; give credit as in the Comment.", "Source: " + PBC),
+    ("resources/samples/breast-idc-9022/*", "2016 A. Janowczyk, A. Madabhushi; 2014 A. Cruz-Roa et al.",
+     "other-research-use\nPublished by the authors for research use (see the Kaggle dataset page and the\n"
+     "publications in the Comment). Not for diagnosis; redistributed here as sample data.", "Source: " + IDC),
+    ("resources/models/*", "2026 SlideTally developers", "Expat",
+     "Trained by the SlideTally developers on the PBC dataset (CC BY 4.0: " + PBC.split(";")[0] + ")\n"
+     "and on the " + IDC.split(", derived")[0] + "; see each model card."),
+]
+HEADER = """\
+SlideTally is distributed with the libraries it runs on, each under its own licence, listed below; every text a
+library ships is in /usr/share/doc/slidetally/licenses/<library>/, at the path it has in that library's wheel
+or source, and the bill of materials is /usr/share/doc/slidetally/slidetally.cdx.json.
+
+Relinking (LGPL): Qt, Qt for Python and OpenSlide are shared libraries loaded at run time from
+/usr/lib/slidetally/_internal (PySide6/Qt/lib, PySide6, shiboken6, openslide_bin).
+You may replace any of them with your own build of the same version, modified or not, and
+reverse-engineer SlideTally for debugging such changes. Sources: Qt at https://download.qt.io/official_releases/qt/,
+Qt for Python at https://download.qt.io/official_releases/QtForPython/, OpenSlide at https://openslide.org/."""
+COMMON_LICENCES = {"LGPL-2.1": "GNU Lesser General Public License version 2.1",
+                   "LGPL-3": "GNU Lesser General Public License version 3",
+                   "GPL-2": "GNU General Public License version 2", "GPL-3": "GNU General Public License version 3",
+                   "Apache-2.0": "Apache License 2.0"}
+EXPAT = """\
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
+documentation files (the "Software"), to deal in the Software without restriction, including without limitation
+the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and
+to permit persons to whom the Software is furnished to do so, subject to the following conditions:
+.
+The above copyright notice and this permission notice shall be included in all copies or substantial portions of
+the Software.
+.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO
+THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF
+CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS
+IN THE SOFTWARE."""
 
 
-@dataclass(frozen=True)
-class Component:
-    name: str
-    files: tuple[str, ...]  # globs relative to the bundle's _internal/ (or the bundle, for the programs)
-    copyright: str
-    licence: str
-    texts: tuple[Path, ...]  # copied to /usr/share/doc/slidetally/licenses/<name>/
-    comment: str = ""
+OPENCV_LICENCE = ("Apache-2.0 AND IJG AND BSD-3-Clause AND Zlib (libjpeg-turbo) AND Libpng (libpng) AND libtiff (libtiff)"
+                  " AND BSD-3-Clause (Berkeley SoftFloat)")
+# Libraries compiled into the Qt of the PySide6 wheel, whose texts the wheel does not carry: Debian's copyright
+# files of the same projects (other versions, same licences), where the build machine has them installed.
+QT_THIRD_PARTY = {"libicu72": "ICU", "libharfbuzz0b": "MIT", "libpng16-16": "Libpng", "libfreetype6": "(FTL OR GPL-2+)",
+                  "libpcre2-16-0": "BSD-3-Clause", "libmd4c0": "MIT", "libdouble-conversion3": "BSD-3-Clause",
+                  "libb2-1": "CC0-1.0"}
 
 
-def dist_file(dist: str, relative: str) -> Path:
-    return Path(distribution(dist).locate_file(relative))
+def qt_third_party(doc_root: Path = Path("/usr/share/doc")) -> bl.Component:
+    found = {pkg: doc_root / pkg / "copyright" for pkg in QT_THIRD_PARTY if (doc_root / pkg / "copyright").exists()}
+    missing = sorted(set(QT_THIRD_PARTY) - set(found))
+    if missing:
+        print(f"copyright.py: warning: no Debian copyright file for {', '.join(missing)} (install those packages)")
+    licence = " AND ".join(f"{QT_THIRD_PARTY[pkg]} ({pkg})" for pkg in found)
+    return bl.Component("qt-third-party", "", licence or "see Qt", {f"{pkg}/copyright": p for pkg, p in found.items()},
+                        ("PySide6/Qt/lib/libicu*", "libicu*"), ("Unicode, Inc. and others (ICU)",
+                                                                 "the HarfBuzz, libpng, FreeType, PCRE2, md4c authors"))
 
 
-def licence_files(dist: str) -> tuple[Path, ...]:
-    files = distribution(dist).files or []
-    return tuple(Path(distribution(dist).locate_file(f)) for f in files
-                 if any(word in f.name.upper() for word in ("LICEN", "COPYING", "NOTICE")) and f.suffix not in (".py", ".pyc"))
-
-
-def components(opencv_licenses: Path) -> list[Component]:
-    python_licence = Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt"
-    icu = Path("/usr/share/doc/libicu72/copyright")
-    return [
-        Component("pyinstaller", ("../slidetally", "../slidetally-cli"), "2010-2023, PyInstaller Development Team",
-                  "GPL-2+ with Bootloader exception", licence_files("pyinstaller"),
-                  "The two programs are PyInstaller's bootloader followed by an archive of Python byte code:\n"
-                  "SlideTally's own (Expat), platformdirs (Expat, licenses/platformdirs), Python's standard\n"
-                  "library (PSF-2.0) and the Python parts of the packages below, each under its licence."),
-        Component("python", ("libpython3*", "python3.*/*", "base_library.zip"),
-                  "2001-2023 Python Software Foundation", "PSF-2.0", (python_licence,)),
-        Component("pyside6", ("PySide6/*", "shiboken6/*", "libpyside6*", "libshiboken6*", "libQt6*"),
-                  "The Qt Company Ltd. and other contributors", "LGPL-3",
-                  licence_files("PySide6_Essentials") + licence_files("shiboken6"),
-                  "Qt and Qt for Python (PySide6, shiboken6). See the relinking note above.\n"
-                  "Qt's own third-party components: https://doc.qt.io/qt-6/licenses-used-in-qt.html"),
-        Component("icu", ("PySide6/Qt/lib/libicu*", "libicu*"), "Unicode, Inc. and others", "ICU", (icu,),
-                  "ICU, shipped with Qt. Its licence is in Debian's copyright file of libicu72,\n"
-                  "installed as licenses/icu/copyright."),
-        Component("numpy", ("numpy/*", "numpy.libs/*", "numpy-*.dist-info/*", "libscipy_openblas*", "libgfortran*",
-                            "libquadmath*"),
-                  "2005-2025, NumPy Developers", "BSD-3-clause", licence_files("numpy"),
-                  "numpy.libs holds OpenBLAS, LAPACK and the GCC Fortran runtime; their licences follow\n"
-                  "NumPy's in licenses/numpy/LICENSE.txt."),
-        Component("opencv", ("cv2/*",), "OpenCV team and contributors", "Apache-2.0",
-                  tuple(sorted(p for p in opencv_licenses.rglob("*") if p.is_file())),
-                  "OpenCV's core, imgproc and imgcodecs, built by installer/build_opencv.sh from the source of\n"
-                  "the opencv-python-headless release the development install uses. The third-party parts it\n"
-                  "compiles in (libjpeg-turbo, libpng, libtiff, Berkeley SoftFloat, dlpack, the Rubik font)\n"
-                  "have their licences in licenses/opencv/3rdparty/, as OpenCV's build installs them."),
-        Component("onnxruntime", ("onnxruntime/*",), "Microsoft Corporation", "Expat",
-                  (dist_file("onnxruntime", "onnxruntime/LICENSE"),
-                   dist_file("onnxruntime", "onnxruntime/ThirdPartyNotices.txt")),
-                  "Third-party notices: licenses/onnxruntime/ThirdPartyNotices.txt."),
-        Component("onnx", ("onnx/*", "onnx-*.dist-info/*"), "ONNX Project Contributors", "Apache-2.0",
-                  licence_files("onnx"), "The onnx library: reads and writes model graphs for site adaptation."),
-        Component("ml_dtypes", ("ml_dtypes/*", "ml_dtypes-*.dist-info/*"), "2022 The ml_dtypes Authors", "Apache-2.0",
-                  licence_files("ml_dtypes"), "Extra numpy dtypes, required by the onnx library."),
-        Component("protobuf", ("google/*", "protobuf-*.dist-info/*"), "2008 Google Inc.", "BSD-3-clause",
-                  licence_files("protobuf"), "Protocol Buffers, used by the onnx library."),
-        Component("filelock", (), "2014-2024 Benedikt Schmitt and contributors", "Expat", licence_files("filelock"),
-                  "Python byte code inside the programs; serialises two starts on one folder."),
-        Component("psutil", ("psutil/*",), "2009, Jay Loden, Dave Daeschler, Giampaolo Rodola", "BSD-3-clause",
-                  licence_files("psutil")),
-        Component("platformdirs", (), "2010-202x The platformdirs developers", "Expat", licence_files("platformdirs")),
-        Component("hl7apy", ("hl7apy/*",), "2012-2024 CRS4", "Expat", licence_files("hl7apy"),
-                  "Builds and validates the HL7 v2.5.1 messages for the laboratory information system."),
-        # fhir.resources and fhir-core ship no licence file in their wheels (only the BSD-3-clause
-        # classifier); their "notice" modules (PaymentNotice, ...) are FHIR resources, not licences.
-        Component("fhir.resources", (), "2019 Md Nazrul Islam", "BSD-3-clause", (),
-                  "fhir.resources and fhir-core build and validate the FHIR R4B Bundle;\n"
-                  "Python byte code inside the programs."),
-        Component("pydantic", ("pydantic_core/*", "pydantic-*.dist-info/*", "pydantic_core-*.dist-info/*"),
-                  "2017-present Pydantic Services Inc. and individual contributors", "Expat",
-                  licence_files("pydantic") + licence_files("pydantic-core") + licence_files("annotated-types")
-                  + licence_files("typing-inspection"),
-                  "pydantic, pydantic-core, annotated-types and typing-inspection: data validation used by\n"
-                  "fhir.resources."),
-        Component("typing_extensions", (), "2001-2024 Python Software Foundation", "PSF-2.0",
-                  licence_files("typing-extensions"), "Python byte code inside the programs."),
-    ]
-
-
-def text_after(path: Path, start: str, stop: str | None = None) -> str:
-    text = path.read_text(encoding="utf-8")
-    text = text[text.index(start):]
-    return text[:text.index(stop)] if stop else text
-
-
-def licence_paragraphs(comps: list[Component]) -> dict[str, str]:
-    by_name = {c.name: c for c in comps}
-    bootloader = next(p for p in by_name["pyinstaller"].texts if p.name.startswith("COPYING"))
-    return {
-        "Expat": text_after(by_name["platformdirs"].texts[0], "Permission is hereby granted"),
-        "BSD-3-clause": text_after(by_name["psutil"].texts[0], "Redistribution and use"),
-        "PSF-2.0": by_name["python"].texts[0].read_text(encoding="utf-8"),
-        "GPL-2+ with Bootloader exception": text_after(bootloader, "In addition to the permissions", "\n \n")
-        + f"\n\nOn Debian systems, the complete text of the GNU General Public License version 2\n"
-          f"can be found in {COMMON}/GPL-2. PyInstaller's licence: licenses/pyinstaller/.",
-        "LGPL-3": f"On Debian systems, the complete text of the GNU Lesser General Public License version 3\n"
-                  f"can be found in {COMMON}/LGPL-3, and the GNU GPL version 3 it builds on in {COMMON}/GPL-3.",
-        "Apache-2.0": f"On Debian systems, the complete text of the Apache License 2.0 can be found in\n"
-                      f"{COMMON}/Apache-2.0.",
-        "ICU": "The ICU licence (Unicode licence agreement) is in licenses/icu/copyright.",
-    }
+def components(opencv_licenses: Path | None, bootloader: bool) -> list[bl.Component]:
+    names = bl.runtime_distributions(ROOT / "pyproject.toml") + (list(bl.BUILD_BUNDLED) if bootloader else [])
+    comps = [bl.python_component(name) for name in names] + [bl.cpython_component(), qt_third_party()]
+    texts = {}
+    if opencv_licenses is not None:
+        texts = {p.relative_to(opencv_licenses).as_posix(): p for p in sorted(opencv_licenses.rglob("*")) if p.is_file()}
+    version = opencv_licenses.parent.name.split("-")[1] if opencv_licenses is not None else ""
+    comps.append(bl.Component("opencv", version, OPENCV_LICENCE, texts, ("cv2/*",),
+                              ("OpenCV team and contributors", *bl.holders(texts))))
+    return comps
 
 
 def field(name: str, value: str) -> str:
     first, *rest = value.strip("\n").splitlines() or [""]
     lines = [f"{name}: {first}".rstrip()]
-    lines += [" " + line.rstrip() if line.strip() else " ." for line in rest]
+    lines += [" " + line.rstrip() if line.strip() and line != "." else " ." for line in rest]
     return "\n".join(lines) + "\n"
 
 
-HEADER_COMMENT = """\
-SlideTally is distributed with the libraries it runs on, each under its own licence, listed below;
-the full texts are in /usr/share/doc/slidetally/licenses/ and /usr/share/common-licenses/.
+def dep5(comps: list[bl.Component], bundle: str) -> str:
+    paragraphs = ["Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+                  + field("Upstream-Name", "SlideTally") + field("Source", "https://slidetally.org")
+                  + field("Comment", HEADER),
+                  field("Files", "*") + field("Copyright", "2026 SlideTally developers") + field("License", "Expat")]
+    for files, holder, licence, comment in DATA_PARAGRAPHS:
+        paragraphs.append(field("Files", f"{bundle}/_internal/{files}") + field("Copyright", holder)
+                          + field("License", licence) + field("Comment", comment))
+    for comp in comps:
+        globs = " ".join(f"{bundle}/{g[3:]}" if g.startswith("../") else f"{bundle}/_internal/{g}" for g in comp.globs)
+        where = f"{DOC}/licenses/{comp.name}/"
+        listing = "\n".join(sorted(comp.texts)[:12]) + ("\n..." if len(comp.texts) > 12 else "")
+        paragraphs.append(field("Files", globs) + field("Copyright", "\n".join(comp.holders) or f"the {comp.name} authors")
+                          + field("License", f"{comp.licence}\nThe licence texts of {comp.name} {comp.version} are in {where}:\n"
+                                  + listing)
+                          + field("Comment", f"{comp.name} {comp.version}: {PURPOSE.get(comp.name.lower(), 'a dependency')}."))
+    paragraphs.append(field("License", "Expat\n" + EXPAT))
+    for name, title in COMMON_LICENCES.items():  # the texts Debian ships once for every package
+        paragraphs.append(field("License", f"{name}\nOn Debian systems, the complete text of the {title} can be found in\n"
+                                           f"/usr/share/common-licenses/{name}."))
+    return "\n".join(paragraphs)
 
-Relinking (LGPL): Qt and Qt for Python are shared libraries loaded at run time from
-/usr/lib/slidetally/_internal (PySide6/Qt/lib, PySide6, shiboken6).
-You may replace any of them with your own build of the same version, modified or not, and
-reverse-engineer SlideTally for debugging such changes. The source code of Qt is at
-https://download.qt.io/official_releases/qt/, of Qt for Python at
-https://download.qt.io/official_releases/QtForPython/."""
+
+def licenses_md(comps: list[bl.Component]) -> str:
+    rows = "\n".join(f"| {c.name} | {c.licence} | {PURPOSE.get(c.name.lower(), 'a dependency')} |"
+                     for c in sorted(comps, key=lambda c: c.name.lower()))
+    return f"""# Licences
+
+SlideTally is free software under the MIT (Expat) licence, © 2026 SlideTally developers.
+This file is written by installer/copyright.py from the bundled packages; do not edit it by hand.
+
+It is distributed with the libraries it runs on, each under its own licence:
+
+| component | licence | what it is for |
+|---|---|---|
+{rows}
+
+The full texts are installed with the app: on Debian and Ubuntu in `/usr/share/doc/slidetally/`
+(`copyright`, `licenses/<component>/` with each project's own files at their own paths, and the
+bill of materials `slidetally.cdx.json`), on Windows in the `licenses` folder of the installation.
+
+{HEADER.split(chr(10) + chr(10))[1]}
+
+Sample images: `samples/blood/` are from the PBC dataset, CC BY 4.0 — {PBC.split(";")[0]}.
+`samples/breast-idc-9022/` are from the Breast Histopathology Images, published by the authors for research use —
+{IDC.split(", derived from ")[1].split(". Cite")[0]}.
+The models in `resources/models/` were trained by the SlideTally developers (MIT) on those two datasets; see
+each model card.
+"""
 
 
-def main(package_root: str, bundle: str, opencv_licenses: str) -> None:
-    root = Path(package_root)
-    internal = root / bundle / "_internal"
-    doc = root / "usr/share/doc/slidetally"
-    comps = components(Path(opencv_licenses))
-    covered = set()
+def install_texts(comps: list[bl.Component], doc: Path) -> int:
+    targets = bl.plan(comps)
+    for target, source in targets.items():
+        (doc / "licenses" / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, doc / "licenses" / target)
+    return len(targets)
+
+
+def check_covered(comps: list[bl.Component], internal: Path) -> int:
+    covered = 0
+    globs = [g for c in comps for g in c.globs] + ["resources/*", "slidetally-*"]
     for path in internal.rglob("*"):
         if path.is_file() or path.is_symlink():
             relative = path.relative_to(internal).as_posix()
-            if relative.startswith("resources/") or relative.startswith("slidetally-"):
-                continue  # SlideTally's own data and metadata: Files: *
-            if not any(fnmatch.fnmatch(relative, glob) for c in comps for glob in c.files):
-                sys.exit(f"copyright.py: no licence for bundled file {relative}: add it to a component")
-            covered.add(relative)
-    paragraphs = ["Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
-                  + field("Upstream-Name", "SlideTally") + field("Comment", HEADER_COMMENT),
-                  field("Files", "*") + field("Copyright", "2026 SlideTally developers") + field("License", "Expat")]
-    for comp in comps:
-        for text in comp.texts:
-            # keep the folders a wheel's licenses/ has (NumPy's has several LICENSE.txt)
-            parts = text.parts
-            relative = Path(*parts[len(parts) - parts[::-1].index("licenses"):]) if "licenses" in parts else text.name
-            target = doc / "licenses" / comp.name / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(text, target)
-        if comp.files:
-            globs = " ".join(str(Path(bundle) / ("_internal/" + g if not g.startswith("../") else g[3:]))
-                             for g in comp.files)
-            paragraph = field("Files", globs) + field("Copyright", comp.copyright) + field("License", comp.licence)
-            paragraphs.append(paragraph + (field("Comment", comp.comment) if comp.comment else ""))
-    for name, text in licence_paragraphs(comps).items():
-        paragraphs.append(field("License", name + "\n" + text))
-    (doc / "copyright").write_text("\n".join(paragraphs), encoding="utf-8")
-    print(f"copyright: {len(comps)} components, {len(covered)} bundled files covered")
+            if not any(fnmatch.fnmatch(relative, glob) for glob in globs):
+                raise bl.LicenceError(f"no licence for bundled file {relative}: add its distribution or a glob")
+            covered += 1
+    return covered
+
+
+def main(argv: list[str]) -> None:
+    try:
+        if argv[:1] == ["--licenses-md"]:
+            Path(argv[1]).write_text(licenses_md(components(None, bootloader=False)), encoding="utf-8")
+            return
+        package_root, bundle, opencv = argv
+        root = Path(package_root)
+        comps = components(Path(opencv), bootloader=True)
+        covered = check_covered(comps, root / bundle / "_internal")
+        doc = root / "usr/share/doc/slidetally"
+        copied = install_texts(comps, doc)
+        (doc / "copyright").write_text(dep5(comps, bundle), encoding="utf-8")
+    except bl.LicenceError as err:
+        sys.exit(f"copyright.py: {err}")
+    print(f"copyright: {len(comps)} components, {copied} licence texts, {covered} bundled files covered")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main(sys.argv[1:])

@@ -7,6 +7,7 @@ them, and the calls-and-probabilities comparison that it sees the samples as the
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -92,10 +93,18 @@ def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
     assert "License: LGPL-3" in copyright_text  # Qt; the text is in /usr/share/common-licenses
     for text in ("opencv/LICENSE", "opencv/3rdparty/libjpeg-turbo-LICENSE.md", "opencv/3rdparty/libpng-LICENSE",
                  "opencv/3rdparty/libtiff-LICENSE.md", "opencv/3rdparty/SoftFloat-COPYING.txt",
-                 "onnxruntime/ThirdPartyNotices.txt", "numpy/LICENSE.txt",
-                 "python/LICENSE.txt", "psutil/LICENSE", "icu/copyright"):
+                 "onnxruntime/onnxruntime/ThirdPartyNotices.txt", "numpy/LICENSE.txt", "fhir.resources/LICENSE",
+                 "python/LICENSE.txt", "psutil/LICENSE", "qt-third-party/libicu72/copyright"):
         assert (doc / "licenses" / text).exists(), text
+    assert "OpenBLAS" in (doc / "licenses/numpy/LICENSE.txt").read_text()
+    assert "License: CC-BY-4.0" in copyright_text and "Md Nazrul Islam" in copyright_text
     assert (doc / "changelog.gz").exists()
+    sbom = json.loads((doc / "slidetally.cdx.json").read_text())
+    names = {c["name"].lower() for c in sbom["components"]}
+    assert {"cpython", "qt", "opencv", "onnxruntime-native", "openslide", "numpy", "fhir.resources"} <= names
+    assert control(deb, "Maintainer") == "SlideTally developers <packaging@slidetally.org>"
+    assert control(deb, "Homepage") == "https://slidetally.org"
+    assert "inode/directory" not in (root / "usr/share/applications/slidetally.desktop").read_text()
     for program in ("slidetally", "slidetally-cli"):  # made by help2man from the bundled program's --help
         page = subprocess.run(["man", "-l", str(root / f"usr/share/man/man1/{program}.1.gz")],
                               capture_output=True, text=True, check=True, env=dict(os.environ, MANWIDTH="100")).stdout

@@ -41,23 +41,26 @@ def test_both_programs_answer_version_and_help_without_a_display(program, entry,
     assert not (tmp_path / "data").exists()  # nothing started: no log file, no session store
 
 
-@pytest.mark.parametrize("launcher", ["launch_gui.py", "launch_cli.py"])
+@pytest.mark.parametrize("launcher", ["launch.py", "launch_gui.py", "launch_cli.py"])
 def test_frozen_launchers_disable_onnxruntime_telemetry_before_importing_the_app(launcher):
     body = ast.parse((INSTALLER / launcher).read_text()).body
-    first_import = next(i for i, node in enumerate(body)
-                        if isinstance(node, ast.ImportFrom) and node.module.startswith("desktop"))
+    first_import = next(i for i, node in enumerate(body) for sub in ast.walk(node)
+                        if isinstance(sub, ast.ImportFrom) and sub.module.startswith("desktop"))
     setting = next(i for i, node in enumerate(body) if "ORT_DISABLE_TELEMETRY" in ast.unparse(node))
     assert setting < first_import
     assert "= '1'" in ast.unparse(body[setting])
 
 
-def test_desktop_entry_opens_folders_under_one_main_category():
+def test_desktop_entry_is_no_folder_handler_under_one_main_category():
     entry = (INSTALLER / "slidetally.desktop").read_text()
     categories = re.search(r"^Categories=(.*)$", entry, re.M).group(1).strip(";").split(";")
     main = {"AudioVideo", "Audio", "Video", "Development", "Education", "Game", "Graphics", "Network", "Office",
             "Science", "Settings", "System", "Utility"}
     assert len(main.intersection(categories)) == 1
-    assert "inode/directory" in re.search(r"^MimeType=(.*)$", entry, re.M).group(1)
+    # A MimeType of inode/directory made SlideTally the folder handler where no file manager claims it (issue 32);
+    # "Open with SlideTally" is a file-manager action instead (installer/filemanager/).
+    assert "MimeType" not in entry and "inode/directory" not in entry
+    assert "Open with SlideTally" in (INSTALLER / "filemanager/slidetally-open-folder.desktop").read_text()
     if shutil.which("desktop-file-validate"):
         subprocess.run(["desktop-file-validate", str(INSTALLER / "slidetally.desktop")], check=True)
 
@@ -69,3 +72,20 @@ def test_metainfo_is_valid_appstream(tmp_path):
     filled.write_text((INSTALLER / "slidetally.metainfo.xml").read_text().replace("@VERSION@", desktop.__version__)
                       .replace("@DATE@", "2026-01-01"))
     subprocess.run(["appstreamcli", "validate", "--no-net", str(filled)], check=True)
+
+
+def test_debian_changelog_comes_from_the_release_notes(tmp_path):
+    sys.path.insert(0, str(INSTALLER))
+    from changelog import debian_changelog
+
+    notes = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    text = debian_changelog(notes, desktop.__version__, "SlideTally developers <packaging@slidetally.org>")
+    assert text.startswith(f"slidetally ({desktop.__version__}) unstable; urgency=medium\n\n  * ")
+    assert text.count("\n  * ") >= 3 and "example.org" not in text
+    with pytest.raises(ValueError, match="no section"):
+        debian_changelog(notes, "99.0.0", "x <x@x>")
+    if shutil.which("dpkg-parsechangelog"):
+        changelog = tmp_path / "changelog"
+        changelog.write_text(text, encoding="utf-8")
+        parsed = subprocess.run(["dpkg-parsechangelog", "-l", str(changelog)], capture_output=True, text=True, check=True)
+        assert f"Version: {desktop.__version__}" in parsed.stdout

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
 import platformdirs
 
 APP_NAME = "SlideTally"
+PRIVATE_DIR = 0o700  # sessions and logs hold specimen and patient IDs: only their owner may enter
 
 
 def resource_root() -> Path:
@@ -21,10 +23,17 @@ def resource(*parts: str) -> Path:
     return resource_root().joinpath(*parts)
 
 
-def user_data_dir() -> Path:
-    path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+def private_dir(path: Path) -> Path:
+    """Create a folder only its owner can enter, or tighten one an older version made 0755."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # not ours, or read-only: the files inside are 0600 all the same
+        if path.stat().st_mode & 0o077:
+            path.chmod(PRIVATE_DIR)
     return path
+
+
+def user_data_dir() -> Path:
+    return private_dir(Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)))
 
 
 def user_models_dir() -> Path:

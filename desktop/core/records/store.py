@@ -36,6 +36,7 @@ from desktop.core.records.integrity import (
     record_digest,
     seal_problems,
 )
+from desktop.core.resources import private_dir
 
 SCHEMA_VERSION = "2"
 # A session kept aside (another model file, an older schema): <name>.<stamp>.sqlite. A model key may hold dots.
@@ -123,6 +124,16 @@ class StoredFile:
     mtime: float | None
     content_hash: str | None
     missing: bool
+
+
+def private_file(path: Path) -> None:
+    """Make the database 0600 before SQLite opens it (SQLite gives its -wal, -shm and -journal files the database's
+    mode), and tighten the files of a session an older version made 0644."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # never truncates an existing session
+    for suffix in ("", "-wal", "-shm", "-journal", ".lock"):
+        sibling = Path(f"{path}{suffix}")
+        if sibling.exists() and sibling.stat().st_mode & 0o077:
+            sibling.chmod(0o600)
 
 
 def session_path(root: Path, folder: Path, model_key: str) -> Path:
@@ -266,11 +277,12 @@ class SessionStore:
         self.path = Path(path)
         self._lock = threading.RLock()  # the GUI thread and the classifier thread share one connection
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             # Two processes starting on one folder: one creates (or archives) the database while
             # the other waits, instead of reading a half-made one.
-            with FileLock(str(self.path) + ".lock", timeout=60):
+            with FileLock(str(self.path) + ".lock", timeout=60, mode=0o600):
                 self._archive_if_other_model(model_sha256)
+                private_file(self.path)
                 self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self.db.execute("PRAGMA busy_timeout=10000")
                 self.db.execute("PRAGMA journal_mode=WAL")
