@@ -346,4 +346,10 @@ def test_the_window_refuses_to_export_into_the_analysed_or_data_folder(qtbot, si
     assert len(refused) == 2 and "analysed folder" in refused[0] and "data folder" in refused[1]
     assert not (good_folder / "r.pdf").exists() and not list(data.glob("r-*"))
     assert window.records.write_pdf(tmp_path / "r.pdf") is True and (tmp_path / "r.pdf").exists()  # elsewhere: written
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "audit.json").hardlink_to(model)  # the audit trail's sidecar would land on the model file
+    before = model.read_bytes()
+    assert window.records.write_audit_csv(out / "audit.csv") is False
+    assert "model" in refused[-1] and not (out / "audit.csv").exists() and model.read_bytes() == before
     window.sessions.close_session()

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow
 
 from desktop.core.errors import ExportError, SlideTallyError
 from desktop.core.records.domain import now
+from desktop.core.records.lifecycle import STILL_CLASSIFYING
 from desktop.core.records.session import Session
 from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.codes import DEFAULT_CODES, CodeTableError, ResultCode, load_codes
@@ -97,7 +98,7 @@ class RecordController:
         if session is None:
             return
         if self.w.sessions.is_classifying():
-            self.w.error("Cannot sign off yet", "Wait until classification has finished before signing off.")
+            self.w.error("Cannot sign off yet", STILL_CLASSIFYING)
             return
         cells = self.w.gallery_model.cells
         blocker, question = run_busy(self.w, "Checking the session …", lambda: (
@@ -224,9 +225,9 @@ class RecordController:
             self.write_audit_csv(path)
 
     def write_audit_csv(self, path: Path) -> bool:
-        from desktop.outlets.csv import export_audit_csv
+        from desktop.outlets.csv import export_audit_csv, sidecar_path
 
-        if not self._allowed({"The audit trail": path}):
+        if not self._allowed({"The audit trail": path, "its JSON sidecar": sidecar_path(path)}):
             return False
         try:
             export_audit_csv(self.session.audit(), path, self.session.record(), now())
