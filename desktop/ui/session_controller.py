@@ -85,7 +85,8 @@ class SessionController(QObject):
             return
         info = self.models[index]
         if self.folder is not None and self.info is not None and info.key != self.info.key:
-            guess = guess_task(self.folder, self._blood_model())
+            folder = self.folder
+            guess = run_busy(w, f"Looking at {folder.name} …", lambda: guess_task(folder, self._blood_model()))
             other = next((m.display_name for m in self.models if m.task == guess), "another assay")
             warning = (f"\n\nThese images look like images for {other}, not for {info.display_name}."
                        if guess and guess != info.task else "")
@@ -125,8 +126,9 @@ class SessionController(QObject):
             w.error("Cannot open folder", f"{folder} is neither a folder nor a whole-slide image (or no longer exists).")
             return
         if guess:
-            blood = self._blood_model()
-            task = IDC if slide else run_busy(w, f"Looking at {folder.name} …", lambda: guess_task(folder, blood))
+            # the blood model loads (once) on the helper thread too
+            task = IDC if slide else run_busy(w, f"Looking at {folder.name} …",
+                                              lambda: guess_task(folder, self._blood_model()))
             if task and self.info and task != self.info.task:
                 self.folder = None  # the assay change below must not reopen the old folder
                 self.select_task(task)

@@ -77,17 +77,24 @@ def set_identity(session: Session, specimen_id: str, patient_id: str, operator: 
     session.events.state.emit(session.record())
 
 
+STILL_CLASSIFYING = "Wait until classification has finished before signing off."
+
+
+def review_left(session: Session) -> str:
+    """Why Review stops a sign-off now (empty when nothing is left to confirm)."""
+    left = sum(1 for c in session.store.cells() if c.needs_review)
+    return f"{left} {session.info.item_noun} in Review are not confirmed yet. Confirm or reclassify them first." \
+        if left else ""
+
+
 def sign_off_blockers(session: Session) -> str:
     """Why the session cannot be signed off as it stands (empty when it can): asked before any
     question about counts or names, so the technician is not asked twice."""
     if session.classifying:
-        return "Wait until classification has finished before signing off."
+        return STILL_CLASSIFYING
     if session.signed:
         return "This session is already signed off."
-    left = sum(1 for c in session.store.cells() if c.needs_review)
-    if left:
-        return f"{left} {session.info.item_noun} in Review are not confirmed yet. Confirm or reclassify them first."
-    return ""
+    return review_left(session)
 
 
 def sign_off(session: Session, operator: str, specimen_id: str | None = None) -> None:
@@ -95,7 +102,7 @@ def sign_off(session: Session, operator: str, specimen_id: str | None = None) ->
     if not operator:
         raise SignOffRefused("Enter the operator's name to sign off.")
     if session.classifying:
-        raise SignOffRefused("Wait until classification has finished before signing off.")
+        raise SignOffRefused(STILL_CLASSIFYING)
     if session.signed:
         raise SessionLocked("This session is already signed off.")
     if specimen_id is not None and specimen_id.strip():
@@ -107,10 +114,9 @@ def sign_off(session: Session, operator: str, specimen_id: str | None = None) ->
         raise SignOffRefused(f"The folder has changed since it was classified ({changes.summary()}). "
                              "Classify it again before signing off.")
     with session.store.write(session._actor(operator)) as w:
-        left = sum(1 for c in session.store.cells() if c.needs_review)
+        left = review_left(session)  # again inside the transaction: nothing changes between check and seal
         if left:
-            raise SignOffRefused(f"{left} {session.info.item_noun} in Review are not confirmed yet. Confirm or "
-                                 "reclassify them first.")
+            raise SignOffRefused(left)
         w.set_meta("state", SessionState.SIGNED)
         w.set_meta("signed_by", operator)
         w.set_meta("signed_login", session.os_user)  # the computer login, beside the typed name
