@@ -125,3 +125,23 @@ def signed_verified_session(folder: Path, model, data: Path, truth: dict[str, st
     s.set_identity(specimen, "", operator)
     s.sign_off(operator)
     s.close()
+
+
+def all_review_blood_model(models: Path) -> Path:
+    """A tiny three-class blood model whose every call goes to Review (the bench tests' model)."""
+    return make_tiny_model(models / "tiny-blood.onnx", classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32),
+                           metadata_overrides={"review_threshold": "0.99"})
+
+
+def record_dialogs(monkeypatch, answers: dict) -> None:
+    """Message boxes answer `answers["question"]` and are recorded in `answers["asked"]` as "title: text"
+    (so a test can tell which dialog asked); a name, when asked, is Ana Ruiz."""
+    from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+    def said(*a, **k):
+        answers["asked"].append(f"{a[1]}: {a[2]}")
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (said(*a), answers["question"])[1])
+    monkeypatch.setattr(QMessageBox, "warning", said)
+    monkeypatch.setattr(QMessageBox, "information", said)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))

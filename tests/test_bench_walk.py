@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import SAMPLES, make_tiny_model, open_window
+from conftest import SAMPLES, all_review_blood_model, make_tiny_model, open_window, record_dialogs
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QApplication, QDialog, QInputDialog, QMessageBox
+from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 
 from desktop.core.records.review import REVIEW
 from desktop.ui.dialogs import IdentityForm
@@ -18,8 +18,7 @@ from desktop.ui.dialogs import IdentityForm
 def desk(tmp_path, monkeypatch):
     models = tmp_path / "models"
     models.mkdir()
-    make_tiny_model(models / "tiny-blood.onnx", classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32),
-                    metadata_overrides={"review_threshold": "0.99"})  # every call goes to Review
+    all_review_blood_model(models)
     folders = []
     for name, start in (("B-2026-0412", 0), ("B-2026-0413", 1)):
         folder = tmp_path / name
@@ -28,11 +27,7 @@ def desk(tmp_path, monkeypatch):
             shutil.copy(path, folder / path.name)
         folders.append(folder)
     asked: list[str] = []
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (asked.append(f"{a[1]}: {a[2]}"),
-                                                                   QMessageBox.StandardButton.Yes)[1])
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: asked.append(f"{a[1]}: {a[2]}"))
-    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: asked.append(f"{a[1]}: {a[2]}"))
-    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))
+    record_dialogs(monkeypatch, {"question": QMessageBox.StandardButton.Yes, "asked": asked})
     identity = {"answer": None}
 
     def ask(cls, parent, title, specimen, patient, operator="", note=""):
@@ -231,6 +226,20 @@ def test_the_whole_day_with_keys_only(qtbot, desk, tmp_path, monkeypatch):
     assert not [d for d in QApplication.topLevelWidgets() if isinstance(d, QDialog) and d.isVisible()]
 
 
+def classified_session(tmp_path, n: int, **model_args):
+    """A tiny model's session of `n` blood samples, classified (core only, no window)."""
+    from desktop.core.records.session import Session
+
+    model = make_tiny_model(tmp_path / "tiny.onnx", **model_args)
+    folder = tmp_path / "smear"
+    folder.mkdir()
+    for path in sorted((SAMPLES / "blood").glob("*.jpg"))[:n]:
+        shutil.copy(path, folder / path.name)
+    session = Session.open(folder, model, tmp_path / "data")
+    session.classify()
+    return session
+
+
 # --- the record and the calls, in the core ------------------------------------------------------
 
 def test_a_two_class_call_below_half_is_never_accepted_without_review():
@@ -290,19 +299,10 @@ def test_a_re_signed_report_goes_out_as_a_correction_naming_what_changed(tmp_pat
 
     from hl7apy.parser import parse_message
 
-    from desktop.core.records.session import Session
     from desktop.outlets.fhir import fhir_json
     from desktop.outlets.hl7 import hl7_message
 
-    models = tmp_path / "models"
-    models.mkdir()
-    model = make_tiny_model(models / "tiny.onnx", classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32))
-    folder = tmp_path / "smear"
-    folder.mkdir()
-    for path in sorted((SAMPLES / "blood").glob("*.jpg"))[:6]:
-        shutil.copy(path, folder / path.name)
-    s = Session.open(folder, model, tmp_path / "data")
-    s.classify()
+    s = classified_session(tmp_path, 6, classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32))
     s.confirm([c.file for c in s.cells()], "Ana")
     s.sign_off("Ana", "B-1")
     first = hl7_message(s.report())
@@ -330,15 +330,7 @@ def test_a_re_signed_report_goes_out_as_a_correction_naming_what_changed(tmp_pat
 
 
 def test_audit_rows_say_what_happened_not_x_to_x(tmp_path):
-    from desktop.core.records.session import Session
-
-    model = make_tiny_model(tmp_path / "tiny.onnx")
-    folder = tmp_path / "f"
-    folder.mkdir()
-    for path in sorted((SAMPLES / "blood").glob("*.jpg"))[:2]:
-        shutil.copy(path, folder / path.name)
-    s = Session.open(folder, model, tmp_path / "data")
-    s.classify()
+    s = classified_session(tmp_path, 2)
     cell = s.cells()[0]
     previous = s.reclassify([cell.file], cell.ai_class, "Ana")
     s.restore(previous, "Ana")
@@ -401,21 +393,14 @@ def test_a_site_model_is_not_approved_under_a_login_that_signed_its_cells():
 
 def test_sign_off_and_verification_record_the_computer_login(tmp_path):
     from desktop.core.lab.site_cells import signed_sessions, who_signed
-    from desktop.core.records.session import Session
-
-    model = make_tiny_model(tmp_path / "tiny.onnx")
-    folder = tmp_path / "f"
-    folder.mkdir()
-    for path in sorted((SAMPLES / "blood").glob("*.jpg"))[:3]:
-        shutil.copy(path, folder / path.name)
-    s = Session.open(folder, model, tmp_path / "data")
-    s.classify()
+    s = classified_session(tmp_path, 3)
     s.confirm([c.file for c in s.cells()], "Ana")
     s.os_user = "ana"
     s.sign_off("Ana", "S-5")
     s.os_user = "ben"
     s.verify("Ben")
     assert not s.store.integrity_problems()
+    info = s.info
     s.close()
-    signed = who_signed(signed_sessions(tmp_path / "data", Session.open(folder, model, tmp_path / "data").info))
+    signed = who_signed(signed_sessions(tmp_path / "data", info))
     assert signed == {"signed_by": ["Ana", "Ben"], "signed_logins": ["ana", "ben"]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import SAMPLES, make_tiny_model, open_window, random_rgb, write_image
+from conftest import SAMPLES, all_review_blood_model, make_tiny_model, open_window, random_rgb, record_dialogs, write_image
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
@@ -17,18 +17,13 @@ from desktop.ui.dialogs import IdentityForm
 def bench(tmp_path, monkeypatch):
     models = tmp_path / "models"
     models.mkdir()
-    make_tiny_model(models / "tiny-blood.onnx", classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32),
-                    metadata_overrides={"review_threshold": "0.99"})  # every call goes to Review
+    all_review_blood_model(models)
     folder = tmp_path / "smear"
     folder.mkdir()
     for path in sorted((SAMPLES / "blood").glob("*.jpg"))[::5]:
         shutil.copy(path, folder / path.name)
     answers = {"question": QMessageBox.StandardButton.Yes, "asked": []}
-    # each question or warning as "title: text", so a test can tell which dialog asked
-    monkeypatch.setattr(QMessageBox, "question",
-                        lambda *a, **k: (answers["asked"].append(f"{a[1]}: {a[2]}"), answers["question"])[1])
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: answers["asked"].append(f"{a[1]}: {a[2]}"))
-    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))
+    record_dialogs(monkeypatch, answers)
     monkeypatch.setattr(IdentityForm, "ask", classmethod(lambda cls, *a, **k: ("S-9", "", "Ana Ruiz")))
     return models, folder, tmp_path, answers
 
