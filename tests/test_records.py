@@ -124,3 +124,39 @@ def test_a_batch_stored_in_one_statement_keeps_what_another_process_stored_first
     assert [e.action for e in second.audit()] == ["reclassify", "classify"]
     first.close()
     second.close()
+
+
+class _WriteBetweenReads:
+    """A connection that lets another SlideTally commit an audit row right after the first read,
+    as a second process on the same folder can."""
+
+    def __init__(self, db, other: SessionStore) -> None:
+        self._db, self._other, self._done = db, other, False
+
+    def execute(self, *args):
+        result = self._db.execute(*args)
+        if not self._done and args[0].lstrip().upper().startswith("SELECT"):
+            self._done = True
+            with self._other.write(Actor("SlideTally", "")) as w:
+                w.audit("classify", new="1 image")
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+def test_the_integrity_check_reads_one_snapshot_while_another_process_writes(tmp_path, good_folder):
+    path = tmp_path / "s.sqlite"
+    mine, other = SessionStore(path, good_folder, "m", "sha"), SessionStore(path, good_folder, "m", "sha")
+    real = mine.db
+    try:
+        with mine.write(Actor("SlideTally", "")) as w:
+            w.audit("classify", new="40 images")  # a chain with a head to compare against
+        mine.db = _WriteBetweenReads(real, other)
+        assert mine.integrity_problems() == []
+        mine.db = real
+        assert mine.integrity_problems() == [], "the row written meanwhile is part of an intact chain"
+    finally:
+        mine.db = real
+        mine.close()
+        other.close()

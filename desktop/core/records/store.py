@@ -447,13 +447,28 @@ def _meta_of(db: sqlite3.Connection) -> dict[str, str]:
     return dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
 
 
+@contextmanager
+def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction, so reads that must agree (the chain's head and its rows) come from one
+    moment even while another SlideTally on the same folder commits between them."""
+    if db.in_transaction:
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")
+
+
 def _integrity(db: sqlite3.Connection) -> list[str]:
-    meta = _meta_of(db)
-    columns = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
-    if "row_hash" not in columns:
-        return []  # a session made before the audit chain: nothing to check it against
-    rows = [_py(r) for r in db.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id").fetchall()]
-    cells = [_py(r) for r in db.execute(f"SELECT {SEALED_COLUMNS} FROM images").fetchall()]
+    with _snapshot(db):
+        meta = _meta_of(db)
+        columns = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
+        if "row_hash" not in columns:
+            return []  # a session made before the audit chain: nothing to check it against
+        rows = [_py(r) for r in db.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id").fetchall()]
+        cells = [_py(r) for r in db.execute(f"SELECT {SEALED_COLUMNS} FROM images").fetchall()]
     return chain_problems(rows, meta.get("chain_head")) + seal_problems(meta, cells, rows)
 
 
