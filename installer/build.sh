@@ -21,6 +21,10 @@ fi
 # itself without dependencies (setuptools, its build backend, is in the lock).
 .venv-build/bin/python -m pip install -q --require-hashes --no-deps -r installer/requirements-linux.lock
 .venv-build/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+# PyInstaller's bootloader (the executable that starts both programs) compiled here from the locked release's
+# source, not the prebuilt one: Debian's gcc makes it position-independent (lintian hardening-no-pie), and it gets
+# the flags OpenCV gets (installer/build_opencv.sh). Done once per build venv (installer/build_bootloader.sh).
+installer/build_bootloader.sh .venv-build/bin/python
 .venv-build/bin/python -m pip check
 # The generator of the bill of materials, in its own venv (a build tool, not bundled).
 if [ ! -x .venv-tools/bin/cyclonedx-py ]; then

@@ -25,8 +25,9 @@ REPLACED = {"opencv-python-headless"}
 # Bundled from the build venv though the app does not depend on them: PyInstaller's bootloader starts both programs,
 # and PyInstaller collects setuptools (its runtime hook pyi_rth_setuptools; seen in a bundle built from the lock).
 BUILD_BUNDLED = ("pyinstaller", "setuptools")
-# Left out of the bundle by installer/slidetally.spec (EXCLUDES), though a dependency names it.
-NOT_BUNDLED = {"pillow"}
+# Left out of the bundle by installer/slidetally.spec (EXCLUDES), though a dependency names it (none now: Pillow
+# went in with whole-slide images, openslide-python returns its regions as Pillow images).
+NOT_BUNDLED: set[str] = set()
 # Wheels that ship no licence text: the text from the same release's source distribution on PyPI (fhir*),
 # or the licence their metadata names, as Debian ships it (installer/licenses/).
 SUPPLIED = {
@@ -46,7 +47,10 @@ LICENCE = {
     "opencv-python-headless": "Apache-2.0 AND LGPL-2.1-or-later (FFmpeg) AND the licences in LICENSE-3RD-PARTY.txt",
 }
 # Libraries vendored into the wheel whose licences its text carries but its License-Expression omits.
-VENDORED = {"numpy": "BSD-3-Clause (OpenBLAS) AND BSD-3-Clause-Open-MPI (LAPACK) AND "
+VENDORED = {"pillow": "IJG AND BSD-3-Clause (libjpeg-turbo) AND Libpng AND libtiff AND (FTL OR GPL-2.0-or-later) "
+                      "(FreeType) AND MIT (HarfBuzz, lcms2, libxcb, libXau) AND BSD-3-Clause (libwebp) AND "
+                      "BSD-2-Clause (OpenJPEG, libavif) AND MIT (brotli) AND 0BSD (xz) AND BSD-3-Clause (zstd)",
+            "numpy": "BSD-3-Clause (OpenBLAS) AND BSD-3-Clause-Open-MPI (LAPACK) AND "
                      "GPL-3.0-or-later WITH GCC-exception-3.1 (libgfortran) AND LGPL-2.1-or-later (libquadmath)"}
 # Where PyInstaller puts a distribution's shared libraries outside its own folders (relative to _internal/).
 EXTRA_GLOBS = {

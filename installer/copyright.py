@@ -30,6 +30,7 @@ PURPOSE = {
     "pydantic": "validation of the FHIR Bundle", "pydantic-core": "validation of the FHIR Bundle",
     "annotated-types": "validation of the FHIR Bundle", "typing-inspection": "validation of the FHIR Bundle",
     "typing-extensions": "type hints at run time", "openslide-python": "whole-slide images",
+    "pillow": "whole-slide regions (openslide-python returns them as Pillow images)",
     "openslide-bin": "whole-slide images (OpenSlide C library and its libraries)", "python": "the runtime",
     "pyinstaller": "starting the programs (bootloader)", "packaging": "version checks in ONNX Runtime",
     "flatbuffers": "required by ONNX Runtime", "setuptools": "collected by PyInstaller (its setuptools hook)",

@@ -3,12 +3,13 @@ build with a reference (a checkout, or a model file) and prints the ratios."""
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from conftest import ROOT, make_tiny_model
 from hostile import cli
 
-from desktop.cli.bench_compare import FIGURES, parse_bench
+from desktop.cli.bench_compare import FIGURES, _sides, parse_bench
 
 # What the bench of main before this change printed (5bd1efa / 6f161da): a reference checkout
 # without --compare must still be readable.
@@ -74,3 +75,10 @@ def test_an_older_bench_output_is_read_figure_by_figure():
     figures = parse_bench(OLD_OUTPUT)
     assert figures == {"D img/s": 10151, "M img/s": 8461, "E img/s": 1990, "limit img/s": 4615, "E / limit": 0.43,
                        "peak RSS MB": 145}
+
+
+def test_a_checkout_from_before_the_cli_package_is_a_reference(tmp_path):
+    (tmp_path / "desktop").mkdir()
+    (tmp_path / "desktop" / "cli.py").write_text("")  # 0.1's layout: one cli module
+    sides = _sides(argparse.Namespace(compare=str(tmp_path), model="blood-pbc"))
+    assert [side[1] for side in sides][1] == tmp_path.resolve()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, SAMPLES
+from conftest import DATA, ROOT, SAMPLES
 
 pytestmark = pytest.mark.slow
 BUNDLE = "usr/lib/slidetally"
@@ -68,19 +68,19 @@ def control(deb: Path, field: str) -> str:
 def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
     _need("lintian", "appstreamcli", "desktop-file-validate", "man")
     start = time.monotonic()
-    lint = subprocess.run(["lintian", "--fail-on", "error", "--tag-display-limit", "0", str(deb)],
+    lint = subprocess.run(["lintian", "--fail-on", "error,warning", "--tag-display-limit", "0", str(deb)],
                           capture_output=True, text=True, timeout=1200)
     print(f"lintian ({time.monotonic() - start:.0f} s):\n{lint.stdout}")
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    assert not [line for line in lint.stdout.splitlines() if line.startswith("E:")]
+    assert not [line for line in lint.stdout.splitlines() if line.startswith(("E:", "W:"))]
 
     depends = control(deb, "Depends")
     assert re.search(r"libc6 \(>= 2\.\d+\)", depends), depends  # computed by dpkg-shlibdeps from the bundle
     assert "libxcb-cursor0" in depends and "libdbus-1-3" in depends
     size_mb = int(control(deb, "Installed-Size")) / 1024
     print(f"Installed-Size {size_mb:.0f} MB; Depends: {depends}")
-    # 358 MB with the opencv-python-headless wheel's cv2 (FFmpeg, OpenBLAS: 152 MB); the issue's limit is 300 MB.
-    assert size_mb <= 300, "the bundle grew back: see installer/build_opencv.sh and installer/slidetally.spec"
+    # 358 MB with the opencv-python-headless wheel's cv2 (FFmpeg, OpenBLAS: 152 MB); IT's limit is 250 MB.
+    assert size_mb <= 250, "the bundle grew back: see installer/build_opencv.sh and installer/slidetally.spec"
 
     root = tmp_path / "x"
     subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
@@ -117,6 +117,42 @@ def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
     assert control(deb, "Version") in metainfo.read_text()
     subprocess.run(["appstreamcli", "validate", "--no-net", str(metainfo)], check=True)
     subprocess.run(["desktop-file-validate", str(root / "usr/share/applications/slidetally.desktop")], check=True)
+
+
+def test_installed_programs_are_hardened(installed):
+    """The bootloader built from source (installer/build_bootloader.sh): position-independent, stack-protected,
+    read-only relocations bound at load."""
+    program = installed / BUNDLE / "slidetally"
+    header = subprocess.run(["readelf", "-h", str(program)], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"Type:\s+DYN", header), header
+    if shutil.which("hardening-check"):
+        report = subprocess.run(["hardening-check", "--nocfprotection", "--nostackclash", str(program)],
+                                capture_output=True, text=True)
+        assert report.returncode == 0, report.stdout
+    cv2 = next((installed / BUNDLE / "_internal/cv2").rglob("cv2*.so"))
+    dynamic = subprocess.run(["readelf", "-d", "-l", str(cv2)], capture_output=True, text=True, check=True).stdout
+    assert "GNU_RELRO" in dynamic and "BIND_NOW" in dynamic
+
+
+def test_installed_cli_reads_a_whole_slide_as_the_development_install_does(installed, tmp_path):
+    from slides import patient_slide
+
+    patient = DATA / "idc" / "8917"
+    if not patient.is_dir():
+        pytest.skip("the IDC data is not here")
+    slide, _ = patient_slide(patient, tmp_path / "window.tif", upsample=16, mpp=0.25, window=(13, 15, 8))
+    env = dict(os.environ, HOME=str(tmp_path / "home"), XDG_DATA_HOME=str(tmp_path / "bundle-data"))
+    env.pop("QT_QPA_PLATFORM", None)
+    bundle = subprocess.run([str(installed / "usr/bin/slidetally-cli"), "classify", str(slide), "--model", "breast-idc",
+                             "--csv", str(tmp_path / "bundle.csv")], env=env, capture_output=True, text=True, timeout=300)
+    assert bundle.returncode == 0, bundle.stderr
+    env["XDG_DATA_HOME"] = str(tmp_path / "dev-data")
+    dev = subprocess.run([sys.executable, "-c", "from desktop.cli import main; raise SystemExit(main())", "classify",
+                          str(slide), "--model", "breast-idc", "--csv", str(tmp_path / "dev.csv")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert dev.returncode == 0, dev.stderr
+    rows = _rows(tmp_path / "bundle.csv")
+    assert len(rows) > 30 and rows == _rows(tmp_path / "dev.csv")
 
 
 def _rows(path: Path) -> list[list[str]]:
@@ -178,7 +214,7 @@ def test_installed_app_opens_from_its_desktop_entry_offline(installed, tmp_path)
         assert psutil.Process(app.pid).net_connections(kind="inet") == []
         mapped = {Path(m.path).name for m in psutil.Process(app.pid).memory_maps()}
         print(f"{len(mapped)} files mapped, none of them left out: {sorted(n for n in mapped if 'Qt6' in n)}")
-        shot = ROOT / "docs" / "screenshots" / "installed-app.png"
+        shot = tmp_path / "installed-app.png"  # not the tracked docs/screenshots/ copy
         subprocess.run(["import", "-window", "root", str(shot)], env=env, check=True, timeout=60)
         assert shot.stat().st_size > 10_000
         app.terminate()  # what a logout does; the app must close its session and exit 0

@@ -75,6 +75,6 @@ def test_a_collision_or_a_missing_text_stops_the_build(tmp_path):
 
 def test_licenses_md_lists_what_the_bundle_carries(comps):
     md = dep5.licenses_md(comps)
-    for name in ("hl7apy", "fhir.resources", "pydantic", "onnx", "openslide-bin", "LGPL-2.1-only", "CC BY 4.0"):
+    for name in ("hl7apy", "fhir.resources", "pydantic", "onnx", "openslide-bin", "Pillow", "LGPL-2.1-only", "CC BY 4.0"):
         assert name in md, name
     assert "FFmpeg" not in md

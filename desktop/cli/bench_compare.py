@@ -73,7 +73,7 @@ def _sides(args) -> list[tuple[str, Path, str | None]]:
         if not ref.is_file():
             raise CliError(f"no model file {ref}")
         return [("A this build", THIS_CHECKOUT, args.model), (f"B model {ref.name}", THIS_CHECKOUT, str(ref.resolve()))]
-    if not (ref / "desktop" / "cli").is_dir():
+    if not ((ref / "desktop" / "cli").is_dir() or (ref / "desktop" / "cli.py").is_file()):  # cli.py: before 0.2
         raise CliError(f"{ref} is neither a checkout of SlideTally (no desktop/cli in it) nor an .onnx model file")
     model = str(Path(args.model).resolve()) if args.model and Path(args.model).suffix == ".onnx" else args.model
     return [("A this build", THIS_CHECKOUT, model), (f"B {ref.resolve()}", ref.resolve(), model)]

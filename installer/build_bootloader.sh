@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Compile PyInstaller's Linux bootloader from the source distribution of the locked release and put it in place of
+# the prebuilt one in the build venv. Why: the prebuilt bootloader is not position-independent (lintian
+# hardening-no-pie on both programs) and has no stack protector or FORTIFY; Debian's gcc builds PIE by default, and
+# the flags are Debian's hardening flags, as for OpenCV (build_opencv.sh).
+# The source comes from PyPI and is checked against a SHA-256 of the lock (requirements-linux.lock), as pip would.
+# Usage: installer/build_bootloader.sh PYTHON   (the build venv's python). Needs gcc and zlib1g-dev.
+set -euo pipefail
+trap 'echo "build_bootloader.sh failed at line $LINENO" >&2' ERR
+PYTHON=$(realpath -s "$1")
+cd "$(dirname "$0")/.."
+TARGET=$("$PYTHON" -c "import PyInstaller, pathlib; print(pathlib.Path(PyInstaller.__file__).parent)")/bootloader/Linux-64bit-intel
+if readelf -h "$TARGET/run" | grep -q 'Type: *DYN'; then
+    exit 0  # already ours
+fi
+VERSION=$("$PYTHON" -c "from importlib.metadata import version; print(version('pyinstaller'))")
+LOCKED=$(awk '/^pyinstaller==/ {p = 1} p && /^ *#/ {exit} p' installer/requirements-linux.lock | grep -o 'sha256:[0-9a-f]*' | cut -d: -f2)
+OUT=$PWD/build/bootloader-$VERSION
+SDIST=pyinstaller-$VERSION.tar.gz
+mkdir -p "$OUT"
+if [ ! -f "$OUT/$SDIST" ]; then
+    link=$(curl -fsSL https://pypi.org/simple/pyinstaller/ | grep -o "https://[^\"]*/$SDIST#sha256=[0-9a-f]*")
+    curl -fsSL -o "$OUT/$SDIST.part" "${link%%#*}"
+    got=$(sha256sum "$OUT/$SDIST.part" | cut -d' ' -f1)
+    grep -qx "$got" <<< "$LOCKED" || { echo "$SDIST: sha256 $got is not in the lock" >&2; exit 1; }
+    mv "$OUT/$SDIST.part" "$OUT/$SDIST"
+fi
+rm -rf "$OUT/src"
+mkdir -p "$OUT/src"
+tar -xzf "$OUT/$SDIST" -C "$OUT/src" --strip-components=1
+(
+    cd "$OUT/src/bootloader"
+    export CFLAGS="-O2 -fstack-protector-strong -fstack-clash-protection -D_FORTIFY_SOURCE=2 -fcf-protection"
+    export LDFLAGS="-Wl,-z,relro,-z,now"
+    "$PYTHON" ./waf all > "$OUT/waf.log" 2>&1 || { tail -30 "$OUT/waf.log" >&2; exit 1; }
+)
+for program in run run_d; do
+    built=$OUT/src/PyInstaller/bootloader/Linux-64bit-intel/$program
+    readelf -h "$built" | grep -q 'Type: *DYN' || { echo "$built is not position-independent" >&2; exit 1; }
+    install -m 755 "$built" "$TARGET/$program"
+done
+rm -rf "$OUT/src"
