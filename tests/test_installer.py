@@ -126,7 +126,7 @@ def test_installed_programs_are_hardened(installed):
     header = subprocess.run(["readelf", "-h", str(program)], capture_output=True, text=True, check=True).stdout
     assert re.search(r"Type:\s+DYN", header), header
     if shutil.which("hardening-check"):
-        report = subprocess.run(["hardening-check", "--nocfprotection", "--nostackclash", str(program)],
+        report = subprocess.run(["hardening-check", "--nocfprotection", str(program)],
                                 capture_output=True, text=True)
         assert report.returncode == 0, report.stdout
     cv2 = next((installed / BUNDLE / "_internal/cv2").rglob("cv2*.so"))

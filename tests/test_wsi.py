@@ -223,3 +223,18 @@ def test_a_damaged_slide_is_refused_in_one_sentence(tmp_path):
     model = make_tiny_model(tmp_path / "m.onnx", ("normal", "idc"), (50, 50), "idc-patch")
     with pytest.raises(FolderError, match=r"scan\.svs: .*whole-slide image"):
         Session.open(damaged, model, tmp_path / "data")
+
+
+def test_a_slide_without_openslide_says_that_openslide_is_missing(tmp_path, monkeypatch):
+    import desktop.core.inference.wsi as wsi
+
+    slide = _canvas_slide(tmp_path / "scan.tif", np.full((400, 400, 3), PINK, np.uint8))
+
+    def no_openslide():
+        raise SlideError("whole-slide images need OpenSlide (openslide-python and openslide-bin), which is not "
+                         "installed (libopenslide.so.1: cannot open shared object file)")
+
+    monkeypatch.setattr(wsi, "_openslide", no_openslide)
+    model = make_tiny_model(tmp_path / "m.onnx", ("normal", "idc"), (50, 50), "idc-patch")
+    with pytest.raises(FolderError, match=r"scan\.tif cannot be read: whole-slide images need OpenSlide"):
+        Session.open(slide, model, tmp_path / "data")

@@ -80,6 +80,15 @@ def _openslide():
     return openslide
 
 
+def openslide_missing() -> str | None:
+    """Why whole slides cannot be read here (OpenSlide or its library missing), or None when they can."""
+    try:
+        _openslide()
+    except SlideError as exc:
+        return str(exc)
+    return None
+
+
 def is_slide_name(path: Path) -> bool:
     """A name a whole slide may have (nothing is opened: for a drag over the window)."""
     return path.suffix.lower() in VENDOR_SUFFIXES + TIFF_SUFFIXES

@@ -27,7 +27,7 @@ from desktop.core.inference.folder import expand_tissue_images
 from desktop.core.inference.model import IDC, Model
 from desktop.core.inference.pipeline import Progress, classify
 from desktop.core.inference.scan import ScanCancelled, scan_folder, source_file
-from desktop.core.inference.wsi import is_slide_file
+from desktop.core.inference.wsi import is_slide_file, is_slide_name, openslide_missing
 from desktop.core.names import readable
 from desktop.core.records import lifecycle
 from desktop.core.records.classification import ForeignGuard, slide_step_revisions
@@ -109,7 +109,9 @@ class Session:
             raise FolderError(f"The folder {readable(str(folder))} does not exist.")
         slide = folder.is_file() and is_slide_file(folder)
         if not folder.is_dir() and not slide:
-            raise FolderError(f"{readable(str(folder))} is neither a folder nor a whole-slide image.")
+            missing = openslide_missing() if is_slide_name(folder) else None
+            raise FolderError(f"{readable(str(folder))} cannot be read: {missing}." if missing else
+                              f"{readable(str(folder))} is neither a folder nor a whole-slide image.")
         model = resolve_model(IDC if slide and model is None else model, folder if folder.is_dir() else None)
         try:
             root = Path(data_dir) if data_dir else user_data_dir()
