@@ -14,10 +14,10 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow
 from desktop.core.errors import SlideTallyError
 from desktop.core.inference.folder import guess_task
 from desktop.core.inference.model import BLOOD, IDC, Model, ModelInfo, discover_models
-from desktop.core.inference.wsi import SLIDE_FILTER, ScaleUnknown, is_slide_file
+from desktop.core.inference.wsi import SLIDE_FILTER, ScaleUnknown
 from desktop.core.records.domain import SessionRecord, SessionState
 from desktop.core.records.integrity import ALTERED
-from desktop.core.records.session import ClassifyResult, Session
+from desktop.core.records.session import ClassifyResult, Session, why_not_openable
 from desktop.core.report.summary import slide_grid
 from desktop.ui.busy import run_busy
 from desktop.ui.session_adapter import SessionAdapter
@@ -121,10 +121,11 @@ class SessionController(QObject):
 
     def open_folder(self, folder: Path | str, guess: bool = True) -> None:
         w, folder = self.w, Path(folder)
-        slide = folder.is_file() and is_slide_file(folder)
-        if not folder.is_dir() and not slide:
-            w.error("Cannot open folder", f"{folder} is neither a folder nor a whole-slide image (or no longer exists).")
+        problem = why_not_openable(folder)
+        if problem:
+            w.error("Cannot open folder", problem)
             return
+        slide = folder.is_file()
         if guess:
             # the blood model loads (once) on the helper thread too
             task = IDC if slide else run_busy(w, f"Looking at {folder.name} …",

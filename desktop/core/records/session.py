@@ -67,6 +67,17 @@ class ClassifyResult:
     foreign: str = ""  # why classification stopped early: the images look foreign to this model
 
 
+def why_not_openable(folder: Path) -> str | None:
+    """Why `folder` cannot be opened as a session (not there, neither a folder nor a slide we can read), or None."""
+    if not folder.exists():
+        return f"The folder {readable(str(folder))} does not exist."
+    if folder.is_dir() or is_slide_file(folder):
+        return None
+    missing = openslide_missing() if is_slide_name(folder) else None
+    return (f"{readable(str(folder))} cannot be read: {missing}." if missing else
+            f"{readable(str(folder))} is neither a folder nor a whole-slide image.")
+
+
 class SessionEvents:
     """What a session announces. Callbacks run in the thread that made the change."""
 
@@ -105,13 +116,10 @@ class Session:
         from desktop.core.resources import user_data_dir
 
         folder = Path(folder)
-        if not folder.exists():
-            raise FolderError(f"The folder {readable(str(folder))} does not exist.")
-        slide = folder.is_file() and is_slide_file(folder)
-        if not folder.is_dir() and not slide:
-            missing = openslide_missing() if is_slide_name(folder) else None
-            raise FolderError(f"{readable(str(folder))} cannot be read: {missing}." if missing else
-                              f"{readable(str(folder))} is neither a folder nor a whole-slide image.")
+        problem = why_not_openable(folder)
+        if problem:
+            raise FolderError(problem)
+        slide = folder.is_file()
         model = resolve_model(IDC if slide and model is None else model, folder if folder.is_dir() else None)
         try:
             root = Path(data_dir) if data_dir else user_data_dir()
