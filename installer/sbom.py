@@ -74,7 +74,7 @@ def native_parts(opencv_build: Path | None) -> list[dict]:
         part("openslide", openslide_bin.version, "LGPL-2.1-only", description="libopenslide.so.1 from openslide-bin",
              components=[part(n, None, None, parent="openslide") for n in embedded if n != "OpenSlide"]),
         part("pyinstaller-bootloader", version_of("pyinstaller"), "GPL-2.0-or-later WITH Bootloader-exception",
-             "application", description="the start of both programs"),
+             "application", description="the start of both programs, compiled from this release's source (build_bootloader.sh)"),
     ]
 
 
