@@ -44,9 +44,9 @@ from desktop.cli.lab import cmd_adapt, cmd_verify  # noqa: E402
 from desktop.cli.records import cmd_audit_check  # noqa: E402
 from desktop.core.errors import SlideTallyError, StoreError  # noqa: E402
 from desktop.core.inference.catalog import resolve_model  # noqa: E402
-from desktop.core.inference.model import discover_models  # noqa: E402
+from desktop.core.inference.model import MPP_RANGE, discover_models  # noqa: E402
 from desktop.core.inference.pipeline import Progress  # noqa: E402
-from desktop.core.inference.wsi import is_slide_file  # noqa: E402
+from desktop.core.inference.wsi import is_slide_file, plausible_mpp  # noqa: E402
 from desktop.core.logs import log_to_file  # noqa: E402
 from desktop.core.records.session import Session  # noqa: E402
 from desktop.core.report.assay_report import AssayReport  # noqa: E402
@@ -121,8 +121,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of µm per pixel") from None
-    if not 0.01 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"{value:g} µm per pixel is not plausible (0.01-1000)")
+    if not plausible_mpp(value):
+        raise argparse.ArgumentTypeError(f"{value:g} µm per pixel is not plausible ({MPP_RANGE[0]:g}-{MPP_RANGE[1]:g})")
     return value
 
 

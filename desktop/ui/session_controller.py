@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow
 
 from desktop.core.errors import SlideTallyError
 from desktop.core.inference.folder import guess_task
-from desktop.core.inference.model import BLOOD, IDC, Model, ModelInfo, discover_models
+from desktop.core.inference.model import BLOOD, IDC, MPP_RANGE, Model, ModelInfo, discover_models
 from desktop.core.inference.wsi import SLIDE_FILTER, ScaleUnknown
 from desktop.core.records.domain import SessionRecord, SessionState
 from desktop.core.records.integrity import ALTERED
@@ -371,5 +371,5 @@ def open_session(w: QMainWindow, folder: Path, model: Model) -> tuple[Session, l
 
     mpp, ok = QInputDialog.getDouble(w, "Slide scale", f"{folder.name} does not record its pixel size.\n"
                                      "µm per pixel at full resolution (the scanner's; 0.25 at 40x, 0.5 at 20x):",
-                                     0.25, 0.01, 1000.0, 4)
+                                     0.25, *MPP_RANGE, 4)
     return run_busy(w, f"Opening {folder.name} …", lambda: opened(mpp)) if ok else None

@@ -10,6 +10,8 @@ from PySide6.QtGui import QColor, QPainter, QTextOption
 from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
 
 from desktop.core.inference.slide import MAP_CELL_PX
+from desktop.core.records.domain import DEFAULT_TARGET_WBC
+from desktop.core.records.lifecycle import TARGET_RANGE
 from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.summary import picture_only
 from desktop.ui.heatmap import SlideMap
@@ -51,8 +53,8 @@ class SummaryPanel(QWidget):
         layout = QVBoxLayout(self)
         form = QFormLayout()
         self.target = QSpinBox()
-        self.target.setRange(10, 10000)
-        self.target.setValue(100)
+        self.target.setRange(*TARGET_RANGE)
+        self.target.setValue(DEFAULT_TARGET_WBC)
         self.target.setSuffix(" WBC")
         self.target.setToolTip("White cells to count for this specimen (kept with its session; fixed at sign-off)")
         self.target.setKeyboardTracking(False)  # one change when the number is entered, not one per digit

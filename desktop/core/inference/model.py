@@ -42,6 +42,7 @@ SCHEMA_PREFIX = "slidetally/"
 BLOOD, IDC = "blood-differential", "idc-patch"  # the contract's tasks
 TASKS = (BLOOD, IDC)
 IDC_DEFAULT_MPP = 4.0  # µm per pixel of the IDC patches (see the docstring); for models without `mpp`
+MPP_RANGE = (0.01, 1000.0)  # a plausible µm per pixel: a model's, a slide's own, or one a technician gives
 MAX_THREADS = 8  # beyond this ONNX Runtime and the decoders gain nothing on a workstation
 REQUIRED_KEYS = ("slidetally.schema", "task", "display_name", "version", "classes", "input_size")
 OUTPUT_RANKS = {"probabilities": 2, "ood_score": 1, "features": 2}  # the contract's outputs: [N, C], [N], [N, F]
@@ -225,7 +226,7 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         decision_threshold=_finite(number("decision_threshold", 0.5), "decision_threshold", path, 0.0, 1.0),
         ood_threshold=_finite(number("ood_threshold", None), "ood_threshold", path, 0.0, 1e9),
         patch=_patch_grid(meta, size[1], path), slide_step=_slide_step(meta, len(classes), path),
-        mpp=_finite(number("mpp", IDC_DEFAULT_MPP if meta["task"] == IDC else None), "mpp", path, 0.01, 1000.0),
+        mpp=_finite(number("mpp", IDC_DEFAULT_MPP if meta["task"] == IDC else None), "mpp", path, *MPP_RANGE),
         metrics=_json(meta, "metrics", path) if "metrics" in meta else {},
         dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
         provenance=_json(meta, "provenance", path) if "provenance" in meta else {},

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from desktop.core.inference.imaging import MAX_PIXELS, UnreadableImage
-from desktop.core.inference.model import IDC_DEFAULT_MPP
+from desktop.core.inference.model import IDC_DEFAULT_MPP, MPP_RANGE
 from desktop.core.inference.slide import MAP_CELL_PX, PatchGrid
 from desktop.core.inference.tissue import MASK_PX_PER_TILE, tissue_pixels, tissue_tiles
 
@@ -112,12 +112,17 @@ def is_slide_file(path: Path) -> bool:
         return False
 
 
+def plausible_mpp(value: float) -> bool:
+    low, high = MPP_RANGE
+    return low <= value <= high
+
+
 def _float(value: str | None) -> float | None:
     try:
         number = float(value) if value is not None else None
     except ValueError:
         return None
-    return number if number is not None and math.isfinite(number) and 0.01 <= number <= 1000 else None
+    return number if number is not None and math.isfinite(number) and plausible_mpp(number) else None
 
 
 def slide_mpp(properties, declared: float | None) -> tuple[float, str]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from desktop.core.errors import ActionRefused, FolderError
-from desktop.core.inference.model import ModelInfo
-from desktop.core.inference.wsi import SlideError, open_slide, scale_notes
+from desktop.core.inference.model import MPP_RANGE, ModelInfo
+from desktop.core.inference.wsi import SlideError, open_slide, plausible_mpp, scale_notes
 from desktop.core.names import readable
 from desktop.core.records.domain import Actor
 from desktop.core.records.store import SessionStore
@@ -22,8 +22,9 @@ def declare_mpp(store: SessionStore, actor: Actor, mpp: float | None) -> None:
     """Keep the µm per pixel given for slides that do not record theirs (audited; None: nothing given)."""
     if mpp is None or mpp == declared_mpp(store):
         return
-    if not 0.01 <= mpp <= 1000:
-        raise ActionRefused(f"A slide's pixel size of {mpp} µm is not plausible (0.01-1000 µm per pixel).")
+    if not plausible_mpp(mpp):
+        raise ActionRefused(f"A slide's pixel size of {mpp} µm is not plausible ({MPP_RANGE[0]:g}-{MPP_RANGE[1]:g} "
+                            "µm per pixel).")
     with store.write(actor) as w:
         w.set_meta("declared_mpp", repr(float(mpp)))
         w.audit("slide scale", None, None, f"{mpp:g} µm/px", "given for slides that do not record their pixel size")
