@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # The largest file read at all. An analyser image is well under 10 MB and a stitched tissue
@@ -63,17 +65,30 @@ def check_regular(path: Path | str, limit: int = MAX_FILE_BYTES) -> os.stat_resu
     return st
 
 
-def read_file(path: Path | str, limit: int = MAX_FILE_BYTES, head: int | None = None) -> bytes:
-    """The file's bytes (or its first `head` bytes); `UnreadableFile` with the reason otherwise."""
-    check_regular(path, limit if head is None else 2**63)
+@contextmanager
+def _open_regular(path: Path | str, precheck_limit: int) -> Iterator[tuple[int, os.stat_result]]:
+    """The file opened for reading, and its status as opened: checked as a regular file of at most
+    `precheck_limit` bytes before it is opened, and again after (the path may have been swapped for a
+    pipe since the check). OS errors inside become `UnreadableFile` with the reason."""
+    check_regular(path, precheck_limit)
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         raise UnreadableFile(os_error_reason(exc, path)) from exc
     try:
-        st = os.fstat(fd)  # the path may have been swapped for a pipe since the check
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UnreadableFile(not_regular_reason(st.st_mode))
+        yield fd, st
+    except OSError as exc:
+        raise UnreadableFile(os_error_reason(exc, path)) from exc
+    finally:
+        os.close(fd)
+
+
+def read_file(path: Path | str, limit: int = MAX_FILE_BYTES, head: int | None = None) -> bytes:
+    """The file's bytes (or its first `head` bytes); `UnreadableFile` with the reason otherwise."""
+    with _open_regular(path, limit if head is None else 2**63) as (fd, st):
         want = head if head is not None else limit + 1
         if head is None and st.st_size > limit:
             raise _too_large(st.st_size, limit)
@@ -87,26 +102,11 @@ def read_file(path: Path | str, limit: int = MAX_FILE_BYTES, head: int | None = 
         if head is None and got > limit:  # grew while being read
             raise _too_large(got, limit)
         return b"".join(chunks)
-    except OSError as exc:
-        raise UnreadableFile(os_error_reason(exc, path)) from exc
-    finally:
-        os.close(fd)
 
 
 def hash_stream(path: Path | str, digest) -> None:
     """Feed a file of any size to `digest` (a hashlib object) in chunks, with read_file's checks
     (regular files only, never blocking): a whole-slide image is hashed without being held."""
-    check_regular(path, 2**63)
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError as exc:
-        raise UnreadableFile(os_error_reason(exc, path)) from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnreadableFile(not_regular_reason(os.fstat(fd).st_mode))
+    with _open_regular(path, 2**63) as (fd, _):
         while chunk := os.read(fd, 8 * 2**20):
             digest.update(chunk)
-    except OSError as exc:
-        raise UnreadableFile(os_error_reason(exc, path)) from exc
-    finally:
-        os.close(fd)

@@ -32,9 +32,14 @@ class ScanCancelled(Exception):
     """The scan was stopped by the technician (or the app closing)."""
 
 
+def _digest(data: bytes = b""):
+    """The hash a file's identity is made with (one definition for whole files and streamed slides)."""
+    return hashlib.blake2b(data, digest_size=16)
+
+
 def content_hash(data: bytes) -> str:
     """A file's identity: the same bytes give the same hash, whatever its size or mtime say."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return _digest(data).hexdigest()
 
 
 def hash_file(path: Path) -> str | None:
@@ -48,7 +53,7 @@ def hash_file(path: Path) -> str | None:
 def hash_large_file(path: Path) -> str | None:
     """The content hash of a file of any size (a whole slide), read in chunks; the same hash
     `content_hash` gives its bytes. None when it cannot be read."""
-    digest = hashlib.blake2b(digest_size=16)
+    digest = _digest()
     try:
         hash_stream(path, digest)
     except UnreadableFile:
