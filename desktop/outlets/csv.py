@@ -90,11 +90,10 @@ def per_image_rows(cells: list[Cell], class_keys: list[str], style: CsvStyle = C
             + [f"p_{k}" for k in class_keys]]
     for c in cells:
         probs = [num(p) for p in c.probabilities] if c.probabilities else [""] * len(class_keys)
+        final = (c.final_class or c.ai_class or "") if not c.needs_review else ""
         rows.append([
             c.file, c.ai_class or "", num(c.confidence) if not c.unreadable else "", c.second_class or "",
-            (c.final_class or c.ai_class or "") if not c.needs_review else "",
-            labels.get(c.final_class or c.ai_class or "", "") if not c.needs_review else "",
-            int(c.changed), int(c.review),
+            final, labels.get(final, ""), int(c.changed), int(c.review),
             c.review_reason, int(c.confirmed), int(c.unfamiliar), num(c.ood_score), c.unreadable, c.reviewer or "",
             int(c.missing), int(c.file_changed), "" if c.x is None else c.x, "" if c.y is None else c.y, *probs,
         ])
