@@ -44,7 +44,7 @@ from desktop.cli.lab import cmd_adapt, cmd_verify  # noqa: E402
 from desktop.cli.records import cmd_audit_check  # noqa: E402
 from desktop.core.errors import SlideTallyError, StoreError  # noqa: E402
 from desktop.core.inference.catalog import resolve_model  # noqa: E402
-from desktop.core.inference.model import MPP_RANGE, discover_models  # noqa: E402
+from desktop.core.inference.model import IDC, MPP_RANGE, discover_models  # noqa: E402
 from desktop.core.inference.pipeline import Progress  # noqa: E402
 from desktop.core.inference.wsi import is_slide_file, plausible_mpp  # noqa: E402
 from desktop.core.logs import log_to_file  # noqa: E402
@@ -116,7 +116,7 @@ def cmd_classify(args) -> int:
         session.close()
 
 
-def _positive_float(text: str) -> float:
+def _mpp_argument(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -169,7 +169,7 @@ def open_stored_session(target: Path, model_arg: str | None, data_dir: Path) -> 
         folder = Path(meta["folder"])
         return Session(folder, model, SessionStore(target, folder, model.info.key, model.info.sha256))
     if target.is_dir() or slide:
-        model = resolve_model(model_arg or ("idc-patch" if slide else None), target if target.is_dir() else None)
+        model = resolve_model(model_arg or (IDC if slide else None), target if target.is_dir() else None)
         if not session_path(data_dir, target, model.info.key).exists():
             raise NothingToDo(f"no stored session of {readable(str(target))} with {model.info.key} in {data_dir}; "
                               "classify it first")
@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("classify", help="classify a folder of images (or one whole-slide image) and print the counts")
     p.add_argument("folder", help="a folder of images, or a whole-slide image (.svs, .ndpi, .mrxs, .scn, tiled TIFF)")
-    p.add_argument("--mpp", type=_positive_float,
+    p.add_argument("--mpp", type=_mpp_argument,
                    help="µm per pixel of whole slides that do not record it (the scanner's; kept with the session)")
     p.add_argument("--model", help="model key (e.g. blood-pbc8), task, or path to an .onnx file")
     _output_arguments(p)
