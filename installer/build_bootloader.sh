@@ -9,6 +9,7 @@ set -euo pipefail
 trap 'echo "build_bootloader.sh failed at line $LINENO" >&2' ERR
 PYTHON=$(realpath -s "$1")
 cd "$(dirname "$0")/.."
+source installer/hardening.sh
 TARGET=$("$PYTHON" -c "import PyInstaller, pathlib; print(pathlib.Path(PyInstaller.__file__).parent)")/bootloader/Linux-64bit-intel
 if readelf -h "$TARGET/run" | grep -q 'Type: *DYN'; then
     exit 0  # already ours
@@ -30,8 +31,7 @@ mkdir -p "$OUT/src"
 tar -xzf "$OUT/$SDIST" -C "$OUT/src" --strip-components=1
 (
     cd "$OUT/src/bootloader"
-    export CFLAGS="-O2 -fstack-protector-strong -fstack-clash-protection -D_FORTIFY_SOURCE=2 -fcf-protection"
-    export LDFLAGS="-Wl,-z,relro,-z,now"
+    export CFLAGS="-O2 $HARDEN_CFLAGS" LDFLAGS="$HARDEN_LDFLAGS"
     "$PYTHON" ./waf all > "$OUT/waf.log" 2>&1 || { tail -30 "$OUT/waf.log" >&2; exit 1; }
 )
 for program in run run_d; do

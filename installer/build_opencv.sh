@@ -11,7 +11,9 @@
 set -euo pipefail
 trap 'echo "build_opencv.sh failed at line $LINENO; the logs are in ${OUT:-build}/" >&2' ERR
 PYTHON=$(realpath -s "$1")  # -s: a venv's python is a symlink, and the venv is what counts
-KEY=$(sha256sum "$0" | cut -c1-12)
+HERE=$(dirname "$0")
+KEY=$(cat "$0" "$HERE/hardening.sh" | sha256sum | cut -c1-12)  # a changed option or flag builds again
+source "$HERE/hardening.sh"
 cd "$(dirname "$0")/.."
 VERSION=$("$PYTHON" -c "from importlib.metadata import version; print(version('opencv-python-headless'))")
 OUT=$PWD/build/opencv-$VERSION-$KEY
@@ -28,11 +30,8 @@ if [ ! -f "$OUT/$SDIST" ]; then
     mv "$OUT/$SDIST.part" "$OUT/$SDIST"
 fi
 tar -xzf "$OUT/$SDIST" -C "$OUT/src" --strip-components=1
-# Debian's hardening flags (dpkg-buildflags with hardening=+all, less PIE, which a shared module does not take):
 # OpenCV and the codecs compiled into it (libjpeg-turbo, libpng, libtiff) get stack protection, checked libc calls
-# and a read-only relocation table bound at load; the code generated is otherwise the same (no change to -O or math).
-HARDEN="-fstack-protector-strong -fstack-clash-protection -D_FORTIFY_SOURCE=2 -fcf-protection"
-HARDEN_LD="-Wl,-z,relro,-z,now"
+# and a read-only relocation table bound at load (hardening.sh); the code generated is otherwise the same.
 NUMPY_INCLUDE=$("$PYTHON" -c "import numpy; print(numpy.get_include())")
 PY_INCLUDE=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 PY_LIBRARY=$("$PYTHON" -c "import os, sysconfig as s; print(os.path.join(s.get_config_var('LIBDIR'), s.get_config_var('LDLIBRARY')))")
@@ -55,9 +54,9 @@ cmake -S "$OUT/src/opencv" -B "$OUT/cmake" -G Ninja -Wno-dev \
     -DWITH_LAPACK=OFF -DWITH_EIGEN=OFF -DWITH_PROTOBUF=OFF -DWITH_FLATBUFFERS=OFF -DWITH_TBB=OFF \
     -DWITH_GTK=OFF -DWITH_QT=OFF -DWITH_VTK=OFF -DWITH_ADE=OFF -DWITH_CAROTENE=OFF -DWITH_KLEIDICV=OFF \
     -DCV_TRACE=OFF -DENABLE_PRECOMPILED_HEADERS=OFF \
-    -DCMAKE_CXX_FLAGS="$HARDEN -ffunction-sections -fdata-sections" -DCMAKE_C_FLAGS="$HARDEN -ffunction-sections -fdata-sections" \
-    -DCMAKE_SHARED_LINKER_FLAGS="$HARDEN_LD -Wl,--gc-sections -Wl,--as-needed -Wl,--strip-all" \
-    -DCMAKE_MODULE_LINKER_FLAGS="$HARDEN_LD -Wl,--gc-sections -Wl,--as-needed -Wl,--strip-all" \
+    -DCMAKE_CXX_FLAGS="$HARDEN_CFLAGS -ffunction-sections -fdata-sections" -DCMAKE_C_FLAGS="$HARDEN_CFLAGS -ffunction-sections -fdata-sections" \
+    -DCMAKE_SHARED_LINKER_FLAGS="$HARDEN_LDFLAGS -Wl,--gc-sections -Wl,--as-needed -Wl,--strip-all" \
+    -DCMAKE_MODULE_LINKER_FLAGS="$HARDEN_LDFLAGS -Wl,--gc-sections -Wl,--as-needed -Wl,--strip-all" \
     > "$OUT/configure.log"
 cmake --build "$OUT/cmake" --parallel "$(nproc)" > "$OUT/build.log"
 cmake --install "$OUT/cmake" > "$OUT/install.log"
