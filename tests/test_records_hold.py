@@ -353,3 +353,35 @@ def test_the_window_refuses_to_export_into_the_analysed_or_data_folder(qtbot, si
     assert window.records.write_audit_csv(out / "audit.csv") is False
     assert "model" in refused[-1] and not (out / "audit.csv").exists() and model.read_bytes() == before
     window.sessions.close_session()
+
+
+@pytest.mark.parametrize("left", ["empty file", "tables only"])
+def test_a_start_stopped_before_the_session_had_its_identity_opens_as_new(tmp_path, good_folder, left):
+    """Ctrl-C between creating the database and writing its meta leaves a file that holds nothing
+    (CI met it): the next start makes the session, as if the first had never run."""
+    from desktop.core.records.store import SCHEMA, session_path
+    model = make_tiny_model(tmp_path / "tiny.onnx")
+    data = tmp_path / "data"
+    path = session_path(data, good_folder, "tiny")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    if left == "tables only":
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+        db.close()
+    s = Session.open(good_folder, model, data)
+    try:
+        s.classify()
+        assert s.cells() and not s.altered and not s.store.integrity_problems()
+    finally:
+        s.close()
+
+
+def test_a_session_with_cells_but_no_identity_is_refused_and_kept(signed, good_folder):
+    model, data, path = signed
+    _edit(path, "DROP TABLE meta")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="nothing was moved"):
+        Session.open(good_folder, model, data)
+    assert path.read_bytes() == before

@@ -314,10 +314,15 @@ class SessionStore:
             return
         try:
             with _read_only(self.path) as db:
-                rows = _meta_of(db)
+                unfinished = _holds_nothing(db)
+                rows = {} if unfinished else _meta_of(db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"The session {self.path.name} cannot be read ({exc}); nothing was moved or changed. "
                              "Free disk space or check the data folder, then open it again.") from exc
+        if unfinished:  # a start stopped before the session had its identity: nothing in it to keep
+            for suffix in ("-wal", "-shm", ""):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            return
         if not rows.get("model_sha256") or not rows.get("schema"):
             raise StoreError(f"The session {self.path.name} holds no model or schema; it was left as it is.")
         if rows.get("model_sha256") == model_sha256 and rows.get("schema") == SCHEMA_VERSION:
@@ -441,6 +446,13 @@ def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
         yield db
     finally:
         db.close()
+
+
+def _holds_nothing(db: sqlite3.Connection) -> bool:
+    """No row in any table: what a start leaves when it is stopped (Ctrl-C, a kill) between creating
+    the database and writing its identity in one transaction."""
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    return not any(db.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() for t in tables)
 
 
 def _meta_of(db: sqlite3.Connection) -> dict[str, str]:
