@@ -42,7 +42,8 @@ from desktop.core.records.domain import (
 from desktop.core.records.integrity import ALTERED, RecordAltered
 from desktop.core.records.rescan import compare
 from desktop.core.records.slide_scale import check_slide, declare_mpp, declared_mpp, note_slide_scales
-from desktop.core.records.store import SessionStore, Writer, session_path, store_error
+from desktop.core.records.store import SessionStore, session_path, store_error
+from desktop.core.records.writer import Writer
 from desktop.core.report.assay_report import AssayReport, build_report
 from desktop.core.report.codes import ResultCode, load_codes
 

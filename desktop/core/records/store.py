@@ -1,11 +1,10 @@
 """The session store: one SQLite database (WAL) per analysed folder and model, in the user
-data folder, never in the source folder. It is the only place with SQL. Every write runs in
+data folder, never in the source folder. It and its writer are the only places with SQL. Every write runs in
 one transaction that checks the session's state and writes its audit rows, so a signed-off
 session cannot change and killing the app loses nothing.
 
-File names are stored losslessly: a name that is not valid UTF-8 (os gives it as a str with
-surrogate escapes) is stored as its raw bytes (a BLOB) and read back as the same str, so the
-file opens again from what is stored. Two processes may open one session at once: opening is
+File names are stored losslessly (records/rows.py); writes go through one `Writer`
+(records/writer.py). Two processes may open one session at once: opening is
 serialised by a lock file, and a call another process stored first is never overwritten."""
 
 from __future__ import annotations
@@ -25,17 +24,18 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from desktop.core.errors import SessionLocked, StoreError
-from desktop.core.inference.decision import Call
 from desktop.core.records.domain import Actor, AuditEntry, Cell, PatchCall, SessionState, now
-from desktop.core.records.integrity import (
-    GENESIS,
-    SIGNED_KEYS,
-    VERIFIED_KEYS,
-    audit_row_hash,
-    chain_problems,
-    record_digest,
-    seal_problems,
+from desktop.core.records.integrity import chain_problems, seal_problems
+from desktop.core.records.rows import (
+    AUDIT_COLUMNS,
+    CELL_COLUMNS,
+    SEALED_COLUMNS,
+    cell_of,
+    db_values,
+    meta_of,
+    py_values,
 )
+from desktop.core.records.writer import Writer
 from desktop.core.resources import private_dir
 
 SCHEMA_VERSION = "2"
@@ -70,13 +70,6 @@ BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
 """
-AUDIT_COLUMNS = "id, at, who, os_user, action, file, old, new, reason, prev_hash, row_hash"
-# What a seal covers of each cell: everything but the row id and the file's size and time (a touched file).
-SEALED_COLUMNS = ("relative, content_hash, ai_class, confidence, probabilities, second_class, ood_score, unfamiliar, "
-                  "review, review_reason, unreadable, x, y, final_class, confirmed, reviewer, missing, file_changed")
-CELL_COLUMNS = ("id, relative, ai_class, confidence, probabilities, second_class, ood_score, unfamiliar, review, "
-                "review_reason, unreadable, x, y, final_class, confirmed, reviewer, missing, file_changed")
-
 def store_error(exc: BaseException, folder: Path) -> StoreError:
     """One plain sentence for an SQLite or OS error met while saving a session."""
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
@@ -92,28 +85,6 @@ def store_error(exc: BaseException, folder: Path) -> StoreError:
     if code in (5, 6) or isinstance(exc, Timeout):  # SQLITE_BUSY, SQLITE_LOCKED
         return StoreError("The session is busy in another SlideTally for too long. Try again when it has finished.")
     return StoreError(f"The session could not be saved in {folder} ({exc}).")
-
-
-def _db(value):
-    """A value as SQLite takes it: a str that is not valid UTF-8 (a file name) as its raw bytes."""
-    if isinstance(value, str) and not value.isascii():  # ASCII (most names, every reason) is valid UTF-8
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            try:
-                return os.fsencode(value)
-            except UnicodeEncodeError:  # a lone surrogate no file system gave us: kept as readable text
-                return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
-
-
-def _args(*values) -> tuple:
-    return tuple(_db(v) for v in values)
-
-
-def _py(row) -> tuple:
-    """A row as Python wants it: a stored name's raw bytes back to the str os gave us."""
-    return tuple(os.fsdecode(v) if isinstance(v, bytes) else v for v in row)
 
 
 @dataclass(frozen=True)
@@ -139,137 +110,6 @@ def private_file(path: Path) -> None:
 def session_path(root: Path, folder: Path, model_key: str) -> Path:
     digest = hashlib.sha1(str(Path(folder).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return Path(root) / "sessions" / f"{digest}-{model_key}.sqlite"
-
-
-def _cell(row: tuple) -> Cell:
-    row = _py(row)
-    return Cell(row[0], row[1], row[2], row[3] or 0.0, tuple(json.loads(row[4] or "[]")), row[5], row[6], bool(row[7]),
-                bool(row[8]), row[9], row[10], row[11], row[12], row[13], bool(row[14]), row[15], bool(row[16]),
-                bool(row[17]))
-
-
-class Writer:
-    """The one write path, handed out by `SessionStore.write()` inside a checked transaction."""
-
-    def __init__(self, db: sqlite3.Connection, actor: Actor) -> None:
-        self.db, self.actor = db, actor
-        self.touched: list[str] = []  # files whose cells changed, for the caller's events
-        self._head: str | None = None  # the audit chain's last hash, read once per transaction
-
-    def audit(self, action: str, file: str | None = None, old: str | None = None, new: str | None = None,
-              reason: str | None = None) -> None:
-        """Append one audit row, chained to the one before it (records/integrity.py)."""
-        if self._head is None:
-            row = self.db.execute("SELECT row_hash FROM audit WHERE row_hash IS NOT NULL ORDER BY id DESC LIMIT 1").fetchone()
-            self._head = row[0] if row else GENESIS
-        fields = _args(now(), self.actor.operator, self.actor.os_user, action, file, old, new, reason)
-        own = audit_row_hash(self._head, _py(fields))
-        self.db.execute("INSERT INTO audit(at, who, os_user, action, file, old, new, reason, prev_hash, row_hash) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?)", (*fields, self._head, own))
-        self._head = own
-        self.set_meta("chain_head", own)
-
-    def seal(self, action: str) -> str:
-        """Sign-off or verification: a digest of the cells and identity, in the meta and in its audit row."""
-        meta = _meta_of(self.db)
-        keys = VERIFIED_KEYS if action == "verify" else SIGNED_KEYS
-        digest = record_digest(meta, [_py(r) for r in self.db.execute(f"SELECT {SEALED_COLUMNS} FROM images")], keys)
-        self.set_meta("verified_digest" if action == "verify" else "signed_digest", digest)
-        self.audit(action, new=digest)
-        return digest
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", _args(key, value))
-
-    def delete_meta(self, *keys: str) -> None:
-        self.db.executemany("DELETE FROM meta WHERE key=?", [(k,) for k in keys])
-
-    def cell(self, file: str) -> Cell | None:
-        row = self.db.execute(f"SELECT {CELL_COLUMNS} FROM images WHERE relative=?", _args(file)).fetchone()
-        return _cell(row) if row else None
-
-    def set_final(self, file: str, final: str | None, confirmed: bool) -> None:
-        self.db.execute("UPDATE images SET final_class=?, confirmed=?, reviewer=?, changed_at=? WHERE relative=?",
-                        _args(final, int(confirmed), self.actor.operator if confirmed else None, now(), file))
-        self.touched.append(file)
-
-    def put_call(self, call: Call, file_changed: bool = False) -> bool:
-        """Store the model's call; False when it was not needed because another process stored it first.
-
-        A new file is inserted once. A changed file's call replaces the stored AI call and clears
-        its final call, unless the stored call is already for these bytes (then it stays, with
-        whatever the technician did to it since)."""
-        conflict = ("""DO UPDATE SET size=excluded.size, mtime=excluded.mtime,
-                   content_hash=excluded.content_hash, ai_class=excluded.ai_class, confidence=excluded.confidence,
-                   probabilities=excluded.probabilities, second_class=excluded.second_class,
-                   ood_score=excluded.ood_score, unfamiliar=excluded.unfamiliar, review=excluded.review,
-                   review_reason=excluded.review_reason, unreadable=excluded.unreadable, x=excluded.x, y=excluded.y,
-                   final_class=NULL, confirmed=0, reviewer=NULL, missing=0, file_changed=excluded.file_changed
-                   WHERE images.content_hash IS NOT excluded.content_hash OR images.unreadable != excluded.unreadable"""
-                    if file_changed else "DO NOTHING")
-        cursor = self.db.execute(
-            f"""INSERT INTO images(relative, size, mtime, content_hash, ai_class, confidence, probabilities, second_class,
-                   ood_score, unfamiliar, review, review_reason, unreadable, x, y, file_changed)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-               ON CONFLICT(relative) {conflict}""",
-            _args(call.relative, call.size, call.mtime, call.content_hash, call.ai_class, call.confidence,
-                  json.dumps(call.probabilities), call.second_class, call.ood_score, int(call.unfamiliar), int(call.review),
-                  call.review_reason, call.unreadable, call.x, call.y, int(file_changed)))
-        if cursor.rowcount:
-            self.touched.append(call.relative)
-        return bool(cursor.rowcount)
-
-    def put_new_calls(self, calls: list[Call]) -> list[str]:
-        """Store the calls of files not classified before, in one statement; returns the files stored.
-        A file another process stored first keeps its call (as `put_call` without `file_changed`):
-        the write transaction holds the database, so what is stored cannot change between the two
-        statements."""
-        stored: set = set()
-        names = [_db(c.relative) for c in calls]
-        for start in range(0, len(names), 500):
-            chunk = names[start:start + 500]
-            stored.update(r[0] for r in self.db.execute(
-                f"SELECT relative FROM images WHERE relative IN ({','.join('?' * len(chunk))})", chunk))
-        new = []
-        for name, c in zip(names, calls):
-            if name not in stored:  # the first of two calls for one file wins, as with put_call
-                stored.add(name)
-                new.append((name, c))
-        self.db.executemany(
-            """INSERT INTO images(relative, size, mtime, content_hash, ai_class, confidence, probabilities, second_class,
-                   ood_score, unfamiliar, review, review_reason, unreadable, x, y, file_changed)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)""",
-            [(name, c.size, c.mtime, c.content_hash, c.ai_class, c.confidence, json.dumps(c.probabilities),
-              c.second_class, c.ood_score, int(c.unfamiliar), int(c.review), _db(c.review_reason), _db(c.unreadable),
-              c.x, c.y) for name, c in new])
-        added = [c.relative for _, c in new]
-        self.touched += added
-        return added
-
-    def set_ai_many(self, revised: list[tuple[str, object]]) -> None:
-        """`set_ai` for many files in one statement (a slide-level step over a whole slide)."""
-        self.db.executemany("""UPDATE images SET ai_class=?, confidence=?, second_class=?, unfamiliar=?, review=?,
-                               review_reason=? WHERE relative=?""",
-                            [_args(f.ai_class, f.confidence, f.second_class, int(f.unfamiliar), int(f.review),
-                                   f.review_reason, file) for file, f in revised])
-        self.touched += [file for file, _ in revised]
-
-    def set_ai(self, file: str, fields) -> None:
-        """Revise the AI call of a file (a slide-level step): the model's own probabilities and
-        anything the technician did stay as they are."""
-        self.db.execute("""UPDATE images SET ai_class=?, confidence=?, second_class=?, unfamiliar=?, review=?,
-                           review_reason=? WHERE relative=?""",
-                        _args(fields.ai_class, fields.confidence, fields.second_class, int(fields.unfamiliar),
-                              int(fields.review), fields.review_reason, file))
-        self.touched.append(file)
-
-    def set_missing(self, file: str, missing: bool) -> None:
-        self.db.execute("UPDATE images SET missing=? WHERE relative=?", _args(int(missing), file))
-        self.touched.append(file)
-
-    def set_stat(self, file: str, size: int, mtime: float) -> None:
-        """A touched file (same bytes, new size/mtime): refresh the fast pre-check only."""
-        self.db.execute("UPDATE images SET size=?, mtime=? WHERE relative=?", _args(size, mtime, file))
 
 
 class SessionStore:
@@ -315,7 +155,7 @@ class SessionStore:
         try:
             with _read_only(self.path) as db:
                 unfinished = _holds_nothing(db)
-                rows = {} if unfinished else _meta_of(db)
+                rows = {} if unfinished else meta_of(db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"The session {self.path.name} cannot be read ({exc}); nothing was moved or changed. "
                              "Free disk space or check the data folder, then open it again.") from exc
@@ -372,7 +212,7 @@ class SessionStore:
     # --- reading ---------------------------------------------------------------------------
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return _py(row)[0] if row else None
+        return py_values(row)[0] if row else None
 
     def meta(self, key: str) -> str | None:
         with self._lock:
@@ -380,7 +220,7 @@ class SessionStore:
 
     def all_meta(self) -> dict[str, str]:
         with self._lock:
-            return _meta_of(self.db)
+            return meta_of(self.db)
 
     def cells(self, files: Iterable[str] | None = None) -> list[Cell]:
         with self._lock:
@@ -392,8 +232,8 @@ class SessionStore:
                 for start in range(0, len(wanted), 500):
                     chunk = wanted[start:start + 500]
                     rows += self.db.execute(f"SELECT {CELL_COLUMNS} FROM images WHERE relative IN "
-                                            f"({','.join('?' * len(chunk))}) ORDER BY id", _args(*chunk)).fetchall()
-        return [_cell(r) for r in rows]
+                                            f"({','.join('?' * len(chunk))}) ORDER BY id", db_values(*chunk)).fetchall()
+        return [cell_of(r) for r in rows]
 
     def patch_calls(self) -> list[PatchCall]:
         """Every readable, present two-class call with a slide position, in row order (for the
@@ -414,7 +254,7 @@ class SessionStore:
     def known_files(self) -> dict[str, StoredFile]:
         with self._lock:
             rows = self.db.execute("SELECT relative, size, mtime, content_hash, missing FROM images").fetchall()
-        return {r[0]: StoredFile(r[1], r[2], r[3], bool(r[4])) for r in map(_py, rows)}
+        return {r[0]: StoredFile(r[1], r[2], r[3], bool(r[4])) for r in map(py_values, rows)}
 
     def data_version(self) -> int:
         """SQLite's count of commits by other connections (another SlideTally, the CLI): ours leave it."""
@@ -429,7 +269,7 @@ class SessionStore:
     def audit(self) -> list[AuditEntry]:
         with self._lock:
             rows = self.db.execute("SELECT at, who, os_user, action, file, old, new, reason FROM audit ORDER BY id").fetchall()
-        return [AuditEntry(*_py(r)) for r in rows]
+        return [AuditEntry(*py_values(r)) for r in rows]
 
 
 def session_files(root: Path) -> list[Path]:
@@ -455,10 +295,6 @@ def _holds_nothing(db: sqlite3.Connection) -> bool:
     return not any(db.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() for t in tables)
 
 
-def _meta_of(db: sqlite3.Connection) -> dict[str, str]:
-    return dict(_py(r) for r in db.execute("SELECT key, value FROM meta").fetchall())
-
-
 @contextmanager
 def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
     """One read transaction, so reads that must agree (the chain's head and its rows) come from one
@@ -475,12 +311,12 @@ def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
 
 def _integrity(db: sqlite3.Connection) -> list[str]:
     with _snapshot(db):
-        meta = _meta_of(db)
+        meta = meta_of(db)
         columns = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
         if "row_hash" not in columns:
             return []  # a session made before the audit chain: nothing to check it against
-        rows = [_py(r) for r in db.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id").fetchall()]
-        cells = [_py(r) for r in db.execute(f"SELECT {SEALED_COLUMNS} FROM images").fetchall()]
+        rows = [py_values(r) for r in db.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id").fetchall()]
+        cells = [py_values(r) for r in db.execute(f"SELECT {SEALED_COLUMNS} FROM images").fetchall()]
     return chain_problems(rows, meta.get("chain_head")) + seal_problems(meta, cells, rows)
 
 
@@ -493,4 +329,4 @@ def check_session_file(path: Path) -> list[str]:
 def read_session(path: Path) -> tuple[dict[str, str], list[Cell]]:
     """A session's meta and cells, read-only (for verification reports and adaptation)."""
     with _read_only(path) as db:
-        return _meta_of(db), [_cell(r) for r in db.execute(f"SELECT {CELL_COLUMNS} FROM images ORDER BY id").fetchall()]
+        return meta_of(db), [cell_of(r) for r in db.execute(f"SELECT {CELL_COLUMNS} FROM images ORDER BY id").fetchall()]
