@@ -282,7 +282,8 @@ def test_small_blood_cells_are_not_taken_for_tissue_patches(tmp_path):
     from conftest import shipped
 
     from desktop.core.inference.folder import guess_task
-    from desktop.core.inference.model import BLOOD, IDC, Model
+    from desktop.core.inference.model import Model
+    from desktop.core.inference.model_info import BLOOD, IDC
 
     blood = Model(shipped("blood-pbc8.onnx"))
     cells = tmp_path / "cells"

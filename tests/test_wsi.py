@@ -16,7 +16,8 @@ from conftest import DATA, ROOT, make_tiny_model, shipped
 from slides import PATCH_PX, patient_slide, write_pyramid
 
 from desktop.core.errors import FolderError, ModelError
-from desktop.core.inference.model import IDC_DEFAULT_MPP, Model
+from desktop.core.inference.model import Model
+from desktop.core.inference.model_info import IDC_DEFAULT_MPP
 from desktop.core.inference.slide import PatchGrid
 from desktop.core.inference.tissue import tissue_pixels, tissue_tiles
 from desktop.core.inference.wsi import ScaleUnknown, SlideError, WholeSlide, choose_level

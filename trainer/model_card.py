@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desktop.core.inference.model import BLOOD, IDC
+from desktop.core.inference.model_info import BLOOD, IDC
 from trainer.results import RunResults
 
 CITATIONS = {

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from desktop.core.inference.imaging import InputSpec
-from desktop.core.inference.model import BLOOD, IDC
+from desktop.core.inference.model_info import BLOOD, IDC
 from trainer.augment import AugmentConfig
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core.inference.imaging import UnreadableImage, load_prepared
-from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.model_info import ModelInfo
 from desktop.core.lab.site_cells import VerifiedCell, cells_from_folder, has_specimens
 
 

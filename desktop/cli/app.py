@@ -44,7 +44,8 @@ from desktop.cli.lab import cmd_adapt, cmd_verify  # noqa: E402
 from desktop.cli.records import cmd_audit_check  # noqa: E402
 from desktop.core.errors import SlideTallyError, StoreError  # noqa: E402
 from desktop.core.inference.catalog import resolve_model  # noqa: E402
-from desktop.core.inference.model import IDC, MPP_RANGE, discover_models  # noqa: E402
+from desktop.core.inference.model import discover_models  # noqa: E402
+from desktop.core.inference.model_info import IDC, MPP_RANGE  # noqa: E402
 from desktop.core.inference.pipeline import Progress  # noqa: E402
 from desktop.core.inference.wsi import is_slide_file, plausible_mpp  # noqa: E402
 from desktop.core.logs import log_to_file  # noqa: E402

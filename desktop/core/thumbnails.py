@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from desktop.core.inference.imaging import UnreadableImage, load_image
-from desktop.core.inference.model import IDC_DEFAULT_MPP
+from desktop.core.inference.model_info import IDC_DEFAULT_MPP
 from desktop.core.inference.slide import cut_tile, tile_source
 from desktop.core.inference.wsi import is_slide_file, read_slide_tile
 

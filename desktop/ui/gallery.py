@@ -21,7 +21,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QImage, QPixmap
 
-from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.model_info import ModelInfo
 from desktop.core.names import readable
 from desktop.core.records.domain import Cell
 from desktop.core.records.review import ALL, cell_bin, in_bin

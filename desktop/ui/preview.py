@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.inference.imaging import UnreadableImage
-from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.model_info import ModelInfo
 from desktop.core.names import readable
 from desktop.core.records.domain import Cell
 from desktop.core.records.review import ranked_classes

@@ -11,7 +11,7 @@ from PySide6.QtGui import QKeySequence, QShortcut, QUndoCommand
 from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QLineEdit, QMainWindow, QMenu, QTextEdit
 
 from desktop.core.errors import SessionLocked, SlideTallyError
-from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.model_info import ModelInfo
 from desktop.core.inference.slide import cell_offset
 from desktop.core.records.domain import Cell
 from desktop.core.records.review import REVIEW, ranked_classes

@@ -13,7 +13,8 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow
 
 from desktop.core.errors import SlideTallyError
 from desktop.core.inference.folder import guess_task
-from desktop.core.inference.model import BLOOD, IDC, MPP_RANGE, Model, ModelInfo, discover_models
+from desktop.core.inference.model import Model, discover_models
+from desktop.core.inference.model_info import BLOOD, IDC, MPP_RANGE, ModelInfo
 from desktop.core.inference.wsi import SLIDE_FILTER, ScaleUnknown
 from desktop.core.records.domain import SessionRecord, SessionState
 from desktop.core.records.integrity import ALTERED

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from desktop.core.errors import ModelError
 from desktop.core.inference.folder import guess_task
-from desktop.core.inference.model import BLOOD, Model, discover_models
+from desktop.core.inference.model import Model, discover_models
+from desktop.core.inference.model_info import BLOOD
 
 
 def resolve_model(model: Model | str | Path | None, folder: Path | None = None) -> Model:

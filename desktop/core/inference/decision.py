@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.model_info import ModelInfo
 from desktop.core.inference.slide import patch_position
 
 REVIEW_LOW_CONFIDENCE = "low confidence"

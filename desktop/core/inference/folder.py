@@ -9,7 +9,8 @@ import numpy as np
 
 from desktop.core.inference.files import UnreadableFile, read_file
 from desktop.core.inference.imaging import UnreadableImage, image_header, load_image, load_prepared
-from desktop.core.inference.model import BLOOD, IDC, Model
+from desktop.core.inference.model import Model
+from desktop.core.inference.model_info import BLOOD, IDC
 from desktop.core.inference.scan import SourceFile, scan_folder
 from desktop.core.inference.slide import TILE_MIN_PATCHES, PatchGrid, tile_image
 from desktop.core.inference.wsi import SlideError, is_slide_file, slide_tiles

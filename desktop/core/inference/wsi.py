@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from desktop.core.inference.imaging import MAX_PIXELS, UnreadableImage
-from desktop.core.inference.model import IDC_DEFAULT_MPP, MPP_RANGE
+from desktop.core.inference.model_info import IDC_DEFAULT_MPP, MPP_RANGE
 from desktop.core.inference.slide import MAP_CELL_PX, PatchGrid
 from desktop.core.inference.tissue import MASK_PX_PER_TILE, tissue_pixels, tissue_tiles
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from desktop.core.errors import ActionRefused
 from desktop.core.inference.imaging import UnreadableImage, load_prepared
-from desktop.core.inference.model import Model, ModelInfo
+from desktop.core.inference.model import Model
+from desktop.core.inference.model_info import ModelInfo
 from desktop.core.inference.scan import scan_folder
 from desktop.core.lab.adaptation import SiteSet
 from desktop.core.records.domain import Cell, SessionState

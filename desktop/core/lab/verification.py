@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.model_info import ModelInfo
 from desktop.core.lab.site_cells import SignedSession
 from desktop.core.report.summary import class_percentages
 

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from desktop.core.inference.decision import AiFields, Call, slide_level_calls
-from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.model_info import ModelInfo
 from desktop.core.inference.slide import tile_source
 from desktop.core.records.domain import PatchCall
 

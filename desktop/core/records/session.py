@@ -24,7 +24,8 @@ from desktop.core.events import Event
 from desktop.core.inference.catalog import resolve_model
 from desktop.core.inference.decision import Call
 from desktop.core.inference.folder import expand_tissue_images
-from desktop.core.inference.model import IDC, Model
+from desktop.core.inference.model import Model
+from desktop.core.inference.model_info import IDC
 from desktop.core.inference.pipeline import Progress, classify
 from desktop.core.inference.scan import ScanCancelled, scan_folder, source_file
 from desktop.core.inference.wsi import is_slide_file, is_slide_name, openslide_missing

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from desktop.core.errors import ActionRefused, FolderError
-from desktop.core.inference.model import MPP_RANGE, ModelInfo
+from desktop.core.inference.model_info import MPP_RANGE, ModelInfo
 from desktop.core.inference.wsi import SlideError, open_slide, plausible_mpp, scale_notes
 from desktop.core.names import readable
 from desktop.core.records.domain import Actor

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from desktop import __version__
-from desktop.core.inference.model import BLOOD, IDC, ModelInfo
+from desktop.core.inference.model_info import BLOOD, IDC, ModelInfo
 from desktop.core.records.domain import AuditEntry, Cell, FolderChanges, SessionRecord
 from desktop.core.report.codes import ResultCode, code_for, load_codes
 from desktop.core.report.summary import (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from desktop.core.inference.model import ModelInfo
+from desktop.core.inference.model_info import ModelInfo
 from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map, tile_source
 from desktop.core.records.domain import DEFAULT_TARGET_WBC, Cell
 
