@@ -128,7 +128,11 @@ def sign_off(session: Session, operator: str, specimen_id: str | None = None) ->
 
 
 def signer_account(session: Session) -> str:
-    """The OS account the last sign-off was made under (from the chained audit trail)."""
+    """The OS account the sign-off was made under: the sealed `signed_login` (what `who_signed` reads
+    too), or, for a session signed before that key existed, its sign-off audit row."""
+    sealed = session.store.meta("signed_login")
+    if sealed is not None:
+        return sealed
     return next((e.os_user for e in reversed(session.audit()) if e.action == "sign-off"), "")
 
 
