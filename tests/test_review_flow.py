@@ -271,6 +271,46 @@ def test_the_slide_map_shows_final_calls_and_a_click_selects_the_patch(qtbot, tm
     window.close()
 
 
+def test_on_the_slide_map_a_drag_pans_and_a_double_click_opens_the_tile_large(qtbot, tmp_path, monkeypatch):
+    """Panning must not select the tile under the release; a double-click opens that tile large."""
+    from PySide6.QtCore import QPoint
+
+    from desktop.core.inference.slide import MAP_CELL_PX
+    from desktop.ui.preview import CellViewer
+
+    models = tmp_path / "models"
+    models.mkdir()
+    make_tiny_model(models / "tiny-idc.onnx", classes=("normal", "idc"), task="idc-patch", size=(50, 50),
+                    metadata_overrides={"review_threshold": "0.0"})
+    folder = tmp_path / "slide"
+    folder.mkdir()
+    for x in range(0, 200, 50):
+        for y in range(0, 150, 50):
+            write_image(folder / f"9_idx5_x{x}_y{y}_class0.png", random_rgb(x + y, (50, 50)))
+    opened = []
+    monkeypatch.setattr(CellViewer, "exec", lambda viewer: opened.append(viewer.cell().file) or 0)
+    window = window_for(qtbot, tmp_path, models)
+    classified(qtbot, window, folder)
+    qtbot.waitUntil(lambda: window.summary.heat.isVisible(), timeout=10_000)
+    view = window.summary.heat.view
+    qtbot.waitUntil(lambda: not view.item.pixmap().isNull(), timeout=10_000)
+
+    def at(column, row) -> QPoint:
+        return view.mapFromScene((column + 0.5) * MAP_CELL_PX, (row + 0.5) * MAP_CELL_PX)
+
+    window.gallery.select_row(0)
+    before = window.review.selected_cells()[0].file
+    qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, pos=at(0, 0))
+    qtbot.mouseMove(view.viewport(), at(2, 1))
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=at(2, 1))
+    assert window.review.selected_cells()[0].file == before, "a drag selected the tile under the release"
+    assert opened == []
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=at(2, 1))
+    cell = window.review.selected_cells()[0]
+    assert (cell.x, cell.y) == (100, 50) and opened == [cell.file]
+    window.close()
+
+
 def test_reports_before_sign_off_are_preliminary_and_an_empty_review_says_so(qtbot, bench, monkeypatch):
     from desktop.outlets import pdf as report
 

@@ -1,6 +1,7 @@
 """The slide map for patch assays: final calls over the slide's mosaic, with a legend, or the
 P(IDC) the AI calls were decided on, before review (AI only, one tick away); Ctrl+wheel or +/-
-zooms, a click on a tile selects its patch in the gallery."""
+zooms at the pointer, a drag pans, a click on a tile selects its patch in the gallery and a
+double-click opens it large."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPixmap
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QGraphicsPixmapItem,
     QGraphicsScene,
@@ -32,15 +34,18 @@ from desktop.outlets.qimage import to_qimage
 
 class _MapView(QGraphicsView):
     tile_clicked = Signal(int, int)  # column, row of the patch grid
+    tile_opened = Signal(int, int)  # double-click: the same tile, to be shown large
 
     def __init__(self) -> None:
         super().__init__()
+        self._pressed_at = None  # where the button went down: a release far from it ends a pan, not a click
         self.setScene(QGraphicsScene(self))
         self.item = QGraphicsPixmapItem()
         self.scene().addItem(self.item)
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
-        self.setToolTip("Click a tile to show its patch; Ctrl+wheel or +/− zooms")
+        self.setToolTip("Click a tile to select its patch, double-click to see it large; drag to pan; "
+                        "Ctrl+wheel or +/− zooms")
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)  # the wheel zooms where you point
         self._fitted = True
 
@@ -73,11 +78,31 @@ class _MapView(QGraphicsView):
         if self._fitted and not self.item.pixmap().isNull():
             self.fitInView(self.item, Qt.AspectRatioMode.KeepAspectRatio)
 
+    def _tile_at(self, event) -> tuple[int, int] | None:
+        point = self.mapToScene(event.position().toPoint())
+        if not self.item.boundingRect().contains(point):
+            return None
+        return int(point.x()) // MAP_CELL_PX, int(point.y()) // MAP_CELL_PX
+
+    def mousePressEvent(self, event):  # noqa: N802 - Qt API
+        self._pressed_at = event.position().toPoint()
+        super().mousePressEvent(event)
+
     def mouseReleaseEvent(self, event):  # noqa: N802 - Qt API
         super().mouseReleaseEvent(event)
-        point = self.mapToScene(event.position().toPoint())
-        if self.item.boundingRect().contains(point):
-            self.tile_clicked.emit(int(point.x()) // MAP_CELL_PX, int(point.y()) // MAP_CELL_PX)
+        pressed, self._pressed_at = self._pressed_at, None
+        moved = pressed is not None and \
+            (event.position().toPoint() - pressed).manhattanLength() >= QApplication.startDragDistance()
+        tile = self._tile_at(event)
+        if tile is not None and not moved:
+            self.tile_clicked.emit(*tile)
+
+    def mouseDoubleClickEvent(self, event):  # noqa: N802 - Qt API
+        tile = self._tile_at(event)
+        if tile is not None:
+            self.tile_opened.emit(*tile)
+        else:
+            super().mouseDoubleClickEvent(event)
 
 
 def _swatch(style: str) -> QLabel:
@@ -101,11 +126,13 @@ class SlideMap(QWidget):
     """The map and its legend: the final calls, or with "AI only" ticked the model's P(IDC) before review."""
 
     tile_clicked = Signal(int, int)
+    tile_opened = Signal(int, int)
 
     def __init__(self) -> None:
         super().__init__()
         self.view = _MapView()
         self.view.tile_clicked.connect(self.tile_clicked)
+        self.view.tile_opened.connect(self.tile_opened)
         self.final_legend = _legend([(_swatch(QColor(*CALL_COLOURS[value][0]).name()), label)
                                      for label, value in CALL_LEGEND])
         low, high = (QColor(*c).name() for c in PROBABILITY_ENDS)

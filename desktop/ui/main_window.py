@@ -126,6 +126,7 @@ class MainWindow(QMainWindow):
         self.summary.setMinimumWidth(240)
         self.summary.target_changed.connect(self._target_changed)
         self.summary.heat.tile_clicked.connect(self.review.tile_clicked)
+        self.summary.heat.tile_opened.connect(self.review.tile_opened)
         self.splitter = splitter = QSplitter()
         for widget in (bins_box, _box(tools, self.gallery, stretch=self.gallery), self.summary):
             splitter.addWidget(widget)

@@ -200,11 +200,17 @@ class ReviewActions:
         viewer.exec()
         w.gallery.select_row(viewer.row)
 
-    def tile_clicked(self, column: int, row: int) -> None:
-        """A click on the slide map selects that patch in the gallery (All images, no file filter)."""
+    def tile_opened(self, column: int, row: int) -> None:
+        """A double-click on the slide map: that patch selected, then shown large."""
+        if self.tile_clicked(column, row):
+            self.preview()
+
+    def tile_clicked(self, column: int, row: int) -> bool:
+        """A click on the slide map selects that patch in the gallery (All images, no file filter);
+        False when no patch lies there (background, or not classified yet)."""
         w, info = self.w, self.w.sessions.info
         if info is None:
-            return
+            return False
         grid = slide_grid(w.gallery_model.cells, info)
         x, y = grid.offset(column, row)
         w.find.clear()
@@ -216,7 +222,9 @@ class ReviewActions:
                 w.gallery.select_row(r)
                 w.gallery.setFocus()
                 w.statusBar().showMessage(f"Patch at x={x}, y={y}: {cell.file}", 5000)
-                return
+                return True
+        w.statusBar().showMessage(f"No patch at x={x}, y={y} (background, or not classified)", 5000)
+        return False
 
     def context_menu(self, pos) -> None:
         w, info = self.w, self.w.sessions.info
