@@ -126,6 +126,14 @@ def test_gallery_stays_sorted_as_batches_arrive_and_filters_by_bin(qtbot):
     row = model.row_of(target.id)
     model.upsert([replace(target, final_class="monocyte")])
     assert model.row_of(target.id) == row and model.cells[row].final_class == "monocyte"
+    # the bins' counts are kept as cells arrive and change, not recounted: they must agree with a recount
+    from collections import Counter
+
+    from desktop.core.records.review import cell_bin
+
+    model.upsert([replace(cells[7], confidence=0.999), replace(cells[8], confirmed=True)])  # moved; confirmed
+    assert proxy.counts() == dict(Counter(cell_bin(c) for c in model.cells))
+    assert sum(proxy.counts().values()) == 2000 and proxy.counts()["monocyte"] == 1
     proxy.set_bin("monocyte")
     assert proxy.rowCount() == 1
     proxy.set_bin(REVIEW)

@@ -60,9 +60,12 @@ class ReviewActions:
     def focus_first(self) -> None:
         """Keys ready when a folder opens: the first cell awaiting review (else the first cell)
         selected, the gallery focused."""
-        proxy = self.w.proxy
+        proxy, model = self.w.proxy, self.w.gallery_model
         rows = proxy.rowCount()
-        first = next((r for r in range(rows) if self._cell_at(r).needs_review), 0)
+        # The source's cells, not the proxy's rows: asking the proxy row by row took 145 ms at 20,000 cells
+        # with none to review. The proxy keeps the source's order, so the first shown is the first found.
+        shown = (proxy.mapFromSource(model.index(r)).row() for r, c in enumerate(model.cells) if c.needs_review)
+        first = next((r for r in shown if r >= 0), 0)
         self.w.gallery.setFocus()
         if rows:
             self.w.gallery.select_row(first)

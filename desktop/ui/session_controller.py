@@ -21,6 +21,7 @@ from desktop.core.records.integrity import ALTERED
 from desktop.core.records.session import ClassifyResult, Session, why_not_openable
 from desktop.core.report.summary import slide_grid
 from desktop.ui.busy import run_busy
+from desktop.ui.gallery import GalleryRows
 from desktop.ui.session_adapter import SessionAdapter
 from desktop.ui.worker import ClassifyWorker, start_worker
 
@@ -151,7 +152,7 @@ class SessionController(QObject):
         if opened is None:
             w.setWindowTitle("SlideTally")
             return
-        session, cells = opened
+        session, rows = opened
         if self._shut:  # closed while it opened
             session.close()
             return
@@ -165,7 +166,7 @@ class SessionController(QObject):
         adapter.progress.connect(self._progress)
         adapter.notice.connect(self._notice)
         w.thumbnails.reset(folder, self.info.patch.size)
-        w.gallery_model.reset(cells, self.info)
+        w.gallery_model.reset(rows, self.info)
         if folder.is_file():  # a whole slide: its picture under the map from the first tiles called
             self._build_mosaic()
         w.find.setText(self._filters.get(folder, ""))
@@ -356,12 +357,12 @@ class SessionController(QObject):
         self.w.thumbnails.start(job)
 
 
-def open_session(w: QMainWindow, folder: Path, model: Model) -> tuple[Session, list] | None:
-    """The folder's (or slide's) session and its cells, read off the GUI thread; a slide that does
+def open_session(w: QMainWindow, folder: Path, model: Model) -> tuple[Session, GalleryRows] | None:
+    """The folder's (or slide's) session and its gallery rows, read and sorted off the GUI thread; a slide that does
     not record its pixel size asks for it (None: not given)."""
-    def opened(mpp: float | None = None) -> tuple[Session, list]:
+    def opened(mpp: float | None = None) -> tuple[Session, GalleryRows]:
         session = Session.open(folder, model, w.data_root, slide_mpp=mpp)
-        return session, session.cells()
+        return session, GalleryRows.of(session.cells())
 
     try:
         return run_busy(w, f"Opening {folder.name} …", opened)
