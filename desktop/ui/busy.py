@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from PySide6.QtCore import QEventLoop, Qt
+from PySide6.QtCore import QEventLoop, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QProgressDialog, QWidget
 
 T = TypeVar("T")
 SHOW_AFTER_S = 0.4  # a dialog that flashes for less than this is noise
-TICK_MS = 30  # the longest the GUI thread waits before it paints and answers again
+TICK_MS = 10  # how often the GUI thread looks whether the work is done
 
 
 def run_busy(parent: QWidget | None, text: str, work: Callable[[], T]) -> T:
@@ -31,21 +31,39 @@ def run_busy(parent: QWidget | None, text: str, work: Callable[[], T]) -> T:
     thread = threading.Thread(target=run, name="slidetally-busy", daemon=True)
     started = time.monotonic()
     thread.start()
+    if QApplication.instance() is None:  # no window to keep answering
+        thread.join()
+        return _result(outcome)
     dialog: QProgressDialog | None = None
-    app = QApplication.instance()
-    while thread.is_alive():
-        thread.join(TICK_MS / 1000)
-        if dialog is None and thread.is_alive() and time.monotonic() - started > SHOW_AFTER_S:
+    # The GUI thread waits inside Qt's event loop, not in a join: timers, paints and input are
+    # served as they come (a join of TICK_MS between event passes left gaps of 50-70 ms).
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.setInterval(TICK_MS)
+
+    def check() -> None:
+        nonlocal dialog
+        if not thread.is_alive():
+            loop.quit()
+        elif dialog is None and time.monotonic() - started > SHOW_AFTER_S:
             dialog = QProgressDialog(text, "", 0, 0, parent)
             dialog.setCancelButton(None)
             dialog.setWindowModality(Qt.WindowModality.ApplicationModal)
             dialog.setWindowTitle("SlideTally")
             dialog.show()
-        if app is not None:
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, TICK_MS)
+
+    poll.timeout.connect(check)
+    poll.start()
+    while thread.is_alive():
+        loop.exec()  # left by check() once the work is done (or by the application quitting: then again)
+    poll.stop()
     if dialog is not None:
         dialog.close()
         dialog.deleteLater()
+    return _result(outcome)
+
+
+def _result(outcome: dict[str, object]) -> object:
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
-    return outcome["value"]  # type: ignore[return-value]
+    return outcome["value"]
