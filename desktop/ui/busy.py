@@ -55,7 +55,10 @@ def run_busy(parent: QWidget | None, text: str, work: Callable[[], T]) -> T:
     poll.timeout.connect(check)
     poll.start()
     while thread.is_alive():
-        loop.exec()  # left by check() once the work is done (or by the application quitting: then again)
+        loop.exec()  # left by check() once the work is done
+        if thread.is_alive():  # left because the application is quitting: Qt's loops now return at once
+            thread.join(TICK_MS / 1000)
+            QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, TICK_MS)
     poll.stop()
     if dialog is not None:
         dialog.close()
