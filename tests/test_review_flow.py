@@ -245,7 +245,8 @@ def test_the_large_view_walks_reclassifies_confirms_and_closes_with_keys(qtbot, 
     window.close()
 
 
-def test_the_slide_map_shows_final_calls_and_a_click_selects_the_patch(qtbot, tmp_path, monkeypatch):
+def slide_map_window(qtbot, tmp_path):
+    """A window on a 4x3 grid of IDC patches, classified, with its slide map shown."""
     models = tmp_path / "models"
     models.mkdir()
     make_tiny_model(models / "tiny-idc.onnx", classes=("normal", "idc"), task="idc-patch", size=(50, 50),
@@ -255,11 +256,16 @@ def test_the_slide_map_shows_final_calls_and_a_click_selects_the_patch(qtbot, tm
     for x in range(0, 200, 50):
         for y in range(0, 150, 50):
             write_image(folder / f"9_idx5_x{x}_y{y}_class0.png", random_rgb(x + y, (50, 50)))
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana", True))
     window = window_for(qtbot, tmp_path, models)
     classified(qtbot, window, folder)
     qtbot.waitUntil(lambda: window.summary.heat.isVisible(), timeout=10_000)
+    return window
+
+
+def test_the_slide_map_shows_final_calls_and_a_click_selects_the_patch(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana", True))
+    window = slide_map_window(qtbot, tmp_path)
     window.summary.heat.tile_clicked.emit(2, 1)
     cell = window.review.selected_cells()[0]
     assert (cell.x, cell.y) == (100, 50)
@@ -278,20 +284,9 @@ def test_on_the_slide_map_a_drag_pans_and_a_double_click_opens_the_tile_large(qt
     from desktop.core.inference.slide import MAP_CELL_PX
     from desktop.ui.preview import CellViewer
 
-    models = tmp_path / "models"
-    models.mkdir()
-    make_tiny_model(models / "tiny-idc.onnx", classes=("normal", "idc"), task="idc-patch", size=(50, 50),
-                    metadata_overrides={"review_threshold": "0.0"})
-    folder = tmp_path / "slide"
-    folder.mkdir()
-    for x in range(0, 200, 50):
-        for y in range(0, 150, 50):
-            write_image(folder / f"9_idx5_x{x}_y{y}_class0.png", random_rgb(x + y, (50, 50)))
     opened = []
     monkeypatch.setattr(CellViewer, "exec", lambda viewer: opened.append(viewer.cell().file) or 0)
-    window = window_for(qtbot, tmp_path, models)
-    classified(qtbot, window, folder)
-    qtbot.waitUntil(lambda: window.summary.heat.isVisible(), timeout=10_000)
+    window = slide_map_window(qtbot, tmp_path)
     view = window.summary.heat.view
     qtbot.waitUntil(lambda: not view.item.pixmap().isNull(), timeout=10_000)
 
