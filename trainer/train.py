@@ -28,7 +28,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from desktop.core.calibration import unfamiliar_threshold
 from desktop.core.inference.slide_step import SlideStep
-from trainer import architectures, calibration, evaluate, export, lab_book
+from trainer import architectures, calibration, evaluate, export, lab_book, quantify
 from trainer.calibration import Calibration
 from trainer.data import IDC_MPP, SPLITS, Dataset, DecodedSplit, cached_arrays, split_blood, split_idc
 from trainer.export import Unfamiliar
@@ -129,6 +129,18 @@ def calibrate(recipe: Recipe, val_logits: np.ndarray, val: DecodedSplit) -> Cali
     log(f"    val accuracy {calib.val_accuracy:.4f}, temperature {calib.temperature:.3f}, "
         f"review threshold {calib.review_threshold}, decision threshold {calib.decision_threshold}")
     return calib
+
+
+def choose_fraction_rule(recipe: Recipe, val_logits: np.ndarray, arrays: dict[str, DecodedSplit],
+                         calib: Calibration) -> quantify.Choice | None:
+    """IDC: the Review band, the fraction estimator and the colour guard, chosen on val (trainer/quantify.py)."""
+    if recipe.kind != "idc":
+        return None
+    val = arrays["val"]
+    p_decided = calib.probabilities(val_logits, val.items)[:, 1]
+    p_patch = calibration.softmax(val_logits, calib.temperature)[:, 1]
+    return quantify.choose(p_decided, p_patch, val.y, np.array([i.group for i in val.items]), calib.decision_threshold,
+                           recipe.review_accuracy, arrays["train"].x, val.x)
 
 
 def val_figures(recipe: Recipe, val_logits: np.ndarray, val: DecodedSplit, calib: Calibration) -> dict:
@@ -304,6 +316,7 @@ def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, shi
     calib = calibrate(recipe, val_logits, arrays["val"])
     chosen_by = val_figures(recipe, val_logits, arrays["val"], calib)
     results.take_val_figures(chosen_by)
+    fraction_rule = choose_fraction_rule(recipe, val_logits, arrays, calib)
 
     log("6/9 evaluate on the test split (once)")
     evaluation = evaluate_once(recipe, ours.model, test, calib, classes, dataset, out)
@@ -324,11 +337,18 @@ def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, shi
     log("9/9 export to ONNX, prove parity, write the card")
     metadata = build_metadata(recipe, classes, evaluation.metrics, dataset, calib, unfamiliar,
                               provenance(recipe, trained_by))
+    if fraction_rule is not None:
+        metadata.update(fraction_rule.metadata())
     exported = export_and_prove(recipe, ours.model, calib, unfamiliar, metadata, test, out)
     results.parity, results.speed_images_per_s = exported.parity, exported.images_per_s
     results.training_minutes = ours.minutes
     (out / "results.json").write_text(json.dumps(results.as_dict(), indent=1))
     write_card(out / f"{recipe.key}.card.md", recipe, results, metadata)
+    if fraction_rule is not None:
+        test_rows = quantify.patient_rows(evaluation.probs[:, 1], test.y, np.array([i.group for i in test.items]),
+                                          calib.decision_threshold, fraction_rule.band, fraction_rule.estimator)
+        with (out / f"{recipe.key}.card.md").open("a", encoding="utf-8") as card:
+            card.write("\n" + "\n".join(quantify.card_section(fraction_rule, recipe.version, test_rows)))
     if lab_book_row:
         record(recipe, "slidenet", ours, {**evaluation.metrics, **chosen_by}, trained_by, notes)
     if ship:

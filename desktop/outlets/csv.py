@@ -20,6 +20,7 @@ from desktop.core.errors import ActionRefused, ExportError
 from desktop.core.names import readable
 from desktop.core.records.domain import AuditEntry, Cell, SessionRecord, record_lines
 from desktop.core.report.assay_report import AssayReport, Result, number
+from desktop.core.report.summary import decided_p_positive
 
 # OWASP "CSV injection": a cell that starts with one of these is run as a formula by Excel,
 # LibreOffice or Sheets. defusedcsv escapes neither tab nor CR and rewrites '|' inside values,
@@ -84,12 +85,16 @@ def per_image_rows(cells: list[Cell], class_keys: list[str], style: CsvStyle = C
     def num(value: float | None) -> str:
         return "" if value is None else number(value, 4, style.decimal)
 
+    positive = class_keys[1] if len(class_keys) == 2 else None
     rows = [["file", "ai_class", "ai_confidence", "second_class", "final_class", "final_label",
              "changed", "review", "review_reason",
              "confirmed", "unfamiliar", "ood_score", "unreadable", "reviewer", "missing", "file_changed", "x", "y"]
-            + [f"p_{k}" for k in class_keys]]
+            + [f"p_{k}" for k in class_keys] + ([f"p_{positive}_decided"] if positive else [])]
     for c in cells:
         probs = [num(p) for p in c.probabilities] if c.probabilities else [""] * len(class_keys)
+        if positive:
+            decided = decided_p_positive(c, positive)
+            probs.append("" if decided != decided else num(decided))  # NaN: no call
         final = (c.final_class or c.ai_class or "") if not c.needs_review else ""
         rows.append([
             c.file, c.ai_class or "", num(c.confidence) if not c.unreadable else "", c.second_class or "",
@@ -101,20 +106,21 @@ def per_image_rows(cells: list[Cell], class_keys: list[str], style: CsvStyle = C
 
 
 SUMMARY_COLUMNS = ["section", "item", "label", "ai_count", "final_count", "value", "unit", "ref_low", "ref_high", "flag",
-                   "code", "code_system"]
+                   "code", "code_system", "ci_low", "ci_high"]
 
 
 def _result_cells(r: Result | None, style: CsvStyle) -> list:
     if r is None:
-        return ["", "", "", "", "", "", ""]
+        return [""] * 9
     low, high = r.interval if r.interval else (None, None)
+    ci_low, ci_high = (number(v, r.decimals, style.decimal) for v in r.ci) if r.ci else ("", "")
     return [r.text(style.decimal), r.unit.text, _plain(low, style.decimal), _plain(high, style.decimal), r.flag,
-            r.code.code if r.code else "", r.code.system if r.code else ""]
+            r.code.code if r.code else "", r.code.system if r.code else "", ci_low, ci_high]
 
 
 def summary_rows(report: AssayReport, style: CsvStyle = COMMA) -> list[list]:
     """The summary file: identity, counts with the reported values, totals, results, warnings; one table."""
-    blank = [""] * 7
+    blank = [""] * 9
     rows: list[list] = [list(SUMMARY_COLUMNS)]
     rows += [["identity", name, label, "", "", value, *blank[1:]] for name, label, value in report.identity()]
     rows.append(["identity", "reference_source", "Reference intervals", "", "", report.reference_source, *blank[1:]])
@@ -166,6 +172,36 @@ def export_csv(report: AssayReport, cells: list[Cell], per_image: Path | None, s
         write_atomically(path, text, encoding=encoding)
 
 
+def column_notes(class_keys: list[str]) -> dict[str, str]:
+    """What each column of the per-cell table means (the sidecar carries it)."""
+    notes = {
+        "file": "the image's path in the folder (a tile of a slide: name#x<X>_y<Y>)",
+        "ai_class": "the model's call, after any slide-level step",
+        "ai_confidence": "the probability of the called class that the call was made on",
+        "second_class": "the model's runner-up class",
+        "final_class": "the counted call: the technician's where given, else the model's; empty while in Review",
+        "final_label": "final_class as the screen names it",
+        "changed": "1 when the technician changed the model's call",
+        "review": "1 when the decision rule sent the image to Review",
+        "review_reason": "why it went to Review (low confidence, unfamiliar image)",
+        "confirmed": "1 when the technician accepted or gave the call",
+        "unfamiliar": "1 when the image is unlike the training images (Unfamiliar score above the model's threshold)",
+        "ood_score": "the Unfamiliar score (higher is stranger)",
+        "unreadable": "why the image could not be used, else empty",
+        "reviewer": "who gave or accepted the final call",
+        "missing": "1 when the file is no longer in the folder (kept, not counted)",
+        "file_changed": "1 when the file's bytes changed since an earlier call",
+        "x": "the patch's x offset on the slide (px)", "y": "the patch's y offset on the slide (px)",
+    }
+    notes |= {f"p_{k}": f"the model's probability of {k} for this image alone (before any slide-level step)"
+              for k in class_keys}
+    if len(class_keys) == 2:
+        notes[f"p_{class_keys[1]}_decided"] = (f"the probability of {class_keys[1]} the call was made on: after the "
+                                               "slide-level step (neighbours on the slide), compared with the model's "
+                                               "decision threshold and Review band")
+    return notes
+
+
 def sidecar_path(per_image: Path) -> Path:
     return Path(per_image).with_suffix(".json")
 
@@ -176,6 +212,7 @@ def sidecar(report: AssayReport, style: CsvStyle, cells: list[Cell] = ()) -> dic
     return {"slidetally_export": "per-cell", "identity": {name: value for name, _label, value in report.identity()},
             "status": report.status, "delimiter": style.delimiter, "decimal": style.decimal,
             "class_keys": [c.key for c in report.classes], "class_labels": {c.key: c.label for c in report.classes},
+            "columns": column_notes([c.key for c in report.classes]),
             "file_names_defused": {safe_cell(c.file): readable(c.file) for c in cells if safe_cell(c.file) != c.file}}
 
 

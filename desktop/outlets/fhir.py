@@ -65,11 +65,15 @@ def _observation(result: Result, report: AssayReport, refs: dict[str, str]) -> O
         data["referenceRange"] = [{"low": _quantity(low, result), "high": _quantity(high, result)}]
         code = result.flag or "N"
         data["interpretation"] = [{"coding": [{"system": INTERPRETATION, "code": code}]}]
+    if result.ci is not None:
+        # R4B has no element for a value's uncertainty; the interval travels as the observation's note
+        data["note"] = [{"text": f"95% confidence interval {result.ci_text()} {result.unit.symbol}"}]
     return Observation(**data)
 
 
 def _conclusion(report: AssayReport) -> str:
-    parts = [f"{r.label}: {r.text()} {r.unit.symbol}{' ' + r.flag if r.flag else ''}" for r in report.results]
+    parts = [f"{r.label}: {r.text()} {r.unit.symbol}{' ' + r.flag if r.flag else ''}"
+             + (f" (95% CI {r.ci_text()} {r.unit.symbol})" if r.ci else "") for r in report.results]
     text = "; ".join(parts) + "."
     if report.warnings:
         text += " " + " ".join(report.warnings)

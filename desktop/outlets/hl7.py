@@ -95,6 +95,8 @@ def hl7_message(report: AssayReport, *, facility: str = "LAB", receiver: str = "
                  *([f"Corrected result: {'; '.join(report.corrections) or 'no call changed'}"] if report.corrected else [])]
         if record.verified_by:
             notes.append(f"Verified {record.verified_at} by {record.verified_by}")
+        if report.slide is not None and report.fraction_detail():
+            notes.append(f"IDC fraction: {report.fraction_detail()}.")
         if report.slide is not None:
             notes.append("Heat map of the slide's calls: see the PDF report.")
         for i, text in enumerate(notes, 1):

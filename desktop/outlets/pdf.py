@@ -94,8 +94,8 @@ def report_document(report: AssayReport, folder: Path | None = None, heat: QImag
         ai = report.ai_fraction
         ai_text = (f"; AI only, before review: {ai.text()}{ai.unit.symbol} ({slide.ai_idc} of {slide.ai_patches})"
                    if ai is not None and ai.value is not None and slide else "")
-        parts.append(f"<p><b>IDC fraction:</b> {shown}" + (f" ({slide.idc} of {slide.patches} patches)" if slide else "")
-                     + f"{ai_text}</p>")
+        detail = report.fraction_detail()
+        parts.append(f"<p><b>IDC fraction:</b> {shown}" + (f" ({e(detail)})" if detail else "") + f"{ai_text}</p>")
         rows = "".join(f"<tr><td>{e(c.label)}</td><td align=right>{c.ai}</td><td align=right>{c.final}</td></tr>"
                        for c in report.classes)
         parts.append("<table border=1 cellspacing=0 cellpadding=4><tr><th>Class</th><th>AI</th><th>Final</th></tr>"

@@ -26,8 +26,7 @@ def report_lines(report: AssayReport, classified_now: int | None = None) -> list
             lines.append(f"  {c.label:<24} {r.text():>6} {r.unit.symbol} {r.flag}")
     fraction = report.result("idc_fraction")
     if fraction is not None and fraction.value is not None and report.slide is not None:
-        lines.append(f"  IDC fraction {fraction.text()}{fraction.unit.symbol} "
-                     f"({report.slide.idc}/{report.slide.patches} patches)")
+        lines.append(f"  IDC fraction {fraction.text()}{fraction.unit.symbol} ({report.fraction_detail()})")
         ai = report.ai_fraction
         if ai is not None and ai.value is not None:
             lines.append(f"  (AI only, before review: {ai.text()}{ai.unit.symbol}, "

@@ -152,8 +152,7 @@ class SummaryPanel(QWidget):
                 self.heat.setVisible(False)
             return "<p>No patches classified yet.</p>"
         text = (f"<p style='font-size:15pt'><b>IDC fraction: {fraction.text()}{fraction.unit.symbol}</b></p>"
-                f"<p>{slide.idc} of {slide.patches} classified patches called IDC"
-                + (f"; {slide.pending_review} awaiting review" if slide.pending_review else "") + ".</p>")
+                f"<p>{html.escape(report.fraction_detail())}.</p>")
         ai = report.ai_fraction
         if ai is not None and ai.value is not None and ai.value != fraction.value:
             text += f"<p style='color:#555'>AI only, before review: {ai.text()}{ai.unit.symbol}</p>"

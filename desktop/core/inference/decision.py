@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from desktop.core.inference.model_info import ModelInfo
+from desktop.core.inference.quantification import ReviewBand
 from desktop.core.inference.slide import patch_position
 
 REVIEW_LOW_CONFIDENCE = "low confidence"
@@ -49,9 +50,11 @@ class Decisions:
 
 
 def decide(probabilities: np.ndarray, ood: np.ndarray | None, review_threshold: float, ood_threshold: float | None,
-           decision_threshold: float = 0.5) -> Decisions:
+           decision_threshold: float = 0.5, review_band: ReviewBand | None = None) -> Decisions:
     """The one decision rule (app, CLI, verification, adaptation): two-class models call the
-    second class at P >= decision_threshold, others take the most probable class."""
+    second class at P >= decision_threshold, others take the most probable class. A two-class model
+    with a `review_band` sends the calls whose P(second class) lies in it to Review, on both sides of
+    the threshold, instead of those below `review_threshold`."""
     probabilities = np.asarray(probabilities)
     if probabilities.shape[1] == 2:
         top = (probabilities[:, 1] >= decision_threshold).astype(int)
@@ -61,8 +64,16 @@ def decide(probabilities: np.ndarray, ood: np.ndarray | None, review_threshold: 
                   else np.zeros(len(probabilities), bool))
     # Review follows the called class's own probability: a two-class call made at P >= 0.64 can have
     # P < 0.5 for the class it names (the other class's max would have passed it as "confident").
+    if review_band is not None and probabilities.shape[1] == 2:
+        return Decisions(top, unfamiliar, review_band.contains(probabilities[:, 1]))
     called = probabilities[np.arange(len(probabilities)), top] if len(probabilities) else np.zeros(0)
     return Decisions(top, unfamiliar, called < review_threshold)
+
+
+def decide_for(info: ModelInfo, probabilities: np.ndarray, ood: np.ndarray | None) -> Decisions:
+    """`decide` with every threshold the model's metadata declares."""
+    return decide(probabilities, ood, info.review_threshold, info.ood_threshold, info.decision_threshold,
+                  info.review_band)
 
 
 def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndarray | None,
@@ -76,7 +87,7 @@ def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndar
         valid &= np.isfinite(ood)
     probabilities = np.where(valid[:, None], probabilities, 0.0)
     scores = None if ood is None else np.where(valid, ood, 0.0)
-    rule = decide(probabilities, scores, info.review_threshold, info.ood_threshold, info.decision_threshold)
+    rule = decide_for(info, probabilities, scores)
     fields = batch_fields(info.class_keys, probabilities, rule, None if ood is None else [float(v) for v in ood])
     hashes = hashes or [None] * len(probabilities)
     calls = []
@@ -123,5 +134,5 @@ def slide_level_calls(info: ModelInfo, p_positive: np.ndarray, ood: list[float |
     under the same decision rule as every other call."""
     probabilities = np.stack([1 - np.asarray(p_positive), np.asarray(p_positive)], axis=1)
     scores = None if all(v is None for v in ood) else np.array([0.0 if v is None else v for v in ood])
-    rule = decide(probabilities, scores, info.review_threshold, info.ood_threshold, info.decision_threshold)
+    rule = decide_for(info, probabilities, scores)
     return [AiFields(*f) for f in batch_fields(info.class_keys, probabilities, rule, list(ood))]

@@ -209,7 +209,14 @@ class Model:
         self._predicted += len(feed["image"])
         if self._predicted >= FRONT_END_AFTER and not self._split_started:
             self.start_front_end()
-        return result[0], (result[1] if self.has_ood else None)
+        return result[0], self._with_colour_guard(feed["image"], result[1] if self.has_ood else None)
+
+    def _with_colour_guard(self, images: np.ndarray, ood: np.ndarray | None) -> np.ndarray | None:
+        """The Unfamiliar score with the model's colour guard folded in (patch models that declare one)."""
+        guard = self.info.colour_guard
+        if guard is None or ood is None or self.info.ood_threshold is None:
+            return ood
+        return guard.fold(images, ood, self.info.ood_threshold)
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities [N, C] and Unfamiliar scores [N] (or None) for a uint8 batch."""
@@ -224,7 +231,7 @@ class Model:
         """Probabilities, Unfamiliar scores and the pooled `features` (for verification and adaptation)."""
         session = self.session if self.has_features else self._session_with_features()
         result = session.run(self._outputs + ["features"], {"image": images})
-        return result[0], (result[1] if self.has_ood else None), result[-1]
+        return result[0], self._with_colour_guard(images, result[1] if self.has_ood else None), result[-1]
 
     def _session_with_features(self):
         """A model exported before `features` was in the contract gets it by graph surgery, in memory."""

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from desktop.core.errors import ModelError
+from desktop.core.inference.colour_guard import ColourGuard, ColourGuardError, parse_colour_guard
 from desktop.core.inference.imaging import INTERPOLATIONS, SMALL_INPUT_RULES, InputSpec
+from desktop.core.inference.quantification import (
+    FractionEstimator,
+    QuantificationError,
+    ReviewBand,
+    parse_estimator,
+    parse_review_band,
+)
 from desktop.core.inference.slide import PatchGrid
 from desktop.core.inference.slide_step import SlideStep, SlideStepError, parse_slide_step
 
@@ -59,6 +67,9 @@ class ModelInfo:
     patch: PatchGrid  # patch models: patch side and stride on the slide (others: the input width)
     slide_step: SlideStep | None = None  # patch models: run over the whole slide before the decision rule
     mpp: float | None = None  # patch models: µm per input pixel (whole slides are read at this scale)
+    review_band: ReviewBand | None = None  # two-class models: Review on both sides of the decision threshold
+    fraction_estimator: FractionEstimator | None = None  # patch models: how the slide's fraction and interval are made
+    colour_guard: ColourGuard | None = None  # patch models: colour statistics far from the training patches: Unfamiliar
     sha256: str = field(default="", compare=False)  # of the model file: what a session is bound to
     metrics: dict = field(default_factory=dict, compare=False)
     dataset: dict = field(default_factory=dict, compare=False)
@@ -130,6 +141,19 @@ def _slide_step(meta: dict[str, str], n_classes: int, path: Path) -> SlideStep |
     return step
 
 
+def _quantification(meta: dict[str, str], decision: float, n_classes: int, path: Path) -> dict:
+    """The two-class model's Review band, fraction estimator and colour guard (each optional)."""
+    try:
+        parts = {"review_band": parse_review_band(meta.get("review_band"), decision, n_classes),
+                 "fraction_estimator": parse_estimator(meta.get("fraction_estimator")),
+                 "colour_guard": parse_colour_guard(meta.get("colour_guard"))}
+    except (QuantificationError, ColourGuardError) as exc:
+        raise ModelError(f"{path.name}: {exc}") from exc
+    if parts["colour_guard"] is not None and "ood_threshold" not in meta:
+        raise ModelError(f"{path.name}: colour_guard needs an ood_threshold (its score is in that unit)")
+    return parts
+
+
 MAX_METADATA_CHARS = 1_000_000  # all values together: a card's worth, not a payload
 
 
@@ -185,12 +209,13 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         except ValueError as exc:
             raise ModelError(f"{path.name}: metadata '{key}' is not a number") from exc
 
+    decision = _finite(number("decision_threshold", 0.5), "decision_threshold", path, 0.0, 1.0)
     return ModelInfo(
         path=path, sha256=sha256, task=meta["task"], display_name=meta["display_name"], version=meta["version"], classes=classes,
         input=InputSpec(size[0], size[1], resize, small),
         temperature=_finite(number("temperature", 1.0), "temperature", path, 1e-3, 1e3),
         review_threshold=_finite(number("review_threshold", 0.0), "review_threshold", path, 0.0, 1.0),
-        decision_threshold=_finite(number("decision_threshold", 0.5), "decision_threshold", path, 0.0, 1.0),
+        decision_threshold=decision,
         ood_threshold=_finite(number("ood_threshold", None), "ood_threshold", path, 0.0, 1e9),
         patch=_patch_grid(meta, size[1], path), slide_step=_slide_step(meta, len(classes), path),
         mpp=_finite(number("mpp", IDC_DEFAULT_MPP if meta["task"] == IDC else None), "mpp", path, *MPP_RANGE),
@@ -198,4 +223,5 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
         provenance=_json(meta, "provenance", path) if "provenance" in meta else {},
         site=_json(meta, "site", path) if "site" in meta else {},
+        **_quantification(meta, decision, len(classes), path),
     )

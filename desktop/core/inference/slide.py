@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from desktop.core.inference.colour_guard import tissue_share
+
 PATCH_XY = re.compile(r"_x(\d+)_y(\d+)")
 TILE_SUFFIX = re.compile(r"#x(\d+)_y(\d+)$")
 # A tissue image (not a patch) is one at least this many patches wide and high.
@@ -89,10 +91,7 @@ def cut_tile(rgb: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
 
 def is_background(tile: np.ndarray, white_level: int = 220, max_tissue: float = 0.25) -> bool:
     """Mostly white (empty glass) tiles are skipped: less than a quarter of the pixels are tissue."""
-    grey = tile.mean(axis=2)
-    saturation = tile.max(axis=2).astype(np.int16) - tile.min(axis=2)
-    tissue = (grey < white_level) | (saturation > 25)
-    return tissue.mean() < max_tissue
+    return bool(tissue_share(tile[None], white_level)[0] < max_tissue)
 
 
 def tile_image(rgb: np.ndarray, source, grid: PatchGrid) -> list[Tile]:

@@ -32,8 +32,9 @@ from desktop.core.report.summary import (
 
 DECIMALS = 1  # every percentage and ratio is reported to one decimal
 GALLERY_PER_CLASS = 24  # thumbnails per class on the PDF's gallery page
-IDC_REFERENCE_NOTE = ("No reference interval applies: the IDC fraction is the share of this slide's classified "
-                      "patches called IDC by the final calls; it is not a clinical grade.")
+IDC_REFERENCE_NOTE = ("No reference interval applies: the IDC fraction estimates the share of this slide's tissue "
+                      "patches that show IDC, every patch counted (the technician's call where given, otherwise the "
+                      "model's, patches awaiting review included), with its 95% interval; it is not a clinical grade.")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Unit:
 PERCENT_OF_WBC = Unit("%", "%", "% of WBC")
 PER_100_WBC = Unit("/100 WBC", "/100{WBCs}", "per 100 WBC")
 PERCENT_OF_IMAGES = Unit("%", "%", "% of classified images")
-PERCENT_OF_PATCHES = Unit("%", "%", "% of classified patches")
+PERCENT_OF_PATCHES = Unit("%", "%", "% of tissue patches")
 CELLS = Unit("cells", "{cells}", "cells counted")
 
 
@@ -79,9 +80,16 @@ class Result:
     flag: str = ""  # "H", "L" or ""
     count: int | None = None  # the final count behind the value
     code: ResultCode | None = None
+    ci: tuple[float, float] | None = None  # 95% interval of the value (same unit and rounding), where one is given
 
     def text(self, decimal: str = ".") -> str:
         return number(self.value, self.decimals, decimal)
+
+    def ci_text(self, decimal: str = ".") -> str:
+        """'12.0–35.1' (en dash), or '' without an interval."""
+        if self.ci is None:
+            return ""
+        return f"{number(self.ci[0], self.decimals, decimal)}–{number(self.ci[1], self.decimals, decimal)}"
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,18 @@ class AssayReport:
         return (f"Only {self.wbc} white cells are counted; the target is {self.target}. The percentages are imprecise. "
                 "Sign off anyway?")
 
+    def fraction_detail(self, decimal: str = ".") -> str:
+        """What the IDC figure stands on, in one line every outlet prints beside it: '95% CI 12.0–35.1%;
+        212 of 905 tissue patches called IDC, 120 awaiting review (counted at the AI's call)'."""
+        fraction, slide = self.result("idc_fraction"), self.slide
+        if fraction is None or fraction.value is None or slide is None:
+            return ""
+        parts = [f"95% CI {fraction.ci_text(decimal)}{fraction.unit.symbol}"] if fraction.ci else []
+        pending = (f", {slide.pending_review} awaiting review (counted at the AI's call)"
+                   if slide.pending_review else "")
+        parts.append(f"{slide.idc} of {slide.patches} tissue patches called IDC{pending}")
+        return "; ".join(parts)
+
     def result(self, key: str) -> Result | None:
         return next((r for r in self.results if r.key == key), None)
 
@@ -270,6 +290,17 @@ def _gallery(cells: list[Cell], info: ModelInfo) -> tuple[GalleryClass, ...]:
                  for k in info.classes)
 
 
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, DECIMALS)
+
+
+def _idc_fraction(slide: SlideSummary, codes: dict[str, ResultCode]) -> Result:
+    """The one IDC figure every outlet shows and sends: the estimate over every tissue patch and its interval."""
+    ci = None if slide.interval is None else (_percent(slide.interval[0]), _percent(slide.interval[1]))
+    return Result("idc_fraction", "IDC fraction", _percent(slide.fraction), PERCENT_OF_PATCHES, DECIMALS,
+                  count=slide.idc, code=code_for(codes, "idc_fraction"), ci=ci)
+
+
 def build_report(cells: list[Cell], info: ModelInfo, record: SessionRecord, *, audit: Iterable[AuditEntry] = (),
                  changes: FolderChanges | None = None, target: int = DEFAULT_TARGET_WBC,
                  reference: ReferenceIntervals | None = None, codes: dict[str, ResultCode] | None = None,
@@ -307,13 +338,11 @@ def build_report(cells: list[Cell], info: ModelInfo, record: SessionRecord, *, a
                                   code=code_for(codes, "platelets_counted")))
         source = reference.source if reference else ""
     else:
-        warnings = count_warnings(tally, info.item_noun)
+        warnings = count_warnings(tally, info.item_noun, review_counted=info.task == IDC)
         source = IDC_REFERENCE_NOTE if info.task == IDC else "No reference intervals for this assay."
         if info.task == IDC:
             slide = idc_summary(cells, info, tally=tally)
-            fraction = None if slide.fraction is None else round(100 * slide.fraction, DECIMALS)
-            results.append(Result("idc_fraction", "IDC fraction", fraction, PERCENT_OF_PATCHES, DECIMALS,
-                                  count=slide.idc, code=code_for(codes, "idc_fraction")))
+            results.append(_idc_fraction(slide, codes))
             ai_value = None if slide.ai_fraction is None else round(100 * slide.ai_fraction, DECIMALS)
             ai_fraction = Result("idc_fraction_ai", "IDC fraction, AI only (before review)", ai_value,
                                  PERCENT_OF_PATCHES, DECIMALS, count=slide.ai_idc)

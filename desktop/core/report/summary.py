@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core.inference.model_info import ModelInfo
+from desktop.core.inference.quantification import FractionEstimate, estimate_fraction, untested_estimator
 from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map, tile_source
 from desktop.core.records.domain import DEFAULT_TARGET_WBC, Cell
 
@@ -145,10 +146,14 @@ def differential(cells: list[Cell], info: ModelInfo, target: int = DEFAULT_TARGE
                         warnings)
 
 
-def count_warnings(tally: Counts, noun: str = "cell(s)") -> list[str]:
-    """What every assay's report warns about: cells (or patches) waiting for review, unreadable and missing files."""
+def count_warnings(tally: Counts, noun: str = "cell(s)", review_counted: bool = False) -> list[str]:
+    """What every assay's report warns about: cells (or patches) waiting for review, unreadable and missing files.
+    `review_counted`: the assay's figure counts Review items at the model's call until reviewed (IDC)."""
     warnings = []
-    if tally.pending_review:
+    if tally.pending_review and review_counted:
+        warnings.append(f"{tally.pending_review} {noun} await review; until reviewed they are counted at the AI's call"
+                        + (f" ({tally.unfamiliar_excluded} flagged Unfamiliar)." if tally.unfamiliar_excluded else "."))
+    elif tally.pending_review:
         warnings.append(f"{tally.pending_review} {noun} in Review are not counted until confirmed"
                         + (f" ({tally.unfamiliar_excluded} flagged Unfamiliar)." if tally.unfamiliar_excluded else "."))
     if tally.unreadable:
@@ -160,19 +165,22 @@ def count_warnings(tally: Counts, noun: str = "cell(s)") -> list[str]:
 
 @dataclass
 class SlideSummary:
-    """The slide's IDC fraction from the final calls (what is reported), the model's own figure
-    before review beside it, and their maps on the slide's patch grid."""
+    """The slide's IDC fraction over every tissue patch (the technician's call where given, else the
+    model's: Review patches are counted at the model's call until reviewed, never left out), its 95%
+    interval, the model's own figure before review beside it, and their maps on the slide's patch grid."""
 
-    patches: int  # patches with a final call (Review patches wait until confirmed)
-    idc: int
+    patches: int  # every readable, present patch, Review included
+    idc: int  # of those, called IDC (the technician's call where given, else the model's)
     fraction: float | None
-    pending_review: int
+    pending_review: int  # of `patches`, counted at the model's call until reviewed
     heat: np.ndarray  # AI only: the P(IDC) each AI call was decided on, per patch position; NaN where no patch
     calls: np.ndarray  # final call per position: 1 IDC, 0 not, 2 awaiting review, NaN none
     ai_patches: int  # every classified patch, Review included
     ai_idc: int  # of those, called IDC by the model
     ai_fraction: float | None
     grid: PatchGrid  # the maps' grid: map[row, col] is the patch at grid.offset(col, row)
+    interval: tuple[float, float] | None = None  # 95% interval of `fraction`
+    estimator: str = ""  # how `fraction` and `interval` were made, in words
 
 
 def picture_only(slide: SlideSummary, mosaic: np.ndarray, cell_px: int) -> SlideSummary:
@@ -211,8 +219,20 @@ def decided_p_positive(cell: Cell, positive: str) -> float:
     return cell.confidence if cell.ai_class == positive else 1.0 - cell.confidence
 
 
+def slide_fraction(cells: list[Cell], info: ModelInfo, pending_review: int) -> FractionEstimate:
+    """The slide's fraction of positive patches over every readable, present patch, with its 95% interval
+    (the model's `fraction_estimator`, or the binomial part alone at its test error rate)."""
+    positive = info.class_keys[1]
+    patches = [c for c in cells if not c.unreadable and not c.missing and c.ai_class is not None]
+    calls = np.array([(c.final_class or c.ai_class) == positive for c in patches], bool)
+    p_decided = np.array([decided_p_positive(c, positive) for c in patches], np.float64)
+    given = np.array([c.final_class is not None or c.confirmed for c in patches], bool)
+    estimator = info.fraction_estimator or untested_estimator(info.accuracy)
+    return estimate_fraction(calls, p_decided, given, info.review_band, estimator, pending_review)
+
+
 def idc_summary(cells: list[Cell], info: ModelInfo, tally: Counts | None = None) -> SlideSummary:
-    """The slide's IDC fraction from final calls and from the AI alone, and their maps on the model's patch grid."""
+    """The slide's IDC fraction and from the AI alone, and their maps on the model's patch grid."""
     tally = tally or counts(cells, info)
     positive = info.class_keys[1]
     placed = placed_cells(cells)
@@ -220,8 +240,11 @@ def idc_summary(cells: list[Cell], info: ModelInfo, tally: Counts | None = None)
     offsets = [offset for _, offset in placed]
     probs = [decided_p_positive(c, positive) for c, _ in placed]
     calls = [2.0 if c.needs_review else 1.0 if (c.final_class or c.ai_class) == positive else 0.0 for c, _ in placed]
-    n, idc = sum(tally.final.values()), tally.final.get(positive, 0)
+    estimate = slide_fraction(cells, info, tally.pending_review)
     ai_n, ai_idc = sum(tally.ai.values()), tally.ai.get(positive, 0)
-    return SlideSummary(n, idc, idc / n if n else None, tally.pending_review,
+    interval = None if estimate.low is None else (estimate.low, estimate.high)
+    estimator = (info.fraction_estimator or untested_estimator(info.accuracy))
+    return SlideSummary(estimate.patches, estimate.positive, estimate.value, tally.pending_review,
                         heat_map(offsets, probs, grid), heat_map(offsets, calls, grid),
-                        ai_n, ai_idc, ai_idc / ai_n if ai_n else None, grid)
+                        ai_n, ai_idc, ai_idc / ai_n if ai_n else None, grid, interval,
+                        estimator.describe() if info.fraction_estimator else estimator.chosen_on)
