@@ -26,7 +26,8 @@ def make_patch_model(path: Path, size: int = PATCH, extra_metadata: dict[str, st
 
     shipped = onnx.load(str(MODELS / "breast-idc.onnx"), load_external_data=False)
     meta = {p.key: p.value for p in shipped.metadata_props}
-    for key in ("slide_step", "patch_size", "patch_stride"):  # a test that wants them declares them
+    # a test that wants them declares them
+    for key in ("slide_step", "patch_size", "patch_stride", "review_band", "colour_guard"):
         meta.pop(key, None)
     meta.update({"input_size": json.dumps([size, size]), "version": "0.0.32-test",
                  "display_name": f"Synthetic IDC ({size}x{size} patches)"})

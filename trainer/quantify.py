@@ -18,12 +18,12 @@ import datetime as dt
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from desktop.core.inference.colour_guard import ColourGuard
+from desktop.core.inference.colour_guard import ColourGuard, colour_features
 from desktop.core.inference.quantification import (
     ESTIMATOR_KIND,
     FractionEstimator,
@@ -35,7 +35,20 @@ from desktop.core.inference.quantification import (
 
 # Review may take at most this share of val patches (the issue's target is 20% on other patients: a margin).
 BAND_BUDGET = 0.17
-GUARD_PERCENTILE = 99.0  # of the training patches' colour distances: the guard's threshold
+GUARD_COMPONENTS = 8  # Gaussians in the colour guard's mixture (fitted on train)
+GUARD_PERCENTILE = 98.5  # of the val patches' colour scores: the guard's threshold (1.5% of val flagged by design)
+
+
+def fit_colour_guard(train_images: np.ndarray, val_images: np.ndarray) -> ColourGuard:
+    """The colour guard: a mixture fitted on the training patches, its threshold a percentile of val's scores."""
+    from sklearn.mixture import GaussianMixture
+
+    mixture = GaussianMixture(GUARD_COMPONENTS, covariance_type="full", random_state=0, reg_covar=1e-5)
+    mixture.fit(colour_features(train_images).astype(np.float64))
+    guard = ColourGuard(tuple(mixture.weights_.tolist()), tuple(map(tuple, mixture.means_.tolist())),
+                        tuple(tuple(map(tuple, c)) for c in mixture.precisions_cholesky_.tolist()), 0.0)
+    threshold = float(np.percentile(guard.negative_log_likelihood(val_images), GUARD_PERCENTILE))
+    return replace(guard, threshold=threshold)
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,7 @@ def choose(p_decided: np.ndarray, p_patch: np.ndarray, labels: np.ndarray, group
     band = fit_review_band(p_decided, labels, threshold, review_accuracy, budget)
     estimator = fit_estimator(p_decided, labels, groups, threshold, band,
                               chosen_on=f"val: {len(np.unique(groups))} patients, {len(labels)} patches")
-    guard = ColourGuard.fit(train_images, GUARD_PERCENTILE) if train_images is not None else None
+    guard = fit_colour_guard(train_images, val_images) if train_images is not None and val_images is not None else None
     figures = {}
     if guard is not None and val_images is not None:
         flagged = guard.score(val_images) > 1
@@ -205,8 +218,9 @@ def card_section(choice: Choice, version: str, test_rows: list[PatientRow] | Non
         lines += patient_table(test_rows, "Test patients (read once)")
     g = choice.guard
     if g is not None:
-        lines += [f"**Colour guard.** Mahalanobis distance of 15 colour and texture statistics to the training "
-                  f"patches' (threshold {g.threshold:.2f}, their {GUARD_PERCENTILE:g}th percentile), or less than "
+        lines += [f"**Colour guard.** A mixture of {len(g.weights)} Gaussians over 15 colour and texture statistics "
+                  f"of the training patches; an image less likely than the {GUARD_PERCENTILE:g}th percentile of the val "
+                  f"patches' scores, or with less than "
                   f"{g.min_tissue:.0%} tissue (blank glass): Unfamiliar, and a run whose first images are mostly "
                   f"Unfamiliar stops. Val patches flagged: {choice.guard_figures.get('val_flagged', float('nan')):.2%} "
                   f"(worst patient {choice.guard_figures.get('val_worst_patient_flagged', float('nan')):.1%})"

@@ -345,7 +345,7 @@ def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, shi
     (out / "results.json").write_text(json.dumps(results.as_dict(), indent=1))
     write_card(out / f"{recipe.key}.card.md", recipe, results, metadata)
     if fraction_rule is not None:
-        test_rows = quantify.patient_rows(evaluation.probs[:, 1], test.y, np.array([i.group for i in test.items]),
+        test_rows = quantify.patient_rows(evaluation.probabilities[:, 1], test.y, np.array([i.group for i in test.items]),
                                           calib.decision_threshold, fraction_rule.band, fraction_rule.estimator)
         with (out / f"{recipe.key}.card.md").open("a", encoding="utf-8") as card:
             card.write("\n" + "\n".join(quantify.card_section(fraction_rule, recipe.version, test_rows)))

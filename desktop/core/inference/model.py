@@ -62,6 +62,9 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
+GUARD_SCORE = "colour_guard_score"  # a key of `feed` that is not the graph's: the colour guard's score
+
+
 class Model:
     """An ONNX Runtime session with the model's contract attached."""
 
@@ -194,29 +197,36 @@ class Model:
             return self._sessions[(split, threads)]
 
     def feed(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """The inputs of the served graph for a uint8 batch (made on the decoding threads)."""
+        """The inputs of the served graph for a uint8 batch, and the colour guard's score where the model
+        declares one (made on the decoding threads, beside the decoding, not on the model's)."""
+        feed = {"image": images}
+        if self.info.colour_guard is not None and self.has_ood:
+            feed[GUARD_SCORE] = self.info.colour_guard.score(images)
         background = self._background
         if background is None:
-            return {"image": images}
+            return feed
         from desktop.core.inference.front_end import FED
 
-        return {"image": images, FED: background.measure(images)}
+        return {**feed, FED: background.measure(images)}
 
     def predict_feed(self, feed: dict[str, np.ndarray], threads: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities [N, C] and Unfamiliar scores [N] (or None) for what `feed` gave, on
         `threads` of ONNX Runtime (default: the model's)."""
-        result = self._session(len(feed) > 1, threads or self.threads).run(self._outputs, feed)
+        graph_feed = {k: v for k, v in feed.items() if k != GUARD_SCORE}
+        result = self._session(len(graph_feed) > 1, threads or self.threads).run(self._outputs, graph_feed)
         self._predicted += len(feed["image"])
         if self._predicted >= FRONT_END_AFTER and not self._split_started:
             self.start_front_end()
-        return result[0], self._with_colour_guard(feed["image"], result[1] if self.has_ood else None)
+        return result[0], self._with_colour_guard(feed, result[1] if self.has_ood else None)
 
-    def _with_colour_guard(self, images: np.ndarray, ood: np.ndarray | None) -> np.ndarray | None:
-        """The Unfamiliar score with the model's colour guard folded in (patch models that declare one)."""
+    def _with_colour_guard(self, feed: dict[str, np.ndarray], ood: np.ndarray | None) -> np.ndarray | None:
+        """The Unfamiliar score with the model's colour guard folded in (patch models that declare one):
+        raised to the guard's score, in units of the model's own threshold, where the guard finds it stranger."""
         guard = self.info.colour_guard
         if guard is None or ood is None or self.info.ood_threshold is None:
             return ood
-        return guard.fold(images, ood, self.info.ood_threshold)
+        score = feed[GUARD_SCORE] if GUARD_SCORE in feed else guard.score(feed["image"])
+        return np.maximum(np.asarray(ood, np.float32), self.info.ood_threshold * score)
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities [N, C] and Unfamiliar scores [N] (or None) for a uint8 batch."""
@@ -231,7 +241,7 @@ class Model:
         """Probabilities, Unfamiliar scores and the pooled `features` (for verification and adaptation)."""
         session = self.session if self.has_features else self._session_with_features()
         result = session.run(self._outputs + ["features"], {"image": images})
-        return result[0], self._with_colour_guard(images, result[1] if self.has_ood else None), result[-1]
+        return result[0], self._with_colour_guard({"image": images}, result[1] if self.has_ood else None), result[-1]
 
     def _session_with_features(self):
         """A model exported before `features` was in the contract gets it by graph surgery, in memory."""
