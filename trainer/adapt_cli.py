@@ -85,10 +85,23 @@ def _run(args) -> int:
             check_destination(args.out, known + [base_path], [shipped])
         elif args.candidate and args.candidate.exists():
             return _fail(f"{args.candidate} exists; a candidate is written to a new file")
+        _check_outputs(args, known + [base_path], shipped)
         site, source = _cells(args, base)
     except (SlideTallyError, ValueError) as exc:
         return _fail(str(exc))
     return _adapt(args, base, site, source, known, shipped, models_dir)
+
+
+def _check_outputs(args, models: list[Path], shipped: Path) -> None:
+    """The one destination check (desktop/outlets/destinations.py) for the report, the candidate and its card."""
+    from desktop.outlets.destinations import check_destinations
+
+    target = args.out or args.candidate
+    outputs = {"--report": args.report, ("--out" if args.out else "--candidate"): target,
+               "the site model's card": target.with_suffix(".card.md") if target else None}
+    check_destinations({name: path for name, path in outputs.items() if path is not None}, analysed=None,
+                       data_dir=args.sessions, model_files=models, model_folders=[shipped],
+                       inputs=[args.verified] if args.verified else [])
 
 
 def _cells(args, base):
@@ -100,6 +113,8 @@ def _cells(args, base):
     from desktop.core.lab.site_cells import cells_from_sessions, signed_sessions, who_signed
 
     sessions = signed_sessions(args.sessions, base.info, args.since)
+    if sessions.altered:
+        print(f"warning: {sessions.altered_note()}", file=sys.stderr)
     cells = cells_from_sessions(sessions, base.info)
     if not cells:
         raise ValueError(f"no signed-off sessions with verified cells of {base.info.key} in {args.sessions}")

@@ -129,10 +129,10 @@ def _mpp_argument(text: str) -> float:
 
 def cmd_report(args) -> int:
     """The report of a stored session (a folder classified before, or its session file), in any outlet."""
-    _check_outputs(args, None)
+    _check_outputs(args, None, inputs=(Path(args.session),))
     session = open_stored_session(Path(args.session), args.model, data_dir(args))
     try:
-        _check_outputs(args, session.folder, session.info.path)
+        _check_outputs(args, session.folder, session.info.path, inputs=(Path(args.session), session.store.path))
         if session.folder.is_dir() or is_slide_file(session.folder):
             session.look_for_changes()
         cells = session.cells()
@@ -178,7 +178,7 @@ def open_stored_session(target: Path, model_arg: str | None, data_dir: Path) -> 
     raise CliError(f"{readable(str(target))} is neither an analysed folder, a whole-slide image nor a session file")
 
 
-def _check_outputs(args, analysed: Path | None, model_file: Path | None = None) -> None:
+def _check_outputs(args, analysed: Path | None, model_file: Path | None = None, inputs: tuple = ()) -> None:
     """Every output path, before anything is read or written (see outlets/destinations.py)."""
     from desktop.core.inference.model import find_model_files
     from desktop.outlets.csv import sidecar_path
@@ -192,7 +192,7 @@ def _check_outputs(args, analysed: Path | None, model_file: Path | None = None) 
     shipped = resource("models")
     check_destinations(outputs, analysed=analysed, data_dir=data_dir(args),
                        model_files=[*find_model_files(shipped, user_models_dir()), *([model_file] if model_file else [])],
-                       model_folders=[shipped])
+                       model_folders=[shipped], inputs=inputs)
 
 
 def _report(session: Session, cells, args) -> AssayReport:
@@ -300,8 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the site model even if it is worse than the base model, for this reason (kept in it)")
     p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
     p.set_defaults(func=cmd_adapt)
-    p = sub.add_parser("audit-check", help="check that stored records are what SlideTally wrote (exit 2 if altered)")
+    p = sub.add_parser("audit-check", help="check that stored records are what SlideTally wrote (exit 2 if altered, "
+                                           "3 if one cannot be read)")
     p.add_argument("target", nargs="?", help="an analysed folder or a session file (default: every session)")
+    p.add_argument("--against", metavar="FILE", help="a delivered HL7 message, FHIR Bundle, CSV sidecar or text holding "
+                                                     "the record's seal: exit 0 if the record still matches it, 2 if not")
     p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
     p.set_defaults(func=cmd_audit_check)
     p = sub.add_parser("models", help="list the models with their test metrics")

@@ -11,6 +11,18 @@ from desktop.core.inference.catalog import resolve_model
 from desktop.core.resources import user_models_dir
 
 
+def _check_verify_outputs(args, model_file: Path) -> None:
+    """`verify --csv/--pdf` pass the one destination check every writer passes."""
+    from desktop.core.inference.model import find_model_files
+    from desktop.core.resources import resource
+    from desktop.outlets.destinations import check_destinations
+
+    outputs = {flag: Path(value) for flag, value in (("--csv", args.csv), ("--pdf", args.pdf)) if value}
+    shipped = resource("models")
+    check_destinations(outputs, analysed=None, data_dir=data_dir(args),
+                       model_files=[*find_model_files(shipped, user_models_dir()), model_file], model_folders=[shipped])
+
+
 def cmd_verify(args) -> int:
     """The model's calls against the technicians' final calls over the signed-off sessions."""
     from desktop.core.atomic import write_atomically
@@ -19,7 +31,10 @@ def cmd_verify(args) -> int:
     from desktop.outlets.csv import render_csv
 
     model = resolve_model(args.model)
+    _check_verify_outputs(args, model.info.path)
     sessions = signed_sessions(data_dir(args), model.info, args.since)
+    if sessions.altered:
+        print(f"warning: {sessions.altered_note()}", file=sys.stderr)
     if not sessions:
         raise CliError(f"no signed-off sessions of {model.info.key} (this model file) in {data_dir(args)}"
                        + (f" since {args.since}" if args.since else ""))
@@ -58,6 +73,8 @@ def cmd_adapt(args) -> int:
                          "specimen may be on both sides, and the figures are optimistic")
     else:
         sessions = signed_sessions(data_dir(args), model.info, args.since)
+        if sessions.altered:
+            print(f"warning: {sessions.altered_note()}", file=sys.stderr)
         cells = cells_from_sessions(sessions, model.info)
         source = {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": len(cells),
                   **who_signed(sessions)}

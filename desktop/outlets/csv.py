@@ -210,7 +210,7 @@ def sidecar(report: AssayReport, style: CsvStyle, cells: list[Cell] = ()) -> dic
     """What the per-cell table's rows belong to, for scripts: identity, status, how to read the file,
     the classes' labels, and the real name of every file whose name the CSV had to defuse ("'=1+2.jpg")."""
     return {"slidetally_export": "per-cell", "identity": {name: value for name, _label, value in report.identity()},
-            "status": report.status, "delimiter": style.delimiter, "decimal": style.decimal,
+            "status": report.status, "seal": report.record.seal, "delimiter": style.delimiter, "decimal": style.decimal,
             "class_keys": [c.key for c in report.classes], "class_labels": {c.key: c.label for c in report.classes},
             "columns": column_notes([c.key for c in report.classes]),
             "file_names_defused": {safe_cell(c.file): readable(c.file) for c in cells if safe_cell(c.file) != c.file}}

@@ -29,17 +29,36 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """A file that starts as every SQLite database does (a session, wherever it lies)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
 def check_destinations(outputs: dict[str, Path], *, analysed: Path | None, data_dir: Path | None,
-                       model_files: Iterable[Path] = (), model_folders: Iterable[Path] = ()) -> None:
-    """Refuse (one sentence, nothing written) any output that may not be written where it points.
-    `outputs`: a name the technician knows ('--pdf', "the --csv file's JSON sidecar") → its path."""
+                       model_files: Iterable[Path] = (), model_folders: Iterable[Path] = (),
+                       inputs: Iterable[Path] = ()) -> None:
+    """Refuse (one sentence, nothing written) any output that may not be written where it points: the one
+    check of every writer (the CLI, the window, the trainer). `outputs`: a name the technician knows ('--pdf',
+    "the --csv file's JSON sidecar") → its path; `inputs`: what the command reads (a session file, a model)."""
     seen: dict[Path, str] = {}
     models = [Path(m) for m in model_files]
+    sources = [Path(i) for i in inputs]
     for name, given in outputs.items():
         path = Path(given).resolve()
         shown = readable(str(given))
         if path.is_dir():
             raise OutputRefused(f"{name} {shown} is a folder; give a file name.")
+        if any(_same(path, i) for i in sources):
+            raise OutputRefused(f"{name} {shown} is what this command reads; write the report elsewhere.")
+        if is_sqlite_file(path):
+            raise OutputRefused(f"{name} {shown} is a SQLite database (a session record); write the report elsewhere.")
         if _inside(path, analysed):
             raise OutputRefused(f"{name} {shown} is inside the analysed folder, which SlideTally only reads; "
                                 "write the report elsewhere.")

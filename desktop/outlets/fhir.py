@@ -24,6 +24,7 @@ INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpreta
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 REPORT_CATEGORY = "http://terminology.hl7.org/CodeSystem/v2-0074"
 ID_SYSTEM = "urn:slidetally:id"  # specimen, patient and model identifiers as the lab entered them
+SEAL_SYSTEM = "urn:slidetally:seal"  # the record's sign-off seal (SHA-256): the anchor audit-check --against reads
 
 
 class FhirError(SlideTallyError):
@@ -120,7 +121,8 @@ def fhir_bundle(report: AssayReport) -> Bundle:
             "code": ({"coding": [{"system": report.panel.system, "code": report.panel.code,
                                   "display": report.panel.display}], "text": m.display_name} if report.panel
                      else {"text": m.display_name}),
-            "identifier": [{"system": f"{ID_SYSTEM}:specimen", "value": record.specimen_id or record.folder}],
+            "identifier": [{"system": f"{ID_SYSTEM}:specimen", "value": record.specimen_id or record.folder},
+                           *([{"system": SEAL_SYSTEM, "value": record.seal}] if record.seal else [])],
             "specimen": [_ref(refs["specimen"])],
             "result": [_ref(url) for url, _ in observations],
             "conclusion": _conclusion(report),

@@ -12,6 +12,7 @@ from hl7apy.core import Message
 
 from desktop.core.errors import SlideTallyError
 from desktop.core.records.domain import now
+from desktop.core.records.integrity import seal_line
 from desktop.core.report.assay_report import AssayReport, Result
 from desktop.core.report.codes import HL7_LOCAL, ResultCode
 
@@ -95,6 +96,8 @@ def hl7_message(report: AssayReport, *, facility: str = "LAB", receiver: str = "
                  *([f"Corrected result: {'; '.join(report.corrections) or 'no call changed'}"] if report.corrected else [])]
         if record.verified_by:
             notes.append(f"Verified {record.verified_at} by {record.verified_by}")
+        if record.seal:
+            notes.append(seal_line(record.seal))
         if report.slide is not None and report.fraction_detail():
             notes.append(f"IDC fraction: {report.fraction_detail()}.")
         if report.slide is not None:

@@ -26,6 +26,7 @@ from PySide6.QtGui import (
 from desktop.core.atomic import replaced_atomically
 from desktop.core.errors import ExportError
 from desktop.core.inference.slide import MAP_CELL_PX, call_overlay
+from desktop.core.records.integrity import seal_line
 from desktop.core.report.assay_report import NRBC_GROUP, AssayReport
 from desktop.core.thumbnails import thumbnail
 from desktop.outlets.qimage import to_qimage
@@ -109,9 +110,11 @@ def report_document(report: AssayReport, folder: Path | None = None, heat: QImag
     parts.append("<table width='100%' style='margin-top:12px'><tr>"
                  + _signature("Signed off", r.signed_by if r.signed else "", r.signed_at if r.signed else "")
                  + _signature("Verified", r.verified_by, r.verified_at) + "</tr></table>")
+    if r.seal:
+        parts.append(f"<p style='font-size:7pt'>{e(seal_line(r.seal))}</p>")
     parts.append(_gallery_html(report, folder, images))
     footer = (f"{r.specimen_id or '(no specimen ID)'} · {m.key} v{m.version} · SlideTally {report.app_version} · "
-              f"{report.status}")
+              f"{report.status}" + (f" · seal {r.seal[:16]}" if r.seal else ""))
     return PdfDocument("".join(parts), images, footer, preliminary=not report.final)
 
 

@@ -226,7 +226,9 @@ class AdaptDialog(QDialog):
             folder = Path(self.folder.text().strip())
             return cells_from_folder(folder, info), {"verified_folder": str(folder)}
         sessions = signed_sessions(self.data_root, info)
-        return cells_from_sessions(sessions, info), {"sessions": [s.name for s in sessions], **who_signed(sessions)}
+        altered = {"altered_left_out": sessions.altered} if sessions.altered else {}
+        return cells_from_sessions(sessions, info), {"sessions": [s.name for s in sessions], **who_signed(sessions),
+                                                     **altered}
 
     def _quick_progress(self, stage: str, done: int, total: int) -> None:
         self.progress.setRange(0, total)

@@ -79,6 +79,8 @@ class VerificationDialog(QDialog):
         else:
             self.report = build_report(sessions, self.model.info)
             self.text.setHtml(report_html(self.report))
+        if sessions.altered:  # never silently: the lab must know a record was left out, and why
+            self.text.append(f"<p style='color:#b00020'>{html.escape(sessions.altered_note())}.</p>")
         self.pdf_button.setEnabled(self.report is not None)
         self.csv_button.setEnabled(self.report is not None)
 

@@ -76,6 +76,18 @@ def decide_for(info: ModelInfo, probabilities: np.ndarray, ood: np.ndarray | Non
                   info.review_band)
 
 
+def review_by_rule(info: ModelInfo, ai_class: str | None, confidence: float, unfamiliar: bool) -> bool:
+    """The Review flag the decision rule gives a stored AI call (its class and the probability it was
+    decided on): what sign-off checks each cell's flag against."""
+    if unfamiliar:
+        return True
+    keys = info.class_keys
+    if info.review_band is not None and len(keys) == 2:
+        p_positive = confidence if ai_class == keys[1] else 1.0 - confidence
+        return bool(info.review_band.contains(np.array([p_positive]))[0])
+    return confidence < info.review_threshold
+
+
 def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndarray | None,
                hashes: list[str | None] | None = None) -> list[Call]:
     """Turn model outputs into calls, applying the model's own thresholds (the rule once per

@@ -24,7 +24,7 @@ from desktop.core.inference.model_info import ModelInfo
 from desktop.core.inference.scan import scan_folder
 from desktop.core.lab.adaptation import SiteSet
 from desktop.core.records.domain import Cell, SessionState
-from desktop.core.records.store import read_session, session_files
+from desktop.core.records.store import check_session_file, read_session, session_files
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,34 @@ def _parse_since(since: str | None) -> dt.datetime | None:
     return when
 
 
-def signed_sessions(root: Path, info: ModelInfo, since: str | None = None) -> list[SignedSession]:
-    """Signed-off sessions made with this very model file (bound by its SHA-256), newest last."""
+class FoundSessions(list):
+    """The signed sessions found (a list), and the names of those left out because their record was
+    altered outside SlideTally: they feed no verification and no adaptation."""
+
+    def __init__(self, sessions=(), altered: list[str] | None = None) -> None:
+        super().__init__(sessions)
+        self.altered = altered or []
+
+    def altered_note(self) -> str:
+        """'2 session(s) left out: altered outside SlideTally (a.sqlite, b.sqlite)', or ''."""
+        if not self.altered:
+            return ""
+        return f"{len(self.altered)} session(s) left out: altered outside SlideTally ({', '.join(self.altered)})"
+
+
+def signed_sessions(root: Path, info: ModelInfo, since: str | None = None) -> FoundSessions:
+    """Signed-off sessions made with this very model file (bound by its SHA-256), archived ones included,
+    newest last; a session whose record was altered outside SlideTally is left out and named."""
     after = _parse_since(since)
-    found = []
-    for path in session_files(root):
+    found, altered = [], []
+    for path in session_files(root, archived=True):
         try:
             meta, cells = read_session(path)
+            problems = check_session_file(path) if meta.get("model_sha256") == info.sha256 else []
         except Exception:  # noqa: BLE001 - a damaged or foreign file is not a session to report on
+            continue
+        if problems:
+            altered.append(path.name)
             continue
         if meta.get("model_sha256") != info.sha256 or meta.get("state") != SessionState.SIGNED:
             continue
@@ -81,7 +101,7 @@ def signed_sessions(root: Path, info: ModelInfo, since: str | None = None) -> li
         if after is not None and (not signed_at or dt.datetime.fromisoformat(signed_at) < after):
             continue
         found.append(SignedSession(path, meta, cells))
-    return sorted(found, key=lambda s: s.meta.get("signed_at", ""))
+    return FoundSessions(sorted(found, key=lambda s: s.meta.get("signed_at", "")), altered)
 
 
 def cells_from_sessions(sessions: list[SignedSession], info: ModelInfo) -> list[VerifiedCell]:

@@ -148,6 +148,7 @@ class SessionRecord:
     target: int = DEFAULT_TARGET_WBC  # white cells to count (blood): the session's, frozen at sign-off
     corrected: bool = False  # signed off again after a reopen: the results correct a final report
     slide_scale: str = ""  # whole slides: how each was read (µm/px, where that came from, level)
+    seal: str = ""  # signed off: the sign-off seal's SHA-256, the anchor every outlet carries
 
     @property
     def signed(self) -> bool:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from desktop.core.errors import ActionRefused, SessionLocked, SignOffRefused
+from desktop.core.inference.decision import review_by_rule
 from desktop.core.records.domain import DEFAULT_TARGET_WBC, SessionRecord, SessionState, check_identifier, now
+from desktop.core.records.integrity import ALTERED, RecordAltered, unexplained_cells
 
 if TYPE_CHECKING:
     from desktop.core.records.session import Session
@@ -31,7 +33,8 @@ def record_of(session: Session) -> SessionRecord:
         reopen_reason=meta.get("reopen_reason", ""), verified_by=meta.get("verified_by", ""),
         verified_at=meta.get("verified_at", ""), target=_stored_target(meta.get("target")),
         corrected=bool(meta.get("reopened_at")),  # signed again after a reopen: a correction
-        slide_scale=meta.get("slide_scale", ""))
+        slide_scale=meta.get("slide_scale", ""),
+        seal=meta.get("signed_digest", "") if meta.get("state") == SessionState.SIGNED else "")
 
 
 def _stored_target(value: str | None) -> int:
@@ -87,6 +90,15 @@ def review_left(session: Session) -> str:
         if left else ""
 
 
+def nothing_counted(session: Session) -> str:
+    """Why there is nothing to sign (empty when at least one image is counted): an empty folder, a folder
+    of files that are not images, or one whose every image was unreadable."""
+    if any(not c.unreadable and not c.missing for c in session.store.cells()):  # counted, or once reviewed
+        return ""
+    return (f"There is nothing to sign off: no {session.info.item_noun.removesuffix('(s)').removesuffix('(es)')} "
+            "of this folder was counted (it is empty, holds no images, or none could be read).")
+
+
 def sign_off_blockers(session: Session) -> str:
     """Why the session cannot be signed off as it stands (empty when it can): asked before any
     question about counts or names, so the technician is not asked twice."""
@@ -94,7 +106,19 @@ def sign_off_blockers(session: Session) -> str:
         return STILL_CLASSIFYING
     if session.signed:
         return "This session is already signed off."
-    return review_left(session)
+    return review_left(session) or nothing_counted(session)
+
+
+def unexplained(session: Session) -> str:
+    """Why the cells cannot be sealed: a final call, a confirmation or a Review flag the AI calls and the
+    audit trail do not explain (set outside SlideTally). Empty when every cell follows."""
+    info = session.info
+    wrong = unexplained_cells(session.store.cells(), session.store.audit(),
+                              lambda c: review_by_rule(info, c.ai_class, c.confidence, c.unfamiliar))
+    if not wrong:
+        return ""
+    return (f"{ALTERED}: {len(wrong)} {info.item_noun}'s call or Review flag is not explained by the AI call and the "
+            f"audit trail (first: {wrong[0]}). It cannot be signed off.")
 
 
 def sign_off(session: Session, operator: str, specimen_id: str | None = None) -> None:
@@ -114,9 +138,13 @@ def sign_off(session: Session, operator: str, specimen_id: str | None = None) ->
         raise SignOffRefused(f"The folder has changed since it was classified ({changes.summary()}). "
                              "Classify it again before signing off.")
     with session.store.write(session._actor(operator)) as w:
-        left = review_left(session)  # again inside the transaction: nothing changes between check and seal
+        # again inside the transaction: nothing changes between check and seal
+        left = review_left(session) or nothing_counted(session)
         if left:
             raise SignOffRefused(left)
+        forged = unexplained(session)
+        if forged:
+            raise RecordAltered(forged)
         w.set_meta("state", SessionState.SIGNED)
         w.set_meta("signed_by", operator)
         w.set_meta("signed_login", session.os_user)  # the computer login, beside the typed name

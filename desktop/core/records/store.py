@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 
 from desktop.core.errors import SessionLocked, StoreError
 from desktop.core.records.domain import Actor, AuditEntry, Cell, PatchCall, SessionState, now
-from desktop.core.records.integrity import chain_problems, seal_problems
+from desktop.core.records.integrity import chain_problems, current_seal, seal_problems
 from desktop.core.records.rows import (
     AUDIT_COLUMNS,
     CELL_COLUMNS,
@@ -35,6 +35,7 @@ from desktop.core.records.rows import (
     meta_of,
     py_values,
 )
+from desktop.core.records.schema import AUDIT_TRIGGERS, SCHEMA, schema_problems
 from desktop.core.records.writer import Writer
 from desktop.core.resources import private_dir
 
@@ -42,34 +43,6 @@ SCHEMA_VERSION = "2"
 # A session kept aside (another model file, an older schema): <name>.<stamp>.sqlite. A model key may hold dots.
 ARCHIVE_STAMP = "%Y%m%d-%H%M%S"
 ARCHIVED = re.compile(r"\.\d{8}-\d{6}(-\d+)?\.sqlite$")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY,
-    relative TEXT UNIQUE NOT NULL,
-    size INTEGER, mtime REAL, content_hash TEXT,
-    ai_class TEXT, confidence REAL, probabilities TEXT, second_class TEXT,
-    ood_score REAL, unfamiliar INTEGER NOT NULL DEFAULT 0,
-    review INTEGER NOT NULL DEFAULT 0, review_reason TEXT NOT NULL DEFAULT '',
-    unreadable TEXT NOT NULL DEFAULT '',
-    x INTEGER, y INTEGER,
-    final_class TEXT, confirmed INTEGER NOT NULL DEFAULT 0,
-    reviewer TEXT, changed_at TEXT,
-    missing INTEGER NOT NULL DEFAULT 0,
-    file_changed INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY, at TEXT NOT NULL, who TEXT NOT NULL, os_user TEXT NOT NULL DEFAULT '',
-    action TEXT NOT NULL, file TEXT, old TEXT, new TEXT, reason TEXT, prev_hash TEXT, row_hash TEXT
-);
-"""
-# Audit rows are append-only (see records/integrity.py); created after any column migration.
-AUDIT_TRIGGERS = """
-CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
-"""
 def store_error(exc: BaseException, folder: Path) -> StoreError:
     """One plain sentence for an SQLite or OS error met while saving a session."""
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
@@ -127,12 +100,11 @@ class SessionStore:
                 self.db.execute("PRAGMA busy_timeout=10000")
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
-                self.db.executescript(SCHEMA)
-                columns = {r[1] for r in self.db.execute("PRAGMA table_info(audit)")}
-                for column in ("prev_hash", "row_hash"):  # a session made before the audit chain
-                    if column not in columns:
-                        self.db.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
-                self.db.executescript(AUDIT_TRIGGERS)
+                # The schema is made once, for a new session: an existing one is never repaired (a dropped
+                # trigger put back would hide that it was dropped), it is checked (`integrity_problems`).
+                if not self.db.execute("SELECT 1 FROM sqlite_master").fetchone():
+                    self.db.executescript(SCHEMA)
+                    self.db.executescript(AUDIT_TRIGGERS)
                 if self.meta("folder") is None:
                     with self.write(Actor("SlideTally", ""), require_open=False) as w:
                         w.set_meta("schema", SCHEMA_VERSION)
@@ -262,9 +234,14 @@ class SessionStore:
             return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     def integrity_problems(self) -> list[str]:
-        """Why this record does not match its audit chain or seal (empty: it does)."""
+        """Why this record does not match its schema, audit chain or seal (empty: it does)."""
         with self._lock:
             return _integrity(self.db)
+
+    def seal_now(self) -> str:
+        """The sign-off seal recomputed from the record now ('' when not signed off)."""
+        with self._lock:
+            return _seal_now(self.db)
 
     def audit(self) -> list[AuditEntry]:
         with self._lock:
@@ -272,10 +249,12 @@ class SessionStore:
         return [AuditEntry(*py_values(r)) for r in rows]
 
 
-def session_files(root: Path) -> list[Path]:
-    """Every current session database under the data folder (archived ones are left out)."""
+def session_files(root: Path, *, archived: bool = False) -> list[Path]:
+    """Every current session database under the data folder (and, with `archived`, those kept aside)."""
     folder = Path(root) / "sessions"
-    return sorted(p for p in folder.glob("*.sqlite") if not ARCHIVED.search(p.name)) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.sqlite") if archived or not ARCHIVED.search(p.name))
 
 
 @contextmanager
@@ -311,19 +290,33 @@ def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
 
 def _integrity(db: sqlite3.Connection) -> list[str]:
     with _snapshot(db):
+        schema = schema_problems(db)
+        if schema:
+            return schema  # rows of a schema not SlideTally's are not read as a record
         meta = meta_of(db)
-        columns = {r[1] for r in db.execute("PRAGMA table_info(audit)")}
-        if "row_hash" not in columns:
-            return []  # a session made before the audit chain: nothing to check it against
         rows = [py_values(r) for r in db.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id").fetchall()]
         cells = [py_values(r) for r in db.execute(f"SELECT {SEALED_COLUMNS} FROM images").fetchall()]
     return chain_problems(rows, meta.get("chain_head")) + seal_problems(meta, cells, rows)
 
 
+def _seal_now(db: sqlite3.Connection) -> str:
+    with _snapshot(db):
+        meta = meta_of(db)
+        cells = [py_values(r) for r in db.execute(f"SELECT {SEALED_COLUMNS} FROM images").fetchall()]
+    return current_seal(meta, cells)
+
+
 def check_session_file(path: Path) -> list[str]:
-    """`integrity_problems` of a session file, read-only (for `audit-check`)."""
+    """`integrity_problems` of a session file, read-only (for `audit-check`). A file that cannot be read
+    raises sqlite3.Error or OSError: that is not an alteration."""
     with _read_only(path) as db:
         return _integrity(db)
+
+
+def seal_of_session_file(path: Path) -> str:
+    """The session's sign-off seal recomputed from its record now, read-only ('' when not signed off)."""
+    with _read_only(path) as db:
+        return _seal_now(db)
 
 
 def read_session(path: Path) -> tuple[dict[str, str], list[Cell]]:

@@ -8,8 +8,17 @@ import sqlite3
 
 from desktop.core.inference.decision import Call
 from desktop.core.records.domain import Actor, Cell, now
-from desktop.core.records.integrity import GENESIS, SIGNED_KEYS, VERIFIED_KEYS, audit_row_hash, record_digest
+from desktop.core.records.integrity import (
+    ALTERED,
+    GENESIS,
+    SEAL_SCHEME,
+    RecordAltered,
+    audit_row_hash,
+    record_digest,
+    sealed_keys,
+)
 from desktop.core.records.rows import CELL_COLUMNS, SEALED_COLUMNS, cell_of, db_value, db_values, meta_of, py_values
+from desktop.core.records.schema import schema_problems
 
 
 class Writer:
@@ -34,9 +43,15 @@ class Writer:
         self.set_meta("chain_head", own)
 
     def seal(self, action: str) -> str:
-        """Sign-off or verification: a digest of the cells and identity, in the meta and in its audit row."""
+        """Sign-off or verification: a digest of the cells and every meta key a report reads, in the meta and
+        in its audit row."""
+        planted = schema_problems(self.db)
+        if planted:  # a trigger planted in an open session would rewrite calls inside this very transaction
+            raise RecordAltered(f"{ALTERED}: {'; '.join(planted)}. Nothing was sealed.")
+        if action == "sign-off":
+            self.set_meta("seal_scheme", SEAL_SCHEME)
         meta = meta_of(self.db)
-        keys = VERIFIED_KEYS if action == "verify" else SIGNED_KEYS
+        keys = sealed_keys(meta, action)
         digest = record_digest(meta, [py_values(r) for r in self.db.execute(f"SELECT {SEALED_COLUMNS} FROM images")], keys)
         self.set_meta("verified_digest" if action == "verify" else "signed_digest", digest)
         self.audit(action, new=digest)
