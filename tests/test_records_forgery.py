@@ -267,3 +267,94 @@ def test_a_read_error_exits_3_not_2(classified, good_folder, monkeypatch, capsys
     code = records.cmd_audit_check(argparse.Namespace(target=str(good_folder), data_dir=str(data), against=None))
     out = capsys.readouterr().out
     assert code == 3 and "cannot be read" in out and "ALTERED" not in out
+
+
+# --- who is working ---------------------------------------------------------------------------------
+
+def test_the_operator_is_shown_and_a_verifier_never_becomes_the_operator(qtbot, tmp_path, good_folder, model,
+                                                                          monkeypatch):
+    import getpass
+
+    from conftest import open_window
+    from PySide6.QtWidgets import QInputDialog
+
+    data = tmp_path / "data"
+    s = Session.open(good_folder, model, data)
+    s.classify()
+    s.set_identity("B-10", "", "Ana")
+    s.confirm([c.file for c in s.cells() if c.needs_review], "Ana")
+    s.os_user = "ana-login"
+    s.sign_off("Ana")
+    s.close()
+    window = open_window(qtbot, tmp_path, model.parent)
+    window.data_root = data
+    assert "Working: not named yet" in window.operator_label.text()
+    names = iter(["Ana", "Ben Ode", "Cleo"])
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: (next(names), True))
+    assert window.records.operator() == "Ana"
+    assert window.operator_label.text() == f"Working: Ana (login {getpass.getuser()})"
+    window.sessions.open_folder(good_folder)
+    qtbot.waitUntil(lambda: window.sessions.session is not None and window.sessions.session.signed)
+    window.records.verify()  # "Ben Ode", for this act alone
+    qtbot.waitUntil(lambda: window.sessions.session.record().verified_by == "Ben Ode")
+    assert window.records.operator() == "Ana" and "Ana" in window.operator_label.text()
+    window.records.change_user()  # the one explicit way: "Cleo"
+    assert window.records.operator() == "Cleo" and "Working: Cleo" in window.operator_label.text()
+    window.sessions.close_session()
+
+
+# --- the user models folder holds only what SlideTally installed ---------------------------------------
+
+@pytest.fixture
+def user_models(tmp_path, monkeypatch):
+    from desktop.core.resources import user_models_dir
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    folder = user_models_dir()
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_the_user_folder_loads_only_models_slidetally_installed(user_models):
+    import hashlib
+
+    from desktop.core.inference.model import discover_models
+    from desktop.core.inference.registry import register
+
+    path = make_tiny_model(user_models / "stray.onnx")
+    infos, problems = discover_models()
+    assert "stray" not in {i.key for i in infos} and any("did not install it" in p for p in problems)
+    register(path, hashlib.sha256(path.read_bytes()).hexdigest(), "stray", "Dr. Lee", "2026-12-06T09:00:00+01:00")
+    assert "stray" in {i.key for i in discover_models()[0]}
+    make_tiny_model(path, classes=("a", "b", "x"))  # the same name, other bytes
+    infos, problems = discover_models()
+    assert "stray" not in {i.key for i in infos} and any("bytes changed" in p for p in problems)
+
+
+def test_no_model_passes_for_a_shipped_one(user_models):
+    import hashlib
+
+    from conftest import shipped
+
+    from desktop.core.inference.model import discover_models
+    from desktop.core.inference.registry import register
+
+    shipped("blood-pbc8.onnx")
+    impostor = make_tiny_model(user_models / "blood-pbc8.onnx")
+    register(impostor, hashlib.sha256(impostor.read_bytes()).hexdigest(), "blood-pbc8", "x", "2026-12-06")
+    infos, problems = discover_models()
+    assert [i.path.parent.name for i in infos if i.key == "blood-pbc8"] == ["models"]
+    assert [i for i in infos if i.key == "blood-pbc8"][0].path != impostor
+    assert any("takes the key of the shipped model blood-pbc8" in p for p in problems)
+
+
+def test_a_report_never_archives_a_session(classified, good_folder, tmp_path):
+    s, data = classified
+    s.sign_off("Ana")
+    path = s.store.path
+    s.close()
+    (tmp_path / "other").mkdir()
+    other = make_tiny_model(tmp_path / "other" / "tiny.onnx", classes=("a", "b", "z"))  # the same key, other bytes
+    out = _cli("report", good_folder, "--model", other, data=data)
+    assert out.returncode == 2 and "another model file" in out.stderr
+    assert path.exists() and sorted(p.name for p in path.parent.glob("*.sqlite")) == [path.name]

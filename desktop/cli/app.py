@@ -174,7 +174,7 @@ def open_stored_session(target: Path, model_arg: str | None, data_dir: Path) -> 
         if not session_path(data_dir, target, model.info.key).exists():
             raise NothingToDo(f"no stored session of {readable(str(target))} with {model.info.key} in {data_dir}; "
                               "classify it first")
-        return Session.open(target, model, data_dir)
+        return Session.open(target, model, data_dir, archive=False)  # a report reads; it never archives
     raise CliError(f"{readable(str(target))} is neither an analysed folder, a whole-slide image nor a session file")
 
 

@@ -36,6 +36,7 @@ SHORTCUTS = (
     Keys("Ctrl+Shift+S", "Sign off", {"signoff": ("Ctrl+Shift+S",)}),
     Keys("Ctrl+I", "Specimen and patient ID", {"identity": ("Ctrl+I",)}),
     Keys("Ctrl+Shift+A", "Audit trail", {"audit": ("Ctrl+Shift+A",)}),
+    Keys("Ctrl+Shift+U", "Change user (who is working; shown at the bottom right)", {"change_user": ("Ctrl+Shift+U",)}),
     Keys("Esc", "Cancel classification (closes the large view when it is open)", {"cancel": ("Esc",)}),
     Keys("F1", "This list", {"shortcuts": ("F1",)}),
 )
@@ -72,6 +73,8 @@ class Actions:
         action("report", "&PDF report…", records.export_pdf)
         action("hl7", "&HL7 v2 message (ORU^R01)…", records.export_hl7)
         action("fhir", "&FHIR Bundle…", records.export_fhir)
+        action("change_user", "Change &user…", records.change_user, "Who is working: every change is recorded "
+               "under this name")
         action("lis_folder", "&LIS export folder…", records.choose_lis_folder,
                "Where the HL7 and FHIR files are written after each sign-off")
         action("signoff", "&Sign off…", records.sign_off)
@@ -124,6 +127,8 @@ class Actions:
         file_menu.addSeparator()
         file_menu.addMenu("E&xport").addActions([self.export, self.report, self.hl7, self.fhir])
         file_menu.addAction(self.lis_folder)
+        file_menu.addSeparator()
+        file_menu.addAction(self.change_user)
         file_menu.addSeparator()
         file_menu.addAction(self.quit)
         edit = bar.addMenu("&Edit")

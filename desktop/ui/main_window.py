@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         self._build()
         self.menu = Actions(self)
         self._build_status()
+        self.records.show_operator()
         self._restore_settings()
 
     # --- layout ----------------------------------------------------------------------------
@@ -148,7 +149,8 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.sessions.cancel)
         self.cancel_button.setVisible(False)
-        for widget in (self.rate, self.progress, self.cancel_button):
+        self.operator_label = QLabel()  # who is working: always shown, changed only by File → Change user
+        for widget in (self.rate, self.progress, self.cancel_button, self.operator_label):
             self.statusBar().addPermanentWidget(widget)
         self.statusBar().showMessage(HINT)
 

@@ -50,19 +50,42 @@ class RecordController:
         return self.w.sessions.folder
 
     def operator(self) -> str | None:
-        """The technician's name, asked once per app start and recorded with every change."""
+        """The technician's name, asked once per app start and recorded with every change; it changes only
+        by File → Change user (a verifier's name serves their verification alone)."""
         if self._operator is None:
-            name, ok = QInputDialog.getText(self.w, "Who is working?", "Your name (recorded with every change you make):",
-                                            text=self.w.settings.operator)
-            if not ok:
-                return None
-            if not name.strip():
-                self.w.error("Your name is needed", "Nothing was changed: each change is recorded with the name of "
-                             "the person who made it. Type your name when asked.")
-                return None
-            self._operator = name.strip()
-            self.w.settings.operator = self._operator
+            self._ask_operator(self.w.settings.operator)
         return self._operator
+
+    def _ask_operator(self, suggested: str) -> bool:
+        name, ok = QInputDialog.getText(self.w, "Who is working?", "Your name (recorded with every change you make):",
+                                        text=suggested)
+        if not ok:
+            return False
+        if not name.strip():
+            self.w.error("Your name is needed", "Nothing was changed: each change is recorded with the name of "
+                         "the person who made it. Type your name when asked.")
+            return False
+        self._set_operator(name.strip())
+        return True
+
+    def _set_operator(self, name: str) -> None:
+        self._operator = name
+        self.w.settings.operator = name
+        self.show_operator()
+
+    def change_user(self) -> None:
+        """File → Change user: the one way the name changes records are made under is changed."""
+        before = self._operator
+        if self._ask_operator("") and before and before != self._operator:
+            log.info("user changed: %s -> %s (login %s)", before, self._operator, getpass.getuser())
+            self.w.statusBar().showMessage(f"{self._operator} is working now; changes are recorded under this name.",
+                                           6000)
+
+    def show_operator(self) -> None:
+        """The status bar's 'Working: Ana (login ana)', or who to ask for before the first change."""
+        login = getpass.getuser()
+        self.w.operator_label.setText(f"Working: {self._operator} (login {login})" if self._operator
+                                      else f"Working: not named yet (login {login})")
 
     def refresh(self) -> None:
         """The summary panel, the bins' counts and which record actions apply, after any change."""
@@ -128,7 +151,8 @@ class RecordController:
         except SlideTallyError as exc:
             self.w.error("Cannot sign off yet", str(exc))
             return
-        self._operator = name.strip()  # who is at the keyboard now
+        if self._operator is None:  # named at sign-off: that is who is working (never a silent change)
+            self._set_operator(name.strip())
         self.w.undo_stack.clear()  # a signed-off session has nothing to undo
         sent = self.send_to_lis()
         self.w.statusBar().showMessage(f"Signed off by {name}. The session is now read-only."
@@ -138,7 +162,7 @@ class RecordController:
         if self.session is None or not self.session.signed:
             return
         name, ok = QInputDialog.getText(self.w, "Verify", "Second person's name (not the one who signed off; "
-                                        "logged in as themself):")
+                                        "logged in as themself). It is recorded for this verification only:")
         if not ok:
             return
         allow = self.w.settings.allow_same_login
@@ -147,9 +171,10 @@ class RecordController:
         except SlideTallyError as exc:
             self.w.error("Not verified", str(exc))
             return
-        self._operator = name.strip()  # the second person is at the keyboard now
-        self.w.statusBar().showMessage(f"Verified by {self._operator}" + (" under the signer's login (allowed by the "
-                                       "lab's setting; recorded in the audit trail)." if allow else "."), 8000)
+        # the verifier's name serves this act alone: who is working does not change
+        self.w.statusBar().showMessage(f"Verified by {name.strip()}" + (" under the signer's login (allowed by the "
+                                       "lab's setting; recorded in the audit trail)" if allow else "")
+                                       + f". {self._operator or 'The operator'} is still the one working.", 8000)
 
     def set_same_login(self, allowed: bool) -> None:
         """The lab's setting for verification under the signer's login; turning it on is asked and logged."""

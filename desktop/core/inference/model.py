@@ -269,19 +269,39 @@ def find_model_files(*folders: Path) -> list[Path]:
 
 
 def discover_models(*folders: Path) -> tuple[list[ModelInfo], list[str]]:
-    """Every usable model in the folders, and a plain message for each file that is not."""
+    """Every usable model in the folders, and a plain message for each file that is not. In the user
+    models folder only what SlideTally installed is loaded (`registry`); no model outside the shipped
+    folder may pass for a shipped one."""
+    from desktop.core.inference.registry import installed, why_impostor, why_not_installed
     from desktop.core.resources import resource, user_models_dir
 
+    shipped_folder, user_folder = resource("models").resolve(), user_models_dir().resolve()
     folders = folders or (resource("models"), user_models_dir())
     infos, problems = [], []
     for path in find_model_files(*folders):
         try:
-            infos.append(Model(path, threads=1).info)
+            info = Model(path, threads=1).info
         except ModelError as exc:
             problems.append(str(exc))
+            continue
         except Exception as exc:  # noqa: BLE001 - one bad file must never hide the good ones
             problems.append(f"{path.name} could not be loaded ({type(exc).__name__}: {str(exc)[:160]})")
-    return _without_unsound_site_models(infos, problems)
+            continue
+        if path.parent.resolve() == user_folder:
+            problem = why_not_installed(path, info.sha256, installed(path.parent))
+            if problem:
+                problems.append(problem)
+                continue
+        infos.append(info)
+    shipped = [i for i in infos if i.path.parent.resolve() == shipped_folder]
+    kept = []
+    for info in infos:
+        problem = "" if info in shipped else why_impostor(info, shipped)
+        if problem:
+            problems.append(problem)
+        else:
+            kept.append(info)
+    return _without_unsound_site_models(kept, problems)
 
 
 def _without_unsound_site_models(infos: list[ModelInfo], problems: list[str]) -> tuple[list[ModelInfo], list[str]]:

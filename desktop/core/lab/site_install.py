@@ -12,6 +12,7 @@ import onnx
 
 from desktop.core.atomic import write_atomically
 from desktop.core.errors import ModelError
+from desktop.core.inference.registry import register
 from desktop.core.lab.site_guard import SiteModelRefused, check_approver, check_destination, check_not_worse
 from desktop.core.records.domain import now
 
@@ -52,6 +53,8 @@ def install_site_model(candidate: Path, out: Path, approved_by: str, model_files
     if out.exists():  # appeared while we worked: never overwritten
         raise SiteModelRefused(f"{out} exists; a site model is written to a new file")
     write_atomically(out, data)  # whole or not at all, with the permissions the umask gives
-    if hashlib.sha256(out.read_bytes()).hexdigest() != hashlib.sha256(data).hexdigest():
+    digest = hashlib.sha256(data).hexdigest()
+    if hashlib.sha256(out.read_bytes()).hexdigest() != digest:
         raise ModelError(f"{out} was not written completely")
+    register(out, digest, out.stem, name, site["approved_at"])
     return out

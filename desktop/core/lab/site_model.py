@@ -20,6 +20,7 @@ from desktop.core.atomic import write_atomically
 from desktop.core.errors import ActionRefused
 from desktop.core.inference.imaging import UnreadableImage, load_prepared
 from desktop.core.inference.model import Model, ModelError, find_model_files
+from desktop.core.inference.registry import register
 from desktop.core.lab.adaptation import Adaptation, adapt
 from desktop.core.lab.graft import graft_site_head, read_head, site_scores, with_features_output
 from desktop.core.lab.site_cells import VerifiedCell, extract
@@ -151,4 +152,5 @@ def write_site_model(base: Model, prepared: PreparedAdaptation, site_name: str, 
     model = Model(path)  # the contract check every model gets at load
     if model.info.sha256 != hashlib.sha256(data).hexdigest():
         raise ModelError(f"{path.name} changed while it was written; write the site model again.")
+    register(path, model.info.sha256, model.info.key, approver, json.loads(metadata["site"]).get("approved_at", now()))
     return path

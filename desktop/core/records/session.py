@@ -111,10 +111,11 @@ class Session:
 
     @classmethod
     def open(cls, folder: Path | str, model: Model | str | Path | None = None, data_dir: Path | None = None,
-             slide_mpp: float | None = None) -> Session:
+             slide_mpp: float | None = None, *, archive: bool = True) -> Session:
         """Open (or restore) the session of `folder` (or of one whole-slide image) with `model` (a Model,
         key, task or .onnx path). `slide_mpp`: µm per pixel of slides that do not record it, as the
-        technician gives it (kept in the session)."""
+        technician gives it (kept in the session). `archive=False` (a report of what is stored) refuses a
+        session made by another model file instead of keeping it aside for a new one."""
         from desktop.core.resources import user_data_dir
 
         folder = Path(folder)
@@ -128,7 +129,8 @@ class Session:
         except OSError as exc:
             raise store_error(exc, Path(exc.filename or "the user data folder")) from exc
         path = session_path(root, folder, model.info.key)
-        session = cls(folder.resolve(), model, SessionStore(path, folder, model.info.key, model.info.sha256))
+        session = cls(folder.resolve(), model, SessionStore(path, folder, model.info.key, model.info.sha256,
+                                                            archive=archive))
         try:
             declare_mpp(session.store, session._system(), slide_mpp)
             if slide:  # a slide that cannot be read at the model's scale is refused now, in one sentence

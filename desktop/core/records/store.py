@@ -23,7 +23,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from desktop.core.errors import SessionLocked, StoreError
+from desktop.core.errors import ActionRefused, SessionLocked, StoreError
 from desktop.core.records.domain import Actor, AuditEntry, Cell, PatchCall, SessionState, now
 from desktop.core.records.integrity import chain_problems, current_seal, seal_problems
 from desktop.core.records.rows import (
@@ -86,8 +86,9 @@ def session_path(root: Path, folder: Path, model_key: str) -> Path:
 
 
 class SessionStore:
-    def __init__(self, path: Path, folder: Path, model_key: str, model_sha256: str) -> None:
+    def __init__(self, path: Path, folder: Path, model_key: str, model_sha256: str, *, archive: bool = True) -> None:
         self.path = Path(path)
+        self._may_archive = archive
         self._lock = threading.RLock()  # the GUI thread and the classifier thread share one connection
         try:
             private_dir(self.path.parent)
@@ -139,6 +140,9 @@ class SessionStore:
             raise StoreError(f"The session {self.path.name} holds no model or schema; it was left as it is.")
         if rows.get("model_sha256") == model_sha256 and rows.get("schema") == SCHEMA_VERSION:
             return
+        if not self._may_archive:
+            raise ActionRefused(f"The stored session {self.path.name} was made with another model file (SHA-256 "
+                             f"{str(rows.get('model_sha256'))[:16]}…); it was left as it is. Report it with that model.")
         stamp = dt.datetime.now().strftime(ARCHIVE_STAMP)
         base = str(self.path.with_suffix(""))
         n = 0
