@@ -65,6 +65,14 @@ def make_tiny_model(path: Path, classes=("a", "b", "c"), size=(16, 16), task="bl
 
 
 @pytest.fixture
+def shared_data() -> Path:
+    """The data folder beside the checkout (../shared/data); the test is skipped where there is none."""
+    if not DATA.is_dir():
+        pytest.skip("../shared/data is not beside this checkout")
+    return DATA
+
+
+@pytest.fixture
 def tiny_model(tmp_path) -> Path:
     return make_tiny_model(tmp_path / "tiny.onnx")
 

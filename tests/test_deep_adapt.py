@@ -148,7 +148,8 @@ def test_deep_adapt_end_to_end_writes_a_contract_model_with_grouped_figures(tmp_
     assert code == 0
     figures = json.loads(report.read_text())
     assert figures["specimens"] == 4 and figures["cells"] == 48 and figures["grouped_by_specimen"]
-    assert set(figures["after"]) == {"accuracy", "balanced_accuracy", "accepted_share", "accepted_accuracy"}
+    assert set(figures["after"]) == {"accuracy", "balanced_accuracy", "accepted_share", "accepted_accuracy",
+                                     "accuracy_interval"}
     model = Model(out)  # the contract check every model gets
     assert model.has_features and model.info.version.endswith("+site.north-lab.1")
     meta = dict(model.session.get_modelmeta().custom_metadata_map)

@@ -35,7 +35,7 @@ from desktop.core.calibration import (
     unfamiliar_threshold,
 )
 from desktop.core.inference.decision import decide
-from desktop.core.lab.adaptation import RuleFigures, check_enough, figures_of, rule_figures
+from desktop.core.lab.adaptation import RuleFigures, check_enough, figures_of, rare_classes, rule_figures
 from trainer import export
 from trainer.fitting import ood_scores
 from trainer.rebuild import keras_logits, onnx_outputs, prove_rebuild, rebuild, write_back
@@ -54,6 +54,12 @@ MIN_SPECIMENS_FOR_GROUPS = 3
 # (1,160 cells: 20 min instead of under 10) for another lab's look that the graph's white balance
 # already divides out; the probe that set the floor used flips and turns alone.
 AUGMENTATION = "one of the 8 flips/90-degree turns per batch"
+# The lab's unlabelled cells (classified, never verified): one round of pseudo-labels after the last
+# checkpoint. A cell is kept when the fold's model calls it with P >= PSEUDO_CONFIDENCE, averaged over the
+# 8 orientations, and gives the same call in every one of them; then PSEUDO_EPOCHS more on verified plus
+# pseudo-labelled cells. Temperature and thresholds are fitted on verified cells only.
+PSEUDO_CONFIDENCE = 0.9
+PSEUDO_EPOCHS = 4
 
 Progress = Callable[[str, float], None]  # (stage, fraction of the whole run done)
 
@@ -79,6 +85,10 @@ class DeepAdaptation:
     parity: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     soup: onnx.ModelProto | None = None  # experiment: the final and fold models' weights averaged
+    review_classes: list[str] = field(default_factory=list)  # fewer than 10 verified cells: calls go to Review
+    pseudo_labelled: int = 0  # unlabelled cells the final model also learned from
+    unlabelled: int = 0  # unlabelled cells offered
+    epoch_rule: str = ""
 
     def report(self) -> dict:
         """The `--report` JSON: before/after from the grouped cross-validation."""
@@ -87,8 +97,12 @@ class DeepAdaptation:
         def figure(value: float) -> float | None:  # none accepted: no accuracy among them (JSON has no NaN)
             return None if np.isnan(value) else round(float(value), 4)
 
-        return {"before": {k: figure(getattr(self.before, k)) for k in keys},
-                "after": {k: figure(getattr(self.after, k)) for k in keys},
+        after = {k: figure(getattr(self.after, k)) for k in keys}
+        if self.after.accuracy_interval is not None:
+            after["accuracy_interval"] = [round(float(v), 4) for v in self.after.accuracy_interval]
+        return {"before": {k: figure(getattr(self.before, k)) for k in keys}, "after": after,
+                "review_classes": self.review_classes, "epoch_rule": self.epoch_rule,
+                "unlabelled": {"offered": self.unlabelled, "pseudo_labelled": self.pseudo_labelled},
                 "specimens": self.specimens, "cells": self.after.n, "grouped_by_specimen": self.grouped_by_specimen,
                 "estimate": "site cross-validated" + ("" if self.grouped_by_specimen else
                                                       " (no specimens known: optimistic)"),
@@ -144,8 +158,49 @@ class _Watch(keras.callbacks.Callback):
         self.tick()
 
 
-def _fine_tune(base: onnx.ModelProto, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int,
-               on_checkpoint: Callable[[int, keras.Model], None] | None, cancel, tick, min_steps: int):
+def longest_within_one_se(per_fold: dict[int, list[float]]) -> int:
+    """The epoch count to train for: the longest schedule whose mean out-of-fold accuracy is within one
+    standard error (across folds) of the best mean. With ten specimens the curve is flat within noise,
+    and "the best epoch" alone bets on the noise (it picked 2 where 12 were 5 points better)."""
+    means = {e: float(np.mean(v)) for e, v in per_fold.items()}
+    best = max(means, key=lambda e: (means[e], e))
+    values = per_fold[best]
+    se = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    return max(e for e in means if means[e] >= means[best] - se - 1e-12)
+
+
+EPOCH_RULE = "the longest schedule within one standard error (across folds) of the best out-of-fold accuracy"
+
+
+def pseudo_labels(model: keras.Model, unlabelled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, classes) of the unlabelled cells called with P >= PSEUDO_CONFIDENCE averaged over the 8
+    orientations and with the same call in each of them."""
+    probs, calls = [], []
+    for k in range(4):
+        for flip in (False, True):
+            view = np.rot90(unlabelled, k, axes=(1, 2))
+            view = view[:, :, ::-1] if flip else view
+            p = softmax(_outputs(model, np.ascontiguousarray(view))[0])
+            probs.append(p)
+            calls.append(p.argmax(1))
+    mean = np.mean(probs, axis=0)
+    top = mean.argmax(1)
+    keep = (mean.max(1) >= PSEUDO_CONFIDENCE) & np.all(np.stack(calls) == top, axis=0)
+    return np.flatnonzero(keep), top[keep]
+
+
+def schedule(stage1: int, pseudo_epochs: int = 0) -> list[int]:
+    """The checkpoints a fine-tune passes: CHECKPOINTS up to `stage1`, then (with the lab's unlabelled cells)
+    the end of the pseudo-label round, `stage1 + pseudo_epochs`."""
+    stops = [e for e in CHECKPOINTS if e <= stage1] or [stage1]
+    return stops + ([stops[-1] + pseudo_epochs] if pseudo_epochs else [])
+
+
+def _fine_tune(base: onnx.ModelProto, images: np.ndarray, labels: np.ndarray, stage1: int, seed: int,
+               on_checkpoint: Callable[[int, keras.Model], None] | None, cancel, tick, min_steps: int,
+               unlabelled: np.ndarray | None = None, pseudo_epochs: int = 0, pseudo: list | None = None):
+    """Fine-tune a fresh copy through `schedule(stage1, pseudo_epochs)`; the pseudo-label round (with
+    `unlabelled`) appends how many cells it used to `pseudo`."""
     keras.utils.set_random_seed(seed)
     rebuilt = rebuild(base)
     model = rebuilt.model
@@ -155,7 +210,14 @@ def _fine_tune(base: onnx.ModelProto, images: np.ndarray, labels: np.ndarray, ep
     steps = _steps(len(images), min_steps)
     watch = _Watch(cancel, tick)
     done = 0
-    for stop in [e for e in CHECKPOINTS if e <= epochs] or [epochs]:
+    stops = schedule(stage1, pseudo_epochs if unlabelled is not None and len(unlabelled) else 0)
+    for i, stop in enumerate(stops):
+        if pseudo_epochs and i == len(stops) - 1 and stop > stage1:  # verified plus confidently, consistently called
+            keep, classes = pseudo_labels(model, unlabelled)
+            if pseudo is not None:
+                pseudo.append(len(keep))
+            data = _dataset(np.concatenate([images, unlabelled[keep]]), np.concatenate([labels, classes]), seed + 1)
+            steps = _steps(len(images) + len(keep), min_steps)
         model.fit(data, epochs=stop - done, steps_per_epoch=steps, verbose=0, callbacks=[watch], shuffle=False)
         done = stop
         if on_checkpoint:
@@ -198,9 +260,11 @@ def _outputs(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.nda
 def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], base_thresholds: tuple,
                progress: Progress | None = None, cancel: threading.Event | None = None,
                folds: int = FOLDS, max_epochs: int = CHECKPOINTS[-1],
-               min_steps: int = MIN_STEPS_PER_EPOCH, soup: bool = False) -> DeepAdaptation:
+               min_steps: int = MIN_STEPS_PER_EPOCH, soup: bool = False,
+               unlabelled: np.ndarray | None = None, pseudo_epochs: int = PSEUDO_EPOCHS) -> DeepAdaptation:
     """Cross-validate, then fit on every cell (see the module docstring).
-    `base_thresholds`: the base model's (review, ood, decision) thresholds, for the "before" figures."""
+    `base_thresholds`: the base model's (review, ood, decision) thresholds, for the "before" figures.
+    `unlabelled`: the lab's classified, never verified cells (uint8 images), for one pseudo-label round."""
     start = time.perf_counter()
     counts = check_enough(site.labels, class_keys)
     n_classes = len(class_keys)
@@ -213,7 +277,10 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
     grouped = site.grouped_by_specimen and site.specimens >= MIN_SPECIMENS_FOR_GROUPS
     fold_of = grouped_folds(labels, site.groups if grouped else np.arange(len(labels)).astype(str), folds)
     k = int(fold_of.max()) + 1
-    checkpoints = [e for e in CHECKPOINTS if e <= max_epochs] or [max_epochs]
+    with_unlabelled = unlabelled is not None and len(unlabelled) > 0 and pseudo_epochs > 0
+    extra = pseudo_epochs if with_unlabelled else 0
+    checkpoints = schedule(max_epochs, extra)
+    stage1 = checkpoints[-2] if extra else checkpoints[-1]
     total_steps = sum(_steps(int((fold_of != f).sum()), min_steps) for f in range(k)) * checkpoints[-1] + \
         _steps(len(images), min_steps) * checkpoints[-1]
     done = [0]
@@ -241,13 +308,16 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
             if soup:
                 fold_weights[(f, epoch)] = [w.copy() for w in model.get_weights()]
 
-        _fine_tune(base, images[train], labels[train], checkpoints[-1], seed=f, on_checkpoint=record,
-                   cancel=cancel, tick=tick, min_steps=min_steps)
+        _fine_tune(base, images[train], labels[train], stage1, seed=f, on_checkpoint=record, cancel=cancel, tick=tick,
+                   min_steps=min_steps, unlabelled=unlabelled if with_unlabelled else None, pseudo_epochs=extra)
 
     # Settings for fold f come from the other folds only; the final model's from all of them.
     def best_epoch(mask: np.ndarray) -> int:
-        return max(checkpoints, key=lambda e: (_accuracy(held_logits[e][mask], labels[mask]), -e))
+        included = [g for g in range(k) if (mask & (fold_of == g)).any()]
+        return longest_within_one_se({e: [_accuracy(held_logits[e][fold_of == g], labels[fold_of == g])
+                                          for g in included] for e in checkpoints})
 
+    rare = tuple(class_keys.index(c) for c in rare_classes(counts))  # too few verified cells: calls to Review
     probs = np.zeros((len(labels), n_classes))
     ood = np.zeros(len(labels))
     accepted = np.zeros(len(labels), bool)
@@ -263,9 +333,9 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
         ood_threshold = unfamiliar_threshold(scores[others])
         probs[test] = softmax(held_logits[e][test], t)
         ood[test] = scores[test]
-        rule = decide(probs[test], ood[test], review, ood_threshold)
+        rule = decide(probs[test], ood[test], review, ood_threshold, review_classes=rare)
         accepted[test], top[test] = rule.accepted, rule.top
-    after = figures_of(top, accepted, labels)
+    after = figures_of(top, accepted, labels, site.groups if grouped else np.arange(len(labels)))
 
     epochs = best_epoch(np.ones(len(labels), bool))
     temperature = fit_temperature(held_logits[epochs], labels)
@@ -276,8 +346,11 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
 
     if progress:
         progress("final model", done[0] / total_steps)
-    rebuilt = _fine_tune(base, images, labels, epochs, seed=k, on_checkpoint=None, cancel=cancel, tick=tick,
-                         min_steps=min_steps)
+    pseudo: list[int] = []
+    final_pseudo = extra if epochs > stage1 else 0  # the rule chose the pseudo-label round
+    rebuilt = _fine_tune(base, images, labels, stage1 if final_pseudo else epochs, seed=k, on_checkpoint=None,
+                         cancel=cancel, tick=tick, min_steps=min_steps,
+                         unlabelled=unlabelled if final_pseudo else None, pseudo_epochs=final_pseudo, pseudo=pseudo)
     _, feats = _outputs(rebuilt.model, images)
     stats = fit_unfamiliar(feats, labels, n_classes)
     proto = write_back(rebuilt, temperature, stats)
@@ -301,8 +374,14 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
                      f"{after.accuracy:.1%}, balanced {before.balanced_accuracy:.1%} → {after.balanced_accuracy:.1%}).")
     folds_text = (f"{k}-fold grouped by specimen ({site.specimens} specimens)" if grouped
                   else f"{k}-fold by image (no specimens known)")
+    if rare:
+        notes.append(f"Fewer than 10 verified cells of {', '.join(class_keys[i] for i in rare)}: the site model's "
+                     "calls of these go to Review. Verify more of them before trusting its calls.")
     return DeepAdaptation(proto, before, after, epochs, temperature, review_threshold, ood_threshold, folds_text,
-                          grouped, site.specimens, counts, time.perf_counter() - start, parity, notes, soup_proto)
+                          grouped, site.specimens, counts, time.perf_counter() - start, parity, notes, soup_proto,
+                          [class_keys[i] for i in rare], sum(pseudo), len(unlabelled) if with_unlabelled else 0,
+                          EPOCH_RULE + (f"; the longest schedule is {stage1} epochs then one round of pseudo-labels "
+                                        f"on the lab's unlabelled cells ({extra} more)" if extra else ""))
 
 
 def site_metadata(base_meta: dict[str, str], base_sha256: str, result: DeepAdaptation, site: str, number: int,
@@ -318,15 +397,20 @@ def site_metadata(base_meta: dict[str, str], base_sha256: str, result: DeepAdapt
         "review_threshold": f"{result.review_threshold:.2f}",
         "ood_threshold": f"{result.ood_threshold:.6g}",
         "decision_threshold": "0.5",
+        "review_classes": json.dumps(result.review_classes),
         "metrics": json.dumps({"accuracy": round(after.accuracy, 4), "balanced_accuracy": round(after.balanced_accuracy, 4),
-                               "n": after.n, "cross_validated": True, "estimate": "site cross-validated"}),
+                               "n": after.n, "cross_validated": True, "estimate": "site cross-validated",
+                               **({"accuracy_interval": [round(v, 4) for v in after.accuracy_interval]}
+                                  if after.accuracy_interval else {})}),
         "site": json.dumps({
             "name": site, "number": number, "method": "deep", "base_model": base_meta.get("display_name", ""),
             "base_version": base_meta["version"], "base_sha256": base_sha256,
             "cells_per_class": result.cells_per_class, "specimens": result.specimens, "source": source,
             "approved_by": approved_by, "approved_at": now, "signed_by": signers,
             "cross_validation": result.folds, "grouped_by_specimen": result.grouped_by_specimen,
-            "epochs": result.epochs, "augmentation": AUGMENTATION, "learning_rate": LEARNING_RATE,
+            "epochs": result.epochs, "epoch_rule": result.epoch_rule,
+            "unlabelled": {"offered": result.unlabelled, "pseudo_labelled": result.pseudo_labelled},
+            "augmentation": AUGMENTATION, "learning_rate": LEARNING_RATE,
             "before": result.before.as_dict(), "after": after.as_dict(), "notes": result.notes,
             "override": override or "",
         }),

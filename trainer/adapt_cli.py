@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 
@@ -39,10 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--approved-by", default="", help="the lab director approving the site model")
     p.add_argument("--accept-loss", metavar="REASON", help="install even if worse than the base model, for this reason")
     p.add_argument("--report", type=Path, help="write the grouped cross-validation before/after as JSON")
+    p.add_argument("--unlabelled", type=Path, metavar="DIR",
+                   help="the lab's classified, never verified cells (DIR/<specimen>/<image>): one round of pseudo-labels "
+                        "(with --sessions, the cells of its sessions not signed off are used too)")
     p.add_argument("--models-dir", type=Path, help="the user models folder (default: SlideTally's)")
     p.add_argument("--progress-json", action="store_true", help="print progress as JSON lines (for the GUI)")
-    p.add_argument("--no-lab-book", action="store_true", help="do not append a row to the trainer's lab book")
+    p.add_argument("--no-lab-book", action="store_true",
+                   help="do not append a row to the lab's site lab book (site_lab_book.jsonl in its data folder)")
     p.add_argument("--max-epochs", type=int, help=argparse.SUPPRESS)  # tests: a tiny run
+    p.add_argument("--pseudo-epochs", type=int, help=argparse.SUPPRESS)
     p.add_argument("--min-steps", type=int, help=argparse.SUPPRESS)
     return p
 
@@ -124,6 +131,32 @@ def _cells(args, base):
                   "signed_logins": signed["signed_logins"]}
 
 
+SITE_LAB_BOOK = "site_lab_book.jsonl"
+
+
+def _unlabelled(args, base) -> np.ndarray:
+    """The lab's unlabelled cells as the model's input: --unlabelled DIR, and with --sessions the cells of
+    its sessions of this model not signed off (classified, never verified)."""
+    from desktop.core.inference.imaging import IMAGE_EXTENSIONS, UnreadableImage, load_prepared
+    from desktop.core.lab.site_cells import unsigned_session_files
+
+    files = []
+    if args.unlabelled:
+        if not args.unlabelled.is_dir():
+            raise ValueError(f"--unlabelled {args.unlabelled} is not a folder")
+        files += sorted(p for p in args.unlabelled.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if args.sessions:
+        files += unsigned_session_files(args.sessions, base.info)
+    images = []
+    for path in dict.fromkeys(files):
+        try:
+            images.append(load_prepared(path, base.info.input))
+        except (UnreadableImage, OSError):
+            continue
+    spec = base.info.input
+    return np.stack(images) if images else np.zeros((0, spec.height, spec.width, 3), np.uint8)
+
+
 def _progress(args):
     start = time.perf_counter()
 
@@ -151,11 +184,16 @@ def _adapt(args, base, site, source, known, shipped, models_dir) -> int:
     info = base.info
     for problem in site.problems[:10]:
         print(f"warning: skipped {problem}", file=sys.stderr)
-    kwargs = {k: v for k, v in (("max_epochs", args.max_epochs), ("min_steps", args.min_steps)) if v}
+    kwargs = {k: v for k, v in (("max_epochs", args.max_epochs), ("min_steps", args.min_steps),
+                                ("pseudo_epochs", args.pseudo_epochs)) if v}
+    unlabelled = _unlabelled(args, base)
+    if len(unlabelled):
+        source = {**source, "unlabelled_cells": int(len(unlabelled))}
     try:
         result = adapt.deep_adapt(onnx.load(str(info.path)), site, info.class_keys,
                                   (info.review_threshold, info.ood_threshold, info.decision_threshold),
-                                  progress=_progress(args), **kwargs)
+                                  progress=_progress(args), unlabelled=unlabelled if len(unlabelled) else None,
+                                  **kwargs)
     except AdaptationRefused as exc:
         return _fail(str(exc))
     if not args.progress_json:
@@ -167,6 +205,7 @@ def _adapt(args, base, site, source, known, shipped, models_dir) -> int:
     meta = adapt.site_metadata(base_meta, info.sha256, result, name, number, "", sorted(site.signers), source, None)
     proto = adapt.with_metadata(result.proto, meta)
     staging = target.with_name(f".{target.name}.candidate")
+    staging.parent.mkdir(parents=True, exist_ok=True)
     staging.write_bytes(proto.SerializeToString())
     try:
         if args.out:
@@ -182,12 +221,13 @@ def _adapt(args, base, site, source, known, shipped, models_dir) -> int:
     if args.report:
         args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
     _write_card(target, info, result, name, source)
-    if not args.no_lab_book:
+    if not args.no_lab_book:  # the lab's record, in its data folder: the trainer's own lab book is for its runs
         lab_book.append({"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "task": f"site-adapt:{info.key}",
                          "name": target.stem, "epochs": result.epochs, "val_accuracy_clean": round(result.after.accuracy, 4),
                          "val_balanced_accuracy": round(result.after.balanced_accuracy, 4),
                          "minutes": result.seconds / 60, "git_sha": lab_book.git_sha(), "site": report,
-                         "notes": f"deep site adaptation ({result.folds}); val = site cross-validated"})
+                         "notes": f"deep site adaptation ({result.folds}); val = site cross-validated"},
+                        book=(args.sessions or models_dir.parent) / SITE_LAB_BOOK)
     if args.progress_json:
         print(json.dumps({"done": str(target), "report": report}), flush=True)
     else:
@@ -202,6 +242,11 @@ def _print_summary(target: Path, result) -> None:
     for label, f in (("before", result.before), ("after", result.after)):
         print(f"{label:<8} {f.accuracy:>9.3f} {f.balanced_accuracy:>9.3f} {f.accepted_share:>9.3f} "
               f"{f.accepted_accuracy:>21.3f}")
+    if result.after.accuracy_interval:
+        print(f"accuracy after: {result.after.interval_text()}")
+    if result.review_classes:
+        print(f"fewer than 10 verified cells (the site model's calls of these go to Review): "
+              f"{', '.join(result.review_classes)}")
     for note in result.notes:
         print(f"note: {note}")
 
@@ -218,5 +263,11 @@ def _write_card(target: Path, info, result, site: str, source: dict) -> None:
             f"{json.dumps(source)}.\n\n## Site adaptation\n\nSite cross-validated ({result.folds}); the epochs, "
             f"temperature and review threshold that score a fold were chosen on the other folds.\n\n"
             f"| model | accuracy | balanced accuracy | accepted | right among accepted |\n|---|---|---|---|---|\n"
-            f"{rows}\n" + "".join(f"\nNote: {n}\n" for n in result.notes))
+            f"{rows}\n"
+            + (f"\nAccuracy of the site model: 95% interval {result.after.interval_text()}.\n"
+               if result.after.accuracy_interval else "")
+            + f"\nEpochs: {result.epoch_rule}."
+            + (f" Unlabelled cells: {result.pseudo_labelled} of {result.unlabelled} pseudo-labelled for the final model."
+               if result.unlabelled else "") + "\n"
+            + "".join(f"\nNote: {n}\n" for n in result.notes))
     target.with_suffix(".card.md").write_text(text, encoding="utf-8")

@@ -299,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accept-loss", metavar="REASON",
                    help="write the site model even if it is worse than the base model, for this reason (kept in it)")
     p.add_argument("--data-dir", help="where sessions are stored (default: the user data folder)")
+    p.add_argument("--report", metavar="FILE.json", help="write the site cross-validated before/after, with the "
+                   "accuracy's 95%% interval, as JSON")
     p.set_defaults(func=cmd_adapt)
     p = sub.add_parser("audit-check", help="check that stored records are what SlideTally wrote (exit 2 if altered, "
                                            "3 if one cannot be read)")

@@ -50,7 +50,10 @@ def cmd_verify(args) -> int:
 
 
 def cmd_adapt(args) -> int:
-    """Fit a site model on verified cells (cross-validated), write it, print before/after."""
+    """Fit a site model on verified cells (cross-validated), write it, print before/after (and --report)."""
+    import json
+
+    from desktop.core.atomic import write_atomically
     from desktop.core.lab.adaptation import AdaptationRefused
     from desktop.core.lab.site_cells import (
         cells_from_folder,
@@ -64,6 +67,11 @@ def cmd_adapt(args) -> int:
     model = resolve_model(args.model)
     if model.info.site:
         raise CliError(f"{model.info.key} is a site model; adapt from the model it was made from")
+    if args.report:
+        from desktop.outlets.destinations import check_destinations
+
+        check_destinations({"--report": Path(args.report)}, analysed=None, data_dir=data_dir(args),
+                           model_files=[model.info.path])
     notes = []
     if args.verified:
         cells = cells_from_folder(Path(args.verified), model.info)
@@ -92,11 +100,19 @@ def cmd_adapt(args) -> int:
     print(f"site cross-validated ({a.folds}); cells per class: "
           + ", ".join(f"{k} {n}" for k, n in a.cells_per_class.items()))
     if a.kept_from_base:
-        print(f"held close to the base model (fewer than 10 verified cells): {', '.join(a.kept_from_base)}")
+        print(f"fewer than 10 verified cells (held close to the base model; the site model's calls of these go to "
+              f"Review): {', '.join(a.kept_from_base)}")
     print(f"{'':<10} {'accuracy':>9} {'balanced':>9} {'accepted':>9} {'right among accepted':>21}")
     for name, f in (("before", a.before), ("after", a.after)):
         print(f"{name:<10} {f.accuracy:>9.3f} {f.balanced_accuracy:>9.3f} {f.accepted_share:>9.3f} "
               f"{f.accepted_accuracy:>21.3f}")
+    if a.after.accuracy_interval:
+        print(f"accuracy after: {a.after.interval_text()}")
     for note in [*a.notes, *notes]:
         print(f"note: {note}")
+    if args.report:
+        report = {"before": a.before.as_dict(), "after": a.after.as_dict(), "folds": a.folds,
+                  "method": "quick: a new head on the model's features", "review_classes": a.kept_from_base,
+                  "cells_per_class": a.cells_per_class, "estimate": "site cross-validated", "notes": [*a.notes, *notes]}
+        write_atomically(Path(args.report), json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 0

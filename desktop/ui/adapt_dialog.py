@@ -240,7 +240,7 @@ class AdaptDialog(QDialog):
         self.prepared = prepared
         a = prepared.adaptation
         self.text.setHtml(report_html({"before": a.before.as_dict(), "after": a.after.as_dict(), "folds": a.folds,
-                                       "cells": a.after.n, "notes": a.notes},
+                                       "cells": a.after.n, "notes": a.notes, "review_classes": a.kept_from_base},
                                       "Quick (a new head on the base model's features; the weaker method)"))
         self._offer_install(a.before.as_dict(), a.after.as_dict())
 
@@ -332,6 +332,20 @@ def report_html(report: dict, method: str) -> str:
              "<table border=1 cellspacing=0 cellpadding=4><tr><th></th><th>Accuracy</th><th>Balanced accuracy</th>"
              "<th>Accepted (not Review)</th><th>Right among accepted</th></tr>",
              row("Base model", before), row("Site model", after), "</table>"]
+    interval = after.get("accuracy_interval")
+    if interval:
+        parts.append(f"<p><b>Accuracy of the site model: {cell(after.get('accuracy'))}, 95% interval "
+                     f"{cell(interval[0])}–{cell(interval[1])}</b> (resampling this lab's specimens: what another "
+                     "specimen of this lab can expect).</p>")
+    rare = report.get("review_classes") or []
+    if rare:
+        parts.append(f"<p style='color:#b45309'><b>Fewer than 10 verified cells:</b> {e(', '.join(rare))}. The site "
+                     "model's calls of these go to Review; verify more of them before relying on it.</p>")
+    unlabelled = report.get("unlabelled") or {}
+    if unlabelled.get("offered"):
+        parts.append(f"<p>The lab's unlabelled cells (sessions not signed off): {unlabelled['pseudo_labelled']} of "
+                     f"{unlabelled['offered']} confidently called cells also trained the site model; its thresholds "
+                     "were set on verified cells only.</p>")
     loss = loss_text(before, after)
     if loss:
         parts.append(f"<p style='color:#b00020'><b>Worse than the base model:</b> {e(loss)}. It is installed only if "

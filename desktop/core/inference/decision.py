@@ -50,11 +50,21 @@ class Decisions:
 
 
 def decide(probabilities: np.ndarray, ood: np.ndarray | None, review_threshold: float, ood_threshold: float | None,
-           decision_threshold: float = 0.5, review_band: ReviewBand | None = None) -> Decisions:
+           decision_threshold: float = 0.5, review_band: ReviewBand | None = None,
+           review_classes: tuple[int, ...] = ()) -> Decisions:
     """The one decision rule (app, CLI, verification, adaptation): two-class models call the
     second class at P >= decision_threshold, others take the most probable class. A two-class model
     with a `review_band` sends the calls whose P(second class) lies in it to Review, on both sides of
-    the threshold, instead of those below `review_threshold`."""
+    the threshold, instead of those below `review_threshold`. Calls of `review_classes` (a site model's
+    classes with too few verified cells to trust) always go to Review."""
+    rule = _decide(probabilities, ood, review_threshold, ood_threshold, decision_threshold, review_band)
+    if not review_classes:
+        return rule
+    return Decisions(rule.top, rule.unfamiliar, rule.low_confidence | np.isin(rule.top, list(review_classes)))
+
+
+def _decide(probabilities: np.ndarray, ood: np.ndarray | None, review_threshold: float, ood_threshold: float | None,
+            decision_threshold: float, review_band: ReviewBand | None) -> Decisions:
     probabilities = np.asarray(probabilities)
     if probabilities.shape[1] == 2:
         top = (probabilities[:, 1] >= decision_threshold).astype(int)
@@ -73,13 +83,13 @@ def decide(probabilities: np.ndarray, ood: np.ndarray | None, review_threshold: 
 def decide_for(info: ModelInfo, probabilities: np.ndarray, ood: np.ndarray | None) -> Decisions:
     """`decide` with every threshold the model's metadata declares."""
     return decide(probabilities, ood, info.review_threshold, info.ood_threshold, info.decision_threshold,
-                  info.review_band)
+                  info.review_band, tuple(info.class_keys.index(k) for k in info.review_classes))
 
 
 def review_by_rule(info: ModelInfo, ai_class: str | None, confidence: float, unfamiliar: bool) -> bool:
     """The Review flag the decision rule gives a stored AI call (its class and the probability it was
     decided on): what sign-off checks each cell's flag against."""
-    if unfamiliar:
+    if unfamiliar or ai_class in info.review_classes:
         return True
     keys = info.class_keys
     if info.review_band is not None and len(keys) == 2:

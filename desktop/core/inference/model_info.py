@@ -70,6 +70,7 @@ class ModelInfo:
     review_band: ReviewBand | None = None  # two-class models: Review on both sides of the decision threshold
     fraction_estimator: FractionEstimator | None = None  # patch models: how the slide's fraction and interval are made
     colour_guard: ColourGuard | None = None  # patch models: colour statistics far from the training patches: Unfamiliar
+    review_classes: tuple[str, ...] = ()  # site models: classes with too few verified cells; their calls go to Review
     sha256: str = field(default="", compare=False)  # of the model file: what a session is bound to
     metrics: dict = field(default_factory=dict, compare=False)
     dataset: dict = field(default_factory=dict, compare=False)
@@ -154,6 +155,15 @@ def _quantification(meta: dict[str, str], decision: float, n_classes: int, path:
     return parts
 
 
+def _review_classes(meta: dict[str, str], keys: set[str], path: Path) -> tuple[str, ...]:
+    if "review_classes" not in meta:
+        return ()
+    value = _json(meta, "review_classes", path)
+    if not isinstance(value, list) or not all(isinstance(k, str) and k in keys for k in value):
+        raise ModelError(f"{path.name}: metadata 'review_classes' must be a list of the model's class keys")
+    return tuple(value)
+
+
 MAX_METADATA_CHARS = 1_000_000  # all values together: a card's worth, not a payload
 
 
@@ -223,5 +233,6 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
         provenance=_json(meta, "provenance", path) if "provenance" in meta else {},
         site=_json(meta, "site", path) if "site" in meta else {},
+        review_classes=_review_classes(meta, {c.key for c in classes}, path),
         **_quantification(meta, decision, len(classes), path),
     )

@@ -60,9 +60,44 @@ class RuleFigures:
     balanced_accuracy: float  # mean recall over the classes present
     accepted_share: float  # not sent to Review / Unfamiliar
     accepted_accuracy: float  # right among the accepted calls
+    accuracy_interval: tuple[float, float] | None = None  # 95%, by resampling specimens (out-of-fold figures)
 
     def as_dict(self) -> dict:
-        return {k: round(float(v), 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+        out = {k: round(float(v), 4) if isinstance(v, float) else v for k, v in self.__dict__.items()
+               if k != "accuracy_interval"}
+        if self.accuracy_interval is not None:
+            out["accuracy_interval"] = [round(float(v), 4) for v in self.accuracy_interval]
+        return out
+
+    def interval_text(self) -> str:
+        """'0.81–0.88 (95%, resampling specimens)', or '' without one."""
+        if self.accuracy_interval is None:
+            return ""
+        lo, hi = self.accuracy_interval
+        return f"{lo:.1%}–{hi:.1%} (95%, resampling specimens)"
+
+
+BOOTSTRAP_ROUNDS = 2000
+
+
+def specimen_interval(right: np.ndarray, groups: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS,
+                      seed: int = 0) -> tuple[float, float]:
+    """95% interval of an accuracy by resampling whole specimens (groups) with replacement: cells of
+    one specimen share its look, so they are not independent draws."""
+    right = np.asarray(right, bool)
+    unique, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    hits = np.bincount(inverse, weights=right.astype(float), minlength=len(unique))
+    sizes = np.bincount(inverse, minlength=len(unique)).astype(float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(unique), (rounds, len(unique)))
+    accuracy = hits[draws].sum(axis=1) / np.maximum(sizes[draws].sum(axis=1), 1)
+    return float(np.percentile(accuracy, 2.5)), float(np.percentile(accuracy, 97.5))
+
+
+def rare_classes(counts: dict[str, int]) -> list[str]:
+    """Classes with fewer than MIN_CELLS verified cells: named to the lab, and the site model's calls of
+    them go to Review (metadata `review_classes`)."""
+    return [k for k, n in counts.items() if n < MIN_CELLS]
 
 
 @dataclass(frozen=True)
@@ -75,23 +110,27 @@ class Adaptation:
     before: RuleFigures
     after: RuleFigures
     cells_per_class: dict[str, int]
-    kept_from_base: list[str]  # classes with fewer than MIN_CELLS: held close to the base head
+    kept_from_base: list[str]  # classes with fewer than MIN_CELLS: held close to the base head, calls to Review
     folds: str
     notes: list[str] = field(default_factory=list)
 
 
 def rule_figures(probabilities: np.ndarray, ood: np.ndarray | None, labels: np.ndarray, review_threshold: float,
-                 ood_threshold: float | None, decision_threshold: float = 0.5) -> RuleFigures:
-    rule = decide(probabilities, ood, review_threshold, ood_threshold, decision_threshold)
+                 ood_threshold: float | None, decision_threshold: float = 0.5,
+                 review_classes: tuple[int, ...] = ()) -> RuleFigures:
+    rule = decide(probabilities, ood, review_threshold, ood_threshold, decision_threshold, None, review_classes)
     return figures_of(rule.top, rule.accepted, labels)
 
 
-def figures_of(calls: np.ndarray, accepted: np.ndarray, labels: np.ndarray) -> RuleFigures:
-    """The figures of calls already decided (`accepted`: not sent to Review or Unfamiliar)."""
+def figures_of(calls: np.ndarray, accepted: np.ndarray, labels: np.ndarray,
+               groups: np.ndarray | None = None) -> RuleFigures:
+    """The figures of calls already decided (`accepted`: not sent to Review or Unfamiliar); with `groups`
+    (the specimens), the accuracy's 95% interval by resampling them."""
     right = calls == labels
     recalls = [right[labels == k].mean() for k in np.unique(labels)]
+    interval = specimen_interval(right, groups) if groups is not None else None
     return RuleFigures(int(len(labels)), float(right.mean()), float(np.mean(recalls)), float(accepted.mean()),
-                       float(right[accepted].mean()) if accepted.any() else float("nan"))
+                       float(right[accepted].mean()) if accepted.any() else float("nan"), interval)
 
 
 def class_pull(counts: np.ndarray) -> np.ndarray:
@@ -207,13 +246,15 @@ def adapt(site: SiteSet, base: Head, class_keys: list[str], base_review_threshol
     temperature = fit_temperature(logits, site.labels, SITE_TEMPERATURES, refine=False)
     probabilities = softmax(logits, temperature)
     ood_threshold = unfamiliar_threshold(ood)
+    rare = tuple(class_keys.index(k) for k in rare_classes(counts))  # their calls go to Review
     review_threshold = 0.99
     for t in SITE_REVIEW_THRESHOLDS:  # the lowest threshold whose accepted calls are right enough
-        fig = rule_figures(probabilities, ood, site.labels, t, ood_threshold)
+        fig = rule_figures(probabilities, ood, site.labels, t, ood_threshold, review_classes=rare)
         if fig.accepted_accuracy >= TARGET_ACCEPTED_ACCURACY:
             review_threshold = float(t)
             break
-    after = rule_figures(probabilities, ood, site.labels, review_threshold, ood_threshold)
+    rule = decide(probabilities, ood, review_threshold, ood_threshold, review_classes=rare)
+    after = figures_of(rule.top, rule.accepted, site.labels, site.groups)
     before = rule_figures(site.base_probabilities, site.base_ood, site.labels, base_review_threshold,
                           base_ood_threshold, base_decision_threshold)
     weights, bias = fit_head(site.features, site.labels, base, strength)
@@ -228,4 +269,4 @@ def adapt(site: SiteSet, base: Head, class_keys: list[str], base_review_threshol
         notes.append(f"No review threshold reached {TARGET_ACCEPTED_ACCURACY:.0%} right among accepted calls; 0.99 is used.")
     return Adaptation(SiteHead(weights / temperature, bias / temperature, centroids, inverse_std), temperature,
                       review_threshold, ood_threshold, strength, before, after, counts,
-                      [k for k in class_keys if counts[k] < MIN_CELLS], fold_text, notes)
+                      rare_classes(counts), fold_text, notes)

@@ -30,7 +30,7 @@ def deep_adapt_arguments(base: Path, site: str, candidate: Path, models_dir: Pat
     """Arguments after the trainer command: exactly one of `verified` (folder) or `sessions` (data folder)."""
     source = ["--verified", str(verified)] if verified is not None else ["--sessions", str(sessions)]
     return ["adapt", "--base", str(base), *source, "--site", site, "--candidate", str(candidate),
-            "--models-dir", str(models_dir), "--progress-json", "--no-lab-book"]
+            "--models-dir", str(models_dir), "--progress-json"]  # the lab book row goes to the lab's data folder
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,23 @@ def signed_sessions(root: Path, info: ModelInfo, since: str | None = None) -> Fo
     return FoundSessions(sorted(found, key=lambda s: s.meta.get("signed_at", "")), altered)
 
 
+def unsigned_session_files(root: Path, info: ModelInfo) -> list[Path]:
+    """The image files of this model's sessions not signed off (classified, never verified: the lab's
+    unlabelled cells), readable and present; altered sessions and tiles of tissue images are left out."""
+    files = []
+    for path in session_files(root):
+        try:
+            meta, cells = read_session(path)
+            if meta.get("model_sha256") != info.sha256 or meta.get("state") == SessionState.SIGNED \
+                    or check_session_file(path):
+                continue
+        except Exception:  # noqa: BLE001 - a damaged or foreign file is not a source of cells
+            continue
+        folder = Path(meta.get("folder", ""))
+        files += [folder / c.file for c in cells if not c.unreadable and not c.missing and "#" not in c.file]
+    return files
+
+
 def cells_from_sessions(sessions: list[SignedSession], info: ModelInfo) -> list[VerifiedCell]:
     keys = info.class_keys
     out = []

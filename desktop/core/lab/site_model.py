@@ -56,7 +56,10 @@ def site_metadata(base: Model, adaptation: Adaptation, site: str, number: int, a
         "ood_threshold": f"{adaptation.ood_threshold:.6g}",
         "decision_threshold": "0.5",
         "metrics": json.dumps({"accuracy": round(after.accuracy, 4), "balanced_accuracy": round(after.balanced_accuracy, 4),
-                               "n": after.n, "cross_validated": True}),
+                               "n": after.n, "cross_validated": True,
+                               **({"accuracy_interval": after.as_dict()["accuracy_interval"]}
+                                  if after.accuracy_interval else {})}),
+        "review_classes": json.dumps(adaptation.kept_from_base),
         "site": json.dumps({
             "name": site, "number": number, "base_model": info.key, "base_version": info.version,
             "base_sha256": info.sha256, "cells_per_class": adaptation.cells_per_class,
