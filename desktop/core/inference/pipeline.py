@@ -26,7 +26,7 @@ from desktop.core.inference.model import Model, worker_threads
 from desktop.core.inference.scan import content_hash, hash_large_file
 from desktop.core.inference.slide import Tile
 from desktop.core.inference.threads import ThreadChoice
-from desktop.core.inference.wsi import SlideTile, read_tile
+from desktop.core.inference.wsi import SlideTile, read_tile, tile_identity
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[dict, list
             if getattr(item, "problem", ""):  # a pipe, a device, a folder we may not list: never opened
                 raise UnreadableImage(item.problem)
             if isinstance(item, SlideTile):
-                digest = tissue.slide_hash(item.path)
+                digest = tile_identity(item, tissue.slide_hash(item.path))  # the file's bytes and the scale read at
                 pixels[len(good)] = prepare(read_tile(item), spec)
             elif isinstance(item, Tile):
                 rgb, digest = tissue.get(item.path)

@@ -14,12 +14,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from desktop.core.inference.imaging import MAX_PIXELS, UnreadableImage
+from desktop.core.inference.imaging import MAX_PIXELS
 from desktop.core.inference.model_info import IDC_DEFAULT_MPP, MPP_RANGE
 from desktop.core.inference.slide import MAP_CELL_PX, PatchGrid
+from desktop.core.inference.slide_process import (
+    MAX_MODEL_TILES,
+    OPEN_SECONDS,
+    READ_SECONDS,
+    SlideError,
+    SlideFacts,
+    pool,
+    regular_file,
+)
 from desktop.core.inference.tissue import MASK_PX_PER_TILE, tissue_pixels, tissue_tiles
 
 # Vendor formats are whole slides by their name; a .tif/.tiff is one when OpenSlide reads it and it
@@ -36,10 +44,8 @@ SCALE_TOLERANCE = 0.02  # a level this much coarser than asked still counts (rou
 MAX_COARSER = 1.05  # a slide coarser than the model by more than this is refused (upsampling invents detail)
 # The largest region read in one OpenSlide call (pixels a side): the overview is built block by block.
 READ_BLOCK_PX = 2048
-
-
-class SlideError(UnreadableImage):
-    """A whole-slide image that cannot be used; the message says why in plain words."""
+MAX_OVERVIEW_PIXELS = 64 * 2**20  # an overview (tissue mask, mosaic) is never larger: refused before allocation
+DETECT_SECONDS = 10.0
 
 
 class ScaleUnknown(SlideError):
@@ -95,21 +101,22 @@ def is_slide_name(path: Path) -> bool:
 
 
 def is_slide_file(path: Path) -> bool:
-    """True for a file OpenSlide reads as a whole slide (by its name, then its contents for TIFF)."""
+    """True for a file OpenSlide reads as a whole slide (by its name, then its contents for TIFF). Only regular
+    files are looked into, in the helper process: a TIFF that crashes or hangs OpenSlide is taken as a slide,
+    so it becomes one Unreadable row with the reason instead of reaching an image decoder."""
     suffix = path.suffix.lower()
     if suffix in VENDOR_SUFFIXES:
         return True
-    if suffix not in TIFF_SUFFIXES:
+    if suffix not in TIFF_SUFFIXES or not regular_file(path) or openslide_missing():
         return False
     try:
-        openslide = _openslide()
-        if openslide.OpenSlide.detect_format(str(path)) is None:
+        if pool().ask(("detect", str(path), None), DETECT_SECONDS) is None:
             return False
-        with openslide.OpenSlide(str(path)) as slide:
-            width, height = slide.dimensions
-            return slide.level_count > 1 or width * height > MAX_PIXELS
-    except Exception:  # noqa: BLE001 - OpenSlideError, OSError, no OpenSlide: not a slide we can read
-        return False
+        facts: SlideFacts = pool().ask(("open", str(path), None), OPEN_SECONDS)
+    except SlideError as exc:
+        return "OpenSlide" in str(exc)  # stopped or crashed: a slide's row says why; a plain refusal: an image
+    width, height = facts.dimensions
+    return len(facts.level_dimensions) > 1 or width * height > MAX_PIXELS
 
 
 def plausible_mpp(value: float) -> bool:
@@ -148,40 +155,29 @@ def choose_level(downsamples: tuple[float, ...], mpp: float, model_mpp: float) -
     return max(fits, key=lambda i: downsamples[i]) if fits else min(range(len(downsamples)), key=lambda i: downsamples[i])
 
 
-def _rgb(region, size: tuple[int, int] | None = None) -> np.ndarray:
-    """OpenSlide's RGBA region as RGB (area-resized to `size` (w, h) first: one pass over the four channels),
-    white where there is no slide. Transparent pixels are (0, 0, 0, 0), so after the resize RGB + (255 - alpha)
-    is the region laid on white."""
-    rgba = np.asarray(region)
-    if size is not None and (rgba.shape[1], rgba.shape[0]) != size:
-        rgba = cv2.resize(rgba, size, interpolation=cv2.INTER_AREA)
-    alpha = rgba[:, :, 3:4]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgba[:, :, :3])
-    return np.minimum(rgba[:, :, :3].astype(np.int16) + (255 - alpha.astype(np.int16)), 255).astype(np.uint8)
-
-
 class WholeSlide:
-    """One open slide read at a patch model's scale. OpenSlide reads are thread-safe, so the decode
-    workers share it."""
+    """One slide read at a patch model's scale, through the helper processes (`slide_process`): this
+    object holds what the open told, never an OpenSlide handle."""
 
     def __init__(self, path: Path, model_mpp: float, declared_mpp: float | None = None) -> None:
-        openslide = _openslide()
+        _openslide()
         self.path = Path(path)
-        try:
-            self._slide = openslide.OpenSlide(str(self.path))
-        except openslide.OpenSlideUnsupportedFormatError as exc:
-            raise SlideError("not a whole-slide image OpenSlide can read") from exc
-        except (openslide.OpenSlideError, OSError) as exc:
-            raise SlideError(f"damaged whole-slide image ({exc})") from exc
-        mpp, source = slide_mpp(self._slide.properties, declared_mpp)
-        downsamples = tuple(float(d) for d in self._slide.level_downsamples)
+        if not regular_file(self.path):
+            raise SlideError("not a regular file (a pipe, a device or a folder is never read as a slide)")
+        facts: SlideFacts = pool().ask(("open", str(self.path), None), OPEN_SECONDS)
+        mpp, source = slide_mpp(facts.properties, declared_mpp)
+        downsamples = facts.level_downsamples
         level = choose_level(downsamples, mpp, model_mpp)
         self.scale = SlideScale(mpp, source, model_mpp, level, downsamples[level])
-        self.dimensions = self._slide.dimensions
+        self.dimensions = facts.dimensions
+        self._facts = facts
 
     def close(self) -> None:
-        self._slide.close()
+        """Nothing to release here: the helper processes hold the file."""
+
+    def _region(self, location: tuple[int, int], level: int, size: tuple[int, int],
+                out_size: tuple[int, int]) -> np.ndarray:
+        return pool().ask(("region", str(self.path), (location, level, size, out_size)), READ_SECONDS)
 
     @property
     def model_size(self) -> tuple[int, int]:
@@ -194,20 +190,21 @@ class WholeSlide:
         s = self.scale
         k, f = s.level0_per_model_px, s.factor
         w, h = max(1, round(width * f)), max(1, round(height * f))
-        try:
-            region = self._slide.read_region((round(x * k), round(y * k)), s.level, (w, h))
-        except Exception as exc:  # OpenSlideError: a damaged tile is this tile's reason
-            raise SlideError(f"damaged whole-slide image ({exc})") from exc
-        return _rgb(region, (width, height))
+        return self._region((round(x * k), round(y * k)), s.level, (w, h), (width, height))
 
     def overview(self, model_px_per_px: float) -> np.ndarray:
         """The whole slide at 1/`model_px_per_px` of the model's scale, built block by block from the
-        coarsest level that is fine enough (never a whole fine level in memory)."""
-        openslide_level = self._slide.get_best_level_for_downsample(self.scale.level0_per_model_px * model_px_per_px)
-        downsample = float(self._slide.level_downsamples[openslide_level])
-        level_w, level_h = self._slide.level_dimensions[openslide_level]
+        coarsest level that is fine enough (never a whole fine level in memory, never more than
+        MAX_OVERVIEW_PIXELS: checked before the image is made)."""
+        level = pool().ask(("best_level", str(self.path), self.scale.level0_per_model_px * model_px_per_px),
+                           OPEN_SECONDS)
+        downsample = float(self._facts.level_downsamples[level])
+        level_w, level_h = self._facts.level_dimensions[level]
         per_level_px = downsample / (self.scale.level0_per_model_px * model_px_per_px)  # overview px per level px
         out_w, out_h = max(1, int(level_w * per_level_px)), max(1, int(level_h * per_level_px))
+        if out_w * out_h > MAX_OVERVIEW_PIXELS:
+            raise SlideError(f"the slide's overview would be {out_w:,} x {out_h:,} pixels (at most "
+                             f"{MAX_OVERVIEW_PIXELS:,}): it claims more tissue than any slide holds")
         out = np.full((out_h, out_w, 3), 255, np.uint8)
         for top in range(0, level_h, READ_BLOCK_PX):
             for left in range(0, level_w, READ_BLOCK_PX):
@@ -215,9 +212,8 @@ class WholeSlide:
                 x0, y0 = int(left * per_level_px), int(top * per_level_px)
                 x1, y1 = min(out_w, int((left + w) * per_level_px)), min(out_h, int((top + h) * per_level_px))
                 if x1 > x0 and y1 > y0:
-                    region = self._slide.read_region((round(left * downsample), round(top * downsample)),
-                                                     openslide_level, (w, h))
-                    out[y0:y1, x0:x1] = _rgb(region, (x1 - x0, y1 - y0))
+                    out[y0:y1, x0:x1] = self._region((round(left * downsample), round(top * downsample)), level,
+                                                     (w, h), (x1 - x0, y1 - y0))
         return out
 
 
@@ -266,6 +262,18 @@ def read_slide_tile(path: Path, x: int, y: int, size: int, model_mpp: float) -> 
     return open_slide(path, model_mpp).read(x, y, size, size)
 
 
+def tile_identity(tile: SlideTile, file_hash: str | None) -> str | None:
+    """A slide tile's identity: its file's bytes and the scale it is read at. A tile read at another µm per
+    pixel is another tile (its call is not the old one's), like a file whose bytes changed."""
+    if file_hash is None:
+        return None
+    try:
+        mpp = open_slide(tile.path, tile.model_mpp, tile.declared_mpp).scale.mpp
+    except SlideError:
+        return file_hash
+    return f"{file_hash}@{mpp:.6g}um"
+
+
 def read_tile(tile: SlideTile) -> np.ndarray:
     """The tile's pixels at the model's scale (decode workers and thumbnails alike)."""
     slide = open_slide(tile.path, tile.model_mpp, tile.declared_mpp)
@@ -278,9 +286,14 @@ def tissue_grid(slide: WholeSlide, grid: PatchGrid) -> np.ndarray:
 
 
 def slide_tiles(source, grid: PatchGrid, model_mpp: float, declared_mpp: float | None = None) -> list[SlideTile]:
-    """The tissue tiles of a slide file (a SourceFile), in rows; `SlideError` when it cannot be used."""
+    """The tissue tiles of a slide file (a SourceFile), in rows; `SlideError` when it cannot be used (a slide
+    that claims more tiles at the model's scale than any slide holds is refused before its overview is read)."""
     slide = open_slide(source.path, model_mpp, declared_mpp)
     width, height = slide.model_size
+    claimed = -(-width // grid.stride) * -(-height // grid.stride)
+    if claimed > MAX_MODEL_TILES:
+        raise SlideError(f"the slide claims {claimed:,} tiles at the model's scale ({width:,} x {height:,} model "
+                         f"pixels; at most {MAX_MODEL_TILES:,}): more than any slide holds")
     tiles = []
     for row, column in zip(*np.nonzero(tissue_grid(slide, grid))):
         x, y = int(column) * grid.stride, int(row) * grid.stride

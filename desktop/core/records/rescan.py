@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from desktop.core.inference.scan import ScanCancelled, hash_file, hash_large_file
-from desktop.core.inference.wsi import SlideTile
+from desktop.core.inference.wsi import SlideTile, tile_identity
 from desktop.core.records.domain import FolderChanges
 from desktop.core.records.store import StoredFile
 
@@ -29,10 +29,12 @@ def compare(items: list, known: dict[str, StoredFile], cancel: threading.Event |
         if item.path not in hashes:  # every file, every time: a same-size, same-time byte change is a change
             # (a tissue image's or a slide's tiles share one file; a slide is hashed in chunks, whatever its size)
             hashes[item.path] = (hash_large_file if isinstance(item, SlideTile) else hash_file)(item.path)
-        if hashes[item.path] is None and stored.content_hash is None and not stored.missing \
+        # a slide's tile is also known by the scale it is read at: another µm per pixel is another tile
+        current = tile_identity(item, hashes[item.path]) if isinstance(item, SlideTile) else hashes[item.path]
+        if current is None and stored.content_hash is None and not stored.missing \
                 and (stored.size, stored.mtime) == (item.size, item.mtime):
             continue  # unreadable before and now (a pipe, a device, a broken link): nothing new to say
-        if hashes[item.path] is not None and hashes[item.path] == stored.content_hash:
+        if current is not None and current == stored.content_hash:
             if stored.missing:
                 returned.append(item.relative)
             elif (stored.size, stored.mtime) != (item.size, item.mtime):
