@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 
 from desktop.core.records.review import REVIEW
 from desktop.ui.dialogs import IdentityForm
+from desktop.ui.gallery import CellRole
 
 
 @pytest.fixture
@@ -406,3 +407,26 @@ def test_sign_off_and_verification_record_the_computer_login(tmp_path):
     s.close()
     signed = who_signed(signed_sessions(tmp_path / "data", info))
     assert signed == {"signed_by": ["Ana", "Ben"], "signed_logins": ["ana", "ben"]}
+
+
+def test_a_bin_click_selects_its_first_cell_and_the_keys_act(qtbot, desk):
+    """Walk F: after a click on a bin, Space, Enter and the digits acted on nothing."""
+    models, (first, _), tmp, asked, _ = desk
+    window = active_window(qtbot, tmp, models)
+    opened(qtbot, window, first)
+    for _ in range(3):  # three cells confirmed: they leave Review for their class's bin
+        press(qtbot, Qt.Key.Key_Return)
+    done = [c for c in window.gallery_model.cells if c.confirmed]
+    assert done and window.gallery.selected_rows()  # a Review cell is selected: not in the bin clicked next
+    target = done[0].final_class or done[0].ai_class
+    row = next(i for i in range(window.bins.count())
+               if window.bins.item(i).data(Qt.ItemDataRole.UserRole) == target)
+    rect = window.bins.visualItemRect(window.bins.item(row))
+    qtbot.mouseClick(window.bins.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: bool(window.gallery.selected_rows()), timeout=3000)
+    assert window.gallery.selected_rows() == [0]
+    chosen = window.proxy.data(window.proxy.index(0, 0), CellRole).file
+    press(qtbot, Qt.Key.Key_1)  # the first class's key, wherever the focus is but a text field
+    qtbot.waitUntil(lambda: next(c for c in window.gallery_model.cells if c.file == chosen).final_class is not None,
+                    timeout=3000)
+    window.sessions.close_session()

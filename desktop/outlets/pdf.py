@@ -57,7 +57,8 @@ def report_document(report: AssayReport, folder: Path | None = None, heat: QImag
     e = html.escape
     r, m = report.record, report.model
     images: dict[str, QImage] = {}
-    title = "SlideTally report" if report.final else "SlideTally report — PRELIMINARY (not signed off)"
+    title = ("SlideTally report — CORRECTED (replaces the report signed before the reopen)" if report.corrected
+             else "SlideTally report" if report.final else "SlideTally report — PRELIMINARY (not signed off)")
     skip = {"exported_at", "exported_by", "report_status"}
     identity = "".join(f"<tr><td><b>{e(label)}</b></td><td>{e(value)}</td></tr>"
                        for name, label, value in report.identity() if value and name not in skip)
@@ -82,12 +83,14 @@ def report_document(report: AssayReport, folder: Path | None = None, heat: QImag
         rows = "".join(
             f"<tr><td>{e(c.label)}</td><td align=right>{c.ai}</td><td align=right>{c.final}</td>"
             f"<td align=right>{c.result.text() if c.result else ''}</td><td>{e(c.result.unit.symbol) if c.result else ''}</td>"
+            f"<td>{c.result.ci_text() if c.result else ''}</td>"
             f"<td>{'' if not c.result or c.result.interval is None else f'{c.result.interval[0]:g}–{c.result.interval[1]:g}'}"
             f"</td><td><b>{c.result.flag if c.result else ''}</b></td>"
             f"<td style='font-size:8pt'>{e(c.result.code.code) if c.result and c.result.code else ''}</td></tr>"
             for c in report.classes)
         parts.append("<table border=1 cellspacing=0 cellpadding=4><tr><th>Class</th><th>AI count</th><th>Final count</th>"
-                     f"<th>Value</th><th>Unit</th><th>Reference</th><th>Flag</th><th>Code</th></tr>{rows}</table>")
+                     f"<th>Value</th><th>Unit</th><th>95% CI</th><th>Reference</th><th>Flag</th><th>Code</th></tr>{rows}</table>")
+        parts.append(f"<p style='font-size:8pt'>{e(report.precision)}</p>")
     else:
         fraction = report.result("idc_fraction")
         slide = report.slide

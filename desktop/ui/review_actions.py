@@ -74,8 +74,11 @@ class ReviewActions:
         return next((r for r in shown if r >= 0), None)
 
     def bin_changed(self, current, _previous) -> None:
+        """A bin chosen: its cells shown and its first cell selected, so Space, Enter and the digits act at once."""
         if current is not None:
             self.w.proxy.set_bin(current.data(Qt.ItemDataRole.UserRole))
+            if self.w.proxy.rowCount():
+                self.w.gallery.select_row(0)
 
     def dropped_on_bin(self, ids: list[int], key: str) -> None:
         if key and not key.startswith("__"):

@@ -128,15 +128,17 @@ class SummaryPanel(QWidget):
     def _differential_html(self, report: AssayReport) -> str:
         rows = ["<table cellspacing=0 cellpadding=3 width='100%'>",
                 "<tr><th align=left>Class</th><th align=right>AI</th><th align=right>Final</th>"
-                "<th align=right>Value</th><th align=left>Ref.</th><th></th></tr>"]
+                "<th align=right>Value</th><th align=left>95% CI</th><th align=left>Ref.</th><th></th></tr>"]
         for c in report.classes:
             r = c.result
             value = "" if r is None or r.value is None else f"{r.text()} {r.unit.symbol}"
             ref = "" if r is None or r.interval is None else f"{r.interval[0]:g}–{r.interval[1]:g}"
+            ci = "" if r is None or r.ci is None else f"<span style='color:#555'>{r.ci_text()}</span>"
             flag = f"<b style='color:#b00020'>{r.flag}</b>" if r is not None and r.flag else ""
             rows.append(f"<tr><td>{html.escape(c.label)}</td><td align=right>{c.ai}</td><td align=right>{c.final}</td>"
-                        f"<td align=right>{value}</td><td>{ref}</td><td>{flag}</td></tr>")
+                        f"<td align=right>{value}</td><td>{ci}</td><td>{ref}</td><td>{flag}</td></tr>")
         rows.append("</table>")
+        rows.append(f"<p style='color:#555;font-size:9pt'>{html.escape(report.precision)}</p>")
         colour = "#b45309" if (report.wbc or 0) < (report.target or 0) else "#166534"
         head = (f"<p><b style='color:{colour}'>WBC counted: {report.wbc} / {report.target}</b> · platelets (apart): "
                 f"{report.platelets}</p>")

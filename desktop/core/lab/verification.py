@@ -17,21 +17,11 @@ import numpy as np
 
 from desktop.core.inference.model_info import ModelInfo
 from desktop.core.lab.site_cells import SignedSession
+from desktop.core.report.precision import Z95, wilson
 from desktop.core.report.summary import class_percentages
 
-Z95 = 1.959963984540054
 MIN_CELLS_FOR_VERDICT = 100
 TOLERANCE = 0.02  # agreement may sit this far below the card's accuracy and still count as "as the card says"
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials (NaN, NaN when n is 0)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def cohen_kappa(confusion: np.ndarray) -> float:
@@ -122,6 +112,9 @@ def _verdict(agreement: float, ci: tuple[float, float], cells: int, card: float 
                 "Do not rely on its calls here without full review; consider Tools → Adapt to this lab."), False
     if ci[0] >= card - TOLERANCE:
         return f"Performs at this lab as its card says: {a} against the card's {card:.1%}.", True
+    if agreement >= card:  # never "below" when it is not
+        return (f"Not yet verified: {a} matches the card's {card:.1%} so far, but the interval is still too wide to "
+                f"show it (its low end must reach {card - TOLERANCE:.1%}). Verify more sessions."), None
     return (f"Not yet verified: {a} is below the card's {card:.1%}, but the interval still reaches it. "
             "Verify more sessions."), None
 

@@ -164,7 +164,8 @@ class SessionRecord:
 
     def status_line(self) -> str:
         if self.signed:
-            line = f"Signed off {self.signed_at} by {self.signed_by}"
+            line = (f"CORRECTED report: signed off again {self.signed_at} by {self.signed_by} after a reopen"
+                    if self.corrected else f"Signed off {self.signed_at} by {self.signed_by}")
             if self.verified_by:
                 line += f"; verified {self.verified_at} by {self.verified_by}"
             return line

@@ -14,6 +14,7 @@ from desktop import __version__
 from desktop.core.inference.model_info import BLOOD, IDC, ModelInfo
 from desktop.core.records.domain import AuditEntry, Cell, FolderChanges, SessionRecord
 from desktop.core.report.codes import ResultCode, code_for, load_codes
+from desktop.core.report.precision import precision_note, wilson
 from desktop.core.report.summary import (
     DEFAULT_TARGET_WBC,
     NRBC_GROUP,
@@ -205,6 +206,11 @@ class AssayReport:
         return next((r for r in self.results if r.key == key), None)
 
     @property
+    def precision(self) -> str:
+        """What the differential's intervals mean for this count ('' for other assays)."""
+        return precision_note(self.wbc or 0) if self.blood else ""
+
+    @property
     def differential(self) -> tuple[ClassLine, ...]:
         """The classes with a reported value, in the model's order."""
         return tuple(c for c in self.classes if c.result is not None)
@@ -290,6 +296,18 @@ def _gallery(cells: list[Cell], info: ModelInfo) -> tuple[GalleryClass, ...]:
                  for k in info.classes)
 
 
+def _count_ci(tally: Counts, key: str, unit: Unit, groups: dict[str, str]) -> tuple[float, float] | None:
+    """A counted percentage's 95% interval from the number of cells behind it (`precision.wilson`): WBC
+    classes out of the white cells counted; other assays' classes out of every classified image."""
+    if unit not in (PERCENT_OF_WBC, PERCENT_OF_IMAGES):
+        return None
+    n = sum(v for k, v in tally.final.items() if unit != PERCENT_OF_WBC or groups.get(k) == WBC_GROUP)
+    if n == 0:
+        return None
+    low, high = wilson(tally.final.get(key, 0), n)
+    return round(100 * low, DECIMALS), round(100 * high, DECIMALS)
+
+
 def _percent(value: float | None) -> float | None:
     return None if value is None else round(100 * value, DECIMALS)
 
@@ -322,7 +340,7 @@ def build_report(cells: list[Cell], info: ModelInfo, record: SessionRecord, *, a
             shown = None if value is None else round(value, DECIMALS)
             interval = reference.intervals.get(c.key) if reference else None
             result = Result(c.key, c.label, shown, unit, DECIMALS, interval, flag_of(shown, interval),
-                            tally.final[c.key], code_for(codes, c.key, c.group))
+                            tally.final[c.key], code_for(codes, c.key, c.group), _count_ci(tally, c.key, unit, groups))
             if shown is not None:
                 results.append(result)
         lines.append(ClassLine(c.key, c.label, c.group, tally.ai[c.key], tally.final[c.key], result))
