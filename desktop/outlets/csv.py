@@ -95,7 +95,7 @@ def per_image_rows(cells: list[Cell], class_keys: list[str], style: CsvStyle = C
         if positive:
             decided = decided_p_positive(c, positive)
             probs.append("" if decided != decided else num(decided))  # NaN: no call
-        final = (c.final_class or c.ai_class or "") if not c.needs_review else ""
+        final = (c.call or "") if not c.needs_review else ""
         rows.append([
             c.file, c.ai_class or "", num(c.confidence) if not c.unreadable else "", c.second_class or "",
             final, labels.get(final, ""), int(c.changed), int(c.review),

@@ -242,7 +242,7 @@ class GalleryModel(QAbstractListModel):
             return "missing\nfrom folder"
         if cell.unreadable:
             return "unreadable"
-        final = cell.final_class or cell.ai_class
+        final = cell.call
         short = self.info.short_label_of(final) if self.info and final else (final or "")
         if cell.changed:
             ai = self.info.short_label_of(cell.ai_class) if self.info else cell.ai_class

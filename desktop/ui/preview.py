@@ -40,7 +40,7 @@ def probabilities_html(cell: Cell, info: ModelInfo) -> str:
         f"<tr><td>{c.hotkey}</td><td>{html.escape(c.label)}</td><td align=right>{p:.1%}</td></tr>"
         for (key, p) in ranked_classes(cell, info.class_keys) for c in info.classes if c.key == key
     )
-    final = cell.final_class or cell.ai_class
+    final = cell.call
     if cell.confirmed:
         current = (f"<p><b>Final call:</b> {html.escape(info.label_of(final))} — "
                    + ("changed" if cell.changed else "confirmed") + f" by {html.escape(cell.reviewer or '')}</p>")

@@ -126,7 +126,7 @@ def cells_from_sessions(sessions: list[SignedSession], info: ModelInfo) -> list[
     out = []
     for s in sessions:
         for c in s.verified():
-            final = c.final_class or c.ai_class
+            final = c.call
             if final in keys and "#" not in c.file:  # tiles of a tissue image are not files of their own
                 out.append(VerifiedCell(s.folder / c.file, keys.index(final), s.name))  # one specimen, one group
     groups = merge_identical([c.group for c in out], [_digest(c.path) for c in out])

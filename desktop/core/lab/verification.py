@@ -125,11 +125,11 @@ def build_report(sessions: list[SignedSession], info: ModelInfo) -> Verification
     confusion = np.zeros((len(keys), len(keys)), int)
     per_session, reviewed, unfamiliar, corrected, total = [], 0, 0, 0, 0
     for s in sessions:
-        cells = [c for c in s.verified() if c.ai_class in index and (c.final_class or c.ai_class) in index]
+        cells = [c for c in s.verified() if c.ai_class in index and c.call in index]
         ai_counts = dict.fromkeys(keys, 0)
         final_counts = dict.fromkeys(keys, 0)
         for c in cells:
-            final = c.final_class or c.ai_class
+            final = c.call
             confusion[index[c.ai_class], index[final]] += 1
             ai_counts[c.ai_class] += 1
             final_counts[final] += 1

@@ -51,6 +51,16 @@ class Cell:
     file_changed: bool = False  # its bytes changed since an earlier call; the old call is in the audit
 
     @property
+    def call(self) -> str | None:
+        """The cell's current call: the technician's where given, else the model's (the one rule)."""
+        return self.final_class or self.ai_class
+
+    @property
+    def given(self) -> bool:
+        """The technician has decided this cell: a call of their own, or the model's confirmed."""
+        return self.final_class is not None or self.confirmed
+
+    @property
     def changed(self) -> bool:
         return self.final_class is not None and self.final_class != self.ai_class
 

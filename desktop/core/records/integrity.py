@@ -169,7 +169,7 @@ def unexplained_cells(cells: Sequence, entries: Sequence, review_by_rule) -> lis
         if c.unreadable or c.ai_class is None:
             continue
         call, confirmed = replayed.get(c.file, (c.ai_class, False))
-        if (c.final_class or c.ai_class) != call or (confirmed is not None and c.confirmed != confirmed) \
+        if c.call != call or (confirmed is not None and c.confirmed != confirmed) \
                 or (c.file not in replayed and c.final_class is not None) or c.review != review_by_rule(c):
             wrong.append(c.file)
     return wrong

@@ -18,7 +18,7 @@ def cell_bin(cell: Cell) -> str:
         return UNREADABLE
     if cell.needs_review:
         return REVIEW
-    return cell.final_class or cell.ai_class or UNREADABLE
+    return cell.call or UNREADABLE
 
 
 def in_bin(cell: Cell, bin_key: str) -> bool:

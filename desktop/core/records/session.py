@@ -382,7 +382,7 @@ class Session:
 
     def confirm(self, files: Iterable[str], operator: str) -> list[Previous]:
         """Accept the current call of cells (the AI call, or an earlier correction) as final."""
-        return self._finalise(files, operator, "confirm", lambda cell: cell.final_class or cell.ai_class)
+        return self._finalise(files, operator, "confirm", lambda cell: cell.call)
 
     def _finalise(self, files: Iterable[str], operator: str, action: str, final_of) -> list[Previous]:
         """Give cells a confirmed final call, each with its audit row; unreadable and missing cells are left."""
@@ -396,8 +396,7 @@ class Session:
                 final = final_of(cell)
                 w.set_final(file, final, True)
                 # "reclassify ig → ig" is a confirmation: the audit says what happened
-                w.audit("confirm" if final == (cell.final_class or cell.ai_class) else action, file,
-                        cell.final_class or cell.ai_class, final)
+                w.audit("confirm" if final == cell.call else action, file, cell.call, final)
         self._announce_changed(w)
         return previous
 
@@ -409,7 +408,7 @@ class Session:
                 if cell is None:
                     continue
                 w.set_final(p.file, p.final_class, p.confirmed)
-                old, new = cell.final_class or cell.ai_class, p.final_class or cell.ai_class
+                old, new = cell.call, p.final_class or cell.ai_class
                 if old == new:  # only the confirmation comes and goes: say so, not "neutrophil → neutrophil"
                     old, new = (f"{old} ({'confirmed' if c else 'not confirmed'})" for c in (cell.confirmed, p.confirmed))
                 w.audit(action, p.file, old, new)

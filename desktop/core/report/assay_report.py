@@ -289,8 +289,8 @@ def _corrections(audit: Iterable[AuditEntry], info: ModelInfo) -> tuple[str, ...
 def _gallery(cells: list[Cell], info: ModelInfo) -> tuple[GalleryClass, ...]:
     by_class: dict[str, list[Cell]] = {k: [] for k in info.class_keys}
     for c in cells:
-        if c.counted and (c.final_class or c.ai_class) in by_class:
-            by_class[c.final_class or c.ai_class].append(c)
+        if c.counted and c.call in by_class:
+            by_class[c.call].append(c)
     return tuple(GalleryClass(k.key, k.label, len(by_class[k.key]),
                               tuple(c.file for c in sorted(by_class[k.key], key=lambda c: -c.confidence)[:GALLERY_PER_CLASS]))
                  for k in info.classes)

@@ -80,8 +80,8 @@ def counts(cells: list[Cell], info: ModelInfo) -> Counts:
         if c.needs_review:
             pending += 1
             unfamiliar += c.unfamiliar
-            continue
-        final[c.final_class or c.ai_class] += 1
+        if c.counted:  # the one rule of what is counted, and the one rule of the call
+            final[c.call] += 1
     keys = info.class_keys
     return Counts({k: ai.get(k, 0) for k in keys}, {k: final.get(k, 0) for k in keys}, len(cells) - missing,
                   unreadable, pending, unfamiliar, confirmed, review_total, missing, dict(left_out.most_common()))
@@ -224,9 +224,9 @@ def slide_fraction(cells: list[Cell], info: ModelInfo, pending_review: int) -> F
     (the model's `fraction_estimator`, or the binomial part alone at its test error rate)."""
     positive = info.class_keys[1]
     patches = [c for c in cells if not c.unreadable and not c.missing and c.ai_class is not None]
-    calls = np.array([(c.final_class or c.ai_class) == positive for c in patches], bool)
+    calls = np.array([c.call == positive for c in patches], bool)
     p_decided = np.array([decided_p_positive(c, positive) for c in patches], np.float64)
-    given = np.array([c.final_class is not None or c.confirmed for c in patches], bool)
+    given = np.array([c.given for c in patches], bool)
     estimator = info.fraction_estimator or untested_estimator(info.accuracy)
     return estimate_fraction(calls, p_decided, given, info.review_band, estimator, pending_review)
 
@@ -239,7 +239,7 @@ def idc_summary(cells: list[Cell], info: ModelInfo, tally: Counts | None = None)
     grid = slide_grid(cells, info)
     offsets = [offset for _, offset in placed]
     probs = [decided_p_positive(c, positive) for c, _ in placed]
-    calls = [2.0 if c.needs_review else 1.0 if (c.final_class or c.ai_class) == positive else 0.0 for c, _ in placed]
+    calls = [2.0 if c.needs_review else 1.0 if c.call == positive else 0.0 for c, _ in placed]
     estimate = slide_fraction(cells, info, tally.pending_review)
     ai_n, ai_idc = sum(tally.ai.values()), tally.ai.get(positive, 0)
     interval = None if estimate.low is None else (estimate.low, estimate.high)
