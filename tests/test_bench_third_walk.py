@@ -77,3 +77,69 @@ def test_a_corrected_report_says_so_in_its_title_status_and_panel(blood_report, 
     report = s.report()
     assert report.corrected and report.record.status_line().startswith("CORRECTED report")
     assert "SlideTally report — CORRECTED" in report_document(report, s.folder).html
+
+
+# --- J: the lab's rules come from the lab's policy file, not a per-user checkbox ----------------------
+
+@pytest.fixture
+def policy(tmp_path, monkeypatch):
+    from desktop.core import policy as module
+
+    path = tmp_path / "etc" / "lab.toml"
+    path.parent.mkdir()
+    monkeypatch.setattr(module, "policy_path", lambda: path)
+    module.lab_policy.cache_clear()
+    yield path
+    module.lab_policy.cache_clear()
+
+
+def test_the_lab_policy_file_sets_the_labs_rules_and_says_where_they_came_from(policy, tmp_path):
+    from desktop.core.policy import lab_policy
+    from desktop.ui.about import about_html
+
+    assert lab_policy().allow_signer_login is False and "no lab policy file" in lab_policy().source
+    intervals = tmp_path / "ri.json"
+    intervals.write_text('{"source": "North Lab 2026", "intervals": {"neutrophil": [45, 70]}}', encoding="utf-8")
+    policy.write_text(f'[verification]\nallow_signer_login = true\n[report]\nreference_intervals = "{intervals}"\n'
+                      f'default_target_wbc = 200\n[lis]\nfolder = "{tmp_path / "lis"}"\n', encoding="utf-8")
+    lab_policy.cache_clear()
+    p = lab_policy()
+    assert p.allow_signer_login and p.default_target_wbc == 200 and p.lis_folder == tmp_path / "lis"
+    from desktop.core.report.summary import ReferenceIntervals
+
+    assert ReferenceIntervals.load().source == "North Lab 2026"
+    assert f"the lab policy file {policy}" in about_html([])
+    policy.write_text("[report]\ndefault_target_wbc = 3\n", encoding="utf-8")
+    lab_policy.cache_clear()
+    assert lab_policy().default_target_wbc == 100 and "could not be used" in lab_policy().source
+
+
+def test_verification_under_the_signers_login_follows_the_policy_and_no_checkbox_exists(policy, blood_report, qtbot,
+                                                                                          tmp_path, monkeypatch):
+    from conftest import open_window
+    from PySide6.QtWidgets import QInputDialog
+
+    from desktop.core.policy import lab_policy
+
+    s = blood_report
+    s.set_identity("B-2", "", "Ana")
+    s.sign_off("Ana")  # under this login: the window's verification is under the same one
+    folder, data = s.folder, s.store.path.parent.parent
+    model_dir = s.info.path.parent
+    s.close()
+    window = open_window(qtbot, tmp_path, model_dir)
+    assert not hasattr(window.menu, "same_login")  # nobody can tick the lab's rule away
+    window.data_root = data
+    window.sessions.open_folder(folder)
+    qtbot.waitUntil(lambda: window.sessions.session is not None and window.sessions.session.signed)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ben", True))
+    errors = []
+    monkeypatch.setattr(window, "error", lambda title, text: errors.append(text))
+    window.records.verify()
+    assert errors and "policy file" in errors[0] and not window.sessions.session.record().verified_by
+    policy.write_text("[verification]\nallow_signer_login = true\n", encoding="utf-8")
+    lab_policy.cache_clear()
+    window.records.verify()
+    assert window.sessions.session.record().verified_by == "Ben"
+    assert any(e.action == "same-account verification" for e in window.sessions.session.audit())
+    window.sessions.close_session()

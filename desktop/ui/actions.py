@@ -101,11 +101,6 @@ class Actions:
                "This model's calls against this lab's signed-off final calls")
         action("adapt", "&Adapt to this lab…", records.show_adapt, "Fit a site model on this lab's verified cells "
                "(lab director)")
-        action("same_login", "Allow verification under the signer's &login (lab setting)", records.set_same_login,
-               "Off by default: the second person must be logged in as themself; when on, each such verification "
-               "is recorded as such in the audit trail")
-        self.same_login.setCheckable(True)
-        self.same_login.setChecked(w.settings.allow_same_login)
         self.cancel.setEnabled(False)
         w.addAction(self.cancel)  # Esc works wherever the focus is in the window
         for a in (self.undo, self.redo):
@@ -144,7 +139,6 @@ class Actions:
         tools = bar.addMenu("&Tools")
         tools.addActions([self.verification, self.adapt])
         tools.addSeparator()
-        tools.addAction(self.same_login)
         bar.addMenu("&Help").addActions([self.shortcuts, self.card, self.about])
 
     def _toolbar(self) -> None:

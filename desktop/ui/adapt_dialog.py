@@ -51,7 +51,7 @@ class AdaptDialog(QDialog):
                  allow_same_login: bool = False) -> None:
         super().__init__(parent)
         self.model, self.data_root, self.models_folder, self.on_installed = model, data_root, models_folder, on_installed
-        self.allow_same_login = allow_same_login  # the lab's setting (Tools menu)
+        self.allow_same_login = allow_same_login  # the lab policy's rule (desktop/core/policy.py)
         self.prepared: PreparedAdaptation | None = None
         self.candidate: Path | None = None
         self.report: dict | None = None

@@ -28,10 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop import __version__
 from desktop.core.inference.wsi import is_slide_name
-from desktop.core.logs import log_file
-from desktop.core.resources import resource, user_data_dir, user_models_dir
+from desktop.core.resources import user_data_dir, user_models_dir
 from desktop.ui.actions import Actions, shortcuts_html
 from desktop.ui.bins import BinList
 from desktop.ui.dialogs import fit_to_screen, show_text
@@ -252,21 +250,9 @@ class MainWindow(QMainWindow):
         dialog.exec()
 
     def show_about(self) -> None:
-        import cv2
-        import onnxruntime
-        import PySide6
+        from desktop.ui.about import about_html
 
-        models = "".join(f"<li>{m.display_name} {m.key} v{m.version}</li>" for m in self.sessions.models)
-        licences = resource("LICENSES.md")
-        QMessageBox.about(self, "About SlideTally", (
-            f"<h3>SlideTally {__version__}</h3><p>CNN pre-classification for laboratory review.</p>"
-            f"<p>Models:</p><ul>{models}</ul>"
-            f"<p>PySide6 {PySide6.__version__} (LGPLv3) · ONNX Runtime {onnxruntime.__version__} (MIT) · "
-            f"OpenCV {cv2.__version__} (Apache 2.0)</p>"
-            "<p>Training data: PBC dataset (Acevedo et al. 2020, CC BY 4.0); Breast Histopathology Images "
-            "(Janowczyk &amp; Madabhushi 2016; Cruz-Roa et al. 2014).</p>"
-            f"<p>Log file: {log_file()}</p>"
-            + (f"<p>Licences: {licences}</p>" if licences.exists() else "")))
+        QMessageBox.about(self, "About SlideTally", about_html(self.sessions.models))
 
     def ask(self, title: str, question: str) -> bool:
         """A yes/no question whose safe answer, No, is the default (Enter does not say yes by accident)."""

@@ -13,6 +13,7 @@ from PySide6.QtCore import QLocale
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow
 
 from desktop.core.errors import ExportError, SlideTallyError
+from desktop.core.policy import lab_policy
 from desktop.core.records.domain import now
 from desktop.core.records.lifecycle import STILL_CLASSIFYING
 from desktop.core.records.session import Session
@@ -165,7 +166,7 @@ class RecordController:
                                         "logged in as themself). It is recorded for this verification only:")
         if not ok:
             return
-        allow = self.w.settings.allow_same_login
+        allow = lab_policy().allow_signer_login  # the lab's rule, from its policy file
         try:
             self.session.verify(name, allow_same_account=allow)
         except SlideTallyError as exc:
@@ -173,19 +174,8 @@ class RecordController:
             return
         # the verifier's name serves this act alone: who is working does not change
         self.w.statusBar().showMessage(f"Verified by {name.strip()}" + (" under the signer's login (allowed by the "
-                                       "lab's setting; recorded in the audit trail)" if allow else "")
+                                       "lab's policy; recorded in the audit trail)" if allow else "")
                                        + f". {self._operator or 'The operator'} is still the one working.", 8000)
-
-    def set_same_login(self, allowed: bool) -> None:
-        """The lab's setting for verification under the signer's login; turning it on is asked and logged."""
-        if allowed and not self.w.ask("Allow the same login?", "Let a second person verify under the computer login "
-                                      "of the person who signed off? Each such verification is recorded as such in "
-                                      "the session's audit trail."):
-            self.w.menu.same_login.setChecked(False)
-            return
-        self.w.settings.allow_same_login = allowed
-        log.warning("lab setting: verification under the signer's login %s by %s (login %s)",
-                    "allowed" if allowed else "refused", self._operator or "(not given)", getpass.getuser())
 
     def reopen(self) -> None:
         if self.session is None or not self.session.signed:
@@ -355,8 +345,15 @@ class RecordController:
         self.w.statusBar().showMessage(f"Written: {path.name}", 6000)
         return True
 
+    def lis_folder(self) -> Path | None:
+        """Where the LIS reads: the lab policy's folder when it names one, else this user's choice."""
+        return lab_policy().lis_folder or self.w.settings.lis_folder
+
     def choose_lis_folder(self) -> None:
         """The LIS drop folder: after each sign-off the HL7 and FHIR files are written there."""
+        if lab_policy().lis_is_the_labs:
+            self.w.error("Set by the lab", f"The LIS folder is {lab_policy().lis_folder}, set by {lab_policy().source}.")
+            return
         current = self.w.settings.lis_folder
         folder = QFileDialog.getExistingDirectory(self.w, "LIS export folder (HL7 and FHIR after sign-off)",
                                                   str(current or Path.home()))
@@ -366,7 +363,7 @@ class RecordController:
 
     def send_to_lis(self) -> tuple[Path, Path] | None:
         """After sign-off: the report into the LIS drop folder, when one is set."""
-        folder = self.w.settings.lis_folder
+        folder = self.lis_folder()
         if folder is None or self.session is None:
             return None
         from desktop.outlets.lis import hand_off
@@ -394,7 +391,7 @@ class RecordController:
         info = self.w.sessions.info
         if info is not None:
             AdaptDialog(self.w, self.w.sessions.model(info), self.w.data_root, self.w.user_models,
-                        self.site_installed, allow_same_login=self.w.settings.allow_same_login).exec()
+                        self.site_installed, allow_same_login=lab_policy().allow_signer_login).exec()
 
     def site_installed(self, path: Path) -> None:
         sessions, user_models = self.w.sessions, self.w.user_models

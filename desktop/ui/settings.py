@@ -41,15 +41,6 @@ class WindowSettings:
         self.store.setValue("splitter", value)
 
     @property
-    def allow_same_login(self) -> bool:
-        """Lab setting: a second person may verify under the signer's computer login (off by default)."""
-        return self._text("allow_same_login", "false") == "true"
-
-    @allow_same_login.setter
-    def allow_same_login(self, value: bool) -> None:
-        self.store.setValue("allow_same_login", "true" if value else "false")
-
-    @property
     def thumb_size(self) -> int:
         size = int(self._text("thumb_size", str(THUMB)))
         return size if size in THUMB_SIZES else THUMB

@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor, QPainter, QTextOption
 from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
 
 from desktop.core.inference.slide import MAP_CELL_PX
-from desktop.core.records.domain import DEFAULT_TARGET_WBC
+from desktop.core.policy import lab_policy
 from desktop.core.records.lifecycle import TARGET_RANGE
 from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.summary import picture_only
@@ -54,7 +54,7 @@ class SummaryPanel(QWidget):
         form = QFormLayout()
         self.target = QSpinBox()
         self.target.setRange(*TARGET_RANGE)
-        self.target.setValue(DEFAULT_TARGET_WBC)
+        self.target.setValue(lab_policy().default_target_wbc)
         self.target.setSuffix(" WBC")
         self.target.setToolTip("White cells to count for this specimen (kept with its session; fixed at sign-off)")
         self.target.setKeyboardTracking(False)  # one change when the number is entered, not one per digit

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from desktop.core.errors import ActionRefused, SessionLocked, SignOffRefused
 from desktop.core.inference.decision import review_by_rule
-from desktop.core.records.domain import DEFAULT_TARGET_WBC, SessionRecord, SessionState, check_identifier, now
+from desktop.core.records.domain import SessionRecord, SessionState, check_identifier, now
 from desktop.core.records.integrity import ALTERED, RecordAltered, unexplained_cells
 
 if TYPE_CHECKING:
@@ -38,10 +38,13 @@ def record_of(session: Session) -> SessionRecord:
 
 
 def _stored_target(value: str | None) -> int:
+    """The session's target, or the lab's default (its policy) where the session has none yet."""
+    from desktop.core.policy import lab_policy
+
     try:
-        return int(value) if value else DEFAULT_TARGET_WBC
+        return int(value) if value else lab_policy().default_target_wbc
     except ValueError:
-        return DEFAULT_TARGET_WBC
+        return lab_policy().default_target_wbc
 
 
 def check_target(value: int) -> int:
@@ -177,7 +180,7 @@ def verify(session: Session, operator: str, *, allow_same_account: bool = False)
     if same_account and not allow_same_account:
         raise SignOffRefused(f"Verification must be done under another computer login: {record.signed_by} signed off "
                              f"under the login {actor.os_user!r}, which is the one in use now. Log in as yourself, or "
-                             "ask the lab to allow this in Settings.")
+                             "ask the lab to allow it in its policy file (verification.allow_signer_login).")
     with session.store.write(actor, require_open=False) as w:
         w.set_meta("verified_by", actor.operator)
         w.set_meta("verified_login", actor.os_user)

@@ -25,7 +25,10 @@ class ReferenceIntervals:
 
     @classmethod
     def load(cls, path: Path | None = None) -> ReferenceIntervals:
-        """The intervals in `path`, or the bundled ones (read once per run: they ship with the app)."""
+        """The intervals in `path`, else the lab policy's, else the bundled ones (read once per run)."""
+        from desktop.core.policy import lab_policy
+
+        path = path or lab_policy().reference_intervals
         if path is None:
             return _bundled_intervals()
         data = json.loads(Path(path).read_text(encoding="utf-8"))
