@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import pytest
 from conftest import make_tiny_model
@@ -142,4 +143,73 @@ def test_verification_under_the_signers_login_follows_the_policy_and_no_checkbox
     window.records.verify()
     assert window.sessions.session.record().verified_by == "Ben"
     assert any(e.action == "same-account verification" for e in window.sessions.session.audit())
+    window.sessions.close_session()
+
+
+# --- I and L: one story after a foreign stop, and the small items -------------------------------------
+
+def test_a_foreign_stop_is_one_story_in_the_status_bar_and_the_banner(qtbot, tmp_path, monkeypatch):
+    from conftest import MODELS, SAMPLES, open_window, record_dialogs, shipped
+    from PySide6.QtWidgets import QMessageBox
+
+    shipped("breast-idc.onnx")
+    answers = {"question": QMessageBox.StandardButton.No, "asked": []}
+    record_dialogs(monkeypatch, answers)
+    window = open_window(qtbot, tmp_path, MODELS)
+    idc = next(i for i, m in enumerate(window.sessions.models) if m.key == "breast-idc")
+    window.assay.setCurrentIndex(idc)
+    window.sessions.open_folder(SAMPLES / "blood", guess=False)
+    qtbot.waitUntil(lambda: any("look foreign" in a for a in answers["asked"]), timeout=30_000)
+    message = window.statusBar().currentMessage()
+    assert "stopped" in message and "sign off" not in message
+    assert window.banner.isVisible() and "not classified" in window.banner.text()
+    window.sessions.close_session()
+
+
+def test_every_error_the_technician_reads_starts_with_a_capital(qtbot, tmp_path, monkeypatch):
+    from conftest import open_window
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: shown.append(text))
+    window = open_window(qtbot, tmp_path, tmp_path)
+    window.error("Not verified", "no signed-off sessions of blood-pbc8 here")
+    assert shown[-1] == "No signed-off sessions of blood-pbc8 here"
+
+
+def test_the_target_count_is_not_shown_without_a_blood_session(qtbot):
+    from desktop.ui.summary_panel import SummaryPanel
+
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.show_report(None)
+    assert not panel.target.isVisible() and not panel.target_row.isVisible()
+
+
+def test_exports_are_named_by_the_specimen_and_accuracy_reads_the_same_everywhere(blood_report, qtbot, tmp_path,
+                                                                                  monkeypatch):
+    from conftest import open_window
+    from PySide6.QtWidgets import QFileDialog
+
+    from desktop.core.report.assay_report import percent_text
+    from desktop.outlets.pdf import report_document
+
+    s = blood_report
+    s.set_identity("B-2026/0412", "", "Ana")
+    report = s.report()
+    html = report_document(report, s.folder).html
+    assert percent_text(report.model.accuracy) in html or report.model.accuracy is None
+    sha = report.model.sha256
+    assert f"{sha[:32]}<br>{sha[32:]}" in html  # never one character wrapped onto its own line
+    folder, data, models = s.folder, s.store.path.parent.parent, s.info.path.parent
+    s.close()
+    window = open_window(qtbot, tmp_path, models)
+    window.data_root = data
+    window.sessions.open_folder(folder, guess=False)
+    qtbot.waitUntil(lambda: window.sessions.session is not None and not window.sessions.is_classifying())
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda parent, title, default, kind: (asked.append(default), ("", ""))[1])
+    window.records._ask_save_path("Export", ".pdf", "PDF (*.pdf)")
+    assert asked and Path(asked[0]).name == "B-2026_0412.pdf"
     window.sessions.close_session()

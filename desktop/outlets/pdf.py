@@ -27,7 +27,7 @@ from desktop.core.atomic import replaced_atomically
 from desktop.core.errors import ExportError
 from desktop.core.inference.slide import MAP_CELL_PX, call_overlay
 from desktop.core.records.integrity import seal_line
-from desktop.core.report.assay_report import NRBC_GROUP, AssayReport
+from desktop.core.report.assay_report import NRBC_GROUP, AssayReport, percent_text
 from desktop.core.thumbnails import thumbnail
 from desktop.outlets.qimage import to_qimage
 
@@ -52,6 +52,12 @@ def _signature(role: str, name: str, at: str) -> str:
             f"<hr><p style='font-size:8pt'>{role}: name, date, signature</p></td>")
 
 
+def _hash(value: str) -> str:
+    """A SHA-256 in two halves of 32, small and monospaced: never one character wrapped onto a line of its own."""
+    return (f"<span style='font-family:monospace;font-size:7pt'>{html.escape(value[:32])}<br>"
+            f"{html.escape(value[32:])}</span>")
+
+
 def report_document(report: AssayReport, folder: Path | None = None, heat: QImage | None = None) -> PdfDocument:
     """The PDF's content from the report; thumbnails are read from `folder` (the session's source folder)."""
     e = html.escape
@@ -60,9 +66,9 @@ def report_document(report: AssayReport, folder: Path | None = None, heat: QImag
     title = ("SlideTally report — CORRECTED (replaces the report signed before the reopen)" if report.corrected
              else "SlideTally report" if report.final else "SlideTally report — PRELIMINARY (not signed off)")
     skip = {"exported_at", "exported_by", "report_status"}
-    identity = "".join(f"<tr><td><b>{e(label)}</b></td><td>{e(value)}</td></tr>"
+    identity = "".join(f"<tr><td><b>{e(label)}</b></td><td>{_hash(value) if name.endswith('sha256') else e(value)}</td></tr>"
                        for name, label, value in report.identity() if value and name not in skip)
-    accuracy = "n/a" if m.accuracy is None else f"{m.accuracy:.2%}"
+    accuracy = percent_text(m.accuracy)
     macro = "n/a" if m.macro_f1 is None else f"{m.macro_f1:.3f}"
     t = report.tally
     parts = [

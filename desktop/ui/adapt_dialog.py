@@ -73,8 +73,12 @@ class AdaptDialog(QDialog):
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
 
-        self.deep = QRadioButton("Whole network: every layer fine-tuned (best; a few minutes)")
-        self.quick = QRadioButton("Quick: a new head on the base model's features (seconds; the weaker method)")
+        self.deep = QRadioButton("Whole network: every layer fine-tuned (minutes; the stronger method with many cells)")
+        self.quick = QRadioButton("Quick: a new head on the base model's features (seconds; can win with few cells)")
+        self.deep.setToolTip("Moves every layer to this lab's look. With many verified cells it is usually the better "
+                             "one; with few (about 50) it can be worse. Compare the figures before you install.")
+        self.quick.setToolTip("Refits only the last layer on the base model's features. Fast, steadier with few cells, "
+                              "but the features themselves cannot move.")
         methods = QButtonGroup(self)
         methods.addButton(self.deep)
         methods.addButton(self.quick)
@@ -149,6 +153,7 @@ class AdaptDialog(QDialog):
             self._error("Give the site a name (letters or digits) before fitting.")
             return
         self.candidate, self.prepared, self.report = None, None, None
+        self.text.setHtml("<p>Fitting … the figures of this fit appear here when it is done.</p>")  # never the last fit's
         self.install_button.setEnabled(False)
         self.fit_button.setEnabled(False)
         self.progress.setVisible(True)

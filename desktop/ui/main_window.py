@@ -261,6 +261,7 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Yes
 
     def error(self, title: str, message: str) -> None:
+        message = message[:1].upper() + message[1:]  # every sentence the technician reads starts as one
         log.warning("%s: %s", title, message)
         if self.isVisible():
             QMessageBox.warning(self, title, message)

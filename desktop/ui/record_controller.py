@@ -211,8 +211,10 @@ class RecordController:
         return self._operator or f"computer login {getpass.getuser()} (no name given)"
 
     def _ask_save_path(self, title: str, suffix: str, kind: str) -> Path | None:
-        """Where to write an export: the folder's name plus `suffix`, in the last export folder."""
-        default = str(Path(self._export_dir()) / f"{self.folder.name}{suffix}")
+        """Where to write an export: the specimen ID (else the folder's name) plus `suffix`, in the last export folder."""
+        specimen = self.session.record().specimen_id if self.session is not None else ""
+        stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in specimen) or self.folder.name
+        default = str(Path(self._export_dir()) / f"{stem}{suffix}")
         path, _ = QFileDialog.getSaveFileName(self.w, title, default, kind)
         return Path(path) if path else None
 

@@ -19,6 +19,7 @@ from desktop.core.inference.wsi import SLIDE_FILTER, ScaleUnknown
 from desktop.core.records.domain import SessionRecord, SessionState
 from desktop.core.records.integrity import ALTERED
 from desktop.core.records.session import ClassifyResult, Session, why_not_openable
+from desktop.core.report.assay_report import percent_text
 from desktop.core.report.summary import slide_grid
 from desktop.ui.busy import run_busy
 from desktop.ui.gallery import GalleryRows
@@ -58,7 +59,7 @@ class SessionController(QObject):
         w.assay.blockSignals(True)
         w.assay.clear()
         for info in self.models:
-            acc = f" — {info.accuracy_label} {info.accuracy:.1%}" if info.accuracy is not None else ""
+            acc = f" — {info.accuracy_label} {percent_text(info.accuracy)}" if info.accuracy is not None else ""
             w.assay.addItem(f"{info.display_name} v{info.version}{acc}", info.key)
         w.assay.blockSignals(False)
         # the assay in use stays in use when the list is reloaded (a site model was installed, say)
@@ -323,6 +324,9 @@ class SessionController(QObject):
             w.statusBar().showMessage(f"{total} images restored; the folder's changes were not taken in (see the banner).")
         elif not result.applied:
             w.statusBar().showMessage(f"{total} images restored. This session is signed off and read-only.")
+        elif result.foreign:  # one story in the banner, the summary and here: the run stopped early
+            w.statusBar().showMessage(f"Classification stopped after {result.classified} images: they look foreign "
+                                      "to this model. Choose another assay, or classify them anyway.")
         else:
             w.statusBar().showMessage(f"{total} images ready ({result.classified} classified now). Review the Review "
                                       "bin, then sign off.")
@@ -332,6 +336,9 @@ class SessionController(QObject):
             self._build_mosaic()
         if result.foreign and w.ask("These images look foreign", result.foreign + "\n\nClassify them anyway?"):
             self.rescan(check_foreign=False)
+        elif result.foreign:
+            self._notice(f"Classification stopped after {result.classified} images: {result.foreign}. The rest of the "
+                         "folder is not classified and not counted; nothing can be signed off until it is.")
 
     def _failed(self, message: str) -> None:
         if self._stale():

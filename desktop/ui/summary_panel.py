@@ -95,6 +95,8 @@ class SummaryPanel(QWidget):
         if report is None:
             self.text.setHtml("<p>Open a folder of images (Ctrl+O) or drop it on the window.</p>")
             self.chart.set_rows([])
+            self.target.setVisible(False)  # a target belongs to a blood session, not to an empty window
+            self.target_row.setVisible(False)
             return
         blood = report.blood
         self.target.setVisible(blood)

@@ -68,6 +68,11 @@ def number(value: float | int | None, decimals: int = DECIMALS, decimal: str = "
     return text.replace(".", decimal) if decimal != "." else text
 
 
+def percent_text(fraction: float | None) -> str:
+    """A model's accuracy as every outlet writes it: one decimal ('97.8%'), 'n/a' when there is none."""
+    return "n/a" if fraction is None else f"{100 * fraction:.{DECIMALS}f}%"
+
+
 @dataclass(frozen=True)
 class Result:
     """One reported quantity: a class's share, NRBC per 100 WBC, the WBC count, the IDC fraction."""
