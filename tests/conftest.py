@@ -135,6 +135,20 @@ def signed_verified_session(folder: Path, model, data: Path, truth: dict[str, st
     s.close()
 
 
+def specimen_tree(root: Path, per_class: int = 6, specimens: int = 4) -> Path:
+    """DIR/<specimen>/<class>/<image> from another lab's real cells (BCCD), spread over `specimens`."""
+    import shutil
+
+    i = 0
+    for key in ("eosinophil", "lymphocyte", "monocyte", "neutrophil"):
+        for path in sorted((DATA / "external_bccd" / key).glob("*.jpg"))[:per_class]:
+            target = root / f"spec{i % specimens}" / key / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+            i += 1
+    return root
+
+
 def all_review_blood_model(models: Path) -> Path:
     """A tiny three-class blood model whose every call goes to Review (the bench tests' model)."""
     return make_tiny_model(models / "tiny-blood.onnx", classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32),

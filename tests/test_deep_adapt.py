@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import DATA, MODELS, shipped
+from conftest import DATA, MODELS, shipped, specimen_tree
 
 pytestmark = pytest.mark.trainer
 pytest.importorskip("tensorflow")
@@ -27,18 +27,6 @@ from trainer.rebuild import prove_rebuild, rebuild  # noqa: E402
 from trainer.site_data import from_folder  # noqa: E402
 
 BCCD = DATA / "external_bccd"
-
-
-def specimen_tree(root: Path, per_class: int = 6, specimens: int = 4) -> Path:
-    """DIR/<specimen>/<class>/<image> from another lab's real cells, spread over `specimens`."""
-    i = 0
-    for key in ("eosinophil", "lymphocyte", "monocyte", "neutrophil"):
-        for path in sorted((BCCD / key).glob("*.jpg"))[:per_class]:
-            target = root / f"spec{i % specimens}" / key / path.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, target)
-            i += 1
-    return root
 
 
 @pytest.mark.parametrize("name", ["blood-pbc8.onnx", "breast-idc.onnx"])

@@ -123,15 +123,11 @@ def test_5_cells_edited_in_an_open_session_are_not_sealed_by_the_next_sign_off(c
     assert not s.signed
 
 
-def test_6_verification_and_adaptation_leave_out_an_altered_session(tmp_path, good_folder, model):
+def test_6_verification_and_adaptation_leave_out_an_altered_session(classified, model):
     from desktop.core.inference.model import Model
     from desktop.core.lab.site_cells import signed_sessions
 
-    data = tmp_path / "data"
-    s = Session.open(good_folder, model, data)
-    s.classify()
-    s.set_identity("B-8", "", "Ana")
-    s.confirm([c.file for c in s.cells() if c.needs_review], "Ana")
+    s, data = classified
     s.sign_off("Ana")
     path = s.store.path
     s.close()

@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import DATA, make_tiny_model
+from conftest import DATA, make_tiny_model, specimen_tree
 
 from desktop.core.inference.decision import decide
 from desktop.core.lab.adaptation import rare_classes, specimen_interval
@@ -74,17 +74,6 @@ def test_the_quick_report_carries_the_interval_and_the_rare_classes(tmp_path):
     assert "accuracy after:" in out.stdout and "go to Review" in out.stdout
 
 
-def _specimen_tree(root, per_class: int, specimens: int):
-    i = 0
-    for key in ("eosinophil", "lymphocyte", "monocyte", "neutrophil"):
-        for path in sorted((BCCD / key).glob("*.jpg"))[:per_class]:
-            target = root / f"spec{i % specimens}" / key / path.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, target)
-            i += 1
-    return root
-
-
 @pytest.mark.trainer
 def test_deep_adaptation_takes_the_labs_unlabelled_cells_and_writes_the_labs_record(tmp_path, shared_data):
     pytest.importorskip("tensorflow")
@@ -92,7 +81,7 @@ def test_deep_adaptation_takes_the_labs_unlabelled_cells_and_writes_the_labs_rec
     from trainer.adapt_cli import main as adapt_main
     from trainer.lab_book import LAB_BOOK
 
-    verified = _specimen_tree(tmp_path / "v", per_class=12, specimens=4)
+    verified = specimen_tree(tmp_path / "v", per_class=12, specimens=4)
     unlabelled = tmp_path / "u" / "spec9"
     unlabelled.mkdir(parents=True)
     for path in sorted((BCCD / "neutrophil").glob("*.jpg"))[40:52]:
