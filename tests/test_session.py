@@ -216,7 +216,7 @@ def test_reopened_session_exports_say_so_until_signed_again(session, tmp_path):
     entry = session.audit()[-1]
     assert (entry.action, entry.operator, entry.reason) == ("reopen", "Ben", "wrong patient label")
     session.sign_off("Ben")
-    assert session.record().status_line().startswith("Signed off")
+    assert session.record().status_line().startswith("CORRECTED report: signed off again")  # issue 40 K
 
 
 def test_verification_is_a_second_person(session):
