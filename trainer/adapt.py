@@ -281,8 +281,12 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
     extra = pseudo_epochs if with_unlabelled else 0
     checkpoints = schedule(max_epochs, extra)
     stage1 = checkpoints[-2] if extra else checkpoints[-1]
-    total_steps = sum(_steps(int((fold_of != f).sum()), min_steps) for f in range(k)) * checkpoints[-1] + \
-        _steps(len(images), min_steps) * checkpoints[-1]
+    n_unlabelled = len(unlabelled) if with_unlabelled else 0
+
+    def steps_of(n: int) -> int:  # a fine-tune's batches: the verified stage, then at most every unlabelled cell
+        return _steps(n, min_steps) * stage1 + (_steps(n + n_unlabelled, min_steps) * extra if extra else 0)
+
+    total_steps = sum(steps_of(int((fold_of != f).sum())) for f in range(k)) + steps_of(len(images))
     done = [0]
 
     def tick():
@@ -345,7 +349,7 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
     ood_threshold = unfamiliar_threshold(oof_ood)
 
     if progress:
-        progress("final model", done[0] / total_steps)
+        progress("final model", min(done[0] / total_steps, 0.99))
     pseudo: list[int] = []
     final_pseudo = extra if epochs > stage1 else 0  # the rule chose the pseudo-label round
     rebuilt = _fine_tune(base, images, labels, stage1 if final_pseudo else epochs, seed=k, on_checkpoint=None,
