@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from desktop.core.report.session_report import session_report
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 DATA = ROOT.parent / "shared" / "data" / "idc"
@@ -74,7 +76,7 @@ def compare(patient: str, path: Path, patches: list, data: Path) -> dict:
         start = time.perf_counter()
         session.classify()
         seconds = time.perf_counter() - start
-        report = session.report()
+        report = session_report(session)
         cells = session.cells()
         grid = model.info.patch
         calls = {grid.place((c.x + origin[0], c.y + origin[1])): c.ai_class for c in cells if c.ai_class}

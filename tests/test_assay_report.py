@@ -18,6 +18,7 @@ from desktop.core.inference.model import Model
 from desktop.core.records.session import Session
 from desktop.core.report.assay_report import PER_100_WBC
 from desktop.core.report.codes import LOCAL_SYSTEM, LOINC, CodeTableError, load_codes
+from desktop.core.report.session_report import session_report
 from desktop.outlets.csv import DECIMAL_COMMA, export_csv, summary_rows
 from desktop.outlets.fhir import fhir_json
 from desktop.outlets.hl7 import hl7_message
@@ -43,7 +44,7 @@ def blood_session(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(blood_session):
-    return blood_session.report(operator="Ana Ruiz", when=WHEN)
+    return session_report(blood_session, operator="Ana Ruiz", when=WHEN)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_the_nrbc_unit_follows_the_class_group_not_its_key(tmp_path, good_folder
                             metadata_overrides={"classes": classes})
     session = Session.open(good_folder, Model(model), tmp_path / "data")
     session.classify()
-    report = session.report(when=WHEN)
+    report = session_report(session, when=WHEN)
     session.close()
     line = next(c for c in report.classes if c.key == "nucleated_red")
     assert line.result.unit == PER_100_WBC and line.result.code.code == "19048-8"
@@ -108,7 +109,7 @@ def idc_session(tmp_path) -> Session:
 
 def test_idc_report_sends_a_local_code_and_no_blood_reference(tmp_path):
     session = idc_session(tmp_path)
-    report = session.report(when=WHEN)
+    report = session_report(session, when=WHEN)
     session.close()
     fraction = report.result("idc_fraction")
     assert fraction is not None and fraction.code.system == LOCAL_SYSTEM and fraction.code.code == "idc-patch-fraction"
@@ -123,7 +124,7 @@ def test_a_missing_patient_id_is_sent_as_unknown_never_as_the_specimen_id(tmp_pa
 
     session = idc_session(tmp_path)
     session.set_identity("S-5", "", "Ana Ruiz")
-    report = session.report(when=WHEN)
+    report = session_report(session, when=WHEN)
     session.close()
     pid = hl7.parse(hl7_message(report)).segment("PID")
     assert str(pid[3][0][0]) == "UNKNOWN"
@@ -132,10 +133,10 @@ def test_a_missing_patient_id_is_sent_as_unknown_never_as_the_specimen_id(tmp_pa
 
 def test_idc_fraction_follows_corrections_and_the_ai_figure_stays_apart(tmp_path):
     session = idc_session(tmp_path)
-    before = session.report(when=WHEN)
+    before = session_report(session, when=WHEN)
     normal = [c.file for c in session.cells() if (c.final_class or c.ai_class) == "normal" and not c.needs_review]
     session.reclassify(normal[:3], "idc", "Ana Ruiz")
-    after = session.report(when=WHEN)
+    after = session_report(session, when=WHEN)
     session.close()
     assert after.slide.idc == before.slide.idc + 3
     assert after.result("idc_fraction").value > before.result("idc_fraction").value
@@ -207,7 +208,7 @@ def test_hl7_is_preliminary_before_sign_off_with_warnings_as_notes(tmp_path, tin
     session = Session.open(good_folder, Model(tiny_model), tmp_path / "data")
     session.classify()
     session.set_identity("S|1^2&3", "", "Ana")
-    report = session.report(when=WHEN)
+    report = session_report(session, when=WHEN)
     session.close()
     message = hl7.parse(hl7_message(report))
     assert {str(s[11]) for s in message.segments("OBX")} == {"P"} and str(message.segment("OBR")[25]) == "P"
@@ -220,7 +221,7 @@ def test_a_lab_overrides_a_code_with_a_small_json_file(tmp_path, blood_session):
     codes_file = tmp_path / "lis_codes.json"
     codes_file.write_text(json.dumps({"neutrophil": {"code": "23761-0",
                                                      "display": "Neutrophils/100 leukocytes in Blood by Manual count"}}))
-    report = blood_session.report(when=WHEN, codes=load_codes(codes_file))
+    report = session_report(blood_session, when=WHEN, codes=load_codes(codes_file))
     assert "23761-0^Neutrophils/100 leukocytes in Blood by Manual count^LN" in hl7_message(report)
     codes_file.write_text('{"neutrophil": {"display": "no code"}}')
     with pytest.raises(CodeTableError, match="neutrophil.*code"):

@@ -13,6 +13,7 @@ from conftest import make_tiny_model
 from desktop.core.lab.verification import _verdict
 from desktop.core.records.session import Session
 from desktop.core.report.precision import wilson
+from desktop.core.report.session_report import session_report
 from desktop.outlets.csv import summary_rows
 
 
@@ -47,7 +48,7 @@ def test_every_differential_percentage_carries_its_interval_in_every_outlet(bloo
     from desktop.outlets.pdf import report_document
     from desktop.ui.summary_panel import SummaryPanel
 
-    report = blood_report.report()
+    report = session_report(blood_report)
     rows = list(csv.reader(io.StringIO("\r\n".join(",".join(map(str, r)) for r in summary_rows(report)))))
     header = rows[0]
     panel = SummaryPanel()
@@ -72,10 +73,10 @@ def test_a_corrected_report_says_so_in_its_title_status_and_panel(blood_report, 
     s = blood_report
     s.set_identity("B-1", "", "Ana")
     s.sign_off("Ana")
-    assert "CORRECTED" not in report_document(s.report(), s.folder).html
+    assert "CORRECTED" not in report_document(session_report(s), s.folder).html
     s.reopen("Ana", "wrong specimen label")
     s.sign_off("Ana")
-    report = s.report()
+    report = session_report(s)
     assert report.corrected and report.record.status_line().startswith("CORRECTED report")
     assert "SlideTally report — CORRECTED" in report_document(report, s.folder).html
 
@@ -197,7 +198,7 @@ def test_exports_are_named_by_the_specimen_and_accuracy_reads_the_same_everywher
 
     s = blood_report
     s.set_identity("B-2026/0412", "", "Ana")
-    report = s.report()
+    report = session_report(s)
     html = report_document(report, s.folder).html
     assert percent_text(report.model.accuracy) in html or report.model.accuracy is None
     sha = report.model.sha256

@@ -11,6 +11,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
 
 from desktop.core.records.review import REVIEW
+from desktop.core.report.session_report import session_report
 from desktop.ui.dialogs import IdentityForm
 from desktop.ui.gallery import CellRole
 
@@ -309,14 +310,14 @@ def test_a_re_signed_report_goes_out_as_a_correction_naming_what_changed(tmp_pat
     s = classified_session(tmp_path, 6, classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32))
     s.confirm([c.file for c in s.cells()], "Ana")
     s.sign_off("Ana", "B-1")
-    first = hl7_message(s.report())
+    first = hl7_message(session_report(s))
     assert next(seg for seg in first.split("\r") if seg.startswith("OBR")).split("|")[25] == "F"
     s.reopen("Ana", "wrong class on one cell")
     cell = s.cells()[0]
     new = "lymphocyte" if (cell.final_class or cell.ai_class) != "lymphocyte" else "basophil"
     s.reclassify([cell.file], new, "Ana")
     s.sign_off("Ana")
-    report = s.report()
+    report = session_report(s)
     assert report.status == "corrected" and report.corrections
     message = parse_message(hl7_message(report), find_groups=False)
     segments = {seg.name: seg for seg in message.children}
@@ -358,7 +359,7 @@ def test_the_csv_keeps_its_formula_safety_and_the_sidecar_gives_the_real_names(t
     shutil.copy(sorted((SAMPLES / "blood").glob("*.jpg"))[0], folder / "=1+2.jpg")
     s = Session.open(folder, model, tmp_path / "data")
     s.classify()
-    export_csv(s.report(), s.cells(), tmp_path / "x-cells.csv", None)
+    export_csv(session_report(s), s.cells(), tmp_path / "x-cells.csv", None)
     table = pandas.read_csv(tmp_path / "x-cells.csv")
     assert table["file"][0] == "'=1+2.jpg" and table["final_label"][0] == model_label(s)
     about = json.loads((tmp_path / "x-cells.json").read_text(encoding="utf-8"))

@@ -14,6 +14,7 @@ from conftest import random_rgb, write_image
 from desktop.core.errors import ExportError
 from desktop.core.inference.model import Model
 from desktop.core.records.session import Session
+from desktop.core.report.session_report import session_report
 from desktop.outlets.csv import export_csv
 
 
@@ -39,7 +40,7 @@ def test_per_image_and_summary_csv(tmp_path, classified):
     out = tmp_path / "out"
     out.mkdir()
     cells = classified.cells()
-    export_csv(classified.report(operator="Dr. Müller", when="2026-11-24T10:00:00"), cells, out / "cells.csv",
+    export_csv(session_report(classified, operator="Dr. Müller", when="2026-11-24T10:00:00"), cells, out / "cells.csv",
                out / "summary.csv")
     rows = _read(out / "cells.csv")
     assert rows[0][0] == "file"  # the header row first: no comment lines for scripts to skip
@@ -68,7 +69,7 @@ def test_export_to_read_only_folder_is_a_clear_error_and_leaves_nothing(tmp_path
         if os.access(locked, os.W_OK):
             pytest.skip("running as a user who can write anywhere")
         with pytest.raises(ExportError, match="Cannot write"):
-            export_csv(classified.report(), classified.cells(), locked / "c.csv", None)
+            export_csv(session_report(classified), classified.cells(), locked / "c.csv", None)
         assert list(locked.iterdir()) == []
     finally:
         os.chmod(locked, stat.S_IRWXU)
@@ -83,11 +84,11 @@ def test_failed_write_keeps_the_previous_file_whole(tmp_path, classified, monkey
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(ExportError, match="No space"):
-        export_csv(classified.report(), classified.cells(), target, None)
+        export_csv(session_report(classified), classified.cells(), target, None)
     assert target.read_text() == "previous export"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_export_into_a_missing_folder_is_a_clear_error(tmp_path, classified):
     with pytest.raises(ExportError, match="Cannot write"):
-        export_csv(classified.report(), classified.cells(), tmp_path / "gone" / "c.csv", None)
+        export_csv(session_report(classified), classified.cells(), tmp_path / "gone" / "c.csv", None)

@@ -33,6 +33,8 @@ from hostile import (
     run_measured,
 )
 
+from desktop.core.report.session_report import session_report
+
 OPERATOR = '=HYPERLINK("http://x","click")'
 
 
@@ -499,7 +501,7 @@ def test_interrupted_and_killed_exports_leave_no_temp_file(tmp_path, tiny_model,
 
     monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        export_csv(session.report(), session.cells(), out / "cells.csv", None)
+        export_csv(session_report(session), session.cells(), out / "cells.csv", None)
     monkeypatch.undo()
     session.close()
     assert sorted(p.name for p in out.iterdir()) == []

@@ -25,6 +25,7 @@ from desktop.core.inference.quantification import (
     fit_review_band,
 )
 from desktop.core.records.session import Session
+from desktop.core.report.session_report import session_report
 from desktop.outlets.csv import per_image_rows, sidecar, summary_rows
 from desktop.outlets.fhir import fhir_json
 from desktop.outlets.hl7 import hl7_message
@@ -114,7 +115,7 @@ def test_a_review_patch_is_never_dropped_from_the_denominator(idc_session):
     cells = [c for c in idc_session.cells() if not c.unreadable]
     pending = [c for c in cells if c.needs_review]
     assert pending, "the sample slide has patches in the Review band"
-    report = idc_session.report(when=WHEN)
+    report = session_report(idc_session, when=WHEN)
     slide = report.slide
     assert slide.patches == len(cells) and slide.pending_review == len(pending)
     called_idc = sum((c.final_class or c.ai_class) == "idc" for c in cells)
@@ -123,7 +124,7 @@ def test_a_review_patch_is_never_dropped_from_the_denominator(idc_session):
     # reviewing a patch changes its call, never the denominator
     target = next(c for c in pending if c.ai_class == "normal")
     idc_session.reclassify([target.file], "idc", "Ana Ruiz")
-    after = idc_session.report(when=WHEN)
+    after = session_report(idc_session, when=WHEN)
     assert after.slide.patches == len(cells) and after.slide.idc == called_idc + 1
     assert after.slide.pending_review == len(pending) - 1
 
@@ -141,7 +142,7 @@ def test_the_headline_and_its_interval_are_the_same_in_every_outlet(idc_session,
     from desktop.outlets.pdf import report_document
     from desktop.ui.summary_panel import SummaryPanel
 
-    report = idc_session.report(when=WHEN)
+    report = session_report(idc_session, when=WHEN)
     fraction = report.result("idc_fraction")
     value, ci = fraction.text(), fraction.ci_text()
     assert fraction.ci is not None and fraction.ci[0] <= fraction.value <= fraction.ci[1]
@@ -167,7 +168,7 @@ def test_the_headline_and_its_interval_are_the_same_in_every_outlet(idc_session,
 def test_the_cli_prints_the_same_headline(idc_session, capsys):
     from desktop.cli import print_report
 
-    report = idc_session.report(when=WHEN)
+    report = session_report(idc_session, when=WHEN)
     print_report(report)
     out = capsys.readouterr().out
     fraction = report.result("idc_fraction")
@@ -175,7 +176,7 @@ def test_the_cli_prints_the_same_headline(idc_session, capsys):
 
 
 def test_the_per_cell_table_states_the_probability_each_call_was_made_on(idc_session):
-    report = idc_session.report(when=WHEN)
+    report = session_report(idc_session, when=WHEN)
     cells = idc_session.cells()
     rows = per_image_rows(cells, ["normal", "idc"])
     header, body = rows[0], rows[1:]

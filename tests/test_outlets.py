@@ -13,6 +13,7 @@ from patch_model import NORMAL_RGB, PATCH, make_patch_model, paint_slide
 
 from desktop.core.errors import ActionRefused
 from desktop.core.records.session import Session
+from desktop.core.report.session_report import session_report
 from desktop.outlets.lis import hand_off
 from desktop.outlets.pdf import THUMB_PX, report_document
 
@@ -35,7 +36,7 @@ def test_pdf_thumbnails_are_thumb_px_and_tiles_are_cut_at_the_models_patch_size(
     try:
         session.classify()
         session.confirm([c.file for c in session.cells()], "Ana Ruiz")
-        report = session.report(operator="Ana Ruiz")
+        report = session_report(session, operator="Ana Ruiz")
         document = report_document(report, folder)
     finally:
         session.close()

@@ -16,6 +16,7 @@ from conftest import ROOT, make_tiny_model
 from desktop.core.errors import SignOffRefused
 from desktop.core.records.integrity import RecordAltered, seal_line
 from desktop.core.records.session import Session
+from desktop.core.report.session_report import session_report
 from desktop.outlets.fhir import fhir_json
 from desktop.outlets.hl7 import hl7_message
 
@@ -76,7 +77,7 @@ def test_2_an_open_session_flipped_to_signed_is_altered(classified, good_folder,
     again = _reopen(good_folder, model, data)
     assert again.altered
     with pytest.raises(RecordAltered):
-        again.report()
+        session_report(again)
     again.close()
     out = _cli("report", good_folder, "--model", model, "--hl7", tmp_path / "m.hl7", data=data)
     assert out.returncode == 2 and not (tmp_path / "m.hl7").exists()
@@ -106,7 +107,7 @@ def test_4_every_meta_key_an_outlet_reads_is_sealed(classified, good_folder, mod
     again = _reopen(good_folder, model, data)
     assert again.altered
     with pytest.raises(RecordAltered):
-        again.report()
+        session_report(again)
     again.close()
 
 
@@ -149,7 +150,7 @@ def test_7_a_re_hashed_forgery_is_caught_by_the_message_the_lis_holds(classified
     s, data = classified
     s.sign_off("Ana")
     sent = tmp_path / "sent.hl7"
-    sent.write_text(hl7_message(s.report()), encoding="utf-8")
+    sent.write_text(hl7_message(session_report(s)), encoding="utf-8")
     path = s.store.path
     s.close()
     assert _cli("audit-check", good_folder, "--against", sent, data=data).returncode == 0
@@ -185,9 +186,9 @@ def test_the_seal_travels_in_every_outlet(classified, tmp_path):
     from desktop.outlets.pdf import report_document
 
     s, data = classified
-    assert not s.report().record.seal  # nothing sealed before sign-off
+    assert not session_report(s).record.seal  # nothing sealed before sign-off
     s.sign_off("Ana")
-    report = s.report()
+    report = session_report(s)
     seal = report.record.seal
     assert len(seal) == 64 and seal == s.store.seal_now()
     assert seal_line(seal) in hl7_message(report)

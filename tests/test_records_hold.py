@@ -14,6 +14,7 @@ from desktop.core.errors import SignOffRefused, StoreError
 from desktop.core.records.integrity import RecordAltered
 from desktop.core.records.session import Session
 from desktop.core.records.store import ARCHIVED, session_files
+from desktop.core.report.session_report import session_report
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_a_record_edited_outside_slidetally_is_shown_altered_and_never_exported(
     s = Session.open(good_folder, model, data)
     assert s.altered
     with pytest.raises(RecordAltered, match="altered outside SlideTally"):
-        s.report()
+        session_report(s)
     with pytest.raises(RecordAltered):
         s.reclassify([s.cells()[0].file], "a", "Ana")
     s.close()
@@ -175,7 +176,7 @@ def test_one_command_writes_all_of_its_outputs_or_none(signed, good_folder, tmp_
 
     model, data, _ = signed
     s = Session.open(good_folder, model, data)
-    report, cells = s.report(), s.cells()
+    report, cells = session_report(s), s.cells()
     old = tmp_path / "r.csv"
     old.write_text("the report exported yesterday")
     args = argparse.Namespace(csv=str(old), summary=None, hl7=str(tmp_path / "r.hl7"), csv_locale="comma", pdf=None,

@@ -17,6 +17,7 @@ from conftest import ROOT, make_tiny_model, random_rgb, write_image
 from desktop.core.errors import ActionRefused, SessionLocked, SignOffRefused
 from desktop.core.inference.model import Model
 from desktop.core.records.session import Session
+from desktop.core.report.session_report import session_report
 from desktop.core.report.summary import counts
 from desktop.outlets.csv import export_audit_csv, export_csv
 
@@ -164,7 +165,7 @@ def test_a_signed_session_is_never_modified_by_a_rescan(session, good_folder, tm
     assert notices and "signed off" in notices[0] and first in notices[0]
     # every export names the changes it did not take in
     out = tmp_path / "summary.csv"
-    export_csv(again.report(operator="Ana"), again.cells(), None, out)
+    export_csv(session_report(again, operator="Ana"), again.cells(), None, out)
     text = out.read_text(encoding="utf-8-sig")
     assert "Folder changed since sign-off" in text and "new_cell.png" in text
     # only a reopen with a reason lets them in
@@ -203,13 +204,13 @@ def test_sign_off_is_refused_while_review_cells_are_unconfirmed_or_without_speci
 def test_reopened_session_exports_say_so_until_signed_again(session, tmp_path):
     signed(session)
     out = tmp_path / "c.csv"
-    export_csv(session.report(operator="Ana"), session.cells(), None, out)
+    export_csv(session_report(session, operator="Ana"), session.cells(), None, out)
     text = out.read_text(encoding="utf-8-sig")
     assert "Signed off " in text and "by Ana" in text
     with pytest.raises(ActionRefused):
         session.reopen("Ben", "")
     session.reopen("Ben", "wrong patient label")
-    export_csv(session.report(operator="Ana"), session.cells(), None, out)
+    export_csv(session_report(session, operator="Ana"), session.cells(), None, out)
     text = out.read_text(encoding="utf-8-sig")
     assert "Reopened" in text and "by Ben: wrong patient label — not signed off" in text
     assert "Signed off 20" not in text

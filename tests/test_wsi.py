@@ -22,6 +22,7 @@ from desktop.core.inference.slide import PatchGrid
 from desktop.core.inference.tissue import tissue_pixels, tissue_tiles
 from desktop.core.inference.wsi import ScaleUnknown, SlideError, WholeSlide, choose_level
 from desktop.core.records.session import Session
+from desktop.core.report.session_report import session_report
 
 pytest.importorskip("tifffile")
 # A train patient (never a test one): 14 x 14 patches around its tumour's edge, half IDC.
@@ -142,7 +143,7 @@ def test_slide_gives_the_calls_of_the_patch_folder_it_was_assembled_from(window_
     assert len(common) >= 0.95 * len(patches)  # the tissue mask finds the patches the data set kept
     agree = sum(by_slide[k] == by_folder[k] for k in common) / len(common)
     assert agree >= 0.99, f"{agree:.3f} of {len(common)} tiles called alike"
-    slide_report, folder_report = with_slide.report(), with_folder.report()
+    slide_report, folder_report = session_report(with_slide), session_report(with_folder)
     # the AI's fraction over each one's own tiles (the mask's few missed edge patches included)
     assert abs(slide_report.ai_fraction.value - folder_report.ai_fraction.value) <= 3.0
     assert "0.25 µm/px from the file's TIFF resolution tags" in slide_report.record.slide_scale
@@ -159,7 +160,7 @@ def test_glass_is_neither_classified_nor_counted(window_slide, tmp_path):
     places = {(x // PATCH_PX, y // PATCH_PX) for x, y, *_ in patches}
     assert 0.95 * len(places) <= len(cells) <= len(places) + 5
     assert sum((c.x // PATCH_PX, c.y // PATCH_PX) not in places for c in cells) <= 5  # glass: (almost) never a tile
-    assert session.report().slide.ai_patches == len(cells)
+    assert session_report(session).slide.ai_patches == len(cells)
     again = session.classify()  # the slide is known by its bytes: nothing new to classify
     assert again.classified == 0 and not again.changes.any
     session.close()

@@ -52,6 +52,7 @@ from desktop.core.logs import log_to_file  # noqa: E402
 from desktop.core.records.session import Session  # noqa: E402
 from desktop.core.report.assay_report import AssayReport  # noqa: E402
 from desktop.core.report.codes import load_codes  # noqa: E402
+from desktop.core.report.session_report import session_report  # noqa: E402
 from desktop.core.resources import resource, user_models_dir  # noqa: E402
 from desktop.outlets.csv import CsvStyle  # noqa: E402
 from desktop.outlets.text import report_lines  # noqa: E402
@@ -197,7 +198,7 @@ def _check_outputs(args, analysed: Path | None, model_file: Path | None = None, 
 
 def _report(session: Session, cells, args) -> AssayReport:
     codes = load_codes(Path(args.codes)) if args.codes else None
-    return session.report(target=args.target, operator=args.operator.strip(), codes=codes, cells=cells)
+    return session_report(session, target=args.target, operator=args.operator.strip(), codes=codes, cells=cells)
 
 
 def write_outputs(report: AssayReport, cells, folder: Path, args) -> None:

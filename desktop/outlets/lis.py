@@ -15,6 +15,7 @@ from desktop.core.names import readable
 from desktop.core.records.session import Session
 from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.codes import ResultCode
+from desktop.core.report.session_report import session_report
 from desktop.outlets.fhir import fhir_json
 from desktop.outlets.hl7 import hl7_message
 
@@ -60,6 +61,6 @@ def hand_off(session: Session, folder: Path, *, operator: str, codes: dict[str, 
     never handed off."""
     if not session.signed:
         raise ActionRefused("Only a signed-off session is sent to the LIS.")
-    written = write_lis_drop(session.report(target=target, operator=operator, codes=codes), folder)
+    written = write_lis_drop(session_report(session, target=target, operator=operator, codes=codes), folder)
     log.info("sent to the LIS folder %s: %s", readable(str(folder)), ", ".join(p.name for p in written))
     return written

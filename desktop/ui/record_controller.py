@@ -19,6 +19,7 @@ from desktop.core.records.lifecycle import STILL_CLASSIFYING
 from desktop.core.records.session import Session
 from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.codes import DEFAULT_CODES, CodeTableError, ResultCode, load_codes
+from desktop.core.report.session_report import session_report
 from desktop.ui.audit_view import AuditDialog
 from desktop.ui.busy import run_busy
 from desktop.ui.dialogs import IdentityForm
@@ -256,7 +257,7 @@ class RecordController:
 
     def report(self, cells=None, *, with_history: bool = True) -> AssayReport:
         """The session's AssayReport: the one source of every figure the panel and the exports show."""
-        return self.session.report(operator=self._exporter() if with_history else "", codes=self._codes(),
+        return session_report(self.session, operator=self._exporter() if with_history else "", codes=self._codes(),
                                    cells=cells, with_history=with_history)
 
     def _codes(self):

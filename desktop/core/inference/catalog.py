@@ -18,7 +18,7 @@ def resolve_model(model: Model | str | Path | None, folder: Path | None = None) 
     if model is not None and (Path(model).suffix == ".onnx"):
         loaded = Model(Path(model))
         if loaded.info.site:  # a site model is used only beside the base it names
-            from desktop.core.lab.site_guard import check_site_info
+            from desktop.core.inference.site_check import check_site_info
 
             check_site_info(loaded.info, {i.sha256 for i in discover_models()[0] if not i.site})
         return loaded

@@ -249,7 +249,7 @@ class Model:
             import onnx
             import onnxruntime as ort
 
-            from desktop.core.lab.graft import GraftError, with_features_output
+            from desktop.core.inference.head import GraftError, with_features_output
 
             try:
                 proto = with_features_output(onnx.load(str(self.info.path)))
@@ -306,7 +306,7 @@ def discover_models(*folders: Path) -> tuple[list[ModelInfo], list[str]]:
 
 def _without_unsound_site_models(infos: list[ModelInfo], problems: list[str]) -> tuple[list[ModelInfo], list[str]]:
     """A site model is listed only if it names an installed base by SHA-256 and its figures are in range."""
-    from desktop.core.lab.site_guard import check_site_info
+    from desktop.core.inference.site_check import check_site_info
 
     bases = {i.sha256 for i in infos if not i.site}
     kept = []

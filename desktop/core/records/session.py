@@ -38,15 +38,12 @@ from desktop.core.records.domain import (
     Cell,
     FolderChanges,
     SessionRecord,
-    now,
 )
 from desktop.core.records.integrity import ALTERED, RecordAltered
 from desktop.core.records.rescan import compare
 from desktop.core.records.slide_scale import check_slide, declare_mpp, declared_mpp, note_slide_scales
 from desktop.core.records.store import SessionStore, session_path, store_error
 from desktop.core.records.writer import Writer
-from desktop.core.report.assay_report import AssayReport, build_report
-from desktop.core.report.codes import ResultCode, load_codes
 
 SYSTEM = "SlideTally"
 
@@ -105,7 +102,6 @@ class Session:
         self.os_user = getpass.getuser()
         self.pending_changes = FolderChanges()  # seen by the last scan but not taken in
         self._classifying = threading.Event()
-        self._codes: dict[str, ResultCode] | None = None  # the lab's LIS code table, read at the first report
         self.altered = store.integrity_problems()  # non-empty: edited outside SlideTally; read-only, never exported
         self._seen_version = store.data_version()
 
@@ -162,25 +158,6 @@ class Session:
     @property
     def signed(self) -> bool:
         return self.record().signed
-
-    def report(self, *, target: int | None = None, operator: str = "", when: str | None = None,
-               codes: dict[str, ResultCode] | None = None, cells: list[Cell] | None = None,
-               with_history: bool = True) -> AssayReport:
-        """The session's AssayReport, the one source of every figure the GUI, the CLI and the LIS get.
-        `codes` default to the lab's table, read once per session; the GUI panel passes the cells it
-        holds and `with_history=False` (no audit read, no gallery) on every refresh."""
-        if with_history:  # every export and the LIS hand-off: checked again, now
-            self.check_integrity()
-        if codes is None:
-            if self._codes is None:
-                self._codes = load_codes()
-            codes = self._codes
-        record = self.record()
-        return build_report(self.cells() if cells is None else cells, self.info, record,
-                            audit=self.audit() if with_history else (), changes=self.pending_changes,
-                            target=record.target if target is None or record.signed else target,
-                            codes=codes, generated_at=now() if when is None else when, generated_by=operator,
-                            with_gallery=with_history)
 
     def check_integrity(self) -> None:
         """Raise `RecordAltered` when the record no longer matches its audit chain or seal."""
