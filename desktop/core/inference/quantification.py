@@ -42,9 +42,6 @@ class ReviewBand:
     def as_metadata(self) -> str:
         return json.dumps([round(self.low, 4), round(self.high, 4)])
 
-    def describe(self) -> str:
-        return f"P {self.low:.0%}–{self.high:.0%}"
-
 
 @dataclass(frozen=True)
 class FractionEstimator:
@@ -58,10 +55,6 @@ class FractionEstimator:
     def as_metadata(self) -> str:
         return json.dumps({"kind": self.kind, "error_rates": {k: round(v, 4) for k, v in self.error_rates.items()},
                            "systematic": round(self.systematic, 4), "chosen_on": self.chosen_on})
-
-    def describe(self) -> str:
-        return ("classify-and-count over every tissue patch (the technician's call where given); 95% interval "
-                "from the validation error rates and the patch count")
 
 
 def untested_estimator(accuracy: float | None) -> FractionEstimator:

@@ -183,7 +183,6 @@ class SlideSummary:
     ai_fraction: float | None
     grid: PatchGrid  # the maps' grid: map[row, col] is the patch at grid.offset(col, row)
     interval: tuple[float, float] | None = None  # 95% interval of `fraction`
-    estimator: str = ""  # how `fraction` and `interval` were made, in words
 
 
 def picture_only(slide: SlideSummary, mosaic: np.ndarray, cell_px: int) -> SlideSummary:
@@ -246,8 +245,6 @@ def idc_summary(cells: list[Cell], info: ModelInfo, tally: Counts | None = None)
     estimate = slide_fraction(cells, info, tally.pending_review)
     ai_n, ai_idc = sum(tally.ai.values()), tally.ai.get(positive, 0)
     interval = None if estimate.low is None else (estimate.low, estimate.high)
-    estimator = (info.fraction_estimator or untested_estimator(info.accuracy))
     return SlideSummary(estimate.patches, estimate.positive, estimate.value, tally.pending_review,
                         heat_map(offsets, probs, grid), heat_map(offsets, calls, grid),
-                        ai_n, ai_idc, ai_idc / ai_n if ai_n else None, grid, interval,
-                        estimator.describe() if info.fraction_estimator else estimator.chosen_on)
+                        ai_n, ai_idc, ai_idc / ai_n if ai_n else None, grid, interval)
