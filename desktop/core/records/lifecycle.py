@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from desktop.core.errors import ActionRefused, SessionLocked, SignOffRefused
 from desktop.core.inference.decision import review_by_rule
-from desktop.core.records.domain import SessionRecord, SessionState, check_identifier, now
+from desktop.core.records.domain import Cell, SessionRecord, SessionState, check_identifier, now
 from desktop.core.records.integrity import ALTERED, RecordAltered, unexplained_cells
 
 if TYPE_CHECKING:
@@ -86,17 +86,18 @@ def set_identity(session: Session, specimen_id: str, patient_id: str, operator: 
 STILL_CLASSIFYING = "Wait until classification has finished before signing off."
 
 
-def review_left(session: Session) -> str:
+def review_left(session: Session, cells: list[Cell] | None = None) -> str:
     """Why Review stops a sign-off now (empty when nothing is left to confirm)."""
-    left = sum(1 for c in session.store.cells() if c.needs_review)
+    left = sum(1 for c in (session.store.cells() if cells is None else cells) if c.needs_review)
     return f"{left} {session.info.item_noun} in Review are not confirmed yet. Confirm or reclassify them first." \
         if left else ""
 
 
-def nothing_counted(session: Session) -> str:
+def nothing_counted(session: Session, cells: list[Cell] | None = None) -> str:
     """Why there is nothing to sign (empty when at least one image is counted): an empty folder, a folder
     of files that are not images, or one whose every image was unreadable."""
-    if any(not c.unreadable and not c.missing for c in session.store.cells()):  # counted, or once reviewed
+    if any(not c.unreadable and not c.missing  # counted, or once reviewed
+           for c in (session.store.cells() if cells is None else cells)):
         return ""
     return (f"There is nothing to sign off: no {session.info.item_noun.removesuffix('(s)').removesuffix('(es)')} "
             "of this folder was counted (it is empty, holds no images, or none could be read).")
@@ -112,11 +113,11 @@ def sign_off_blockers(session: Session) -> str:
     return review_left(session) or nothing_counted(session)
 
 
-def unexplained(session: Session) -> str:
+def unexplained(session: Session, cells: list[Cell]) -> str:
     """Why the cells cannot be sealed: a final call, a confirmation or a Review flag the AI calls and the
     audit trail do not explain (set outside SlideTally). Empty when every cell follows."""
     info = session.info
-    wrong = unexplained_cells(session.store.cells(), session.store.audit(),
+    wrong = unexplained_cells(cells, session.store.audit(),
                               lambda c: review_by_rule(info, c.ai_class, c.confidence, c.unfamiliar))
     if not wrong:
         return ""
@@ -142,10 +143,11 @@ def sign_off(session: Session, operator: str, specimen_id: str | None = None) ->
                              "Classify it again before signing off.")
     with session.store.write(session._actor(operator)) as w:
         # again inside the transaction: nothing changes between check and seal
-        left = review_left(session) or nothing_counted(session)
+        cells = session.store.cells()  # read once, inside the transaction that seals them
+        left = review_left(session, cells) or nothing_counted(session, cells)
         if left:
             raise SignOffRefused(left)
-        forged = unexplained(session)
+        forged = unexplained(session, cells)
         if forged:
             raise RecordAltered(forged)
         w.set_meta("state", SessionState.SIGNED)
