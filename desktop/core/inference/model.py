@@ -278,6 +278,7 @@ def discover_models(*folders: Path) -> tuple[list[ModelInfo], list[str]]:
     shipped_folder, user_folder = resource("models").resolve(), user_models_dir().resolve()
     folders = folders or (resource("models"), user_models_dir())
     infos, problems = [], []
+    registry = installed(user_folder)  # read once: only the user folder's models need it
     for path in find_model_files(*folders):
         try:
             info = Model(path, threads=1).info
@@ -288,7 +289,7 @@ def discover_models(*folders: Path) -> tuple[list[ModelInfo], list[str]]:
             problems.append(f"{path.name} could not be loaded ({type(exc).__name__}: {str(exc)[:160]})")
             continue
         if path.parent.resolve() == user_folder:
-            problem = why_not_installed(path, info.sha256, installed(path.parent))
+            problem = why_not_installed(path, info.sha256, registry)
             if problem:
                 problems.append(problem)
                 continue
