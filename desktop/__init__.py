@@ -24,4 +24,9 @@ def _version() -> str:
     return version("slidetally")
 
 
-__version__ = _version()
+def __getattr__(name: str) -> str:
+    """`desktop.__version__`, read when first asked for (the window's first paint does not wait for tomllib)."""
+    if name == "__version__":
+        globals()["__version__"] = version = _version()
+        return version
+    raise AttributeError(f"module 'desktop' has no attribute {name!r}")

@@ -25,10 +25,21 @@ HERE = Path(__file__).resolve()
 
 
 def startup(checkout: Path, mode: str) -> float:
+    """Seconds from process start to the first paint of the window: an empty QMainWindow, or SlideTally's as the
+    app shows it (desktop.ui.app.show_window: the frame first, the core after the paint)."""
     code = ("import time; t=time.perf_counter()\n"
+            "from PySide6.QtCore import QEvent, QObject\n"
             "from PySide6.QtWidgets import QApplication, QMainWindow\napp=QApplication([])\n"
-            + ("w=QMainWindow()\n" if mode == "empty" else "from desktop.ui.main_window import MainWindow\nw=MainWindow()\n")
-            + "w.show(); app.processEvents(); print(time.perf_counter()-t)")
+            "class Painted(QObject):\n"
+            "    seen = False\n"
+            "    def eventFilter(self, obj, event):\n"
+            "        Painted.seen |= event.type() == QEvent.Type.Paint\n"
+            "        return False\n"
+            "watch = Painted(); app.installEventFilter(watch)\n"
+            + ("w=QMainWindow(); w.show()\n" if mode == "empty"
+               else "from desktop.ui.app import show_window\nw=show_window(app)\n")
+            + "while not Painted.seen: app.processEvents()\n"
+            "print(time.perf_counter()-t)")
     env = {**os.environ, "PYTHONPATH": str(checkout), "QT_QPA_PLATFORM": "offscreen",
            "XDG_CONFIG_HOME": tempfile.mkdtemp(), "XDG_DATA_HOME": tempfile.mkdtemp()}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=checkout, check=True)

@@ -26,3 +26,29 @@ def about_html(models: list[ModelInfo]) -> str:
             "(Janowczyk &amp; Madabhushi 2016; Cruz-Roa et al. 2014).</p>"
             f"<p>Log file: {log_file()}</p><p>Lab policy: {html.escape(lab_policy().source)}</p>"
             + (f"<p>Licences: {licences}</p>" if licences.exists() else ""))
+
+
+def show_about(window) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    QMessageBox.about(window, "About SlideTally", about_html(window.sessions.models))
+
+
+def show_model_card(window) -> None:
+    """The open model's card (Markdown beside the ONNX file), as shipped or written by adaptation."""
+    from PySide6.QtWidgets import QDialog, QTextBrowser, QVBoxLayout
+
+    from desktop.ui.dialogs import fit_to_screen
+
+    info = window.sessions.info
+    if info is None:
+        return
+    card = info.path.with_suffix("").with_suffix(".card.md")
+    dialog = QDialog(window)
+    dialog.setWindowTitle(f"Model card — {info.display_name}")
+    text = QTextBrowser()
+    text.setSearchPaths([str(card.parent)])
+    text.setMarkdown(card.read_text(encoding="utf-8") if card.exists() else "No model card was shipped with this model.")
+    QVBoxLayout(dialog).addWidget(text)
+    fit_to_screen(dialog, 900, 700)
+    dialog.exec()

@@ -10,6 +10,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow
 
+from desktop.ui import about
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -95,8 +97,8 @@ class Actions:
         action("quit", "&Quit", w.close)
         self.quit.setShortcut(QKeySequence.StandardKey.Quit)
         action("shortcuts", "&Keyboard shortcuts", w.show_shortcuts)
-        action("card", "&Model card…", w.show_model_card)
-        action("about", "&About SlideTally", w.show_about)
+        action("card", "&Model card…", lambda: about.show_model_card(w))
+        action("about", "&About SlideTally", lambda: about.show_about(w))
         action("verification", "&Verification…", records.show_verification,
                "This model's calls against this lab's signed-off final calls")
         action("adapt", "&Adapt to this lab…", records.show_adapt, "Fit a site model on this lab's verified cells "

@@ -8,6 +8,12 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.ui.main_window import MainWindow
 
 START = time.perf_counter()
 log = logging.getLogger("slidetally")
@@ -72,38 +78,47 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM before the window exists: nothing is open or unsaved yet, so leave at once, cleanly.
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     from PySide6.QtCore import QTimer
-    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(argv)
     app.setOrganizationName("SlideTally")
     app.setApplicationName("SlideTally")
     log_path = setup_logging()
+    window = show_window(app)
+    install_excepthook(lambda: window)
+    folder = Path(argv[1]) if len(argv) > 1 and not argv[1].startswith("-") else None
+
+    closing: list[bool] = []
+
+    def after_paint():
+        if closing:  # SIGTERM came first: do not start classifying a window that is closing
+            return
+        window.complete()  # the core loads here, after the window is on screen
+        log.info("window complete after %.2f s (log: %s)", time.perf_counter() - START, log_path)
+        window.sessions.load_models()
+        if folder is not None:
+            window.sessions.open_folder(folder)
+        QTimer.singleShot(500, preload_outlets)
+
+    window.when_painted(after_paint)
+    quit_on_terminate(app, window, closing)
+    return app.exec()
+
+
+def show_window(app: QApplication) -> MainWindow:
+    """The main window's frame on screen, with Qt alone loaded (MainWindow's two steps); the caller completes it."""
+    from PySide6.QtGui import QIcon
+
     from desktop.core.resources import resource
     from desktop.ui.main_window import MainWindow
 
     icon = resource("icons", "slidetally.png")
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
-    window = MainWindow()
-    install_excepthook(lambda: window)
+    window = MainWindow(complete_later=True)
     window.show()
-    log.info("window shown after %.2f s (log: %s)", time.perf_counter() - START, log_path)
-    folder = Path(argv[1]) if len(argv) > 1 and not argv[1].startswith("-") else None
-
-    closing: list[bool] = []
-
-    def after_show():
-        if closing:  # SIGTERM came first: do not start classifying a window that is closing
-            return
-        window.sessions.load_models()
-        if folder is not None:
-            window.sessions.open_folder(folder)
-
-    QTimer.singleShot(0, after_show)
-    QTimer.singleShot(500, preload_outlets)
-    quit_on_terminate(app, window, closing)
-    return app.exec()
+    log.info("window shown after %.2f s", time.perf_counter() - START)
+    return window
 
 
 def preload_outlets() -> None:
@@ -127,7 +142,8 @@ def quit_on_terminate(app, window, closing: list[bool]) -> None:
     from PySide6.QtCore import QTimer
 
     def close_all():
-        window.sessions.shutdown()  # the classifying thread ends before anything is torn down
+        if window.completed:
+            window.sessions.shutdown()  # the classifying thread ends before anything is torn down
         for widget in app.topLevelWidgets():
             widget.close()
         app.quit()

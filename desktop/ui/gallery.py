@@ -29,9 +29,8 @@ from desktop.core.records.review import ALL, cell_bin, in_bin
 from desktop.core.report.summary import decided_p_positive
 from desktop.core.thumbnails import thumbnail
 from desktop.outlets.qimage import to_qimage
+from desktop.ui.settings import THUMB
 
-THUMB = 96  # default thumbnail size (px); the technician zooms between THUMB_SIZES
-THUMB_SIZES = (64, 80, 96, 128, 160, 192)
 MIME_IDS = "application/x-slidetally-cell-ids"
 CellRole = Qt.ItemDataRole.UserRole + 1
 ConfidenceRole = Qt.ItemDataRole.UserRole + 2

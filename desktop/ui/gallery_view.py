@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QEvent, QItemSelectionModel, QSize, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QListView
 
-from desktop.ui.gallery import THUMB, THUMB_SIZES
+from desktop.ui.settings import THUMB, THUMB_SIZES
 
 
 class GalleryView(QListView):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from desktop.ui.gallery import THUMB, THUMB_SIZES
-
 RECENT_FOLDERS = 8
+THUMB = 96  # default thumbnail size (px); the technician zooms between THUMB_SIZES
+THUMB_SIZES = (64, 80, 96, 128, 160, 192)
 
 
 class WindowSettings:
