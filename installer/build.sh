@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=$(python3 -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
+# The Debian revision: 1 for a release's first package; a rebuild of the same release (a library fix, a packaging
+# change) raises it, e.g. DEBIAN_REVISION=2 installer/build.sh gives 0.1.0-2.
+DEBIAN_REVISION=${DEBIAN_REVISION:-1}
+DEBVERSION=$VERSION-$DEBIAN_REVISION
 # Dates inside the package are the last commit's, so a rebuild of the same commit gives the same files.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 DATE=$(date -u -d "@$SOURCE_DATE_EPOCH" +%F)
@@ -14,8 +18,12 @@ DATE=$(date -u -d "@$SOURCE_DATE_EPOCH" +%F)
 MAINTAINER="SlideTally developers <packaging@slidetally.org>"
 HOMEPAGE=https://slidetally.org
 start=$(date +%s)
-if [ ! -x .venv-build/bin/python ]; then
-    python3 -m venv .venv-build
+# The Python runtime the bundle carries: Debian's maintained CPython 3.11 source, hardened (installer/build_python.sh).
+PYTHON=$(installer/build_python.sh)
+if ! grep -qs "^home = $(dirname "$PYTHON")\$" .venv-build/pyvenv.cfg; then
+    rm -rf .venv-build
+    # pip comes from Debian's python3-pip-whl (Debian's ensurepip takes the wheels in /usr/share/python-wheels).
+    "$PYTHON" -m venv .venv-build
 fi
 # Exactly the locked wheels, each checked against its SHA-256 (installer/lock.sh writes the lock), then the app
 # itself without dependencies (setuptools, its build backend, is in the lock).
@@ -59,7 +67,7 @@ find "$BUNDLE" -type f \( -name '*.so' -o -name '*.so.*' \) -print0 | while IFS=
 done
 find "$BUNDLE/_internal/resources" -type f -exec chmod 644 {} +
 
-PKG=build/deb/slidetally_${VERSION}_amd64
+PKG=build/deb/slidetally_${DEBVERSION}_amd64
 DOC=$PKG/usr/share/doc/slidetally
 rm -rf "$PKG"
 mkdir -p "$PKG/DEBIAN" "$PKG/usr/lib" "$PKG/usr/bin" "$PKG/usr/share/applications" "$PKG/usr/share/metainfo" \
@@ -101,7 +109,7 @@ help2man --no-info --no-discard-stderr --name "CNN pre-classification of blood-c
     .venv-build/bin/python
 .venv-build/bin/python installer/sbom.py build/sbom-python.json "$DOC/slidetally.cdx.json" "$(dirname "$OPENCV")"
 cp "$DOC/slidetally.cdx.json" "dist/slidetally_${VERSION}.cdx.json"  # attached to the release
-.venv-build/bin/python installer/changelog.py CHANGELOG.md "$VERSION" "$MAINTAINER" > "$DOC/changelog"
+.venv-build/bin/python installer/changelog.py CHANGELOG.md "$VERSION" "$MAINTAINER" "$DEBIAN_REVISION" > "$DOC/changelog"
 gzip -9n "$DOC/changelog"
 find "$PKG" -type d -exec chmod 755 {} +
 
@@ -123,7 +131,7 @@ fi
 SIZE_KB=$(du -sk --exclude=DEBIAN "$PKG" | cut -f1)
 cat > "$PKG/DEBIAN/control" <<CONTROL
 Package: slidetally
-Version: ${VERSION}
+Version: ${DEBVERSION}
 Section: science
 Priority: optional
 Architecture: amd64
@@ -138,7 +146,7 @@ CONTROL
 (cd "$PKG" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) \
     > "$PKG/DEBIAN/md5sums"
 chmod 644 "$PKG/DEBIAN/control" "$PKG/DEBIAN/md5sums"
-DEB=dist/slidetally_${VERSION}_amd64.deb
+DEB=dist/slidetally_${DEBVERSION}_amd64.deb
 dpkg-deb --build --root-owner-group -Zxz "$PKG" "$DEB" >/dev/null
 end=$(date +%s)
 awk -F'\t' '{mb[$2] += $1 / 1048576; n[$2]++} END {for (r in mb) printf "left out: %6.1f MB, %3d files: %s\n", mb[r], n[r], r}' \

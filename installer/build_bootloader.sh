@@ -15,17 +15,10 @@ if readelf -h "$TARGET/run" | grep -q 'Type: *DYN'; then
     exit 0  # already ours
 fi
 VERSION=$("$PYTHON" -c "from importlib.metadata import version; print(version('pyinstaller'))")
-LOCKED=$(awk '/^pyinstaller==/ {p = 1} p && /^ *#/ {exit} p' installer/requirements-linux.lock | grep -o 'sha256:[0-9a-f]*' | cut -d: -f2)
 OUT=$PWD/build/bootloader-$VERSION
 SDIST=pyinstaller-$VERSION.tar.gz
 mkdir -p "$OUT"
-if [ ! -f "$OUT/$SDIST" ]; then
-    link=$(curl -fsSL https://pypi.org/simple/pyinstaller/ | grep -o "https://[^\"]*/$SDIST#sha256=[0-9a-f]*")
-    curl -fsSL -o "$OUT/$SDIST.part" "${link%%#*}"
-    got=$(sha256sum "$OUT/$SDIST.part" | cut -d' ' -f1)
-    grep -qx "$got" <<< "$LOCKED" || { echo "$SDIST: sha256 $got is not in the lock" >&2; exit 1; }
-    mv "$OUT/$SDIST.part" "$OUT/$SDIST"
-fi
+installer/fetch_locked_sdist.sh pyinstaller "$VERSION" "$OUT/$SDIST"
 rm -rf "$OUT/src"
 mkdir -p "$OUT/src"
 tar -xzf "$OUT/$SDIST" -C "$OUT/src" --strip-components=1

@@ -5,7 +5,7 @@
 # that `import cv2` loads although the app never opens a video or calls LAPACK; this module is 19 MB and
 # links only the system's zlib, libstdc++, libgcc and libc.
 # Usage: installer/build_opencv.sh PYTHON   (the build venv's python; prints the folder to put on PYTHONPATH)
-# The source is the wheel's own sdist from PyPI, checked against the index's sha256. The result is cached in
+# The source is the wheel's own sdist from PyPI, checked against the lock's SHA-256 (fetch_locked_sdist.sh). The result is cached in
 # build/opencv-<version>-<hash of this script>/ (a changed option builds again); a second run only prints the
 # folder. 6.5 min on 2 cores.
 set -euo pipefail
@@ -23,12 +23,7 @@ if [ -f "$OUT/python/cv2/__init__.py" ]; then
 fi
 SDIST=opencv_python_headless-$VERSION.tar.gz
 mkdir -p "$OUT/src"
-if [ ! -f "$OUT/$SDIST" ]; then
-    link=$(curl -fsSL https://pypi.org/simple/opencv-python-headless/ | grep -o "https://[^\"]*/$SDIST#sha256=[0-9a-f]*")
-    curl -fsSL -o "$OUT/$SDIST.part" "${link%%#*}"
-    echo "${link##*sha256=}  $OUT/$SDIST.part" | sha256sum -c --quiet
-    mv "$OUT/$SDIST.part" "$OUT/$SDIST"
-fi
+installer/fetch_locked_sdist.sh opencv-python-headless "$VERSION" "$OUT/$SDIST"
 tar -xzf "$OUT/$SDIST" -C "$OUT/src" --strip-components=1
 # OpenCV and the codecs compiled into it (libjpeg-turbo, libpng, libtiff) get stack protection, checked libc calls
 # and a read-only relocation table bound at load (hardening.sh); the code generated is otherwise the same.
