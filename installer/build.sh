@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=$(python3 -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
 # The Debian revision: 1 for a release's first package; a rebuild of the same release (a library fix, a packaging
-# change) raises it, e.g. DEBIAN_REVISION=2 installer/build.sh gives 0.1.0-2.
+# change) raises it, e.g. DEBIAN_REVISION=2 installer/build.sh gives <version>-2.
 DEBIAN_REVISION=${DEBIAN_REVISION:-1}
 DEBVERSION=$VERSION-$DEBIAN_REVISION
 # Dates inside the package are the last commit's, so a rebuild of the same commit gives the same files.
