@@ -79,8 +79,9 @@ def test_debian_changelog_comes_from_the_release_notes(tmp_path):
     from changelog import debian_changelog
 
     notes = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
-    text = debian_changelog(notes, desktop.__version__, "SlideTally developers <packaging@slidetally.org>")
-    assert text.startswith(f"slidetally ({desktop.__version__}) unstable; urgency=medium\n\n  * ")
+    text = debian_changelog(notes, desktop.__version__, "SlideTally developers <packaging@slidetally.org>", "2")
+    # the package's version carries the Debian revision (a rebuild of the same release is -2, -3...)
+    assert text.startswith(f"slidetally ({desktop.__version__}-2) unstable; urgency=medium\n\n  * ")
     assert text.count("\n  * ") >= 3 and "example.org" not in text
     with pytest.raises(ValueError, match="no section"):
         debian_changelog(notes, "99.0.0", "x <x@x>")
@@ -88,4 +89,4 @@ def test_debian_changelog_comes_from_the_release_notes(tmp_path):
         changelog = tmp_path / "changelog"
         changelog.write_text(text, encoding="utf-8")
         parsed = subprocess.run(["dpkg-parsechangelog", "-l", str(changelog)], capture_output=True, text=True, check=True)
-        assert f"Version: {desktop.__version__}" in parsed.stdout
+        assert f"Version: {desktop.__version__}-2\n" in parsed.stdout
