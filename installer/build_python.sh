@@ -37,12 +37,14 @@ done
 rm -rf "$OUT/src"
 dpkg-source --no-check -x "$OUT/download/python3.11_$DEBVERSION.dsc" "$OUT/src" > "$OUT/unpack.log"
 export DEB_BUILD_MAINT_OPTIONS=hardening=+all
-CFLAGS=$(dpkg-buildflags --get CFLAGS)
+source "$HERE/hardening.sh"  # plus the flags OpenCV and the bootloader get (stack clash, control-flow protection)
+CFLAGS="$(dpkg-buildflags --get CFLAGS) $HARDEN_CFLAGS"
 CPPFLAGS=$(dpkg-buildflags --get CPPFLAGS)
 LDFLAGS="$(dpkg-buildflags --get LDFLAGS) -Wl,-rpath,$PREFIX/lib"
 export CFLAGS CPPFLAGS LDFLAGS
 # Modules the app does not use and whose libraries it should not carry: py_cv_module_<name>=n/a is CPython 3.11's
-# switch for a module built from Modules/Setup.stdlib.
+# switch for a module built from Modules/Setup.stdlib; readline and curses are still built by setup.py, so they are
+# removed after the install.
 for module in readline _curses _curses_panel _dbm _gdbm nis _tkinter ossaudiodev spwd _crypt; do
     export "py_cv_module_$module=n/a"
 done
@@ -56,6 +58,7 @@ printf '*static*\npyexpat pyexpat.c -lexpat\n_elementtree _elementtree.c\n' > "$
     make -j"$(nproc)" > "$OUT/build.log" 2>&1
     make install > "$OUT/install.log" 2>&1
 )
+rm -f "$PREFIX"/lib/python3.11/lib-dynload/{readline,_curses,_curses_panel}.cpython-*.so
 # The texts of what CPython compiles in (libmpdec, Mersenne Twister, ...) are in Doc/license.rst; copyright.py takes them.
 mkdir -p "$OUT/licenses"
 cp "$OUT/src/LICENSE" "$OUT/licenses/LICENSE"
