@@ -31,6 +31,41 @@ def outside(widget: QWidget, screen) -> list[str]:
     return problems
 
 
+def main_window_cut(window) -> list[str]:
+    """Issue 40 G: the find box usable, the summary's table whole (no sideways scrolling), 3 gallery columns."""
+    problems = []
+    if window.find.width() < 150:
+        problems.append(f"the find box is {window.find.width()} px wide")
+    text = window.summary.text
+    if text.horizontalScrollBar().maximum() > 0:  # the table is wider than the panel
+        problems.append(f"the summary's table needs {text.document().idealWidth():.0f} px, "
+                        f"{text.viewport().width()} px shown: a column is cut")
+    grid = window.gallery.gridSize().width() or window.gallery.sizeHintForColumn(0)
+    columns = window.gallery.viewport().width() // max(grid, 1)
+    if columns < 3:
+        problems.append(f"the gallery shows {columns} columns")
+    return problems
+
+
+def idc_map_cut(app, window) -> list[str]:
+    """The IDC slide's map legend: each label whole (the legend wraps instead of cutting "IDC / no / aw")."""
+    from desktop.core.resources import resource
+
+    window.sessions.close_session()
+    window.sessions.open_folder(resource("samples", "breast-idc-9022"), guess=True)
+    while window.sessions.is_classifying():
+        app.processEvents()
+    app.processEvents()
+    problems = []
+    for legend in (window.summary.heat.final_legend, window.summary.heat.ai_only):
+        if not legend.isVisible():
+            problems.append(f"the map's legend {legend.text()[:30]!r} is not shown")
+        elif legend.width() < legend.minimumSizeHint().width() or legend.height() < legend.heightForWidth(legend.width()):
+            problems.append(f"the map's legend is cut: {legend.width()}x{legend.height()} px for {legend.text()[:40]!r}")
+    window.sessions.close_session()
+    return problems
+
+
 def shown(dialog: QWidget) -> QWidget:
     dialog.show()
     QApplication.processEvents()
@@ -56,13 +91,16 @@ def main() -> None:
     app.processEvents()
     screen = window.screen()
     problems = outside(window, screen)
-    if window.find.width() < 160:
-        problems.append(f"the find box is {window.find.width()} px wide")
+    problems += main_window_cut(window)
     if window.thumb_slider.width() < 60:
         problems.append(f"the size slider is {window.thumb_slider.width()} px wide")
     if not window.frameGeometry().intersects(screen.availableGeometry()) or \
             window.width() > screen.availableGeometry().width():
         problems.append(f"the window ({window.width()}x{window.height()}) does not fit the screen")
+    problems += idc_map_cut(app, window)
+    window.sessions.open_folder(resource("samples", "blood"), guess=True)
+    while window.sessions.is_classifying():
+        app.processEvents()
     info = window.sessions.info
     dialogs = [
         CellViewer(window, window.sessions.folder, info, window.proxy, 0, lambda *a: False, lambda *a: False),

@@ -5,6 +5,8 @@ double-click opens it large."""
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPixmap
@@ -14,7 +16,6 @@ from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsView,
-    QHBoxLayout,
     QLabel,
     QVBoxLayout,
     QWidget,
@@ -105,21 +106,14 @@ class _MapView(QGraphicsView):
             super().mouseDoubleClickEvent(event)
 
 
-def _swatch(style: str) -> QLabel:
-    swatch = QLabel()
-    swatch.setFixedSize(12, 12)
-    swatch.setStyleSheet(f"background: {style}; border: 1px solid #555;")
-    return swatch
-
-
-def _legend(entries: list[tuple[QLabel, str]]) -> QWidget:
-    box = QWidget()
-    row = QHBoxLayout(box)
-    row.setContentsMargins(0, 0, 0, 0)
-    for swatch, label in entries:
-        row.addWidget(swatch)
-        row.addWidget(QLabel(label))
-    return box
+def _legend(entries: list[tuple[str, str]]) -> QLabel:
+    """Colour squares with their labels in one word-wrapping line: on a narrow panel the entries wrap as wholes
+    (never "IDC / no / aw")."""
+    items = [f"<span style='color:{colour}'>■</span>&nbsp;{html.escape(label).replace(' ', '&nbsp;')}"
+             for colour, label in entries]
+    legend = QLabel(" &nbsp; ".join(items))
+    legend.setWordWrap(True)
+    return legend
 
 
 class SlideMap(QWidget):
@@ -133,22 +127,18 @@ class SlideMap(QWidget):
         self.view = _MapView()
         self.view.tile_clicked.connect(self.tile_clicked)
         self.view.tile_opened.connect(self.tile_opened)
-        self.final_legend = _legend([(_swatch(QColor(*CALL_COLOURS[value][0]).name()), label)
-                                     for label, value in CALL_LEGEND])
+        self.final_legend = _legend([(QColor(*CALL_COLOURS[value][0]).name(), label) for label, value in CALL_LEGEND])
         low, high = (QColor(*c).name() for c in PROBABILITY_ENDS)
-        self.ai_legend = _legend([(_swatch(low), "P(IDC) 0"), (_swatch(high), "1 (AI only, before review)")])
+        self.ai_legend = _legend([(low, "P(IDC) 0"), (high, "1 (AI only, before review)")])
         self.ai_only = QCheckBox("AI only")
         self.ai_only.setToolTip("Show the model's own probability of IDC per patch, before the technician's review")
         self.ai_only.toggled.connect(self._render)
-        legend = QHBoxLayout()
-        legend.addWidget(self.final_legend)
-        legend.addWidget(self.ai_legend)
-        legend.addStretch(1)
-        legend.addWidget(self.ai_only)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view, 1)
-        layout.addLayout(legend)
+        layout.addWidget(self.final_legend)
+        layout.addWidget(self.ai_legend)
+        layout.addWidget(self.ai_only)
         self._slide: SlideSummary | None = None
         self._mosaic: np.ndarray | None = None
         self._render()

@@ -128,17 +128,28 @@ class SummaryPanel(QWidget):
         self.target.setEnabled(editable)
 
     def _differential_html(self, report: AssayReport) -> str:
-        rows = ["<table cellspacing=0 cellpadding=3 width='100%'>",
+        """Five columns that fit a 1366x768 screen at 150 %: the 95% interval under the value, the flag beside the
+        reference interval, no line break inside a number."""
+        rows = ["<table cellspacing=0 cellpadding=2>",
                 "<tr><th align=left>Class</th><th align=right>AI</th><th align=right>Final</th>"
-                "<th align=right>Value</th><th align=left>95% CI</th><th align=left>Ref.</th><th></th></tr>"]
+                "<th align=right>Value<br><small>95% CI</small></th><th align=left>Ref.</th></tr>"]
         for c in report.classes:
             r = c.result
-            value = "" if r is None or r.value is None else f"{r.text()} {r.unit.symbol}"
+            value, under = "", ""
+            if r is not None and r.value is not None:  # "19.2 %"; a longer unit ("/100 WBC") goes on the second line
+                short = len(r.unit.symbol) <= 1
+                value = f"{r.text()}&nbsp;{html.escape(r.unit.symbol)}" if short else r.text()
+                under = "" if short else html.escape(r.unit.symbol)
+            if r is not None and r.ci is not None:
+                under = r.ci_text()
+            if under:
+                value += f"<br><small style='color:#555'>{under}</small>"
             ref = "" if r is None or r.interval is None else f"{r.interval[0]:g}–{r.interval[1]:g}"
-            ci = "" if r is None or r.ci is None else f"<span style='color:#555'>{r.ci_text()}</span>"
-            flag = f"<b style='color:#b00020'>{r.flag}</b>" if r is not None and r.flag else ""
+            if r is not None and r.flag:
+                ref += f"&nbsp;<b style='color:#b00020'>{r.flag}</b>"
             rows.append(f"<tr><td>{html.escape(c.label)}</td><td align=right>{c.ai}</td><td align=right>{c.final}</td>"
-                        f"<td align=right>{value}</td><td>{ci}</td><td>{ref}</td><td>{flag}</td></tr>")
+                        f"<td align=right style='white-space:nowrap'>{value}</td>"
+                        f"<td style='white-space:nowrap; padding-left:5px'>{ref}</td></tr>")
         rows.append("</table>")
         rows.append(f"<p style='color:#555;font-size:9pt'>{html.escape(report.precision)}</p>")
         colour = "#b45309" if (report.wbc or 0) < (report.target or 0) else "#166534"
