@@ -214,3 +214,28 @@ def test_exports_are_named_by_the_specimen_and_accuracy_reads_the_same_everywher
     window.records._ask_save_path("Export", ".pdf", "PDF (*.pdf)")
     assert asked and Path(asked[0]).name == "B-2026_0412.pdf"
     window.sessions.close_session()
+
+
+def test_no_text_view_breaks_a_word_in_two(qtbot, tmp_path):
+    """L: headers such as "Lymphocyte" wrapped mid-word ("Lymphocyt" / "e") in the Verification report: every rich-text
+    view in the window and its dialogs breaks lines between words only."""
+    from conftest import MODELS, open_window
+    from PySide6.QtGui import QTextOption
+    from PySide6.QtWidgets import QTextBrowser
+
+    from desktop.core.resources import resource
+    from desktop.ui.lab_tools import VerificationDialog
+    from desktop.ui.preview import CellViewer
+
+    window = open_window(qtbot, tmp_path, MODELS)
+    window.sessions.open_folder(resource("samples", "blood"), guess=True)
+    qtbot.waitUntil(lambda: not window.sessions.is_classifying(), timeout=60_000)
+    info = window.sessions.info
+    views = [VerificationDialog(window, window.sessions.model(info), tmp_path / "data"),
+             CellViewer(window, window.sessions.folder, info, window.proxy, 0, lambda *a: False, lambda *a: False)]
+    texts = window.findChildren(QTextBrowser) + [t for v in views for t in v.findChildren(QTextBrowser)]
+    assert len(texts) >= 3
+    assert all(t.wordWrapMode() == QTextOption.WrapMode.WordWrap for t in texts)
+    for view in views:
+        view.close()
+    window.sessions.close_session()

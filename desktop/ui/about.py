@@ -36,9 +36,9 @@ def show_about(window) -> None:
 
 def show_model_card(window) -> None:
     """The open model's card (Markdown beside the ONNX file), as shipped or written by adaptation."""
-    from PySide6.QtWidgets import QDialog, QTextBrowser, QVBoxLayout
+    from PySide6.QtWidgets import QDialog, QVBoxLayout
 
-    from desktop.ui.dialogs import fit_to_screen
+    from desktop.ui.dialogs import fit_to_screen, reading_view
 
     info = window.sessions.info
     if info is None:
@@ -46,7 +46,7 @@ def show_model_card(window) -> None:
     card = info.path.with_suffix("").with_suffix(".card.md")
     dialog = QDialog(window)
     dialog.setWindowTitle(f"Model card — {info.display_name}")
-    text = QTextBrowser()
+    text = reading_view()
     text.setSearchPaths([str(card.parent)])
     text.setMarkdown(card.read_text(encoding="utf-8") if card.exists() else "No model card was shipped with this model.")
     QVBoxLayout(dialog).addWidget(text)

@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
-    QTextBrowser,
     QVBoxLayout,
 )
 
@@ -37,7 +36,7 @@ from desktop.core.lab.site_guard import loss_text
 from desktop.core.lab.site_install import install_site_model
 from desktop.core.lab.site_model import PreparedAdaptation, next_number, prepare_adaptation, slug, write_site_model
 from desktop.core.resources import resource
-from desktop.ui.dialogs import fit_to_screen
+from desktop.ui.dialogs import fit_to_screen, reading_view
 from desktop.ui.worker import TaskWorker, start_worker
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ class AdaptDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel_fit)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        self.text = QTextBrowser()
+        self.text = reading_view()
         self.text.setHtml("<p>The base model stays as it is. The site model is a new assay in the list; switching back "
                           "is choosing the base model there. Every figure shown is <b>site cross-validated</b>: each "
                           "cell is judged by a model fitted without its specimen.</p>")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint
+from PySide6.QtGui import QTextOption
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
@@ -33,11 +34,20 @@ def fit_to_screen(window: QWidget, width: int, height: int) -> None:
     window.move(QPoint(x, y))
 
 
+def reading_view() -> QTextBrowser:
+    """The read-only rich-text view every window uses: lines break between words only, so a narrow column
+    shows "Lymphocyte" on one line, never "Lymphocyt" / "e" (QTextBrowser's default breaks anywhere)."""
+    view = QTextBrowser()
+    view.setWordWrapMode(QTextOption.WrapMode.WordWrap)
+    view.setOpenExternalLinks(False)
+    return view
+
+
 def show_text(parent: QWidget, title: str, html: str, width: int = 640, height: int = 560) -> None:
     """A read-only text (the shortcut list, say) that scrolls instead of running off a small screen."""
     dialog = QDialog(parent)
     dialog.setWindowTitle(title)
-    text = QTextBrowser()
+    text = reading_view()
     text.setHtml(html)
     buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok)
     buttons.accepted.connect(dialog.accept)

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QMessageBox,
     QPushButton,
-    QTextBrowser,
     QVBoxLayout,
 )
 
@@ -26,7 +25,7 @@ from desktop.core.lab.site_cells import signed_sessions
 from desktop.core.lab.verification import build_report, report_html, report_rows
 from desktop.outlets.csv import render_csv
 from desktop.ui.busy import run_busy
-from desktop.ui.dialogs import fit_to_screen
+from desktop.ui.dialogs import fit_to_screen, reading_view
 
 
 class VerificationDialog(QDialog):
@@ -43,7 +42,7 @@ class VerificationDialog(QDialog):
         self.since_on.toggled.connect(self.since.setEnabled)
         self.since_on.toggled.connect(self.build)
         self.since.dateChanged.connect(self.build)
-        self.text = QTextBrowser()
+        self.text = reading_view()
         self.pdf_button = QPushButton("Export PDF…")
         self.pdf_button.clicked.connect(self.export_pdf)
         self.csv_button = QPushButton("Export CSV…")

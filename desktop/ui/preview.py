@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSizePolicy,
-    QTextBrowser,
     QVBoxLayout,
 )
 
@@ -29,7 +28,7 @@ from desktop.core.records.review import ranked_classes
 from desktop.core.report.summary import decided_p_positive
 from desktop.core.thumbnails import load_cell_image
 from desktop.outlets.qimage import to_qimage
-from desktop.ui.dialogs import fit_to_screen
+from desktop.ui.dialogs import fit_to_screen, reading_view
 from desktop.ui.gallery import CellRole
 
 
@@ -99,7 +98,7 @@ class CellViewer(QDialog):
         # the picture follows the label's size, never the other way round (a small screen keeps its buttons)
         self.image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self._pixmap: QPixmap | None = None
-        self.text = QTextBrowser()
+        self.text = reading_view()
         self.text.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # ←/→ walk the cells instead of moving a text cursor
         self.position = QLabel()
         previous = QPushButton("◀ Previous (←)")

@@ -6,14 +6,15 @@ import html
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QTextOption
-from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import QFormLayout, QLabel, QProgressBar, QSpinBox, QVBoxLayout, QWidget
 
 from desktop.core.inference.slide import MAP_CELL_PX
 from desktop.core.policy import lab_policy
 from desktop.core.records.lifecycle import TARGET_RANGE
 from desktop.core.report.assay_report import AssayReport
 from desktop.core.report.summary import picture_only
+from desktop.ui.dialogs import reading_view
 from desktop.ui.heatmap import SlideMap
 
 
@@ -65,9 +66,7 @@ class SummaryPanel(QWidget):
         self.review_bar.setFormat("Review: %v of %m confirmed")
         form.addRow("Review", self.review_bar)
         layout.addLayout(form)
-        self.text = QTextBrowser()
-        self.text.setOpenExternalLinks(False)
-        self.text.setWordWrapMode(QTextOption.WrapMode.WordWrap)  # "Basophil", never "Basop" / "hil"
+        self.text = reading_view()
         layout.addWidget(self.text, 3)
         self.chart = BarChart()
         layout.addWidget(self.chart)
