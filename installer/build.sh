@@ -104,6 +104,7 @@ help2man --no-info --no-discard-stderr --name "classify microscope images and ex
 help2man --no-info --no-discard-stderr --name "CNN pre-classification of blood-cell and breast-tissue images" \
     "$BUNDLE/slidetally" | gzip -9n > "$PKG/usr/share/man/man1/slidetally.1.gz"
 .venv-build/bin/python installer/copyright.py "$PKG" usr/lib/slidetally "$(dirname "$OPENCV")/licenses"
+install -m 644 SECURITY.md "$DOC/SECURITY.md"  # the security contact (also in the copyright file and the AppStream data)
 # Bill of materials (CycloneDX 1.6): cyclonedx-py over the build venv, completed with the native parts.
 .venv-tools/bin/cyclonedx-py environment --of JSON --sv 1.6 --output-reproducible -o build/sbom-python.json \
     .venv-build/bin/python

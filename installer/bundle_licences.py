@@ -160,6 +160,16 @@ def python_component(name: str) -> Component:
 
 
 def cpython_component() -> Component:
+    """The Python runtime. The Linux build's (installer/build_python.sh) keeps its texts beside its install: CPython's
+    LICENSE, Doc/license.rst (the code it compiles in: libmpdec, Mersenne Twister, SipHash...) and Debian's copyright
+    file; its folder is named by the Debian version it was built from. Otherwise the runtime's own LICENSE.txt."""
+    build = Path(sys.base_prefix).parent / "licenses"
+    if (build / "LICENSE").exists():
+        texts = {name: build / name for name in ("LICENSE", "license.rst", "debian-copyright") if (build / name).exists()}
+        debian = build.parent.name.removeprefix("python-").rsplit("-", 1)[0]  # build/python-<Debian version>-<key>
+        version = f"{sys.version.split()[0]} (Debian {debian})"
+        return Component("python", version, "PSF-2.0 AND BSD-2-Clause (libmpdec) AND others in license.rst", texts,
+                         ("libpython3*", "python3.*/*", "base_library.zip"), holders(texts))
     # Linux and macOS keep it beside the standard library, Windows in the installation's root.
     found = [p for p in (Path(sysconfig.get_paths()["stdlib"]) / "LICENSE.txt", Path(sys.base_prefix) / "LICENSE.txt")
              if p.exists()]

@@ -59,11 +59,14 @@ SlideTally is distributed with the libraries it runs on, each under its own lice
 library ships is in /usr/share/doc/slidetally/licenses/<library>/, at the path it has in that library's wheel
 or source, and the bill of materials is /usr/share/doc/slidetally/slidetally.cdx.json.
 
-Relinking (LGPL): Qt, Qt for Python and OpenSlide are shared libraries loaded at run time from
-/usr/lib/slidetally/_internal (PySide6/Qt/lib, PySide6, shiboken6, openslide_bin).
+Relinking (LGPL): Qt, Qt for Python, OpenSlide (with the glib, cairo and other LGPL libraries compiled into it)
+and the GCC runtime libquadmath (in NumPy) are shared libraries loaded at run time from
+/usr/lib/slidetally/_internal (PySide6/Qt/lib, PySide6, shiboken6, openslide_bin, numpy.libs).
 You may replace any of them with your own build of the same version, modified or not, and
-reverse-engineer SlideTally for debugging such changes. Sources: Qt at https://download.qt.io/official_releases/qt/,
-Qt for Python at https://download.qt.io/official_releases/QtForPython/, OpenSlide at https://openslide.org/."""
+reverse-engineer SlideTally for debugging such changes. Their complete corresponding source is offered in
+writing for three years in /usr/share/doc/slidetally/SOURCE-OFFER, which names each version; upstream
+sources: Qt at https://download.qt.io/official_releases/qt/, Qt for Python at
+https://download.qt.io/official_releases/QtForPython/, OpenSlide at https://openslide.org/."""
 COMMON_LICENCES = {"LGPL-2.1": "GNU Lesser General Public License version 2.1",
                    "LGPL-3": "GNU Lesser General Public License version 3",
                    "GPL-2": "GNU General Public License version 2", "GPL-3": "GNU General Public License version 3",
@@ -84,8 +87,21 @@ CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFT
 IN THE SOFTWARE."""
 
 
-OPENCV_LICENCE = ("Apache-2.0 AND IJG AND BSD-3-Clause AND Zlib (libjpeg-turbo) AND Libpng (libpng) AND libtiff (libtiff)"
-                  " AND BSD-3-Clause (Berkeley SoftFloat)")
+# The parts OpenCV's build compiles in, by the name its build gives their licence texts (3rdparty/<name>-<file>):
+# the licence line is made from the texts present, and a text of a part not named here stops the build.
+OPENCV_PARTS = {"libjpeg-turbo": "IJG AND BSD-3-Clause AND Zlib", "libpng": "Libpng", "libtiff": "libtiff",
+                "SoftFloat": "BSD-3-Clause", "harfbuzz": "MIT-Modern-Variant", "fonts": "OFL-1.1 (the Rubik font)",
+                "dlpack": "Apache-2.0", "zlib": "Zlib"}
+
+
+def opencv_licence(texts: dict[str, Path]) -> str:
+    parts = sorted({name.split("/")[-1].split("-")[0] if not name.split("/")[-1].startswith("libjpeg-turbo")
+                    else "libjpeg-turbo" for name in texts if name.startswith("3rdparty/")})
+    unknown = [part for part in parts if part not in OPENCV_PARTS]
+    if unknown:
+        raise bl.LicenceError(f"OpenCV compiles in {', '.join(unknown)}: add its licence to OPENCV_PARTS")
+    return " AND ".join(["Apache-2.0"] + [f"{OPENCV_PARTS[part]} ({part})" for part in parts])
+
 # Libraries compiled into the Qt of the PySide6 wheel, whose texts the wheel does not carry: Debian's copyright
 # files of the same projects (other versions, same licences), where the build machine has them installed.
 QT_THIRD_PARTY = {"libicu72": "ICU", "libharfbuzz0b": "MIT", "libpng16-16": "Libpng", "libfreetype6": "(FTL OR GPL-2+)",
@@ -111,7 +127,7 @@ def components(opencv_licenses: Path | None, bootloader: bool) -> list[bl.Compon
     if opencv_licenses is not None:
         texts = {p.relative_to(opencv_licenses).as_posix(): p for p in sorted(opencv_licenses.rglob("*")) if p.is_file()}
     version = opencv_licenses.parent.name.split("-")[1] if opencv_licenses is not None else ""
-    comps.append(bl.Component("opencv", version, OPENCV_LICENCE, texts, ("cv2/*",),
+    comps.append(bl.Component("opencv", version, opencv_licence(texts) if texts else "Apache-2.0", texts, ("cv2/*",),
                               ("OpenCV team and contributors", *bl.holders(texts))))
     return comps
 
@@ -125,7 +141,10 @@ def field(name: str, value: str) -> str:
 
 def dep5(comps: list[bl.Component], bundle: str) -> str:
     paragraphs = ["Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
-                  + field("Upstream-Name", "SlideTally") + field("Source", "https://slidetally.org")
+                  + field("Upstream-Name", "SlideTally")
+                  + field("Upstream-Contact", "SlideTally developers <packaging@slidetally.org>\n"
+                                              "Security: <security@slidetally.org> (SECURITY.md)")
+                  + field("Source", "https://slidetally.org")
                   + field("Comment", HEADER),
                   field("Files", "*") + field("Copyright", "2026 SlideTally developers") + field("License", "Expat")]
     for files, holder, licence, comment in DATA_PARAGRAPHS:
@@ -174,6 +193,35 @@ each model card.
 """
 
 
+LGPL_PARTS = {"pyside6-essentials": "Qt {v} (the Qt 6 libraries in PySide6/Qt/lib) and Qt for Python {v}",
+              "shiboken6": "Shiboken {v} (Qt for Python's bindings)",
+              "openslide-bin": "OpenSlide as built by openslide-bin {v}, with the LGPL libraries it compiles in "
+                               "(glib, cairo, pixman, gdk-pixbuf, libxml2's neighbours; listed in "
+                               "licenses/openslide-bin/licenses/)",
+              "numpy": "libquadmath, the GCC runtime library in NumPy {v}'s numpy.libs"}
+
+
+def source_offer(comps: list[bl.Component]) -> str:
+    """The written offer the LGPL asks for when the source does not go with the package (LGPL-2.1 6(c),
+    LGPL-3 4(d) with GPL-3 6(b)): which libraries, which versions, how long, from whom."""
+    versions = {c.name.lower(): c.version for c in comps}
+    listed = "\n".join(f"  - {text.format(v=versions[name])}" for name, text in LGPL_PARTS.items() if name in versions)
+    return f"""Written offer of source code (GNU LGPL)
+
+SlideTally's package carries these libraries under the GNU Lesser General Public License, as shared libraries
+you may replace (see the copyright file):
+
+{listed}
+
+For at least three years from the date you received this package, and for as long as we offer spare parts or
+support for this version, the SlideTally developers will give anyone who asks the complete corresponding source
+code of each library above, in the exact version shipped, with the scripts used to build and install it, on a
+medium customarily used for software interchange, for no more than the cost of making and sending the copy.
+Write to: SlideTally developers <packaging@slidetally.org>, naming the package version
+(/usr/share/doc/slidetally/changelog.gz). The same sources are published by their authors (URLs in the copyright file).
+"""
+
+
 def install_texts(comps: list[bl.Component], doc: Path) -> int:
     targets = bl.plan(comps)
     for target, source in targets.items():
@@ -206,6 +254,7 @@ def main(argv: list[str]) -> None:
         doc = root / "usr/share/doc/slidetally"
         copied = install_texts(comps, doc)
         (doc / "copyright").write_text(dep5(comps, bundle), encoding="utf-8")
+        (doc / "SOURCE-OFFER").write_text(source_offer(comps), encoding="utf-8")
     except bl.LicenceError as err:
         sys.exit(f"copyright.py: {err}")
     print(f"copyright: {len(comps)} components, {copied} licence texts, {covered} bundled files covered")
