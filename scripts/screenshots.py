@@ -2,6 +2,8 @@
 
 Run under a virtual display:  xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python scripts/screenshots.py
 Small screen:  QT_SCALE_FACTOR=1.5 xvfb-run -s "-screen 0 1366x768x24" .venv/bin/python scripts/screenshots.py --small-screen
+Without a display: QT_QPA_PLATFORM=offscreen (for the small screen, offscreen:configfile=F with F the 1366x768 screen
+of tests/test_high_dpi.py).
 Writes docs/screenshots/{empty,classifying,blood-results,preview,idc-heatmap}.png and report-page1.png (needs pdftoppm).
 """
 
