@@ -1,7 +1,7 @@
 """Give an existing contract model the optional `features` output (graph surgery, no
 retraining), proving that its probabilities and Unfamiliar scores do not change.
 
-    .venv/bin/python scripts/add_features_output.py resources/models/blood-pbc8.onnx resources/samples/blood
+    .venv/bin/python -m scripts.add_features_output resources/models/blood-pbc8.onnx resources/samples/blood
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # no telemetry, whatever the environment says
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import onnx

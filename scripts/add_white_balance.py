@@ -1,7 +1,7 @@
 """Put the white-balance front end (trainer/architectures.WhiteBalance) in front of an existing
 contract model, by graph surgery and without retraining, and prove what it changes.
 
-    .venv/bin/python scripts/add_white_balance.py IN.onnx OUT.onnx [--version 2.1.0]
+    .venv/bin/python -m scripts.add_white_balance IN.onnx OUT.onnx [--version 2.1.0]
 
 The reference background level is measured on the model's own training split (the one in
 its metadata's split hash) with the trainer's `background_reference`; the inserted ops are
@@ -14,21 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from desktop.core.inference.model import Model
+from trainer.data import cached_arrays, split_blood
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-from desktop.core.inference.model import Model  # noqa: E402
-from trainer.data import cached_arrays, split_blood  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "pbc"
 QUANTILE = 0.9

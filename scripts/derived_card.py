@@ -1,12 +1,12 @@
 """The card of a model derived from a shipped one without retraining (a front end added by
 graph surgery): the base card, then what changed, measured side by side on the same images.
 
-    .venv/bin/python scripts/derived_card.py BASE.onnx DERIVED.onnx BASE.card.md OUT.card.md \
+    .venv/bin/python -m scripts.derived_card BASE.onnx DERIVED.onnx BASE.card.md OUT.card.md \
         [--cache DIR] [--speed-images 4096]
 
 Every figure goes through the app's own path (`desktop.core.inference.model.Model`, the shipped decision
 rule `decide`): val and test accuracy, macro-F1 and per-class recall on the base model's split,
-zero-shot figures at the other labs' sites (`scripts/zero_shot.py`), and model-alone speed of
+zero-shot figures at the other labs' sites (`scripts/measure/zero_shot.py`), and model-alone speed of
 both models, alternated in one run on one batch (run it on a quiet machine).
 """
 
@@ -15,22 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from desktop.core.inference.decision import decide
+from desktop.core.inference.model import Model
+from scripts.measure.zero_shot import SITES, site_figures
+from trainer.data import cached_arrays, split_blood
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import numpy as np  # noqa: E402
-from sklearn.metrics import f1_score  # noqa: E402
-from zero_shot import SITES, site_figures  # noqa: E402
-
-from desktop.core.inference.decision import decide  # noqa: E402
-from desktop.core.inference.model import Model  # noqa: E402
-from trainer.data import cached_arrays, split_blood  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "pbc"
 

@@ -1,7 +1,7 @@
 """A whole-slide image in the main window with its IDC map: docs/screenshots/idc-slide.png.
 
 The slide is train patient 8917's patches assembled at 16x (0.25 µm/px, as a 40x scan; tests/slides.py).
-    QT_QPA_PLATFORM=offscreen PYTHONPATH=$PWD .venv/bin/python scripts/screenshot_slide.py
+    QT_QPA_PLATFORM=offscreen PYTHONPATH=$PWD .venv/bin/python -m scripts.screenshot_slide
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 OUT = ROOT / "docs" / "screenshots" / "idc-slide.png"
 PATIENT = ROOT.parent / "shared" / "data" / "idc" / "8917"
 
@@ -28,9 +27,8 @@ def pump(app: QApplication, seconds: float) -> None:
 
 
 def main() -> None:
-    from slides import patient_slide
-
     from desktop.ui.main_window import MainWindow
+    from tests.slides import patient_slide
 
     tmp = Path(tempfile.mkdtemp())
     slide, _ = patient_slide(PATIENT, tmp / "S26-0412 breast core.tif", upsample=16, mpp=0.25)

@@ -1,7 +1,7 @@
 """Drive the real main window through its main states and save screenshots.
 
-Run under a virtual display:  xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python scripts/screenshots.py
-Small screen:  QT_SCALE_FACTOR=1.5 xvfb-run -s "-screen 0 1366x768x24" .venv/bin/python scripts/screenshots.py --small-screen
+Run under a virtual display:  xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python -m scripts.screenshots
+Small screen:  QT_SCALE_FACTOR=1.5 xvfb-run -s "-screen 0 1366x768x24" .venv/bin/python -m scripts.screenshots --small-screen
 Without a display: QT_QPA_PLATFORM=offscreen (for the small screen, offscreen:configfile=F with F the 1366x768 screen
 of tests/test_high_dpi.py).
 Writes docs/screenshots/{empty,classifying,blood-results,preview,idc-heatmap}.png and report-page1.png (needs pdftoppm).
@@ -20,7 +20,6 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "screenshots"
 
 

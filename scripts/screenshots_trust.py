@@ -1,6 +1,6 @@
 """Screenshots of the session record and the lab tools, from the real window.
 
-Run under a virtual display:  xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python scripts/screenshots_trust.py
+Run under a virtual display:  xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python -m scripts.screenshots_trust
 Writes docs/screenshots/{signed-banner,audit-trail,verification-report,adapt-dialog}.png.
 The verification and adaptation shots use a lab made here: the 100 CellaVision-blog cells of
 external_zheng, signed off in four sessions with the technicians' labels as final calls.
@@ -18,7 +18,6 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "screenshots"
 LAB = ROOT.parent / "shared" / "data" / "external_zheng" / "cellavision_blog"
 
@@ -56,9 +55,10 @@ def signed_lab_sessions(tmp: Path, data: Path) -> None:
 def main() -> None:
     from PySide6.QtWidgets import QInputDialog
 
+    from desktop.ui.adapt_dialog import AdaptDialog
     from desktop.ui.audit_view import AuditDialog
     from desktop.ui.dialogs import IdentityForm
-    from desktop.ui.lab_tools import AdaptDialog, VerificationDialog
+    from desktop.ui.lab_tools import VerificationDialog
     from desktop.ui.main_window import MainWindow
 
     OUT.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Whole-slide images made here: a patient's IDC patches assembled on white at their slide offsets and
 written as a tiled pyramidal TIFF (tifffile, JPEG tiles, one level per downsample, resolution tags),
-so the true calls of every tile are known. Used by the tests and by scripts/wsi_measure.py."""
+so the true calls of every tile are known. Used by the tests and by scripts/measure/wsi_measure.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The window is painted before the core loads (issue 40: start-up within 1.5x an empty PySide6 window). The time
-itself is a benchmark (scripts/gui_stalls.py); these tests pin what makes it fast, and that the window the app
+itself is a benchmark (scripts/measure/gui_stalls.py); these tests pin what makes it fast, and that the window the app
 completes after its first paint is the whole window."""
 
 from __future__ import annotations

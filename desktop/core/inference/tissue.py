@@ -7,7 +7,7 @@ tissue (fat, loose stroma: barely saturated) is kept by being darker than the gl
 small specks are dropped and small holes inside the tissue filled.
 
 GLASS_MARGIN and MIN_TISSUE_SHARE were chosen on the complete IDC patients outside the test split
-(8913 val; 8914, 8917, 8918, 9041, 9077, 9078 train), assembled into slides (scripts/wsi_measure.py): with
+(8913 val; 8914, 8917, 8918, 9041, 9077, 9078 train), assembled into slides (scripts/measure/wsi_measure.py): with
 them the tiles found are the patches the data set kept (all seven: 161 of 8,970 patches missed, 30 tiles
 more); on saturation alone 1,602 were missed (pale tissue), shifting the true fraction up to 5 points.
 """

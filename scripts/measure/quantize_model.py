@@ -1,6 +1,6 @@
 """INT8 (static, QDQ) quantisation of a blood model's convolutions, and whether it may ship.
 
-    .venv/bin/python scripts/quantize_model.py resources/models/blood-pbc8.onnx --out /tmp/blood-int8.onnx
+    .venv/bin/python -m scripts.measure.quantize_model resources/models/blood-pbc8.onnx --out /tmp/blood-int8.onnx
 
 Calibrated on train-split images (never test). The parity rule for a quantised model,
 checked on the val split: the same top-1 call as the float model on >= 99.5% of images and
@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: E402
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from desktop.core.inference.imaging import load_prepared  # noqa: E402
-from desktop.core.inference.model import Model  # noqa: E402
-from trainer.data import split_blood  # noqa: E402
+from desktop.core.inference.imaging import load_prepared
+from desktop.core.inference.model import Model
+from trainer.data import split_blood
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DATA = ROOT.parent / "shared" / "data" / "pbc"
 AGREEMENT = 0.995

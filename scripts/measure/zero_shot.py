@@ -1,7 +1,7 @@
 """Zero-shot: blood models on other labs' cells they never saw, every cell, with the shipped
 decision rule (the app's `decide`: top class; review bar and Unfamiliar from the model).
 
-    .venv/bin/python scripts/zero_shot.py OLD.onnx NEW.onnx [--markdown out.md]
+    .venv/bin/python -m scripts.measure.zero_shot OLD.onnx NEW.onnx [--markdown out.md]
 
 Balanced accuracy is the mean recall over the classes present at the site (5 white-cell
 classes there; a cell called as any of the 8 classes counts only if it is its own class).
@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from desktop.core.inference.model import Model  # noqa: E402
-from desktop.core.lab.adaptation import rule_figures  # noqa: E402
-from desktop.core.lab.site_cells import cells_from_folder, extract  # noqa: E402
+from desktop.core.inference.model import Model
+from desktop.core.lab.adaptation import rule_figures
+from desktop.core.lab.site_cells import cells_from_folder, extract
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DATA = ROOT.parent / "shared" / "data"
 SITES = {"BCCD": DATA / "external_bccd", "Tecom (Zheng)": DATA / "external_zheng" / "tecom",

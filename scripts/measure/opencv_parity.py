@@ -4,7 +4,7 @@ For each image, both builds decode and fit it to each bundled model's input thro
 (`imaging.load_prepared`), and the model classifies it; this prints how many inputs are bit-identical,
 the largest pixel and probability differences, and how many calls differ.
 
-    .venv/bin/python scripts/opencv_parity.py "$(installer/build_opencv.sh .venv-build/bin/python)" [FOLDER ...]
+    .venv/bin/python -m scripts.measure.opencv_parity "$(installer/build_opencv.sh .venv-build/bin/python)" [FOLDER ...]
 
 Each build runs in its own process (one cv2 per interpreter); the wheel's is the development install's.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = {"blood": ROOT / "resources/models/blood-pbc8.onnx", "idc": ROOT / "resources/models/breast-idc.onnx"}
 
 
@@ -76,7 +76,6 @@ def main() -> None:
     parser.add_argument("--per-folder", type=int, default=500)
     parser.add_argument("--dump", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     if args.dump:
         dump(*args.dump)
         return

@@ -4,7 +4,7 @@ TIFF, and the slide path against the patch folder on the complete IDC patients o
 Each patient's patches are assembled on white at their offsets, enlarged 16x (a 40x scan, 0.25 µm/px) and
 written as a tiled pyramidal TIFF (JPEG q90 tiles, levels 1/4/16, resolution tags: tests/slides.py).
 
-    PYTHONPATH=$PWD nice -n 10 .venv/bin/python scripts/wsi_measure.py --work /tmp/wsi [--patients 8913 8914 ...]
+    PYTHONPATH=$PWD nice -n 10 .venv/bin/python -m scripts.measure.wsi_measure --work /tmp/wsi [--patients 8913 8914 ...]
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ from pathlib import Path
 
 from desktop.core.report.session_report import session_report
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data" / "idc"
 # The complete patients that are not test patients (trainer/data.py, the IDC card): 8913 val, the rest train.
 NOT_TEST = ("8913", "8914", "8917", "8918", "9041", "9077", "9078")
 
 
 def build(patient: str, work: Path) -> tuple[Path, list]:
-    from slides import patient_patches, patient_slide
+    from tests.slides import patient_patches, patient_slide
 
     path = work / f"{patient}-16x.tif"
     if path.exists():

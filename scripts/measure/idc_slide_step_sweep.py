@@ -2,7 +2,7 @@
 slide's IDC fraction for several neighbour weights and radii, each with its own decision
 threshold chosen on val for balanced accuracy (as the trainer chooses it).
 
-    .venv/bin/python scripts/idc_slide_step_sweep.py MODEL.onnx [--markdown out.md]
+    .venv/bin/python -m scripts.measure.idc_slide_step_sweep MODEL.onnx [--markdown out.md]
 
 The model's own `slide_step` is ignored: it runs the raw patch probabilities through
 `desktop.core.inference.slide_step.SlideStep` per patient, as `trainer/slides.slide_level` does.
@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score
 
-from desktop.core.inference.model import Model  # noqa: E402
-from desktop.core.inference.slide_step import SlideStep  # noqa: E402
-from trainer.calibration import balanced_accuracy_threshold  # noqa: E402
-from trainer.data import load_arrays, split_idc  # noqa: E402
-from trainer.slides import COMPLETE_SLIDE_PATCHES, slide_level  # noqa: E402
+from desktop.core.inference.model import Model
+from desktop.core.inference.slide_step import SlideStep
+from trainer.calibration import balanced_accuracy_threshold
+from trainer.data import load_arrays, split_idc
+from trainer.slides import COMPLETE_SLIDE_PATCHES, slide_level
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DATA = ROOT.parent / "shared" / "data" / "idc"
 

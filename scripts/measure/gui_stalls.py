@@ -4,7 +4,7 @@ signs it off, reopens it and opens Verification; and how soon the window shows n
 PySide6 window. Runs each checkout given with --checkout (default: this one) in its own process,
 so two builds compare in one run:
 
-    python scripts/gui_stalls.py [FOLDER] --checkout . --checkout /tmp/previous-main
+    python -m scripts.measure.gui_stalls [FOLDER] --checkout . --checkout /tmp/previous-main
 
 Without FOLDER: 20,000 hard links to the bundled blood samples (--images N for another number).
 
@@ -119,11 +119,11 @@ def main() -> None:
     if args.inner:
         print(json.dumps(stalls(args.folder)))
         return
-    checkouts = args.checkout or [HERE.parents[1]]
+    checkouts = args.checkout or [HERE.parents[2]]
     if args.folder is None:
         args.folder = Path(tempfile.mkdtemp()) / "big"
         args.folder.mkdir()
-        samples = sorted((HERE.parents[1] / "resources" / "samples" / "blood").glob("*.jpg"))
+        samples = sorted((HERE.parents[2] / "resources" / "samples" / "blood").glob("*.jpg"))
         for i in range(args.images):
             (args.folder / f"{i:05d}_{samples[i % len(samples)].name}").hardlink_to(samples[i % len(samples)])
     for checkout in checkouts:
