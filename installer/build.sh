@@ -108,7 +108,9 @@ install -m 644 SECURITY.md "$DOC/SECURITY.md"  # the security contact (also in t
 # Bill of materials (CycloneDX 1.6): cyclonedx-py over the build venv, completed with the native parts.
 .venv-tools/bin/cyclonedx-py environment --of JSON --sv 1.6 --output-reproducible -o build/sbom-python.json \
     .venv-build/bin/python
-.venv-build/bin/python installer/sbom.py build/sbom-python.json "$DOC/slidetally.cdx.json" "$(dirname "$OPENCV")"
+.venv-build/bin/python installer/sbom.py build/sbom-python.json "$DOC/slidetally.cdx.json" "$(dirname "$OPENCV")" "$BUNDLE"
+# Every bundled shared library named in it and every component versioned, or the build stops.
+.venv-build/bin/python installer/sbom.py --check "$BUNDLE" "$DOC/slidetally.cdx.json"
 cp "$DOC/slidetally.cdx.json" "dist/slidetally_${VERSION}.cdx.json"  # attached to the release
 .venv-build/bin/python installer/changelog.py CHANGELOG.md "$VERSION" "$MAINTAINER" "$DEBIAN_REVISION" > "$DOC/changelog"
 gzip -9n "$DOC/changelog"

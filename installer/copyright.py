@@ -120,8 +120,15 @@ def qt_third_party(doc_root: Path = Path("/usr/share/doc")) -> bl.Component:
                                                                  "the HarfBuzz, libpng, FreeType, PCRE2, md4c authors"))
 
 
-def components(opencv_licenses: Path | None, bootloader: bool) -> list[bl.Component]:
-    names = bl.runtime_distributions(ROOT / "pyproject.toml") + (list(bl.BUILD_BUNDLED) if bootloader else [])
+def components(opencv_licenses: Path | None, bootloader: bool, bundle: Path | None = None) -> list[bl.Component]:
+    """Every component with its texts; given the bundle, only the distributions it carries (e.g. not flatbuffers,
+    which ONNX Runtime's metadata requires and the app never imports), as the bill of materials lists them."""
+    names = bl.runtime_distributions(ROOT / "pyproject.toml")
+    if bundle is not None:
+        from sbom import carried
+
+        names = carried(names, bundle)
+    names += list(bl.BUILD_BUNDLED) if bootloader else []
     comps = [bl.python_component(name) for name in names] + [bl.cpython_component(), qt_third_party()]
     texts = {}
     if opencv_licenses is not None:
@@ -249,7 +256,7 @@ def main(argv: list[str]) -> None:
             return
         package_root, bundle, opencv = argv
         root = Path(package_root)
-        comps = components(Path(opencv), bootloader=True)
+        comps = components(Path(opencv), bootloader=True, bundle=root / bundle)
         covered = check_covered(comps, root / bundle / "_internal")
         doc = root / "usr/share/doc/slidetally"
         copied = install_texts(comps, doc)

@@ -105,17 +105,20 @@ def text(pattern: bytes, where: str = "*", present: bytes | None = None,
         chosen = pick(files, where)
         if present and not any(present in data_of(f) for f in chosen):
             return None
-        found = {form(m): f.name for f in chosen for m in regex.finditer(data_of(f)) if not inside_number(m)}
-        version = unique(set(found), pattern.decode(errors="replace"))
-        return Found(version, "binary-analysis", f"{regex.pattern!r} in {found[version]}") if version else None
+        found = {form(m): (f.name, m.group()) for f in chosen for m in regex.finditer(data_of(f)) if not inside_number(m)}
+        version = unique(set(found), f"{pattern!r} in {', '.join(f.name for f in chosen)}")
+        if not version:
+            return None
+        name, raw = found[version]
+        return Found(version, "binary-analysis", f"{raw.replace(bytes(1), b' ').strip().decode('latin-1')!r} in {name}")
     return probe
 
 
 def inside_number(match: re.Match[bytes]) -> bool:
     """Whether a version found is the end of a longer number (patterns start with a literal, which keeps them fast,
-    rather than a look-behind)."""
+    rather than with a look-behind)."""
     start = match.start(1) if match.re.groups else match.start()
-    return match.string[start - 1:start] in (b".", *(str(d).encode() for d in range(10)))
+    return re.fullmatch(rb"[0-9.]", match.string[start - 1:start]) is not None
 
 
 def call(symbol: str, restype: type = ctypes.c_char_p, form: Callable[[object], str] = lambda v: v.decode(),
@@ -192,14 +195,21 @@ def vcpkg(port: str) -> Probe:
     return text(rb"/buildtrees/" + re.escape(port.encode()) + rb"/src/v?(\w[\w.-]*?)-[0-9a-f]{10}\.clean/")
 
 
-def wheel_sbom(dist: str, name: str) -> Probe:
-    """The version the wheel's own SBOM (<dist-info>/sboms/*.cdx.json, written by its build) gives the part."""
+def wheel_sbom(dist: str) -> Iterator[tuple[str, dict]]:
+    """The components of the SBOMs a wheel carries (<dist-info>/sboms/*.cdx.json, written by its build), with the
+    SBOM's path."""
+    for file in distribution(dist).files or []:
+        if "/sboms/" in file.as_posix() and file.name.endswith(".json"):
+            for comp in json.loads(file.read_text(encoding="utf-8")).get("components", []):
+                yield file.as_posix(), comp
+
+
+def in_wheel_sbom(dist: str, name: str) -> Probe:
+    """The version the wheel's own SBOM gives the part."""
     def probe(files: list[Path], known: dict[str, str]) -> Found | None:
-        for file in distribution(dist).files or []:
-            if "/sboms/" in file.as_posix() and file.name.endswith(".json"):
-                for comp in json.loads(file.read_text(encoding="utf-8")).get("components", []):
-                    if comp.get("name") == name and comp.get("version"):
-                        return Found(comp["version"], "manifest-analysis", f"{file.as_posix()} of the {dist} wheel")
+        for where, comp in wheel_sbom(dist):
+            if comp.get("name") == name and comp.get("version"):
+                return Found(comp["version"], "manifest-analysis", f"{where} of the {dist} wheel")
         return None
     return probe
 
@@ -271,34 +281,35 @@ class Native:
     kind: str = "library"
 
 
-I = "_internal/"
-QT_CORE, QT_GUI = (I + "*libQt6Core.so.*",), (I + "*libQt6Gui.so.*",)
-ORT, ORT_NAME = (I + "*libonnxruntime.so.*",), "onnxruntime-native"
-SLIDE = (I + "*libopenslide.so.*",)
+IN = "_internal/"  # what PyInstaller puts beside the program
+QT_CORE, QT_GUI = (IN + "*libQt6Core.so.*",), (IN + "*libQt6Gui.so.*",)
+ORT, ORT_NAME = (IN + "*libonnxruntime.so.*",), "onnxruntime-native"
+SLIDE = (IN + "*libopenslide.so.*",)
 PIL_LIBS = "the Pillow wheel's pillow.libs/"
+SQLITE = text(rb"(3\.\d\d\.\d+)\x00", present=b"SQLite format 3")  # sqlite3_version[], beside no other 3.x.y
 CPYTHON = Native(
-    "cpython", "PSF-2.0", (I + "libpython3*", I + "python3.*/lib-dynload/*", I + "base_library.zip"),
+    "cpython", "PSF-2.0", (IN + "libpython3*", IN + "python3.*/lib-dynload/*", IN + "base_library.zip"),
     first(text(rb"\x00(3\.\d+\.\d+)\x00%\.80s \(%\.80s\) %\.80s\x00", where="libpython3*"), interpreter),
     description="CPython runtime: libpython, its extension modules and the standard library (base_library.zip)",
     kind="platform")
 NATIVE = (
     CPYTHON,
-    Native("libmpdec", "BSD-2-Clause", (I + "python3.*/lib-dynload/_decimal.*",),
+    Native("libmpdec", "BSD-2-Clause", (IN + "python3.*/lib-dynload/_decimal.*",),
            text(rb"\x00(\d+\.\d+\.\d+)\x00", present=rb"Modules/_decimal/libmpdec/"), parent="cpython",
            description="compiled into the _decimal module"),
     # Qt from the PySide6-Essentials wheel. Its zlib and FreeType are the system's (libz.so.1, libfreetype.so.6 are
     # among libQt6Core's and libQt6Gui's NEEDED), left out of the bundle like every system library: not listed here.
-    Native("qt", "LGPL-3.0-only", (I + "*libQt6*.so*", I + "*PySide6/Qt/plugins/*.so"),
+    Native("qt", "LGPL-3.0-only", (IN + "*libQt6*.so*", IN + "*PySide6/Qt/plugins/*.so"),
            text(rb"\x00(\d+\.\d+\.\d+)\x00", where="libQt6Core.so.*"), kind="framework",
            description="Qt 6 libraries and plugins of the PySide6-Essentials wheel"),
-    Native("icu", "ICU", (I + "*libicu*.so*",), icu_version, parent="qt", description="Qt's ICU, its own libraries"),
+    Native("icu", "ICU", (IN + "*libicu*.so*",), icu_version, parent="qt", description="Qt's ICU, its own libraries"),
     Native("harfbuzz", "MIT", QT_GUI, hb_version("libQt6Gui.so.*"), parent="qt"),
     Native("libpng", "libpng-2.0", QT_GUI, text(rb"libpng version (\d+\.\d+\.\d+)"), parent="qt"),
     Native("pcre2", "BSD-3-Clause", QT_CORE, text(rb"\x00(10\.\d+) \d{4}-\d\d-\d\d\x00"), parent="qt"),
     Native("md4c", "MIT", QT_GUI, container("qt", b"mity/md4c"), parent="qt"),
     Native("double-conversion", "BSD-3-Clause", QT_CORE, container("qt"), parent="qt"),
     Native("libb2", "CC0-1.0", QT_CORE, container("qt"), parent="qt"),
-    Native(ORT_NAME, "MIT", (I + "*libonnxruntime*.so*", I + "*onnxruntime/capi/onnxruntime_pybind11*.so"),
+    Native(ORT_NAME, "MIT", (IN + "*libonnxruntime*.so*", IN + "*onnxruntime/capi/onnxruntime_pybind11*.so"),
            file_name(r"libonnxruntime\.so\.(\d+\.\d+\.\d+)$"),
            description="ONNX Runtime: libonnxruntime, its providers' loader and the Python module linking it in"),
     # What ThirdPartyNotices.txt names and the binary shows (probed in libonnxruntime; the Python module carries the
@@ -313,8 +324,7 @@ NATIVE = (
     Native("nlohmann-json", "MIT", ORT, text(rb"nlohmann::json_abi_v(\d+)_(\d+)_(\d+)::",
                                              form=lambda m: ".".join(g.decode() for g in m.groups())),
            parent=ORT_NAME),
-    Native("sqlite", "blessing", ORT, text(rb"3\.\d\d\.\d+\x00", present=b"SQLite format 3", form=lambda m: m.group()[:-1].decode()),
-           parent=ORT_NAME),
+    Native("sqlite", "blessing", ORT, SQLITE, parent=ORT_NAME),
     Native("zlib", "Zlib", ORT, text(rb"\x00(1\.\d\.\d+)\x00", present=b"incorrect header check"),
            parent=ORT_NAME),
     Native("cpp_client_telemetry", "Apache-2.0", ORT, text(rb"-C\+\+-No-(\d+(?:\.\d+)+)"), parent=ORT_NAME),
@@ -330,44 +340,44 @@ NATIVE = (
     Native("openslide", "LGPL-2.1-only", SLIDE, call("openslide_get_version"),
            description="libopenslide.so.1 of the openslide-bin wheel, with the libraries it links in statically"),
     # NumPy's wheel: OpenBLAS and the Fortran runtime it needs.
-    Native("openblas", "BSD-3-Clause", (I + "*libscipy_openblas*",), text(rb"OpenBLAS (\d+(?:\.\d+)+)"), origin="numpy",
+    Native("openblas", "BSD-3-Clause", (IN + "*libscipy_openblas*",), text(rb"OpenBLAS (\d+(?:\.\d+)+)"), origin="numpy",
            description="numpy.libs/ of the NumPy wheel (scipy-openblas build)"),
-    Native("libgfortran", "GPL-3.0-or-later WITH GCC-exception-3.1", (I + "*libgfortran*",),
+    Native("libgfortran", "GPL-3.0-or-later WITH GCC-exception-3.1", (IN + "*libgfortran*",),
            first(gcc_comment(), container("numpy")), origin="numpy", description="numpy.libs/ of the NumPy wheel"),
-    Native("libquadmath", "LGPL-2.1-or-later", (I + "*libquadmath*",), first(gcc_comment(), container("numpy")),
+    Native("libquadmath", "LGPL-2.1-or-later", (IN + "*libquadmath*",), first(gcc_comment(), container("numpy")),
            origin="numpy", description="numpy.libs/ of the NumPy wheel"),
     # Pillow's wheel (the bundle keeps the libraries of PIL._imaging and ImageCms; the others if a spec change
     # brings them).
-    Native("libjpeg-turbo", "IJG AND BSD-3-Clause AND Zlib", (I + "*libjpeg-*.so*",),
+    Native("libjpeg-turbo", "IJG AND BSD-3-Clause AND Zlib", (IN + "*libjpeg-*.so*",),
            text(rb"libjpeg-turbo version (\d+(?:\.\d+)+)"), origin="pillow", description=PIL_LIBS),
-    Native("openjpeg", "BSD-2-Clause", (I + "*libopenjp2-*.so*",), call("opj_version"), origin="pillow",
+    Native("openjpeg", "BSD-2-Clause", (IN + "*libopenjp2-*.so*",), call("opj_version"), origin="pillow",
            description=PIL_LIBS),
-    Native("libtiff", "libtiff", (I + "*libtiff-*.so*",), text(rb"LIBTIFF, Version (\d+\.\d+\.\d+)"), origin="pillow",
+    Native("libtiff", "libtiff", (IN + "*libtiff-*.so*",), text(rb"LIBTIFF, Version (\d+\.\d+\.\d+)"), origin="pillow",
            description=PIL_LIBS),
-    Native("lcms2", "MIT", (I + "*liblcms2-*.so*",),
+    Native("lcms2", "MIT", (IN + "*liblcms2-*.so*",),
            call("cmsGetEncodedCMMversion", ctypes.c_int, lambda v: f"{v // 1000}.{v % 1000 // 10}"), origin="pillow",
            description=PIL_LIBS),
-    Native("xz", "0BSD", (I + "*liblzma-*.so*",), call("lzma_version_string"), origin="pillow",
+    Native("xz", "0BSD", (IN + "*liblzma-*.so*",), call("lzma_version_string"), origin="pillow",
            description=PIL_LIBS + " (liblzma)"),
-    Native("zstd", "BSD-3-Clause OR GPL-2.0-only", (I + "*libzstd-*.so*",), call("ZSTD_versionString"), origin="pillow",
+    Native("zstd", "BSD-3-Clause OR GPL-2.0-only", (IN + "*libzstd-*.so*",), call("ZSTD_versionString"), origin="pillow",
            description=PIL_LIBS),
-    Native("libxcb", "MIT", (I + "*libxcb-*.so*",), wheel_sbom("pillow", "libxcb"), origin="pillow",
+    Native("libxcb", "MIT", (IN + "*libxcb-*.so*",), in_wheel_sbom("pillow", "libxcb"), origin="pillow",
            description=PIL_LIBS),
-    Native("libXau", "MIT", (I + "*libXau-*.so*",), text(rb"libXau\.so\.[\d.]+-(\d+\.\d+\.\d+)-"), origin="pillow",
+    Native("libXau", "MIT", (IN + "*libXau-*.so*",), text(rb"libXau\.so\.[\d.]+-(\d+\.\d+\.\d+)-"), origin="pillow",
            description=PIL_LIBS + " (from AlmaLinux 8, named by its debug link)"),
-    Native("libpng", "libpng-2.0", (I + "*libpng16-*.so*",), text(rb"libpng version (\d+\.\d+\.\d+)"), origin="pillow",
+    Native("libpng", "libpng-2.0", (IN + "*libpng16-*.so*",), text(rb"libpng version (\d+\.\d+\.\d+)"), origin="pillow",
            description=PIL_LIBS),
-    Native("freetype", "FTL OR GPL-2.0-or-later", (I + "*libfreetype-*.so*",), wheel_sbom("pillow", "FreeType"),
+    Native("freetype", "FTL OR GPL-2.0-or-later", (IN + "*libfreetype-*.so*",), in_wheel_sbom("pillow", "FreeType"),
            origin="pillow", description=PIL_LIBS),
-    Native("harfbuzz", "MIT", (I + "*libharfbuzz-*.so*",), call("hb_version_string"), origin="pillow",
+    Native("harfbuzz", "MIT", (IN + "*libharfbuzz-*.so*",), call("hb_version_string"), origin="pillow",
            description=PIL_LIBS),
-    Native("brotli", "MIT", (I + "*libbrotli*-*.so*",),
+    Native("brotli", "MIT", (IN + "*libbrotli*-*.so*",),
            call("BrotliDecoderVersion", ctypes.c_uint32, lambda v: dotted(v, (24, 0xFFF), (12, 0xFFF), (0, 0xFFF)),
                 where="libbrotlidec-*"), origin="pillow", description=PIL_LIBS),
-    Native("libwebp", "BSD-3-Clause", (I + "*libwebp*-*.so*", I + "*libsharpyuv-*.so*"),
+    Native("libwebp", "BSD-3-Clause", (IN + "*libwebp*-*.so*", IN + "*libsharpyuv-*.so*"),
            call("WebPGetDecoderVersion", ctypes.c_int, lambda v: dotted(v, (16, 0xFF), (8, 0xFF), (0, 0xFF)),
                 where="libwebp-*"), origin="pillow", description=PIL_LIBS + " (with libsharpyuv)"),
-    Native("libavif", "BSD-2-Clause", (I + "*libavif-*.so*",), call("avifVersion"), origin="pillow",
+    Native("libavif", "BSD-2-Clause", (IN + "*libavif-*.so*",), call("avifVersion"), origin="pillow",
            description=PIL_LIBS),
     Native("pyinstaller-bootloader", "GPL-2.0-or-later WITH Bootloader-exception", (PROGRAM, PROGRAM + "-cli"),
            metadata("pyinstaller"), kind="application",
@@ -384,7 +394,7 @@ OPENSLIDE_PARTS: dict[str, tuple[str, Probe]] = {
     "libtiff": ("libtiff", srcdir("tiff")),
     "libxml2": ("MIT", text(rb"\x00([1-9])(\d\d)(\d\d)\x00", form=lambda m: ".".join(str(int(g)) for g in m.groups()))),
     "pixman": ("MIT", srcdir("pixman")),
-    "SQLite": ("blessing", text(rb"3\.\d\d\.\d+\x00", present=b"SQLite format 3", form=lambda m: m.group()[:-1].decode())),
+    "SQLite": ("blessing", SQLITE),
     "zlib-ng": ("Zlib", srcdir("zlib-ng")),
     "OpenJPEG": ("BSD-2-Clause", container("openslide-bin")),
     "Zstandard": ("BSD-3-Clause OR GPL-2.0-only", container("openslide-bin")),
@@ -402,8 +412,12 @@ OPENCV_PARTS: dict[str, tuple[str, str | None]] = {
     "softfloat": ("BSD-3-Clause", None),
     "dlpack": ("Apache-2.0", None),
 }
-FONTS = {"Rubik": "OFL-1.1"}  # fonts OpenCV 5 compiles in for putText (gzip members in cv2, e.g. Rubik.ttf)
-CV2 = (I + "cv2/*.so",)
+# Fonts OpenCV 5 compiles in for putText (gzip members in cv2, e.g. Rubik.ttf; their licence texts are fonts-<file>).
+FONTS = {"Rubik": "OFL-1.1", "Rubik-Italic": "OFL-1.1"}
+# Python distributions whose extension module compiles libraries in, as the wheel's own SBOM lists them.
+WHEEL_EMBEDS = {"onnx": IN + "onnx/onnx_cpp2py_export.*.so"}
+SBOM_FIELDS = ("type", "name", "version", "purl", "licenses", "hashes", "externalReferences")
+CV2 = (IN + "cv2/*.so", IN + "cv2.*.so")  # the extension module of the build, where PyInstaller puts it
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -428,6 +442,9 @@ def real(paths: dict[str, Path]) -> list[Path]:
     return sorted({p.resolve() for p in paths.values() if p.exists()})
 
 
+COOKIE = struct.Struct("!8sIIii64s")  # magic, package length, TOC offset, TOC length, Python version, libpython
+
+
 def pyz_modules(program: Path) -> set[str]:
     """Top-level names of the modules in a PyInstaller program's PYZ archive: the 'z' entry of the CArchive appended
     to the executable (cookie '!8sIIii64s' at its end, entries '!IIIIBc' + name; the PYZ's TOC is marshalled)."""
@@ -435,8 +452,9 @@ def pyz_modules(program: Path) -> set[str]:
     end = data.rfind(b"MEI\014\013\012\013\016")
     if end < 0:
         return set()
-    _, length, toc, toc_length, _, _ = struct.unpack_from("!8sIIii64s", data, end)
-    start, pos, names = end + 88 - length, end + 88 - length + toc, set()
+    _, length, toc, toc_length, _, _ = COOKIE.unpack_from(data, end)
+    start = end + COOKIE.size - length
+    pos, names = start + toc, set()
     while pos < start + toc + toc_length:
         size, offset, _, _, _, kind = struct.unpack_from("!IIIIBc", data, pos)
         if kind == b"z" and data[start + offset:start + offset + 4] == b"PYZ\0":
@@ -472,12 +490,14 @@ def evidence(locations: list[str], found: Found | None = None) -> dict:
 
 @dataclass
 class Assembly:
-    """The components as they are made, and each version that could not be read."""
+    """The bundle's files, the versions read so far (by component name), and the components whose version could not
+    be read."""
     files: dict[str, Path]
     known: dict[str, str]
     missing: list[str]
 
     def make(self, native: Native, ref: str, files: dict[str, Path] | None = None) -> dict | None:
+        """The component of a native part the bundle carries (None where none of its files is there)."""
         files = matching(self.files, native.files) if files is None else files
         if not files:
             return None
@@ -489,37 +509,37 @@ class Assembly:
                     **extra, evidence=evidence(list(files), found))
 
 
-def native_parts(bundle: Path, files: dict[str, Path], opencv_build: Path | None) -> list[dict]:
+def add(parent: dict | None, child: dict | None) -> None:
+    if parent is not None and child is not None:
+        parent.setdefault("components", []).append(child)
+
+
+def native_parts(files: dict[str, Path], opencv_build: Path | None) -> list[dict]:
     """The native components the bundle carries, each with what it compiles in; ProbeError names every version that
     could not be read."""
     made = Assembly(files, {}, [])
     tops: dict[str, dict] = {}
     for native in NATIVE:
         if native.parent:
-            parent = tops.get(native.parent)
-            comp = made.make(native, f"{native.parent}/{native.name}") if parent else None
-            if comp:
-                parent.setdefault("components", []).append(comp)
+            parent = tops.get(f"native:{native.parent}")
+            add(parent, made.make(native, f"{native.parent}/{native.name}") if parent else None)
             continue
         ref = f"native:{native.origin}/{native.name}" if native.origin else f"native:{native.name}"
         comp = made.make(native, ref)
         if comp:
             tops[ref] = comp
-            tops.setdefault(native.name, comp)
-            made.known.setdefault(native.name, comp.get("version", ""))
-    add_parts(tops.get("openslide"), "openslide", openslide_parts(made))
+            if not native.origin:
+                made.known[native.name] = comp.get("version", "")
+    for comp in openslide_parts(made):
+        add(tops.get("native:openslide"), comp)
     opencv = opencv_part(made, opencv_build)
     if made.missing:
         raise ProbeError("no version found in the bundle for: " + "; ".join(made.missing))
-    return [c for ref, c in tops.items() if ref.startswith("native:")] + ([opencv] if opencv else [])
-
-
-def add_parts(comp: dict | None, parent: str, parts: list[dict]) -> None:
-    if comp and parts:
-        comp.setdefault("components", []).extend(parts)
+    return list(tops.values()) + ([opencv] if opencv else [])
 
 
 def openslide_parts(made: Assembly) -> list[dict]:
+    """What libopenslide.so.1 links in: the folders of openslide-bin's licence texts name them."""
     files = matching(made.files, SLIDE)
     if not files:
         return []
@@ -529,7 +549,8 @@ def openslide_parts(made: Assembly) -> list[dict]:
     if unknown:
         raise ProbeError(f"openslide-bin {dist.version} links in {', '.join(unknown)} (its licenses/licenses/ "
                          f"folders): add them to OPENSLIDE_PARTS in installer/sbom.py")
-    return [c for n in names if (c := made.make(Native(n, *OPENSLIDE_PARTS[n], SLIDE), f"openslide/{n}", files))]
+    natives = [Native(n, OPENSLIDE_PARTS[n][0], SLIDE, OPENSLIDE_PARTS[n][1]) for n in names]
+    return [c for native in natives if (c := made.make(native, f"openslide/{native.name}", files))]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -555,8 +576,8 @@ def summary_line(summary: str, label: str) -> str | None:
 
 def codec_versions(summary: str) -> dict[str, str | None]:
     """Version of each part OpenCV builds from its 3rdparty/ ('JPEG: build-libjpeg-turbo (ver 3.1.2-70)',
-    'TIFF: build (ver 42 - 4.7.2)', 'HarfBuzz: build (14.2.1)'); None where the summary names none, or the part
-    comes from the system."""
+    'TIFF: build (ver 42 - 4.7.2)', 'HarfBuzz: build (14.2.1)'); None where the summary names none, or names a
+    library of the system."""
     found: dict[str, str | None] = {}
     for name, (_, label) in OPENCV_PARTS.items():
         line = summary_line(summary, label) if label else None
@@ -566,77 +587,80 @@ def codec_versions(summary: str) -> dict[str, str | None]:
 
 
 def licensed_parts(opencv_build: Path | None) -> set[str]:
+    """The parts OpenCV's build installed a licence text for (licenses/3rdparty/<part>-<file>); 'fonts' for the
+    fonts' texts."""
     folder = opencv_build / "licenses" / "3rdparty" if opencv_build else None
     names = sorted(p.name for p in folder.iterdir()) if folder and folder.is_dir() else []
-    parts = {next((key for key in OPENCV_PARTS if n.lower().startswith(key.lower() + "-")), n) for n in names}
-    unknown = sorted(parts - set(OPENCV_PARTS))
+    parts = {next((key for key in (*OPENCV_PARTS, "fonts") if n.lower().startswith(key.lower() + "-")), n) for n in names}
+    unknown = sorted(parts - set(OPENCV_PARTS) - {"fonts"})
     if unknown:
-        raise ProbeError(f"OpenCV's build installs licence texts of parts this SBOM does not list ({', '.join(unknown)} "
-                         f"in {folder}): add them to OPENCV_PARTS in installer/sbom.py")
+        raise ProbeError(f"OpenCV's build installs the licence texts {', '.join(unknown)} ({folder}) of parts this "
+                         f"SBOM does not list: add them to OPENCV_PARTS in installer/sbom.py")
     return parts
 
 
-def fonts(binary: list[Path]) -> dict[str, Found]:
+def fonts(binary: list[Path]) -> dict[str, Found | None]:
     """Fonts compiled into cv2 as gzip members (e.g. 'Rubik.ttf'), with the version their name table gives."""
-    found = {}
+    found: dict[str, Found | None] = {}
     for path in binary:
         data = data_of(path)
         for match in re.finditer(rb"\x1f\x8b\x08\x08.{6}([\w-]+)\.[ot]tf\x00", data, re.DOTALL):
-            font = gzip_member(data, match.end())
-            version = font_version(font) if font else None
-            if version:
-                found[match.group(1).decode()] = Found(version, "binary-analysis",
-                                                       f"name table of {match.group(1).decode()} in {path.name}")
+            version = font_version(zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[match.end():]))
+            name = match.group(1).decode()
+            found[name] = Found(version, "binary-analysis", f"name table of {name} in {path.name}") if version else None
     return found
 
 
-def gzip_member(data: bytes, start: int) -> bytes | None:
-    try:
-        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[start:start + 16 << 20])
-    except zlib.error:
-        return None
-
-
 def font_version(font: bytes) -> str | None:
-    """'Version 2.200' (name ID 5) of a TrueType/OpenType font, from its name table."""
+    """The number in 'Version 2.200' (name ID 5) of a TrueType/OpenType font's name table."""
     count, = struct.unpack_from(">H", font, 4)
-    for i in range(count):
-        tag, _, offset, _ = struct.unpack_from(">4sIII", font, 12 + 16 * i)
-        if tag == b"name":
-            _, records, strings = struct.unpack_from(">HHH", font, offset)
-            for r in range(records):
-                platform, _, _, name_id, length, at = struct.unpack_from(">HHHHHH", font, offset + 6 + 12 * r)
-                if name_id == 5:
-                    raw = font[offset + strings + at:offset + strings + at + length]
-                    label = raw.decode("utf-16-be" if platform in (0, 3) else "latin-1")
-                    match = re.search(r"\d+(?:\.\d+)+", label)
-                    return match.group() if match else None
+    tables = dict(struct.unpack_from(">4s4xI4x", font, 12 + 16 * i) for i in range(count))
+    if b"name" not in tables:
+        return None
+    at = tables[b"name"]
+    _, records, strings = struct.unpack_from(">HHH", font, at)
+    for r in range(records):
+        platform, _, _, name_id, length, offset = struct.unpack_from(">6H", font, at + 6 + 12 * r)
+        if name_id == 5:
+            raw = font[at + strings + offset:at + strings + offset + length]
+            match = re.search(r"\d+(?:\.\d+)+", raw.decode("utf-16-be" if platform in (0, 3) else "latin-1"))
+            return match.group() if match else None
     return None
 
 
+def opencv_probe(name: str, codecs: dict[str, str | None]) -> Probe:
+    """A codec's version is in the build summary (a codec without one there is an error); SoftFloat and dlpack do not
+    record theirs."""
+    label = OPENCV_PARTS[name][1]
+    if codecs[name]:
+        return given(Found(codecs[name], "binary-analysis", f"'{label}:' line of OpenCV's build summary"))
+    return given(None) if label else container("opencv", b"dlpack" if name == "dlpack" else None)
+
+
 def opencv_part(made: Assembly, opencv_build: Path | None) -> dict | None:
+    """OpenCV (cv2, built by build_opencv.sh), with the codecs, HarfBuzz, dlpack and fonts it compiles in."""
     files = matching(made.files, CV2)
+    if not files and opencv_build:
+        raise ProbeError(f"no cv2 extension module in the bundle ({' or '.join(CV2)}), though {opencv_build} built one")
     if not files:
         return None
-    binary = real(files)
-    summary = build_summary(binary, opencv_build)
-    version = re.search(r"General configuration for OpenCV (\d+(?:\.\d+)+)", summary)
-    made.known["opencv"] = version.group(1) if version else ""
-    comp = made.make(Native("opencv", "Apache-2.0", CV2, lambda f, k: Found(
-        version.group(1), "binary-analysis", "getBuildInformation() text in cv2") if version else None,
-        description=f"core, imgproc, imgcodecs built from the opencv-python-headless "
-                    f"{version_of('opencv-python-headless')} source by build_opencv.sh"), "native:opencv", files)
-    codecs = codec_versions(summary)
-    names = licensed_parts(opencv_build) | {n for n, v in codecs.items() if v}
-    for name in sorted(names):
-        probe = (lambda f, k, v=codecs[name]: Found(v, "binary-analysis", "OpenCV's build summary")) if codecs[name] \
-            else container("opencv") if OPENCV_PARTS[name][1] is None else (lambda f, k: None)
-        add_parts(comp, "opencv", [made.make(Native(name, OPENCV_PARTS[name][0], CV2, probe), f"opencv/{name}", files)])
-    for font, found in sorted(fonts(binary).items()):
+    summary = build_summary(real(files), opencv_build)
+    number = re.search(r"General configuration for OpenCV (\d+(?:\.\d+)+)", summary)
+    found = Found(number.group(1), "binary-analysis", "getBuildInformation() text of cv2") if number else None
+    made.known["opencv"] = found.version if found else ""
+    source = f"opencv-python-headless {version_of('opencv-python-headless')}"
+    comp = made.make(Native("opencv", "Apache-2.0", CV2, given(found), description=f"core, imgproc, imgcodecs built "
+                            f"from the {source} source by build_opencv.sh"), "native:opencv", files)
+    codecs, licensed, compiled = codec_versions(summary), licensed_parts(opencv_build), fonts(real(files))
+    for name in sorted((licensed - {"fonts"}) | {n for n, v in codecs.items() if v}):
+        add(comp, made.make(Native(name, OPENCV_PARTS[name][0], CV2, opencv_probe(name, codecs)), f"opencv/{name}", files))
+    if "fonts" in licensed and not compiled:
+        raise ProbeError(f"OpenCV's build installs a font's licence text, but no font was found in {', '.join(files)}")
+    for font, version in sorted(compiled.items()):
         if font not in FONTS:
             raise ProbeError(f"cv2 compiles in the font {font}: add its licence to FONTS in installer/sbom.py")
-        add_parts(comp, "opencv", [made.make(Native(font, FONTS[font], CV2, lambda f, k, x=found: x, kind="data",
-                                                    description="font compiled in for putText"), f"opencv/{font}", files)])
+        add(comp, made.make(Native(font, FONTS[font], CV2, given(version), kind="data",
+                                   description="font compiled in for putText"), f"opencv/{font}", files))
     return comp
 
 
@@ -652,31 +676,51 @@ def tops_of(name: str) -> tuple[set[str], list[str]]:
     return tops, files
 
 
-def python_evidence(name: str, files: dict[str, Path], modules: set[str]) -> list[str]:
+def python_evidence(name: str, files: dict[str, Path], folders: set[str], modules: set[str]) -> list[str]:
     """Where the bundle carries a distribution: the program (its modules in the PYZ archive), its folders under
-    _internal/, and each of its shared libraries; empty where the bundle does not carry it."""
+    _internal/, and each of its shared libraries (by its RECORD); empty where the bundle does not carry it."""
     tops, record = tops_of(name)
-    folders = {rel.split("/")[1] for rel in files if rel.startswith(I) and rel.count("/") > 1}
     found = [PROGRAM] if tops & modules else []
-    found += [I + t for t in sorted(tops & folders)]
-    found += [I + f for f in record if re.match(r"lib.*\.so", f.rsplit("/", 1)[-1]) and I + f in files]
+    found += [IN + t for t in sorted(tops & folders)]
+    found += [IN + f for f in record if re.match(r"lib.*\.so", f.rsplit("/", 1)[-1]) and IN + f in files]
     return found
 
 
+def carried(names: list[str], bundle: Path) -> list[str]:
+    """The distributions of `names` the bundle carries (copyright.py lists only those, as this SBOM does)."""
+    files = bundle_files(bundle)
+    modules = pyz_modules(bundle / PROGRAM)
+    folders = {rel.split("/")[1] for rel in files if rel.startswith(IN) and rel.count("/") > 1}
+    return [name for name in names if python_evidence(name, files, folders, modules)]
+
+
 def python_parts(base: dict, bundle: Path, files: dict[str, Path]) -> list[dict]:
+    """cyclonedx-py's components of the distributions the app runs with, where the bundle carries them."""
     wanted = {canonicalize_name(n) for n in bl.runtime_distributions(ROOT / "pyproject.toml") + list(bl.BUILD_BUNDLED)}
     modules = pyz_modules(bundle / PROGRAM)
+    folders = {rel.split("/")[1] for rel in files if rel.startswith(IN) and rel.count("/") > 1}
     kept = []
     for comp in base.get("components", []):
         key = canonicalize_name(comp["name"])
-        where = python_evidence(comp["name"], files, modules) if key in wanted else []
+        where = python_evidence(comp["name"], files, folders, modules) if key in wanted else []
         if not where:
             continue  # not a runtime dependency, or one the bundle does not carry (e.g. flatbuffers, onnxruntime's)
         if not comp.get("licenses") and key in bl.LICENCE:  # metadata that names no licence: what its text says
             comp["licenses"] = [{"expression": bl.LICENCE[key]}]
         comp["evidence"] = evidence(where)
+        for embed in wheel_embeds(comp, files):
+            comp.setdefault("components", []).append(embed)
         kept.append(comp)
     return kept
+
+
+def wheel_embeds(comp: dict, files: dict[str, Path]) -> list[dict]:
+    """What the wheel's SBOM says its extension module compiles in, where the bundle carries that module."""
+    pattern = WHEEL_EMBEDS.get(canonicalize_name(comp["name"]))
+    where = list(matching(files, (pattern,))) if pattern else []
+    return [dict({k: v for k, v in embed.items() if k in SBOM_FIELDS}, **{"bom-ref": f"{comp['name']}/{embed['name']}"},
+                 evidence=evidence(where, Found(embed["version"], "manifest-analysis", f"{sbom} of the {comp['name']} wheel")))
+            for sbom, embed in (wheel_sbom(comp["name"]) if where else []) if embed.get("version")]
 
 
 def cpython_pedigree(comp: dict) -> None:
@@ -695,7 +739,7 @@ def cpython_pedigree(comp: dict) -> None:
 def complete(base: dict, opencv_build: Path | None, version: str, bundle: Path) -> dict:
     files = bundle_files(bundle)
     python = python_parts(base, bundle, files)
-    native = native_parts(bundle, files, opencv_build)
+    native = native_parts(files, opencv_build)
     for comp in native:
         if comp["name"] == "cpython":
             cpython_pedigree(comp)
@@ -725,9 +769,16 @@ def shared_libraries(files: dict[str, Path]) -> list[str]:
     for rel, path in files.items():
         name = rel.rsplit("/", 1)[-1]
         if (fnmatch.fnmatch(name, "lib*.so*") or re.search(r"\.so\.\d", name)) and not EXTENSION.search(name) \
-                and path.is_file() and data_of(path.resolve())[:4] == b"\x7fELF":
+                and is_elf(path):
             found.append(rel)
     return sorted(found)
+
+
+def is_elf(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as file:
+        return file.read(4) == b"\x7fELF"
 
 
 def check(bundle: Path, bom: dict) -> list[str]:
@@ -771,7 +822,9 @@ def main_check(bundle: str, sbom: str) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--check"]:
+    if sys.argv[1:2] == ["--check"] and len(sys.argv) == 4:
         main_check(*sys.argv[2:])
-    else:
+    elif len(sys.argv) == 5 and sys.argv[1] != "--check":
         main(*sys.argv[1:])
+    else:
+        sys.exit(__doc__)
