@@ -92,3 +92,14 @@ def test_failed_write_keeps_the_previous_file_whole(tmp_path, classified, monkey
 def test_export_into_a_missing_folder_is_a_clear_error(tmp_path, classified):
     with pytest.raises(ExportError, match="Cannot write"):
         export_csv(session_report(classified), classified.cells(), tmp_path / "gone" / "c.csv", None)
+
+
+def test_the_csv_export_is_all_or_none(tmp_path, classified):
+    """The GUI's and the library's CSV export writes the table, its sidecar and the summary together (issue 41): when
+    the summary cannot be written, no table is left without it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "s.csv").mkdir()  # the summary's name is taken by a folder
+    with pytest.raises(ExportError):
+        export_csv(session_report(classified), classified.cells(), out / "c.csv", out / "s.csv")
+    assert sorted(p.name for p in out.iterdir()) == ["s.csv"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,6 +85,11 @@ class StagedOutputs:
     def file(self, path: Path) -> Iterator[Path]:
         """A temp path for a writer that wants a file name (Qt's PDF writer); flushed to disk after."""
         path = Path(path)
+        if not path.parent.is_dir():
+            raise ExportError(f"Cannot write in {readable(str(path.parent))}: the folder does not exist. "
+                              "Choose another folder.")
+        if path.is_dir():
+            raise ExportError(f"Cannot write {readable(path.name)}: a folder has that name. Choose another name.")
         _remove_leftovers(path)
         tmp = _temp_name(path)
         self._staged.append((tmp, path))
@@ -100,17 +106,49 @@ class StagedOutputs:
             raise ExportError(f"Could not write {readable(path.name)}: {exc.strerror or exc}") from exc
 
     def commit(self) -> None:
-        for tmp, path in self._staged:
-            try:
+        """Rename every staged file into place; if one rename fails, the ones before it are undone (each target
+        gets its previous content back, or is removed if it is new), so it is still all or none."""
+        done: list[tuple[Path, Path | None]] = []  # (target, its previous content kept aside, or None if new)
+        try:
+            for tmp, path in self._staged:
+                previous = _keep_aside(path)
+                done.append((path, previous))
                 os.replace(tmp, path)
-            except OSError as exc:
-                raise ExportError(f"Could not write {readable(path.name)}: {exc.strerror or exc}") from exc
+        except OSError as exc:
+            for path, previous in reversed(done):
+                _restore(path, previous)
+            raise ExportError(f"Could not write {readable(path.name)}: {exc.strerror or exc}") from exc
+        for _, previous in done:
+            if previous is not None:
+                previous.unlink(missing_ok=True)
         self._staged.clear()
 
     def discard(self) -> None:
         for tmp, _ in self._staged:
             tmp.unlink(missing_ok=True)
         self._staged.clear()
+
+
+def _keep_aside(path: Path) -> Path | None:
+    """A second name for the target's current content (a hard link, or a copy where links are not allowed)."""
+    if not path.exists():
+        return None
+    aside = _temp_name(path).with_suffix(".previous")
+    try:
+        os.link(path, aside)
+    except OSError:
+        shutil.copy2(path, aside)
+    return aside
+
+
+def _restore(path: Path, previous: Path | None) -> None:
+    try:
+        if previous is None:
+            path.unlink(missing_ok=True)
+        else:
+            os.replace(previous, path)
+    except OSError:
+        pass  # the target keeps the new content; the error being raised says what failed
 
 
 @contextmanager

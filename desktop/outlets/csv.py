@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.atomic import all_or_none, write_atomically
+from desktop.core.atomic import all_or_none
 from desktop.core.errors import ActionRefused, ExportError
 from desktop.core.names import readable
 from desktop.core.records.domain import AuditEntry, Cell, SessionRecord, record_lines
@@ -167,9 +167,11 @@ def csv_files(report: AssayReport, cells: list[Cell], per_image: Path | None, su
 
 def export_csv(report: AssayReport, cells: list[Cell], per_image: Path | None, summary: Path | None,
                style: CsvStyle = COMMA) -> None:
-    """Write `csv_files`, each atomically."""
-    for path, text, encoding in csv_files(report, cells, per_image, summary, style):
-        write_atomically(path, text, encoding=encoding)
+    """Write `csv_files` all or none (as the CLI writes its outputs): the per-image table, its sidecar and the
+    summary are renamed into place together, so a failure leaves no table without its summary."""
+    with all_or_none() as staged:
+        for path, text, encoding in csv_files(report, cells, per_image, summary, style):
+            staged.write(path, text, encoding=encoding)
 
 
 def column_notes(class_keys: list[str]) -> dict[str, str]:
