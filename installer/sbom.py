@@ -283,7 +283,8 @@ class Native:
 
 IN = "_internal/"  # what PyInstaller puts beside the program
 QT_CORE, QT_GUI = (IN + "*libQt6Core.so.*",), (IN + "*libQt6Gui.so.*",)
-ORT, ORT_NAME = (IN + "*libonnxruntime.so.*",), "onnxruntime-native"
+# The wheel's libonnxruntime.so is not bundled where the Python module alone is used: the module links ONNX Runtime in.
+ORT, ORT_NAME = (IN + "*libonnxruntime.so.*", IN + "*onnxruntime/capi/onnxruntime_pybind11*.so"), "onnxruntime-native"
 SLIDE = (IN + "*libopenslide.so.*",)
 PIL_LIBS = "the Pillow wheel's pillow.libs/"
 SQLITE = text(rb"(3\.\d\d\.\d+)\x00", present=b"SQLite format 3")  # sqlite3_version[], beside no other 3.x.y
@@ -310,7 +311,7 @@ NATIVE = (
     Native("double-conversion", "BSD-3-Clause", QT_CORE, container("qt"), parent="qt"),
     Native("libb2", "CC0-1.0", QT_CORE, container("qt"), parent="qt"),
     Native(ORT_NAME, "MIT", (IN + "*libonnxruntime*.so*", IN + "*onnxruntime/capi/onnxruntime_pybind11*.so"),
-           file_name(r"libonnxruntime\.so\.(\d+\.\d+\.\d+)$"),
+           first(file_name(r"libonnxruntime\.so\.(\d+\.\d+\.\d+)$"), metadata("onnxruntime")),
            description="ONNX Runtime: libonnxruntime, its providers' loader and the Python module linking it in"),
     # What ThirdPartyNotices.txt names and the binary shows (probed in libonnxruntime; the Python module carries the
     # same). curl, mbedtls, sqlite, zlib and cpp_client_telemetry serve only its telemetry uploader, which SlideTally
