@@ -240,3 +240,21 @@ def test_a_slide_without_openslide_says_that_openslide_is_missing(tmp_path, monk
     model = make_tiny_model(tmp_path / "m.onnx", ("normal", "idc"), (50, 50), "idc-patch")
     with pytest.raises(FolderError, match=r"scan\.tif cannot be read: whole-slide images need OpenSlide"):
         Session.open(slide, model, tmp_path / "data")
+
+
+def test_holes_inside_tissue_under_four_tiles_are_filled_and_larger_or_open_ones_kept():
+    """The tissue mask's hole filling, pinned at its bound (issue 41: a mutation of it survived the tests)."""
+    from desktop.core.inference.tissue import MASK_PX_PER_TILE, _cleaned
+
+    side = 4 * MASK_PX_PER_TILE  # a hole of side*side/4 px is four tiles: the first size kept
+    mask = np.zeros((12 * MASK_PX_PER_TILE, 30 * MASK_PX_PER_TILE), bool)
+    mask[MASK_PX_PER_TILE:-MASK_PX_PER_TILE, :] = True
+    small, bound = (20, 20), (20, 60)  # 15x15 px < 4 tiles; 16x16 px = 4 tiles
+    mask[small[0]:small[0] + 15, small[1]:small[1] + 15] = False
+    mask[bound[0]:bound[0] + side // 2, bound[1]:bound[1] + side // 2] = False
+    mask[40:52, :12] = False  # a small gap at the image's edge: glass beyond the overview, not a hole
+    cleaned = _cleaned(mask)
+    # the 2x2 opening moves edges by a pixel: look inside each hole
+    assert cleaned[small[0] + 2:small[0] + 13, small[1] + 2:small[1] + 13].all()
+    assert not cleaned[bound[0] + 2:bound[0] + side // 2 - 2, bound[1] + 2:bound[1] + side // 2 - 2].any()
+    assert not cleaned[42:50, :10].any()
