@@ -432,3 +432,18 @@ def test_a_bin_click_selects_its_first_cell_and_the_keys_act(qtbot, desk):
     qtbot.waitUntil(lambda: next(c for c in window.gallery_model.cells if c.file == chosen).final_class is not None,
                     timeout=3000)
     window.sessions.close_session()
+
+
+def test_a_class_key_from_the_find_box_first_takes_the_technician_to_the_gallery(qtbot, desk):
+    """The single-key guard (issue 41: its mutation survived): a class shortcut that fires while a text field has
+    the focus changes no cell; it moves the focus to the gallery, where the next key acts."""
+    models, (first, _), tmp, asked, _ = desk
+    window = active_window(qtbot, tmp, models)
+    opened(qtbot, window, first)
+    window.find.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is window.find)
+    before = window.sessions.session.cells()
+    window.review.hotkeys[2].activated.emit()  # as Qt fires it when the box does not take the key itself
+    assert window.sessions.session.cells() == before and QApplication.focusWidget() is window.gallery
+    window.review.hotkeys[2].activated.emit()
+    assert window.sessions.session.cells() != before
