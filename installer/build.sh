@@ -29,6 +29,8 @@ fi
 # itself without dependencies (setuptools, its build backend, is in the lock).
 .venv-build/bin/python -m pip install -q --require-hashes --no-deps -r installer/requirements-linux.lock
 .venv-build/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+# Pillow with only what openslide-python uses (its core and the system's Little CMS), from the locked source.
+installer/build_pillow.sh .venv-build/bin/python
 # PyInstaller's bootloader (the executable that starts both programs) compiled here from the locked release's
 # source, not the prebuilt one: Debian's gcc makes it position-independent (lintian hardening-no-pie), and it gets
 # the flags OpenCV gets (installer/build_opencv.sh). Done once per build venv (installer/build_bootloader.sh).
