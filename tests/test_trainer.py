@@ -12,6 +12,7 @@ from conftest import DATA, random_rgb, shipped, write_image
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.trainer
 
+from desktop.core.inference.front_end import split  # noqa: E402
 from desktop.core.inference.model import Model  # noqa: E402
 from trainer.data import deduplicate, discover_blood, split_blood, split_idc  # noqa: E402
 
@@ -71,6 +72,7 @@ def test_blood_pipeline_end_to_end_on_48_images(tmp_path, monkeypatch):
     assert model.info.task == "blood-differential" and len(model.info.classes) == 8
     assert model.has_ood
     assert results.parity["same_top1"] and results.parity["max_abs_dprob"] <= 1e-4
+    assert split(onnx_path.read_bytes()) is not None  # its white balance can be served split
     for png in ("confusion", "curves", "reliability"):
         assert (tmp_path / "run" / f"{png}.png").stat().st_size > 1000
     card = (tmp_path / "run" / "blood-pbc8.card.md").read_text()

@@ -44,6 +44,11 @@ def seed_idc(input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
     return keras.Model(inputs, logits, name="seed")
 
 
+def background_rank(cells: int, quantile: float) -> int:
+    """k: the background is the k-th brightest of `cells` 4x4 cells (the ONNX front end's TopK too)."""
+    return max(1, round((1 - quantile) * cells))
+
+
 def bright_background(x: tf.Tensor, quantile: float = 0.9) -> tf.Tensor:
     """Per image and channel, the bright background level [N, 3]: the `quantile` of a 4x4
     average (so single bright pixels do not count) of float pixels 0..255.
@@ -54,7 +59,7 @@ def bright_background(x: tf.Tensor, quantile: float = 0.9) -> tf.Tensor:
     blocks = tf.reshape(x[:, :height * 4, :width * 4, :], [-1, height, 4, width, 4, 3])
     pooled = tf.reduce_mean(blocks, axis=[2, 4])
     per_channel = tf.transpose(tf.reshape(pooled, [-1, height * width, 3]), [0, 2, 1])
-    k = max(1, round((1 - quantile) * height * width))
+    k = background_rank(height * width, quantile)
     return tf.math.top_k(per_channel, k=k, sorted=True).values[:, :, -1]
 
 

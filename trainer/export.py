@@ -5,12 +5,18 @@ Unfamiliar score: a Mahalanobis distance of pooled features (two depths) to the 
 class mean, with one covariance shared by all classes, fitted on the training split. It
 also outputs `features`, the pooled features the classification head reads, so that the
 app can verify and adapt the model to a lab's own cells without TensorFlow.
+
+A model with an enabled white-balance layer is traced without it and gets it back from
+`white_balance_graph.with_white_balance`: the same ops, under the node names the app looks for
+to measure the background beside decoding (desktop/core/inference/front_end.py). Traced by
+tf2onnx, the layer would compute the same under names the app cannot find: served whole, slower.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +26,9 @@ import onnx
 import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
+
+from trainer.architectures import WhiteBalance
+from trainer.white_balance_graph import GraphLayoutError, with_white_balance
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -90,8 +99,36 @@ def serving_function(model: keras.Model, temperature: float, ood: dict[str, np.n
     return serve
 
 
-def to_onnx(serve, metadata: dict) -> onnx.ModelProto:
-    proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=OPSET)
+def white_balance_of(model: keras.Model) -> WhiteBalance | None:
+    """The model's enabled white-balance layer, or None."""
+    return next((layer for layer in model.layers if isinstance(layer, WhiteBalance) and layer.enabled), None)
+
+
+@contextmanager
+def _traced_without(layer: WhiteBalance | None) -> Iterator[None]:
+    """The layer is the identity while tf2onnx traces (a layer reads `enabled` when traced)."""
+    if layer is not None:
+        layer.enabled = False
+    try:
+        yield
+    finally:
+        if layer is not None:
+            layer.enabled = True
+
+
+def to_onnx(model: keras.Model, temperature: float, ood: dict[str, np.ndarray], height: int, width: int,
+            metadata: dict) -> onnx.ModelProto:
+    """The serving graph (`serving_function`'s) in ONNX, with the contract's metadata; a white-balance
+    layer written by `with_white_balance` (see the module docstring)."""
+    balance = white_balance_of(model)
+    with _traced_without(balance):
+        trunk = serving_function(model, temperature, ood, height, width)
+        proto, _ = tf2onnx.convert.from_function(trunk, input_signature=trunk.input_signature, opset=OPSET)
+    if balance is not None:
+        try:
+            proto = with_white_balance(proto, balance.reference, balance.quantile, height, width).model
+        except GraphLayoutError as exc:
+            raise ExportError(f"the white balance cannot be written into the graph: {exc}") from exc
     names = {o.name for o in proto.graph.output}
     if names != OUTPUTS:
         raise ExportError(f"unexpected output names {sorted(names)}")

@@ -24,6 +24,7 @@ import tensorflow as tf
 from keras import layers
 from onnx import numpy_helper
 
+from desktop.core.inference import graph_names as wb
 from trainer.architectures import WhiteBalance
 
 PARITY_TOLERANCE = 1e-4
@@ -76,12 +77,12 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
 def _front_end(graph: onnx.GraphProto, inits: dict[str, np.ndarray], inputs):
     """Keras ops for everything before the first convolution: white balance (if any), then the scale."""
     x = inputs
-    if "wb_reference_col" in inits:
-        cells = int(np.prod(inits["wb_flat"][1:2]))
-        quantile = 1.0 - float(inits["wb_k"][0]) / cells
-        x = WhiteBalance([float(v) for v in inits["wb_reference_col"].ravel()], quantile=round(quantile, 4),
+    if wb.REFERENCE in inits:
+        cells = int(np.prod(inits[wb.CELLS_SHAPE][1:2]))
+        quantile = 1.0 - float(inits[wb.K][0]) / cells
+        x = WhiteBalance([float(v) for v in inits[wb.REFERENCE].ravel()], quantile=round(quantile, 4),
                          name="white_balance")(x)
-    scale = [n for n in graph.node if n.op_type == "Mul" and any("scale" in i for i in n.input)]
+    scale = [n for n in graph.node if n.op_type == "Mul" and wb.SCALE not in n.input and any("scale" in i for i in n.input)]
     offset = [n for n in graph.node if n.op_type == "Add" and any("scale" in i and i in inits for i in n.input)]
     if not scale:
         raise RebuildError("no input scaling found before the first convolution")

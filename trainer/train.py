@@ -195,8 +195,9 @@ def fit_unfamiliar(model: keras.Model, arrays: dict[str, DecodedSplit], n_classe
 def export_and_prove(recipe: Recipe, model: keras.Model, calib: Calibration, unfamiliar: Unfamiliar, metadata: dict,
                      test: DecodedSplit, out: Path) -> Exported:
     """The serving graph to ONNX with its metadata; refused unless ONNX Runtime reproduces Keras."""
-    serve = export.serving_function(model, calib.temperature, unfamiliar.stats, recipe.input_size, recipe.input_size)
-    proto = export.to_onnx(serve, metadata)
+    size = recipe.input_size
+    serve = export.serving_function(model, calib.temperature, unfamiliar.stats, size, size)
+    proto = export.to_onnx(model, calib.temperature, unfamiliar.stats, size, size, metadata)
     parity = export.prove_parity(serve, proto, test.x[:max(256, min(len(test.x), 512))])
     speed = bench_onnx(proto.SerializeToString(), (recipe.input_size, recipe.input_size),
                        64 if recipe.kind == "blood" else 256)

@@ -21,11 +21,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from desktop.core.inference import graph_names as wb
+
 log = logging.getLogger(__name__)
-FED = "wb_bright"  # the graph value the split graph takes as an input: [N, 3, 1] float32
-# The nodes the split leaves out, by the names the trainer's export gives their outputs.
-_MEASURING = ("wb_block6", "wb_pooled", "wb_cells_last", "wb_cells", "wb_top", "wb_bright3", FED)
-_UNUSED = ("wb_blocks", "wb_flat", "wb_k", "wb_last_start", "wb_last_end", "wb_axis", "wb_one")
+FED = wb.BRIGHT  # the graph value the split graph takes as an input: [N, 3, 1] float32
+# The nodes the split leaves out, by the names the trainer's export gives their outputs (FED last).
+_MEASURING = (wb.CROP, wb.BLOCKS, wb.POOLED, wb.CELLS_LAST, wb.CELLS, wb.TOP, wb.KTH, FED)
+_UNUSED = (wb.CROP_START, wb.CROP_END, wb.CROP_AXES, wb.BLOCKS_SHAPE, wb.CELLS_SHAPE, wb.K,
+           wb.KTH_START, wb.KTH_END, wb.KTH_AXIS, wb.ONE)
 
 
 BLOCK = 4  # the trainer's background cells are 4x4 pixels
@@ -62,10 +65,10 @@ def split(model_bytes: bytes) -> tuple[bytes, Background] | None:
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
     produced = {o for n in graph.node for o in n.output}
-    if not set(_MEASURING) <= produced or "wb_k" not in inits or "wb_blocks" not in inits:
+    if not set(_MEASURING) - {wb.CROP} <= produced or wb.K not in inits or wb.BLOCKS_SHAPE not in inits:
         return None
-    shape = numpy_helper.to_array(inits["wb_blocks"]).tolist()  # [-1, H/b, b, W/b, b, 3]
-    k = int(numpy_helper.to_array(inits["wb_k"]).ravel()[0])
+    shape = numpy_helper.to_array(inits[wb.BLOCKS_SHAPE]).tolist()  # [-1, H/b, b, W/b, b, 3]
+    k = int(numpy_helper.to_array(inits[wb.K]).ravel()[0])
     if len(shape) != 6 or shape[2] != BLOCK or shape[4] != BLOCK:
         return None
     kept = [n for n in graph.node if not set(n.output) & set(_MEASURING)]
