@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from desktop.core.inference.decision import Call, make_calls
+from desktop.core.inference.files import content_hash, hash_large_file
 from desktop.core.inference.imaging import UnreadableImage, decode_image, decode_prepared, prepare, read_bytes
 from desktop.core.inference.model import Model, worker_threads
-from desktop.core.inference.scan import content_hash, hash_large_file
 from desktop.core.inference.slide import Tile
 from desktop.core.inference.threads import ThreadChoice
 from desktop.core.inference.wsi import SlideTile, read_tile, tile_identity

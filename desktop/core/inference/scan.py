@@ -1,4 +1,4 @@
-"""List what is in a folder (recursive, sorted) and tell files apart by their bytes.
+"""List what is in a folder (recursive, sorted).
 
 Nothing drops out silently: everything but hidden files becomes an item, and what cannot be
 read at all (a pipe, a device, a broken link, a folder we may not list, a path too long)
@@ -7,14 +7,13 @@ carries the reason that becomes its row's."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.inference.files import UnreadableFile, hash_stream, not_regular_reason, os_error_reason, read_file
+from desktop.core.inference.files import not_regular_reason, os_error_reason
 
 
 @dataclass(frozen=True)
@@ -30,35 +29,6 @@ class SourceFile:
 
 class ScanCancelled(Exception):
     """The scan was stopped by the technician (or the app closing)."""
-
-
-def _digest(data: bytes = b""):
-    """The hash a file's identity is made with (one definition for whole files and streamed slides)."""
-    return hashlib.blake2b(data, digest_size=16)
-
-
-def content_hash(data: bytes) -> str:
-    """A file's identity: the same bytes give the same hash, whatever its size or mtime say."""
-    return _digest(data).hexdigest()
-
-
-def hash_file(path: Path) -> str | None:
-    """The content hash of a file, or None when it cannot be read (safely)."""
-    try:
-        return content_hash(read_file(path))
-    except UnreadableFile:
-        return None
-
-
-def hash_large_file(path: Path) -> str | None:
-    """The content hash of a file of any size (a whole slide), read in chunks; the same hash
-    `content_hash` gives its bytes. None when it cannot be read."""
-    digest = _digest()
-    try:
-        hash_stream(path, digest)
-    except UnreadableFile:
-        return None
-    return digest.hexdigest()
 
 
 def _relative(path: Path, folder: Path) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from desktop.core.inference.scan import ScanCancelled, hash_file, hash_large_file
+from desktop.core.inference.files import hash_file, hash_large_file
+from desktop.core.inference.scan import ScanCancelled
 from desktop.core.inference.wsi import SlideTile, tile_identity
 from desktop.core.records.domain import FolderChanges
 from desktop.core.records.store import StoredFile
