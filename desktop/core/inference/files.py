@@ -123,14 +123,6 @@ def content_hash(data: bytes) -> str:
     return _digest(data).hexdigest()
 
 
-def hash_file(path: Path) -> str | None:
-    """The content hash of a file, or None when it cannot be read (safely)."""
-    try:
-        return content_hash(read_file(path))
-    except UnreadableFile:
-        return None
-
-
 def hash_large_file(path: Path) -> str | None:
     """The content hash of a file of any size (a whole slide), read in chunks; the same hash
     `content_hash` gives its bytes. None when it cannot be read."""

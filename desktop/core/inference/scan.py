@@ -1,4 +1,4 @@
-"""List what is in a folder (recursive, sorted).
+"""List what is in a folder (recursive, sorted): each file an item the model calls.
 
 Nothing drops out silently: everything but hidden files becomes an item, and what cannot be
 read at all (a pipe, a device, a broken link, a folder we may not list, a path too long)
@@ -13,18 +13,47 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from desktop.core.inference.files import content_hash as bytes_hash
 from desktop.core.inference.files import not_regular_reason, os_error_reason
+from desktop.core.inference.imaging import InputSpec, UnreadableImage, decode_image, decode_prepared
+from desktop.core.inference.items import Sources
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file of the analysed folder, with what tells us whether it changed."""
+    """One file of the analysed folder, with what tells us whether it changed (an `Item`)."""
 
     path: Path
     relative: str
     size: int
     mtime: float
     problem: str = ""  # why it cannot be read at all: the reason on its row
+
+    @property
+    def source_name(self) -> str:
+        return self.relative
+
+    @property
+    def position(self) -> None:
+        return None
+
+    def _bytes(self, sources: Sources | None, keep: bool) -> bytes:
+        if self.problem:  # a pipe, a device, a folder we may not list: never opened
+            raise UnreadableImage(self.problem)
+        return (sources or Sources()).file_bytes(self.path, keep)
+
+    def content_hash(self, sources: Sources | None = None) -> str:
+        """The hash of the file's bytes (with the run's `sources`, read once for the hash and the pixels)."""
+        return bytes_hash(self._bytes(sources, keep=True))
+
+    def read(self, spec: InputSpec | None = None, sources: Sources | None = None) -> np.ndarray:
+        data = self._bytes(sources, keep=False)
+        return decode_image(data) if spec is None else decode_prepared(data, spec)
+
+    def scale(self) -> None:
+        return None
 
 
 class ScanCancelled(Exception):
