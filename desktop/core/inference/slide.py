@@ -12,7 +12,7 @@ import numpy as np
 
 from desktop.core.inference.colour_guard import tissue_share
 from desktop.core.inference.imaging import InputSpec, prepare
-from desktop.core.inference.items import Position, Sources, parse_tile_name, tile_name
+from desktop.core.inference.items import Item, Position, Sources, parse_tile_name, tile_name
 from desktop.core.inference.scan import SourceFile
 
 PATCH_XY = re.compile(r"_x(\d+)_y(\d+)")
@@ -119,15 +119,14 @@ def patch_position(relative: str) -> tuple[int, int] | None:
     return _on_map(int(match.group(1)), int(match.group(2))) if match else None
 
 
+def item_offset(item: Item) -> tuple[int, int] | None:
+    """An item's slide offset: a tile's own position, else the one its file name gives (a dataset's patch)."""
+    return _on_map(*item.position) if item.position is not None else patch_position(item.relative)
+
+
 def cell_offset(cell) -> tuple[int, int] | None:
     """A classified cell's slide offset: the one stored at classification, else from its file name."""
     return (cell.x, cell.y) if cell.x is not None else patch_position(cell.file)
-
-
-def tile_source(relative: str) -> tuple[str, int, int] | None:
-    """('slide.png', x, y) for a tile `slide.png#x<X>_y<Y>`; None for a file of its own."""
-    tile = parse_tile_name(relative)
-    return (tile.source, *tile.position) if tile is not None else None
 
 
 def cut_tile(rgb: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
