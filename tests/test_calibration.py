@@ -22,7 +22,7 @@ def test_the_trainer_calls_what_the_app_calls_for_two_and_eight_classes():
         keys = [f"c{i}" for i in range(classes)]
         info = SimpleNamespace(class_keys=keys, review_threshold=0.0, ood_threshold=None, decision_threshold=threshold,
                                review_band=None, review_classes=())
-        sources = [SimpleNamespace(relative=f"{i}.png", size=1, mtime=0.0) for i in range(len(probs))]
+        sources = [SimpleNamespace(relative=f"{i}.png", size=1, mtime=0.0, position=None) for i in range(len(probs))]
         app = [keys.index(c.ai_class) for c in make_calls(info, sources, probs, None)]
         np.testing.assert_array_equal(calibration.calls(probs), app)
         np.testing.assert_array_equal(calibration.calls(probs), decide(probs, None, 0.0, None, threshold).top)

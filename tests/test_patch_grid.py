@@ -64,7 +64,7 @@ def test_a_tissue_image_is_tiled_mapped_and_counted_in_the_models_32px_patches(t
     folder.mkdir()
     write_image(folder / "slide.png", paint_slide(TISSUE))
     tiles = expand_tissue_images(scan_folder(folder), model32.info.patch)
-    assert {(t.x, t.y) for t in tiles} == {(32 * c, 32 * r) for r in range(5) for c in range(6 if r else 4)}
+    assert {t.position for t in tiles} == {(32 * c, 32 * r) for r in range(5) for c in range(6 if r else 4)}
     assert all((t.width, t.height) == (PATCH, PATCH) for t in tiles)
 
     session = classified(folder, model32, tmp_path / "data")
@@ -110,10 +110,10 @@ def test_a_declared_stride_places_overlapping_tiles_and_the_mosaic_on_its_grid(t
     write_image(folder / "slide.png", paint_slide(["NNNN", "NNNN", "NNNN", "NNNN"]))  # 128 px square
     tiles = expand_tissue_images(scan_folder(folder), info.patch)
     # every 16 px, down to the last tile that is still at least half a patch inside the image
-    assert sorted({t.x for t in tiles}) == list(range(0, 128 - 16 + 1, 16))
-    assert {(t.width, t.height) for t in tiles if t.x <= 96 and t.y <= 96} == {(PATCH, PATCH)}
-    grid = info.patch.fitted([(t.x, t.y) for t in tiles])
-    mosaic = build_mosaic([((t.x, t.y), np.full((t.height, t.width, 3), 90, np.uint8)) for t in tiles], grid, 10)
+    assert sorted({t.position.x for t in tiles}) == list(range(0, 128 - 16 + 1, 16))
+    assert {(t.width, t.height) for t in tiles if max(t.position) <= 96} == {(PATCH, PATCH)}
+    grid = info.patch.fitted([t.position for t in tiles])
+    mosaic = build_mosaic([(t.position, np.full((t.height, t.width, 3), 90, np.uint8)) for t in tiles], grid, 10)
     assert mosaic.shape == (8 * 10, 8 * 10, 3)
 
 

@@ -101,7 +101,7 @@ def test_large_tissue_image_is_cut_into_patches_skipping_white_background(tmp_pa
     write_image(folder / "slide.png", image)
     items = expand_tissue_images(scan_folder(folder), PatchGrid(50, 50))
     assert len(items) == 6
-    assert {(t.x, t.y) for t in items} == {(x, y) for x in (0, 50, 100) for y in (0, 50)}
+    assert {t.position for t in items} == {(x, y) for x in (0, 50, 100) for y in (0, 50)}
     assert is_background(image[200:250, 200:250])
     info_model = Model(make_tiny_model(tmp_path / "p.onnx", classes=("normal", "idc"), task="idc-patch", size=(50, 50)))
     session = Session.open(folder, info_model, tmp_path / "data")

@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 
 from desktop.core.inference.imaging import UnreadableImage, load_image
+from desktop.core.inference.items import parse_tile_name
 from desktop.core.inference.model_info import IDC_DEFAULT_MPP
-from desktop.core.inference.slide import cut_tile, tile_source
+from desktop.core.inference.slide import cut_tile
 from desktop.core.inference.wsi import is_slide_file, read_slide_tile
 
 
@@ -30,10 +31,10 @@ def _is_slide(path: str) -> bool:
 def load_cell_image(folder: Path, relative: str, *, patch_size: int, mpp: float | None = None) -> np.ndarray:
     """The cell's pixels: a file, or a `patch_size` tile cut from a tissue image or read from a whole
     slide at the model's `mpp` (`name#x<X>_y<Y>`). `folder` may be the session's slide file itself."""
-    tile = tile_source(relative)
-    if tile:
-        source, x, y = tile
-        path = Path(folder) if Path(folder).is_file() else Path(folder) / source
+    tile = parse_tile_name(relative)
+    if tile is not None:
+        x, y = tile.position
+        path = Path(folder) if Path(folder).is_file() else Path(folder) / tile.source
         if _is_slide(str(path)):
             return read_slide_tile(path, x, y, patch_size, mpp or IDC_DEFAULT_MPP)
         return cut_tile(_tissue_image(str(path)), x, y, patch_size)

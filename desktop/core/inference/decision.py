@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from desktop.core.inference.items import Item
 from desktop.core.inference.model_info import ModelInfo
 from desktop.core.inference.quantification import ReviewBand
-from desktop.core.inference.slide import patch_position
+from desktop.core.inference.slide import item_offset
 
 REVIEW_LOW_CONFIDENCE = "low confidence"
 REVIEW_UNFAMILIAR = "unfamiliar image"
@@ -98,7 +100,7 @@ def review_by_rule(info: ModelInfo, ai_class: str | None, confidence: float, unf
     return confidence < info.review_threshold
 
 
-def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndarray | None,
+def make_calls(info: ModelInfo, sources: Sequence[Item], probabilities: np.ndarray, ood: np.ndarray | None,
                hashes: list[str | None] | None = None) -> list[Call]:
     """Turn model outputs into calls, applying the model's own thresholds (the rule once per
     batch, in numpy; only building the calls is per image)."""
@@ -120,7 +122,7 @@ def make_calls(info: ModelInfo, sources, probabilities: np.ndarray, ood: np.ndar
             continue
         ai_class, confidence, second, score, unfamiliar, review, reason = f
         calls.append(Call(source.relative, source.size, source.mtime, digest, ai_class, confidence, tuple(p), second,
-                          score, unfamiliar, review, reason, "", *(patch_position(source.relative) or (None, None))))
+                          score, unfamiliar, review, reason, "", *(item_offset(source) or (None, None))))
     return calls
 
 

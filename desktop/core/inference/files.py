@@ -1,10 +1,11 @@
 """Read files from the technician's folder without trusting them: only regular files (after
 following links), opened without blocking, never more than a size cap; every refusal is a
-plain reason that ends up on the file's row."""
+plain reason that ends up on the file's row. A file is known by the hash of its bytes."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from collections.abc import Iterator
@@ -110,3 +111,24 @@ def hash_stream(path: Path | str, digest) -> None:
     with _open_regular(path, 2**63) as (fd, _):
         while chunk := os.read(fd, 8 * 2**20):
             digest.update(chunk)
+
+
+def _digest(data: bytes = b""):
+    """The hash a file's identity is made with (one definition for whole files and streamed slides)."""
+    return hashlib.blake2b(data, digest_size=16)
+
+
+def content_hash(data: bytes) -> str:
+    """A file's identity: the same bytes give the same hash, whatever its size or mtime say."""
+    return _digest(data).hexdigest()
+
+
+def hash_large_file(path: Path) -> str | None:
+    """The content hash of a file of any size (a whole slide), read in chunks; the same hash
+    `content_hash` gives its bytes. None when it cannot be read."""
+    digest = _digest()
+    try:
+        hash_stream(path, digest)
+    except UnreadableFile:
+        return None
+    return digest.hexdigest()

@@ -3,12 +3,14 @@ images and whole slides) and a guess of the assay it holds."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from desktop.core.inference.files import UnreadableFile, read_file
 from desktop.core.inference.imaging import UnreadableImage, image_header, load_image, load_prepared
+from desktop.core.inference.items import Item
 from desktop.core.inference.model import Model
 from desktop.core.inference.model_info import BLOOD, IDC
 from desktop.core.inference.scan import SourceFile, scan_folder
@@ -26,11 +28,11 @@ def _header_size(item: SourceFile) -> tuple[int, int] | None:
 
 
 def expand_tissue_images(files: list[SourceFile], grid: PatchGrid, model_mpp: float | None = None,
-                         declared_mpp: float | None = None) -> list:
+                         declared_mpp: float | None = None) -> list[Item]:
     """For patch models: a large tissue image becomes its tissue tiles (the model's patch size and
     stride), a whole slide its tissue tiles at the model's scale (`model_mpp`; `declared_mpp` for
     slides that do not record theirs); patches stay as they are."""
-    items: list = []
+    items: list[Item] = []
     large = grid.size * TILE_MIN_PATCHES
     for f in files:
         if f.problem:
@@ -40,7 +42,7 @@ def expand_tissue_images(files: list[SourceFile], grid: PatchGrid, model_mpp: fl
             try:
                 items.extend(slide_tiles(f, grid, model_mpp, declared_mpp))
             except SlideError as exc:
-                items.append(SourceFile(f.path, f.relative, f.size, f.mtime, str(exc)))
+                items.append(replace(f, problem=str(exc)))
             continue
         size = _header_size(f)
         maybe_large = (size is not None and size[0] >= large and size[1] >= large) or (size is None and f.size > 64_000)

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from desktop.core.inference.decision import Call, make_calls
-from desktop.core.inference.imaging import UnreadableImage, decode_image, decode_prepared, prepare, read_bytes
+from desktop.core.inference.imaging import UnreadableImage
+from desktop.core.inference.items import Item, Sources
 from desktop.core.inference.model import Model, worker_threads
-from desktop.core.inference.scan import content_hash, hash_large_file
-from desktop.core.inference.slide import Tile
 from desktop.core.inference.threads import ThreadChoice
-from desktop.core.inference.wsi import SlideTile, read_tile, tile_identity
 
 log = logging.getLogger(__name__)
 
@@ -42,55 +40,17 @@ class Progress:
         return (self.total - self.done) / self.images_per_s if self.images_per_s > 0 else float("inf")
 
 
-class _TissueImages:
-    """Decodes each large tissue image once, however many of its tiles are asked for; hashes each
-    whole slide once (its tiles are read on demand)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cache: dict = {}
-        self._slides: dict = {}
-
-    def slide_hash(self, path) -> str:
-        with self._lock:
-            if path not in self._slides:
-                digest = hash_large_file(path)
-                if digest is None:
-                    raise UnreadableImage("could not read the slide file")
-                self._slides[path] = digest
-            return self._slides[path]
-
-    def get(self, path) -> tuple[np.ndarray, str]:
-        """The image's pixels and the content hash of its file."""
-        with self._lock:
-            if path not in self._cache:
-                self._cache.clear()  # one tissue image at a time keeps memory bounded
-                data = read_bytes(path)
-                self._cache[path] = (decode_image(data), content_hash(data))
-            return self._cache[path]
-
-
-def decode_batch(items, model: Model, tissue: _TissueImages) -> tuple[dict, list, list[str], list[Call]]:
-    """Decode and fit a batch, hashing each file's bytes on the way (its identity in the
-    session); unreadable files become calls that carry the reason."""
+def decode_batch(items: list[Item], model: Model, sources: Sources) -> tuple[dict, list[Item], list[str], list[Call]]:
+    """Decode and fit a batch, each item's content hash taken on the way (its identity in the
+    session); unreadable items become calls that carry the reason."""
     spec = model.info.input
     pixels = np.empty((len(items), spec.height, spec.width, 3), dtype=np.uint8)
     good, hashes, bad = [], [], []
     for item in items:
         digest = None
         try:
-            if getattr(item, "problem", ""):  # a pipe, a device, a folder we may not list: never opened
-                raise UnreadableImage(item.problem)
-            if isinstance(item, SlideTile):
-                digest = tile_identity(item, tissue.slide_hash(item.path))  # the file's bytes and the scale read at
-                pixels[len(good)] = prepare(read_tile(item), spec)
-            elif isinstance(item, Tile):
-                rgb, digest = tissue.get(item.path)
-                pixels[len(good)] = prepare(rgb[item.y:item.y + item.height, item.x:item.x + item.width], spec)
-            else:
-                data = read_bytes(item.path)
-                digest = content_hash(data)
-                pixels[len(good)] = decode_prepared(data, spec)
+            digest = item.content_hash(sources)  # read once: the same bytes give the pixels
+            pixels[len(good)] = item.read(spec, sources)
             good.append(item)
             hashes.append(digest)
         except UnreadableImage as exc:
@@ -117,11 +77,11 @@ class _Inferred:
 
     _END = object()
 
-    def __init__(self, model: Model, items: list, batch_size: int, workers: int, cancel: threading.Event) -> None:
+    def __init__(self, model: Model, items: list[Item], batch_size: int, workers: int, cancel: threading.Event) -> None:
         self.model, self.workers, self.cancel = model, workers, cancel
         self.chunks = iter(batches(items, batch_size))
         self.pending: deque[Future] = deque()
-        self.tissue = _TissueImages()
+        self.sources = Sources()  # a tissue image decoded, a slide hashed, once for all their tiles
         self.out: queue.Queue = queue.Queue(maxsize=2)
         self.stopped = threading.Event()  # the calling thread no longer takes batches
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
@@ -137,7 +97,7 @@ class _Inferred:
             chunk = next(self.chunks, None)
             if chunk is None:
                 return
-            self.pending.append(self.pool.submit(decode_batch, chunk, self.model, self.tissue))
+            self.pending.append(self.pool.submit(decode_batch, chunk, self.model, self.sources))
 
     def _put(self, item) -> None:
         while not self.stopped.is_set():
@@ -188,14 +148,14 @@ class _Inferred:
 
 def classify(
     model: Model,
-    items: list,
+    items: list[Item],
     on_calls: Callable[[list[Call]], None],
     on_progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
     batch_size: int = 64,
     workers: int | None = None,
 ) -> int:
-    """Classify `items` (SourceFile or Tile); returns how many were done before any cancel."""
+    """Classify `items` (files, tissue-image patches, slide tiles); returns how many were done before any cancel."""
     cancel = cancel or threading.Event()
     done, start = 0, time.perf_counter()
     inferred = _Inferred(model, items, batch_size, workers or worker_threads(), cancel)

@@ -1,4 +1,4 @@
-"""List what is in a folder (recursive, sorted) and tell files apart by their bytes.
+"""List what is in a folder (recursive, sorted): each file an item the model calls.
 
 Nothing drops out silently: everything but hidden files becomes an item, and what cannot be
 read at all (a pipe, a device, a broken link, a folder we may not list, a path too long)
@@ -7,19 +7,23 @@ carries the reason that becomes its row's."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core.inference.files import UnreadableFile, hash_stream, not_regular_reason, os_error_reason, read_file
+import numpy as np
+
+from desktop.core.inference.files import content_hash as bytes_hash
+from desktop.core.inference.files import not_regular_reason, os_error_reason
+from desktop.core.inference.imaging import InputSpec, UnreadableImage, decode_image, decode_prepared
+from desktop.core.inference.items import Sources
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file of the analysed folder, with what tells us whether it changed."""
+    """One file of the analysed folder, with what tells us whether it changed (an `Item`)."""
 
     path: Path
     relative: str
@@ -27,38 +31,33 @@ class SourceFile:
     mtime: float
     problem: str = ""  # why it cannot be read at all: the reason on its row
 
+    @property
+    def source_name(self) -> str:
+        return self.relative
+
+    @property
+    def position(self) -> None:
+        return None
+
+    def _bytes(self, sources: Sources | None, keep: bool) -> bytes:
+        if self.problem:  # a pipe, a device, a folder we may not list: never opened
+            raise UnreadableImage(self.problem)
+        return (sources or Sources()).file_bytes(self.path, keep)
+
+    def content_hash(self, sources: Sources | None = None) -> str:
+        """The hash of the file's bytes (with the run's `sources`, read once for the hash and the pixels)."""
+        return bytes_hash(self._bytes(sources, keep=True))
+
+    def read(self, spec: InputSpec | None = None, sources: Sources | None = None) -> np.ndarray:
+        data = self._bytes(sources, keep=False)
+        return decode_image(data) if spec is None else decode_prepared(data, spec)
+
+    def scale(self) -> None:
+        return None
+
 
 class ScanCancelled(Exception):
     """The scan was stopped by the technician (or the app closing)."""
-
-
-def _digest(data: bytes = b""):
-    """The hash a file's identity is made with (one definition for whole files and streamed slides)."""
-    return hashlib.blake2b(data, digest_size=16)
-
-
-def content_hash(data: bytes) -> str:
-    """A file's identity: the same bytes give the same hash, whatever its size or mtime say."""
-    return _digest(data).hexdigest()
-
-
-def hash_file(path: Path) -> str | None:
-    """The content hash of a file, or None when it cannot be read (safely)."""
-    try:
-        return content_hash(read_file(path))
-    except UnreadableFile:
-        return None
-
-
-def hash_large_file(path: Path) -> str | None:
-    """The content hash of a file of any size (a whole slide), read in chunks; the same hash
-    `content_hash` gives its bytes. None when it cannot be read."""
-    digest = _digest()
-    try:
-        hash_stream(path, digest)
-    except UnreadableFile:
-        return None
-    return digest.hexdigest()
 
 
 def _relative(path: Path, folder: Path) -> str:

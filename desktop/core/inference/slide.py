@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from desktop.core.inference.colour_guard import tissue_share
+from desktop.core.inference.imaging import InputSpec, prepare
+from desktop.core.inference.items import Item, Position, Sources, parse_tile_name, tile_name
+from desktop.core.inference.scan import SourceFile
 
 PATCH_XY = re.compile(r"_x(\d+)_y(\d+)")
-TILE_SUFFIX = re.compile(r"#x(\d+)_y(\d+)$")
 # A tissue image (not a patch) is one at least this many patches wide and high.
 TILE_MIN_PATCHES = 4
 # The largest slide offset placed on a heat map (the IDC slides reach ~4,000 px); the mosaic
@@ -50,38 +53,80 @@ class PatchGrid:
 
 
 @dataclass(frozen=True)
-class Tile:
-    """A patch cut from a large tissue image at native resolution."""
+class PlacedTile:
+    """A `width` x `height` rectangle of a source file at `position`: what a tissue image's patch and a
+    whole slide's tile share (the file they are read from, their place, their stored name)."""
 
-    path: Path
-    relative: str
-    size: int
-    mtime: float
-    x: int
-    y: int
+    source: SourceFile
+    position: Position
     width: int
     height: int
+
+    @property
+    def path(self) -> Path:
+        return self.source.path
+
+    @cached_property
+    def relative(self) -> str:
+        return tile_name(self.source.relative, self.position)
+
+    @property
+    def size(self) -> int:
+        return self.source.size
+
+    @property
+    def mtime(self) -> float:
+        return self.source.mtime
+
+    @property
+    def problem(self) -> str:
+        return ""  # a tile exists only for a source that was read
+
+    @property
+    def source_name(self) -> str:
+        return self.source.relative
+
+
+@dataclass(frozen=True)
+class Tile(PlacedTile):
+    """A patch cut from a large tissue image at native resolution (an `Item`)."""
+
+    def content_hash(self, sources: Sources | None = None) -> str:
+        """The hash of the tissue image's bytes: any change to it is a change to every patch."""
+        return (sources or Sources()).file_hash(self.path)
+
+    def read(self, spec: InputSpec | None = None, sources: Sources | None = None) -> np.ndarray:
+        (x, y), w, h = self.position, self.width, self.height
+        piece = (sources or Sources()).tissue_image(self.path)[y:y + h, x:x + w]
+        return piece.copy() if spec is None else prepare(piece, spec)
+
+    def scale(self) -> None:
+        return None
+
+
+def _on_map(x: int, y: int) -> tuple[int, int] | None:
+    """The offset, or None for one beyond any slide (a name claiming x=99999999 would make a heat map of terabytes)."""
+    return (x, y) if x <= MAX_SLIDE_PX and y <= MAX_SLIDE_PX else None
 
 
 def patch_position(relative: str) -> tuple[int, int] | None:
     """(x, y) pixel offset of a patch, from `..._x<X>_y<Y>...` or a tile's `#x<X>_y<Y>`; None for
-    none, or for one beyond any slide (a name claiming x=99999999 would make a heat map of terabytes)."""
-    match = TILE_SUFFIX.search(relative) or PATCH_XY.search(relative.rpartition("/")[2])  # relative: posix
-    if not match:
-        return None
-    x, y = int(match.group(1)), int(match.group(2))
-    return (x, y) if x <= MAX_SLIDE_PX and y <= MAX_SLIDE_PX else None
+    none, or for one beyond any slide."""
+    tile = parse_tile_name(relative)
+    if tile is not None:
+        return _on_map(*tile.position)
+    match = PATCH_XY.search(relative.rpartition("/")[2])  # relative: posix
+    return _on_map(int(match.group(1)), int(match.group(2))) if match else None
+
+
+def item_offset(item: Item) -> tuple[int, int] | None:
+    """An item's slide offset: a tile's own position, else the one its file name gives (a dataset's patch)."""
+    return _on_map(*item.position) if item.position is not None else patch_position(item.relative)
 
 
 def cell_offset(cell) -> tuple[int, int] | None:
     """A classified cell's slide offset: the one stored at classification, else from its file name."""
     return (cell.x, cell.y) if cell.x is not None else patch_position(cell.file)
-
-
-def tile_source(relative: str) -> tuple[str, int, int] | None:
-    """('slide.png', x, y) for a tile `slide.png#x<X>_y<Y>`; None for a file of its own."""
-    match = TILE_SUFFIX.search(relative)
-    return (relative[: match.start()], int(match.group(1)), int(match.group(2))) if match else None
 
 
 def cut_tile(rgb: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
@@ -94,7 +139,7 @@ def is_background(tile: np.ndarray, white_level: int = 220, max_tissue: float = 
     return bool(tissue_share(tile[None], white_level)[0] < max_tissue)
 
 
-def tile_image(rgb: np.ndarray, source, grid: PatchGrid) -> list[Tile]:
+def tile_image(rgb: np.ndarray, source: SourceFile, grid: PatchGrid) -> list[Tile]:
     """Cut an RGB image into the model's patches (grid.size px, grid.stride apart) and keep the ones with tissue."""
     tiles = []
     height, width = rgb.shape[:2]
@@ -103,8 +148,7 @@ def tile_image(rgb: np.ndarray, source, grid: PatchGrid) -> list[Tile]:
             piece = cut_tile(rgb, x, y, grid.size)
             if piece.shape[0] < grid.size // 2 or piece.shape[1] < grid.size // 2 or is_background(piece):
                 continue
-            tiles.append(Tile(source.path, f"{source.relative}#x{x}_y{y}", source.size, source.mtime,
-                              x, y, piece.shape[1], piece.shape[0]))
+            tiles.append(Tile(source, Position(x, y), piece.shape[1], piece.shape[0]))
     return tiles
 
 

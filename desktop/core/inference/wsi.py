@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from desktop.core.inference.imaging import MAX_PIXELS
+from desktop.core.inference.imaging import MAX_PIXELS, InputSpec, prepare
+from desktop.core.inference.items import Item, Position, Sources
 from desktop.core.inference.model_info import IDC_DEFAULT_MPP, MPP_RANGE
-from desktop.core.inference.slide import MAP_CELL_PX, PatchGrid
+from desktop.core.inference.scan import SourceFile
+from desktop.core.inference.slide import MAP_CELL_PX, PatchGrid, PlacedTile
 from desktop.core.inference.slide_process import (
     MAX_MODEL_TILES,
     OPEN_SECONDS,
@@ -217,22 +220,6 @@ class WholeSlide:
         return out
 
 
-@dataclass(frozen=True)
-class SlideTile:
-    """One model-sized tile of a whole slide, read when its batch is decoded."""
-
-    path: Path
-    relative: str
-    size: int
-    mtime: float
-    x: int  # model pixels
-    y: int
-    width: int
-    height: int
-    declared_mpp: float | None = None
-    model_mpp: float = 0.0
-
-
 _OPEN = threading.Lock()
 # The µm/px a technician gave for a slide in this process: thumbnails and the large view read its
 # tiles at the same scale as the classification did.
@@ -262,22 +249,34 @@ def read_slide_tile(path: Path, x: int, y: int, size: int, model_mpp: float) -> 
     return open_slide(path, model_mpp).read(x, y, size, size)
 
 
-def tile_identity(tile: SlideTile, file_hash: str | None) -> str | None:
-    """A slide tile's identity: its file's bytes and the scale it is read at. A tile read at another µm per
-    pixel is another tile (its call is not the old one's), like a file whose bytes changed."""
-    if file_hash is None:
-        return None
-    try:
-        mpp = open_slide(tile.path, tile.model_mpp, tile.declared_mpp).scale.mpp
-    except SlideError:
-        return file_hash
-    return f"{file_hash}@{mpp:.6g}um"
+@dataclass(frozen=True)
+class SlideTile(PlacedTile):
+    """One model-sized tile of a whole slide (its position in model pixels), read when its batch is
+    decoded, through the helper processes (an `Item`)."""
 
+    declared_mpp: float | None = None
+    model_mpp: float = 0.0
 
-def read_tile(tile: SlideTile) -> np.ndarray:
-    """The tile's pixels at the model's scale (decode workers and thumbnails alike)."""
-    slide = open_slide(tile.path, tile.model_mpp, tile.declared_mpp)
-    return slide.read(tile.x, tile.y, tile.width, tile.height)
+    def _slide(self) -> WholeSlide:
+        return open_slide(self.path, self.model_mpp, self.declared_mpp)
+
+    def content_hash(self, sources: Sources | None = None) -> str:
+        """The slide file's bytes and the scale the tile is read at: a tile read at another µm per pixel is
+        another tile (its call is not the old one's), like a file whose bytes changed."""
+        file_hash = (sources or Sources()).slide_hash(self.path)
+        try:
+            mpp = self._slide().scale.mpp
+        except SlideError:
+            return file_hash
+        return f"{file_hash}@{mpp:.6g}um"
+
+    def read(self, spec: InputSpec | None = None, sources: Sources | None = None) -> np.ndarray:
+        """The tile's pixels at the model's scale."""
+        rgb = self._slide().read(*self.position, self.width, self.height)
+        return rgb if spec is None else prepare(rgb, spec)
+
+    def scale(self) -> SlideScale:
+        return self._slide().scale
 
 
 def tissue_grid(slide: WholeSlide, grid: PatchGrid) -> np.ndarray:
@@ -285,7 +284,7 @@ def tissue_grid(slide: WholeSlide, grid: PatchGrid) -> np.ndarray:
     return tissue_tiles(tissue_pixels(slide.overview(grid.stride / MASK_PX_PER_TILE)))
 
 
-def slide_tiles(source, grid: PatchGrid, model_mpp: float, declared_mpp: float | None = None) -> list[SlideTile]:
+def slide_tiles(source: SourceFile, grid: PatchGrid, model_mpp: float, declared_mpp: float | None = None) -> list[SlideTile]:
     """The tissue tiles of a slide file (a SourceFile), in rows; `SlideError` when it cannot be used (a slide
     that claims more tiles at the model's scale than any slide holds is refused before its overview is read)."""
     slide = open_slide(source.path, model_mpp, declared_mpp)
@@ -298,8 +297,7 @@ def slide_tiles(source, grid: PatchGrid, model_mpp: float, declared_mpp: float |
     for row, column in zip(*np.nonzero(tissue_grid(slide, grid))):
         x, y = int(column) * grid.stride, int(row) * grid.stride
         if x < width and y < height:
-            tiles.append(SlideTile(source.path, f"{source.relative}#x{x}_y{y}", source.size, source.mtime, x, y,
-                                   grid.size, grid.size, declared_mpp, model_mpp))
+            tiles.append(SlideTile(source, Position(x, y), grid.size, grid.size, declared_mpp, model_mpp))
     return tiles
 
 
@@ -318,11 +316,10 @@ def slide_mosaic(path: Path, grid: PatchGrid, shape: tuple[int, int] | None, mod
     return out
 
 
-def scale_notes(items: list) -> str:
+def scale_notes(items: Iterable[Item]) -> str:
     """How each slide among `items` is read, one clause a slide ('' when there is none): for every report."""
     seen: dict[Path, str] = {}
     for item in items:
-        if isinstance(item, SlideTile) and item.path not in seen:
-            slide = open_slide(item.path, item.model_mpp, item.declared_mpp)
-            seen[item.path] = slide.scale.describe(item.relative.split("#")[0])
+        if item.path not in seen and (scale := item.scale()) is not None:
+            seen[item.path] = scale.describe(item.source_name)
     return "; ".join(seen.values())

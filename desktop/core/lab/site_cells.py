@@ -19,6 +19,7 @@ import numpy as np
 
 from desktop.core.errors import ActionRefused
 from desktop.core.inference.imaging import UnreadableImage, load_prepared
+from desktop.core.inference.items import parse_tile_name
 from desktop.core.inference.model import Model
 from desktop.core.inference.model_info import ModelInfo
 from desktop.core.inference.scan import scan_folder
@@ -117,7 +118,7 @@ def unsigned_session_files(root: Path, info: ModelInfo) -> list[Path]:
         except Exception:  # noqa: BLE001 - a damaged or foreign file is not a source of cells
             continue
         folder = Path(meta.get("folder", ""))
-        files += [folder / c.file for c in cells if not c.unreadable and not c.missing and "#" not in c.file]
+        files += [folder / c.file for c in cells if not c.unreadable and not c.missing and parse_tile_name(c.file) is None]
     return files
 
 
@@ -127,7 +128,7 @@ def cells_from_sessions(sessions: list[SignedSession], info: ModelInfo) -> list[
     for s in sessions:
         for c in s.verified():
             final = c.call
-            if final in keys and "#" not in c.file:  # tiles of a tissue image are not files of their own
+            if final in keys and parse_tile_name(c.file) is None:  # tiles are not files of their own
                 out.append(VerifiedCell(s.folder / c.file, keys.index(final), s.name))  # one specimen, one group
     groups = merge_identical([c.group for c in out], [_digest(c.path) for c in out])
     return [VerifiedCell(c.path, c.label, g) for c, g in zip(out, groups)]

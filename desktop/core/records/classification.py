@@ -8,8 +8,8 @@ import threading
 import numpy as np
 
 from desktop.core.inference.decision import AiFields, Call, slide_level_calls
+from desktop.core.inference.items import parse_tile_name
 from desktop.core.inference.model_info import ModelInfo
-from desktop.core.inference.slide import tile_source
 from desktop.core.records.domain import PatchCall
 
 FOREIGN_SHARE = 0.8  # of the first batch flagged Unfamiliar: the folder is not what this model knows
@@ -41,8 +41,8 @@ def slide_step_revisions(calls: list[PatchCall], info: ModelInfo) -> list[tuple[
     step = info.slide_step
     slides: dict[str, list[PatchCall]] = {}
     for call in calls:
-        tile = tile_source(call.file)
-        slides.setdefault(tile[0] if tile else "", []).append(call)
+        tile = parse_tile_name(call.file)
+        slides.setdefault(tile.source if tile else "", []).append(call)
     revised = []
     for slide in slides.values():
         p_slide = step.apply(np.array([c.p_positive for c in slide]), [(c.x, c.y) for c in slide], info.patch)

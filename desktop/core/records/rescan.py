@@ -4,19 +4,28 @@ the model; the session decides what to take in (nothing, once signed off)."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
-from desktop.core.inference.scan import ScanCancelled, hash_file, hash_large_file
-from desktop.core.inference.wsi import SlideTile, tile_identity
+from desktop.core.inference.files import UnreadableFile
+from desktop.core.inference.items import Item, Sources
+from desktop.core.inference.scan import ScanCancelled
 from desktop.core.records.domain import FolderChanges
 from desktop.core.records.store import StoredFile
 
 
-def compare(items: list, known: dict[str, StoredFile], cancel: threading.Event | None = None) -> tuple[FolderChanges, list]:
+def _current(item: Item, sources: Sources) -> str | None:
+    """The item's content hash now, or None when it cannot be read."""
+    try:
+        return item.content_hash(sources)
+    except UnreadableFile:
+        return None
+
+
+def compare(items: list[Item], known: dict[str, StoredFile],
+            cancel: threading.Event | None = None) -> tuple[FolderChanges, list[Item]]:
     """What differs between the folder's `items` and what the store `known`s, by content (every known
     file is hashed: size and time can be kept by a copy that changed the bytes); and the items that
     need the model. Writes nothing."""
-    hashes: dict[Path, str | None] = {}
+    sources = Sources()  # a tissue image's or a slide's tiles share one file: it is hashed once
     new, changed, returned, touched, todo = [], [], [], [], []
     for item in items:
         if cancel is not None and cancel.is_set():
@@ -26,11 +35,9 @@ def compare(items: list, known: dict[str, StoredFile], cancel: threading.Event |
             new.append(item.relative)
             todo.append(item)
             continue
-        if item.path not in hashes:  # every file, every time: a same-size, same-time byte change is a change
-            # (a tissue image's or a slide's tiles share one file; a slide is hashed in chunks, whatever its size)
-            hashes[item.path] = (hash_large_file if isinstance(item, SlideTile) else hash_file)(item.path)
-        # a slide's tile is also known by the scale it is read at: another µm per pixel is another tile
-        current = tile_identity(item, hashes[item.path]) if isinstance(item, SlideTile) else hashes[item.path]
+        # every file, every time: a same-size, same-time byte change is a change (a slide's tile is also
+        # known by the scale it is read at: another µm per pixel is another tile)
+        current = _current(item, sources)
         if current is None and stored.content_hash is None and not stored.missing \
                 and (stored.size, stored.mtime) == (item.size, item.mtime):
             continue  # unreadable before and now (a pipe, a device, a broken link): nothing new to say

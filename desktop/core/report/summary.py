@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from desktop.core.inference.items import parse_tile_name
 from desktop.core.inference.model_info import ModelInfo
 from desktop.core.inference.quantification import FractionEstimate, estimate_fraction, untested_estimator
-from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map, tile_source
+from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map
 from desktop.core.records.domain import DEFAULT_TARGET_WBC, Cell
 
 WBC_GROUP, NRBC_GROUP, PLATELET_GROUP = "wbc", "nrbc", "platelet"  # the model contract's class groups (blood)
@@ -207,7 +208,7 @@ def slide_grid(cells: list[Cell], info: ModelInfo) -> PatchGrid:
     slide's picture can lie under the map before its first tile is called): the heat map, the mosaic
     and a click on the map all use this one."""
     placed = placed_cells(cells)
-    if all(tile_source(c.file) for c, _ in placed):
+    if all(parse_tile_name(c.file) is not None for c, _ in placed):
         return info.patch
     return info.patch.fitted([offset for _, offset in placed])
 
