@@ -114,8 +114,9 @@ install -m 644 SECURITY.md "$DOC/SECURITY.md"  # the security contact (also in t
 # Every bundled shared library named in it and every component versioned, or the build stops.
 .venv-build/bin/python installer/sbom.py --check "$BUNDLE" "$DOC/slidetally.cdx.json"
 cp "$DOC/slidetally.cdx.json" "dist/slidetally_${VERSION}.cdx.json"  # attached to the release
-.venv-build/bin/python installer/changelog.py CHANGELOG.md "$VERSION" "$MAINTAINER" "$DEBIAN_REVISION" > "$DOC/changelog"
-gzip -9n "$DOC/changelog"
+# A package with a Debian revision has its Debian changelog as changelog.Debian (Debian policy 12.7).
+.venv-build/bin/python installer/changelog.py CHANGELOG.md "$VERSION" "$MAINTAINER" "$DEBIAN_REVISION" > "$DOC/changelog.Debian"
+gzip -9n "$DOC/changelog.Debian"
 find "$PKG" -type d -exec chmod 755 {} +
 
 # Depends: the packages of every library the bundle links to, with the versions its symbols need

@@ -31,7 +31,8 @@ NUMPY_INCLUDE=$("$PYTHON" -c "import numpy; print(numpy.get_include())")
 PY_INCLUDE=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 PY_LIBRARY=$("$PYTHON" -c "import os, sysconfig as s; print(os.path.join(s.get_config_var('LIBDIR'), s.get_config_var('LDLIBRARY')))")
 # Options as the wheel's build (Release, static, limited API, SSE3 baseline with run-time dispatch up to
-# AVX-512), minus every module, codec and back end the app does not use. IPP is off: it is downloaded from
+# AVX-512), minus every module, codec and back end the app does not use (HarfBuzz and the built-in Rubik font
+# serve putText, which the app never calls). IPP is off: it is downloaded from
 # GitHub at configure time, and the build machine reaches only package registries.
 cmake -S "$OUT/src/opencv" -B "$OUT/cmake" -G Ninja -Wno-dev \
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$OUT/install" \
@@ -47,7 +48,7 @@ cmake -S "$OUT/src/opencv" -B "$OUT/cmake" -G Ninja -Wno-dev \
     -DWITH_IMGCODEC_GIF=OFF -DWITH_FFMPEG=OFF -DWITH_GSTREAMER=OFF -DWITH_V4L=OFF -DWITH_1394=OFF \
     -DWITH_OBSENSOR=OFF -DWITH_IPP=OFF -DWITH_ITT=OFF -DWITH_OPENCL=OFF -DWITH_VA=OFF -DWITH_VA_INTEL=OFF \
     -DWITH_LAPACK=OFF -DWITH_EIGEN=OFF -DWITH_PROTOBUF=OFF -DWITH_FLATBUFFERS=OFF -DWITH_TBB=OFF \
-    -DWITH_GTK=OFF -DWITH_QT=OFF -DWITH_VTK=OFF -DWITH_ADE=OFF -DWITH_CAROTENE=OFF -DWITH_KLEIDICV=OFF \
+    -DWITH_HARFBUZZ=OFF -DWITH_GTK=OFF -DWITH_QT=OFF -DWITH_VTK=OFF -DWITH_ADE=OFF -DWITH_CAROTENE=OFF -DWITH_KLEIDICV=OFF \
     -DCV_TRACE=OFF -DENABLE_PRECOMPILED_HEADERS=OFF \
     -DCMAKE_CXX_FLAGS="$HARDEN_CFLAGS -ffunction-sections -fdata-sections" -DCMAKE_C_FLAGS="$HARDEN_CFLAGS -ffunction-sections -fdata-sections" \
     -DCMAKE_SHARED_LINKER_FLAGS="$HARDEN_LDFLAGS -Wl,--gc-sections -Wl,--as-needed -Wl,--strip-all" \

@@ -225,7 +225,7 @@ support for this version, the SlideTally developers will give anyone who asks th
 code of each library above, in the exact version shipped, with the scripts used to build and install it, on a
 medium customarily used for software interchange, for no more than the cost of making and sending the copy.
 Write to: SlideTally developers <packaging@slidetally.org>, naming the package version
-(/usr/share/doc/slidetally/changelog.gz). The same sources are published by their authors (URLs in the copyright file).
+(/usr/share/doc/slidetally/changelog.Debian.gz). The same sources are published by their authors (URLs in the copyright file).
 """
 
 

@@ -105,7 +105,7 @@ def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
         assert (doc / "licenses" / text).exists(), text
     assert "OpenBLAS" in (doc / "licenses/numpy/LICENSE.txt").read_text()
     assert "License: CC-BY-4.0" in copyright_text and "Md Nazrul Islam" in copyright_text
-    assert (doc / "changelog.gz").exists()
+    assert (doc / "changelog.Debian.gz").exists()
     sbom = json.loads((doc / "slidetally.cdx.json").read_text())
     names = {c["name"].lower() for c in sbom["components"]}
     assert {"cpython", "qt", "opencv", "onnxruntime-native", "openslide", "numpy", "fhir.resources"} <= names
