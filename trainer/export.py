@@ -9,7 +9,6 @@ app can verify and adapt the model to a lab's own cells without TensorFlow.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ import onnx
 import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
+
+from desktop.core.inference.contract import ModelMetadata, write_props
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -90,16 +91,12 @@ def serving_function(model: keras.Model, temperature: float, ood: dict[str, np.n
     return serve
 
 
-def to_onnx(serve, metadata: dict) -> onnx.ModelProto:
+def to_onnx(serve, metadata: ModelMetadata) -> onnx.ModelProto:
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=OPSET)
     names = {o.name for o in proto.graph.output}
     if names != OUTPUTS:
         raise ExportError(f"unexpected output names {sorted(names)}")
-    del proto.metadata_props[:]
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key = key
-        entry.value = value if isinstance(value, str) else json.dumps(value)
+    write_props(proto, metadata.to_props())
     proto.producer_name = "slidetally-trainer"
     onnx.checker.check_model(proto)
     return proto
