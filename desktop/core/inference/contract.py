@@ -87,12 +87,12 @@ class SiteProvenance:
     name: str
     number: int
     method: str  # QUICK or DEEP
-    base_key: str  # the base model's key (its file name's stem); "" where an old file did not say
-    base_display_name: str
-    base_version: str
-    base_sha256: str
     cells_per_class: dict[str, int]
     source: dict  # the sessions or folder the cells came from (the signers are kept beside it)
+    base_key: str = ""  # the base model's key (its file's stem); "" where an older file did not say
+    base_display_name: str = ""
+    base_version: str = ""
+    base_sha256: str = ""
     signed_by: tuple[str, ...] = ()  # names that signed or verified those cells: none of them may approve
     signed_logins: tuple[str, ...] = ()
     cross_validation: str = ""  # how the folds were made, in words
@@ -292,9 +292,13 @@ def site_display_name(site: SiteProvenance) -> str:
                                                                                  else "")
 
 
-def site_model_metadata(base: ModelMetadata, site: SiteProvenance, fit: SiteFit) -> ModelMetadata:
+def site_model_metadata(base: ModelMetadata, base_key: str, base_sha256: str, site: SiteProvenance,
+                        fit: SiteFit) -> ModelMetadata:
     """The one writer of a site model's contract (quick or deep, DESIGN "Site models"): the base's metadata
-    with the fitted thresholds, the out-of-fold figures as its metrics, and `site` and `provenance`."""
+    with the fitted thresholds, the out-of-fold figures as its metrics, and `site` and `provenance`. The
+    base is named from its own metadata; a named approver approved it when it was written."""
+    site = replace(site, base_key=base_key, base_display_name=base.display_name, base_version=base.version,
+                   base_sha256=base_sha256, approved_at=site.approved_at or (fit.when if site.approved_by else ""))
     after = site.after
     metrics = {"accuracy": after.get("accuracy"), "balanced_accuracy": after.get("balanced_accuracy"),
                "n": after.get("n"), "cross_validated": True, "estimate": SITE_ESTIMATE}
