@@ -127,7 +127,6 @@ class SiteProvenance:
     def from_dict(cls, site: dict, display_name: str = "") -> SiteProvenance:
         """Read any site model SlideTally wrote, older forms too (see `_base_names`); `display_name` is
         the site model's own, which names its base in files that did not store the base's name."""
-        site = dict(site)
         base_key, base_name = _base_names(site, display_name)
         fitting = {k: v for k, v in site.items() if k not in _SITE_KEYS}  # older files kept them at the top
         return cls(
@@ -146,9 +145,7 @@ class SiteProvenance:
         return replace(self, approved_by=by, approved_at=at, override=override)
 
 
-_SITE_KEYS = ("name", "number", "method", "base_model", "base_display_name", "base_version", "base_sha256",
-              "cells_per_class", "source", "signed_by", "signed_logins", "cross_validation", "before", "after",
-              "notes", "fitting", "approved_by", "approved_at", "override")
+_SITE_KEYS = frozenset(SiteProvenance("", 0, QUICK, {}, {}).to_dict())  # the keys `site` is written with
 
 
 def _base_names(site: dict, display_name: str) -> tuple[str, str]:
