@@ -139,7 +139,7 @@ def test_adapt_whole_network_runs_the_trainer_and_installs_on_approval(qtbot, tm
     meta = {p.key: p.value for p in __import__("onnx").load(str(installed[0])).metadata_props}
     site = json.loads(meta["site"])
     assert site["method"] == "deep" and site["approved_by"] == "Dr. Lee" and site["signed_by"] == ["Ana"]
-    assert site["specimens"] == 4
+    assert site["fitting"]["specimens"] == 4 and "signed_logins" in site and "signed_by" not in site["source"]
     assert installed[0].stem in [m.key for m in window.sessions.models]
     assert [m.accuracy_label for m in window.sessions.models if m.key == installed[0].stem] == ["site cross-validated accuracy"]
 

@@ -16,8 +16,8 @@ from conftest import DATA, ROOT, make_tiny_model, shipped
 from slides import PATCH_PX, patient_slide, write_pyramid
 
 from desktop.core.errors import FolderError, ModelError
+from desktop.core.inference.contract import IDC_MPP
 from desktop.core.inference.model import Model
-from desktop.core.inference.model_info import IDC_DEFAULT_MPP
 from desktop.core.inference.slide import PatchGrid
 from desktop.core.inference.tissue import tissue_pixels, tissue_tiles
 from desktop.core.inference.wsi import ScaleUnknown, SlideError, WholeSlide, choose_level
@@ -196,7 +196,7 @@ def test_model_states_its_mpp_and_older_idc_models_get_the_documented_default(tm
     declared = make_tiny_model(tmp_path / "a.onnx", ("normal", "idc"), (50, 50), "idc-patch", {"mpp": "2.0"})
     assert Model(declared).info.mpp == 2.0
     older = make_tiny_model(tmp_path / "b.onnx", ("normal", "idc"), (50, 50), "idc-patch")
-    assert Model(older).info.mpp == IDC_DEFAULT_MPP == 4.0
+    assert Model(older).info.mpp == IDC_MPP == 4.0
     assert Model(make_tiny_model(tmp_path / "c.onnx")).info.mpp is None  # blood: whole images, no scale
     with pytest.raises(ModelError, match="mpp"):
         Model(make_tiny_model(tmp_path / "d.onnx", ("normal", "idc"), (50, 50), "idc-patch", {"mpp": "0"}))

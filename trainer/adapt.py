@@ -15,7 +15,6 @@ A head on frozen features (`slidetally-cli adapt`) cannot move the features them
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import numpy as np
 import onnx
 import tensorflow as tf
 
+from desktop import __version__
 from desktop.core.calibration import (
     SITE_REVIEW_THRESHOLDS,
     choose_review_threshold,
@@ -34,7 +34,9 @@ from desktop.core.calibration import (
     softmax,
     unfamiliar_threshold,
 )
+from desktop.core.inference.contract import DEEP, ModelMetadata, SiteFit, SiteProvenance, site_model_metadata, write_props
 from desktop.core.inference.decision import decide
+from desktop.core.inference.model import Model
 from desktop.core.lab.adaptation import RuleFigures, check_enough, figures_of, rare_classes, rule_figures
 from trainer import export
 from trainer.fitting import ood_scores
@@ -388,49 +390,29 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
                                         f"on the lab's unlabelled cells ({extra} more)" if extra else ""))
 
 
-def site_metadata(base_meta: dict[str, str], base_sha256: str, result: DeepAdaptation, site: str, number: int,
-                  approved_by: str, signers: list[str], source: dict, override: str | None) -> dict[str, str]:
-    """The contract's metadata for the site model, with its provenance (see DESIGN, site models)."""
-    now = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    meta = dict(base_meta)
-    after = result.after
-    meta.update({
-        "version": f"{base_meta['version']}+site.{site}.{number}",
-        "display_name": f"{base_meta['display_name']} — adapted to {site} #{number} (whole network)",
-        "temperature": f"{result.temperature:.4f}",
-        "review_threshold": f"{result.review_threshold:.2f}",
-        "ood_threshold": f"{result.ood_threshold:.6g}",
-        "decision_threshold": "0.5",
-        "review_classes": json.dumps(result.review_classes),
-        "metrics": json.dumps({"accuracy": round(after.accuracy, 4), "balanced_accuracy": round(after.balanced_accuracy, 4),
-                               "n": after.n, "cross_validated": True, "estimate": "site cross-validated",
-                               **({"accuracy_interval": [round(v, 4) for v in after.accuracy_interval]}
-                                  if after.accuracy_interval else {})}),
-        "site": json.dumps({
-            "name": site, "number": number, "method": "deep", "base_model": base_meta.get("display_name", ""),
-            "base_version": base_meta["version"], "base_sha256": base_sha256,
-            "cells_per_class": result.cells_per_class, "specimens": result.specimens, "source": source,
-            "approved_by": approved_by, "approved_at": now, "signed_by": signers,
-            "cross_validation": result.folds, "grouped_by_specimen": result.grouped_by_specimen,
-            "epochs": result.epochs, "epoch_rule": result.epoch_rule,
-            "unlabelled": {"offered": result.unlabelled, "pseudo_labelled": result.pseudo_labelled},
-            "augmentation": AUGMENTATION, "learning_rate": LEARNING_RATE,
-            "before": result.before.as_dict(), "after": after.as_dict(), "notes": result.notes,
-            "override": override or "",
-        }),
-        "provenance": json.dumps({"date": now, "made_by": "slidetally-train adapt", "base_sha256": base_sha256,
-                                  "tensorflow": tf.__version__, "parity": result.parity}),
-    })
-    return meta
+def site_metadata(base: Model, result: DeepAdaptation, site: str, number: int, approved_by: str, source: dict,
+                  override: str | None = None) -> dict[str, str]:
+    """The site model's metadata, written by the contract's one site writer (the quick method uses it too).
+    `source` may carry the signers (`who_signed`); a candidate has no approver until it is installed."""
+    provenance = SiteProvenance(
+        name=site, number=number, method=DEEP, cells_per_class=result.cells_per_class, source=source,
+        cross_validation=result.folds, before=result.before.as_dict(), after=result.after.as_dict(),
+        notes=tuple(result.notes), approved_by=approved_by, override=override or "",
+        fitting={"specimens": result.specimens, "grouped_by_specimen": result.grouped_by_specimen,
+                 "epochs": result.epochs, "epoch_rule": result.epoch_rule,
+                 "unlabelled": {"offered": result.unlabelled, "pseudo_labelled": result.pseudo_labelled},
+                 "augmentation": AUGMENTATION, "learning_rate": LEARNING_RATE})
+    fit = SiteFit(result.temperature, result.review_threshold, result.ood_threshold, tuple(result.review_classes),
+                  made_by="slidetally-train adapt", when=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                  software={"slidetally": __version__, "tensorflow": tf.__version__}, parity=result.parity)
+    base_metadata = ModelMetadata.from_props(dict(base.session.get_modelmeta().custom_metadata_map))
+    return site_model_metadata(base_metadata, base.info.key, base.info.sha256, provenance, fit).to_props()
 
 
 def with_metadata(proto: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(proto)
-    del out.metadata_props[:]
-    for key, value in metadata.items():
-        entry = out.metadata_props.add()
-        entry.key, entry.value = key, value
+    write_props(out, metadata)
     out.producer_name = "slidetally-train adapt"
     onnx.checker.check_model(out)
     return out

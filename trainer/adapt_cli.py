@@ -128,7 +128,7 @@ def _cells(args, base):
     signed = who_signed(sessions)
     site = load_cells(cells, base.info, signers=frozenset(signed["signed_by"]))
     return site, {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": int(len(site.labels)),
-                  "signed_logins": signed["signed_logins"]}
+                  **signed}
 
 
 SITE_LAB_BOOK = "site_lab_book.jsonl"
@@ -201,8 +201,7 @@ def _adapt(args, base, site, source, known, shipped, models_dir) -> int:
     name = slug(args.site)
     target = args.out or args.candidate
     number = next_number(models_dir, info.key, name)
-    base_meta = dict(base.session.get_modelmeta().custom_metadata_map)
-    meta = adapt.site_metadata(base_meta, info.sha256, result, name, number, "", sorted(site.signers), source, None)
+    meta = adapt.site_metadata(base, result, name, number, "", source)
     proto = adapt.with_metadata(result.proto, meta)
     staging = target.with_name(f".{target.name}.candidate")
     staging.parent.mkdir(parents=True, exist_ok=True)

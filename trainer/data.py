@@ -23,10 +23,6 @@ from desktop.core.inference.slide import PATCH_XY
 
 SEED = 20261124
 SPLITS = ("train", "val", "test")
-# The IDC data's description (shared/data/README.md): patches of slides scanned at 40x (0.25 µm per pixel)
-# shown at 2.5x, i.e. 16 scan pixels a patch pixel. The model contract's `mpp` is recorded from these.
-IDC_SCAN_MPP, IDC_SCAN_MAGNIFICATION, IDC_SHOWN_MAGNIFICATION = 0.25, 40.0, 2.5
-IDC_MPP = IDC_SCAN_MPP * IDC_SCAN_MAGNIFICATION / IDC_SHOWN_MAGNIFICATION
 IDC_COMPLETE_PATIENTS = ("8913", "8914", "8917", "8918", "8950", "9022", "9023", "9041", "9077", "9078")
 SUBTYPE = re.compile(r"^([A-Za-z]+)_")
 

@@ -14,7 +14,6 @@ tf2onnx, the layer would compute the same under names the app cannot find: serve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
 
+from desktop.core.inference.contract import ModelMetadata, write_props
 from trainer.architectures import WhiteBalance
 from trainer.white_balance_graph import GraphLayoutError, with_white_balance
 
@@ -117,7 +117,7 @@ def _traced_without(layer: WhiteBalance | None) -> Iterator[None]:
 
 
 def to_onnx(model: keras.Model, temperature: float, ood: dict[str, np.ndarray], height: int, width: int,
-            metadata: dict) -> onnx.ModelProto:
+            metadata: ModelMetadata) -> onnx.ModelProto:
     """The serving graph (`serving_function`'s) in ONNX, with the contract's metadata; a white-balance
     layer written by `with_white_balance` (see the module docstring)."""
     balance = white_balance_of(model)
@@ -132,11 +132,7 @@ def to_onnx(model: keras.Model, temperature: float, ood: dict[str, np.ndarray], 
     names = {o.name for o in proto.graph.output}
     if names != OUTPUTS:
         raise ExportError(f"unexpected output names {sorted(names)}")
-    del proto.metadata_props[:]
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key = key
-        entry.value = value if isinstance(value, str) else json.dumps(value)
+    write_props(proto, metadata.to_props())
     proto.producer_name = "slidetally-trainer"
     onnx.checker.check_model(proto)
     return proto

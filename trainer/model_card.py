@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from desktop.core.inference.model_info import BLOOD, IDC
+from desktop.core.inference.contract import BLOOD, IDC, ModelMetadata
 from trainer.results import RunResults
 
 CITATIONS = {
@@ -26,14 +26,15 @@ def _pct(v) -> str:
     return "n/a" if v is None or v != v else f"{100 * v:.1f}%"
 
 
-def write_card(path: Path, cfg, results: RunResults, metadata: dict) -> None:  # noqa: C901 - one card, top to bottom
+def write_card(path: Path, cfg, results: RunResults, metadata: ModelMetadata) -> None:  # noqa: C901 - one card, top to bottom
     ours, seed = results.ours, results.seed
+    provenance = metadata.provenance or {}
     key = cfg.key
     lines = [
         f"# Model card: {cfg.display_name}", "",
-        f"File `{key}.onnx`, version {cfg.version}, task `{cfg.task}`, schema `{metadata['slidetally.schema']}`.",
-        f"Trained by `slidetally-train` (git {metadata['provenance']['trainer_git_sha']}, TensorFlow "
-        f"{metadata['provenance']['tensorflow']}, {metadata['provenance']['date']}).", "",
+        f"File `{key}.onnx`, version {cfg.version}, task `{cfg.task}`, schema `{metadata.schema}`.",
+        f"Trained by `slidetally-train` (git {provenance['trainer_git_sha']}, TensorFlow "
+        f"{provenance['tensorflow']}, {provenance['date']}).", "",
         "## Data", "", CITATIONS[cfg.task].format(**results.data), "",
         f"Split hash `{results.split_hash}` (file lists in the run's `split.json`). Counts per split:", "",
         "| split | " + " | ".join(results.classes) + " |", "|---|" + "---|" * len(results.classes),
@@ -43,8 +44,8 @@ def write_card(path: Path, cfg, results: RunResults, metadata: dict) -> None:  #
     lines += ["", "## Input", "",
               f"uint8 RGB `[N, {cfg.input_size}, {cfg.input_size}, 3]`; any image is decoded to RGB and "
               f"`cv2.resize`d with INTER_AREA; smaller images: `{cfg.small_input}`. Scaling is inside the graph.", ""]
-    if "mpp" in metadata:
-        lines += [f"Scale: {metadata['mpp']:g} µm per input pixel (metadata `mpp`, from the data's description: "
+    if metadata.mpp is not None:
+        lines += [f"Scale: {metadata.mpp:g} µm per input pixel (metadata `mpp`, from the data's description: "
                   "40x scans shown at 2.5x). The app reads whole-slide images at this scale.", ""]
     lines += ["## Results on the test split (touched once)", "",
               "| metric | reference recipe (seed) | ours |", "|---|---|---|"]
@@ -68,7 +69,7 @@ def write_card(path: Path, cfg, results: RunResults, metadata: dict) -> None:  #
               f"![loss and accuracy per epoch](figures/{key}-curves.png)", "",
               f"![reliability](figures/{key}-reliability.png)", ""]
     if cfg.task == IDC:
-        step = metadata.get("slide_step")
+        step = metadata.carried.get("slide_step")
         lines += [f"Decision threshold P(IDC) ≥ {results.decision_threshold} (chosen on val for balanced accuracy"
                   + (", on the slide-level step's output)." if step else ")."), ""]
         if step:
@@ -97,7 +98,7 @@ def write_card(path: Path, cfg, results: RunResults, metadata: dict) -> None:  #
     lines += ["", "## Speed", "",
               f"ONNX Runtime alone, {results.speed_images_per_s:.0f} images/s on this machine's CPU cores "
               f"(batch {64 if cfg.task == 'blood-differential' else 256}). Training: {results.training_minutes:.1f} min "
-              f"on {metadata['provenance'].get('cpu_cores', '?')} CPU cores.", "",
+              f"on {provenance.get('cpu_cores', '?')} CPU cores.", "",
               f"Export parity (Keras vs ONNX Runtime, {results.parity['n']} test images): max |Δp| "
               f"{results.parity['max_abs_dprob']:.2e}, top-1 identical: {results.parity['same_top1']}.", "",
               "## Limits", "",

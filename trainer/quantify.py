@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core.inference.colour_guard import ColourGuard, colour_features
+from desktop.core.inference.contract import ModelMetadata, read_props, write_props
 from desktop.core.inference.quantification import (
     ESTIMATOR_KIND,
     FractionEstimator,
@@ -284,17 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         blood_flagged, blood_n = float((choice.guard.score(cells) > 1).mean()), len(cells)
 
     proto = onnx.load(str(args.model))
-    meta = {p.key: p.value for p in proto.metadata_props}
-    meta.update(choice.metadata())
-    meta["version"] = args.version
-    provenance = json.loads(meta.get("provenance", "{}"))
-    provenance["quantification"] = {"by": "trainer/quantify.py", "git_sha": lab_book.git_sha(),
-                                    "date": dt.datetime.now().isoformat(timespec="seconds"),
-                                    "base_sha256": base.info.sha256, "split_hash": dataset.split_hash()}
-    meta["provenance"] = json.dumps(provenance)
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
+    metadata = ModelMetadata.from_props(read_props(proto))
+    provenance = {**(metadata.provenance or {}), "quantification": {
+        "by": "trainer/quantify.py", "git_sha": lab_book.git_sha(), "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "base_sha256": base.info.sha256, "split_hash": dataset.split_hash()}}
+    write_props(proto, replace(metadata, version=args.version, provenance=provenance,
+                               carried={**metadata.carried, **choice.metadata()}).to_props())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(args.out))
     card = args.card or args.out.with_suffix(".card.md")

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from desktop.core.inference.contract import BLOOD, IDC
 from desktop.core.inference.imaging import InputSpec
-from desktop.core.inference.model_info import BLOOD, IDC
 from trainer.augment import AugmentConfig
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,10 +27,11 @@ import tensorflow as tf
 from sklearn.metrics import balanced_accuracy_score
 
 from desktop.core.calibration import unfamiliar_threshold
+from desktop.core.inference.contract import IDC_MPP, ModelMetadata, classes_of
 from desktop.core.inference.slide_step import SlideStep
 from trainer import architectures, calibration, evaluate, export, lab_book, quantify
 from trainer.calibration import Calibration
-from trainer.data import IDC_MPP, SPLITS, Dataset, DecodedSplit, cached_arrays, split_blood, split_idc
+from trainer.data import SPLITS, Dataset, DecodedSplit, cached_arrays, split_blood, split_idc
 from trainer.export import Unfamiliar
 from trainer.fitting import Trained, bench_onnx, log, ood_scores, predict, recalibrate_batch_norm, train_model
 from trainer.model_card import write_card
@@ -38,19 +39,6 @@ from trainer.recipe import Recipe, pin
 from trainer.results import RunResults
 from trainer.robustness import robustness
 from trainer.slides import complete_slides, fraction_mae, idc_maps, idc_patients, slide_level
-
-SCHEMA = "slidetally/1"
-BLOOD_CLASSES = {
-    "basophil": ("Basophil", "wbc"),
-    "eosinophil": ("Eosinophil", "wbc"),
-    "erythroblast": ("Erythroblast (NRBC)", "nrbc"),
-    "ig": ("Immature granulocyte", "wbc"),
-    "lymphocyte": ("Lymphocyte", "wbc"),
-    "monocyte": ("Monocyte", "wbc"),
-    "neutrophil": ("Neutrophil", "wbc"),
-    "platelet": ("Platelet", "platelet"),
-}
-IDC_CLASSES = {"normal": ("No IDC", "tissue"), "idc": ("IDC", "tumour")}
 
 
 @dataclass(frozen=True)
@@ -64,7 +52,7 @@ class Evaluation:
 @dataclass(frozen=True)
 class Exported:
     path: Path
-    metadata: dict
+    metadata: ModelMetadata
     parity: dict
     images_per_s: float
 
@@ -192,7 +180,7 @@ def fit_unfamiliar(model: keras.Model, arrays: dict[str, DecodedSplit], n_classe
     return Unfamiliar(stats, unfamiliar_threshold(ood_scores(val_features, stats)))
 
 
-def export_and_prove(recipe: Recipe, model: keras.Model, calib: Calibration, unfamiliar: Unfamiliar, metadata: dict,
+def export_and_prove(recipe: Recipe, model: keras.Model, calib: Calibration, unfamiliar: Unfamiliar, metadata: ModelMetadata,
                      test: DecodedSplit, out: Path) -> Exported:
     """The serving graph to ONNX with its metadata; refused unless ONNX Runtime reproduces Keras."""
     size = recipe.input_size
@@ -207,9 +195,8 @@ def export_and_prove(recipe: Recipe, model: keras.Model, calib: Calibration, unf
 
 
 def build_metadata(recipe: Recipe, classes: list[str], metrics: dict, dataset: Dataset, calib: Calibration,
-                   unfamiliar: Unfamiliar, provenance: dict) -> dict:
-    """The model contract's metadata (see DESIGN.md): what the app reads back."""
-    table = BLOOD_CLASSES if recipe.kind == "blood" else IDC_CLASSES
+                   unfamiliar: Unfamiliar, provenance: dict) -> ModelMetadata:
+    """The model contract's metadata (desktop/core/inference/contract.py): what the app reads back."""
     summary = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                "balanced_accuracy": metrics["balanced_accuracy"],
                "per_class_recall": {c: v["recall"] for c, v in metrics["per_class"].items()}, "n": metrics["n"],
@@ -217,29 +204,20 @@ def build_metadata(recipe: Recipe, classes: list[str], metrics: dict, dataset: D
     for key in ("f1_idc", "roc_auc", "pr_auc", "complete_fraction_mae"):
         if key in metrics:
             summary[key] = metrics[key]
-    return {
-        "slidetally.schema": SCHEMA,
-        "task": recipe.task,
-        "display_name": recipe.display_name,
-        "version": recipe.version,
-        "classes": [{"key": c, "label": table.get(c, (c.title(), "other"))[0], "group": table.get(c, ("", "other"))[1],
-                     "hotkey": str(i + 1)} for i, c in enumerate(classes)],
-        "input_size": [recipe.input_size, recipe.input_size],
-        "resize": "area",
-        "small_input": recipe.small_input,
-        "temperature": round(calib.temperature, 6),
-        "review_threshold": calib.review_threshold,
-        "decision_threshold": calib.decision_threshold,
-        "ood_threshold": round(unfamiliar.threshold, 6),
-        "metrics": summary,
-        "dataset": {"name": "PBC (Acevedo et al. 2020)" if recipe.kind == "blood" else
-                    "Breast Histopathology Images (Janowczyk & Madabhushi 2016)",
-                    "split_hash": dataset.split_hash(), "counts": dataset.counts()},
-        "provenance": provenance,
-        **({"patch_size": recipe.input_size, "patch_stride": recipe.input_size, "mpp": IDC_MPP}
-           if recipe.kind == "idc" else {}),
-        **({"slide_step": step.as_metadata()} if (step := slide_step(recipe)) else {}),
-    }
+    patch = recipe.input_size if recipe.kind == "idc" else None  # patch models: the grid and the scale
+    step = slide_step(recipe)
+    return ModelMetadata(
+        task=recipe.task, display_name=recipe.display_name, version=recipe.version,
+        classes=classes_of(recipe.task, classes), input_size=(recipe.input_size, recipe.input_size),
+        resize="area", small_input=recipe.small_input, temperature=round(calib.temperature, 6),
+        review_threshold=calib.review_threshold, decision_threshold=calib.decision_threshold,
+        ood_threshold=round(unfamiliar.threshold, 6), metrics=summary,
+        dataset={"name": "PBC (Acevedo et al. 2020)" if recipe.kind == "blood" else
+                 "Breast Histopathology Images (Janowczyk & Madabhushi 2016)",
+                 "split_hash": dataset.split_hash(), "counts": dataset.counts()},
+        provenance=provenance, patch_size=patch, patch_stride=patch, mpp=IDC_MPP if patch else None,
+        carried={"slide_step": step.as_metadata()} if step else {},
+    )
 
 
 def provenance(recipe: Recipe, trained_by: str) -> dict:
@@ -339,7 +317,7 @@ def run(recipe: Recipe, data: Path, out: Path, external: Path | None = None, shi
     metadata = build_metadata(recipe, classes, evaluation.metrics, dataset, calib, unfamiliar,
                               provenance(recipe, trained_by))
     if fraction_rule is not None:
-        metadata.update(fraction_rule.metadata())
+        metadata = replace(metadata, carried={**metadata.carried, **fraction_rule.metadata()})
     exported = export_and_prove(recipe, ours.model, calib, unfamiliar, metadata, test, out)
     results.parity, results.speed_images_per_s = exported.parity, exported.images_per_s
     results.training_minutes = ours.minutes

@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from desktop.core.inference.contract import IDC_MPP
 from desktop.core.inference.imaging import UnreadableImage, load_image
 from desktop.core.inference.items import parse_tile_name
-from desktop.core.inference.model_info import IDC_DEFAULT_MPP
 from desktop.core.inference.slide import cut_tile
 from desktop.core.inference.wsi import is_slide_file, read_slide_tile
 
@@ -36,7 +36,7 @@ def load_cell_image(folder: Path, relative: str, *, patch_size: int, mpp: float 
         x, y = tile.position
         path = Path(folder) if Path(folder).is_file() else Path(folder) / tile.source
         if _is_slide(str(path)):
-            return read_slide_tile(path, x, y, patch_size, mpp or IDC_DEFAULT_MPP)
+            return read_slide_tile(path, x, y, patch_size, mpp or IDC_MPP)
         return cut_tile(_tissue_image(str(path)), x, y, patch_size)
     return load_image(Path(folder) / relative)
 

@@ -25,9 +25,10 @@ from PySide6.QtGui import (
 
 from desktop.core.atomic import replaced_atomically
 from desktop.core.errors import ExportError
+from desktop.core.inference.contract import NRBC_GROUP
 from desktop.core.inference.slide import MAP_CELL_PX, call_overlay
 from desktop.core.records.integrity import seal_line
-from desktop.core.report.assay_report import NRBC_GROUP, AssayReport, percent_text
+from desktop.core.report.assay_report import AssayReport, percent_text
 from desktop.core.thumbnails import thumbnail
 from desktop.outlets.qimage import to_qimage
 

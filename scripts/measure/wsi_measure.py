@@ -41,8 +41,8 @@ def open_time(path: Path) -> dict:
     """What the window needs first: the slide opened at the model's scale and its overview (thumbnail + mask)."""
     code = ("import sys, time; t = time.perf_counter();"
             "from pathlib import Path; from desktop.core.inference.wsi import open_slide, tissue_grid;"
-            "from desktop.core.inference.slide import PatchGrid;"
-            "t1 = time.perf_counter(); s = open_slide(Path(sys.argv[1]), 4.0); t2 = time.perf_counter();"
+            "from desktop.core.inference.slide import PatchGrid; from desktop.core.inference.contract import IDC_MPP;"
+            "t1 = time.perf_counter(); s = open_slide(Path(sys.argv[1]), IDC_MPP); t2 = time.perf_counter();"
             "g = tissue_grid(s, PatchGrid(50, 50)); t3 = time.perf_counter();"
             "print(t1 - t, t2 - t1, t3 - t2, s.dimensions[0] * s.dimensions[1], int(g.sum()))")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -9,7 +9,7 @@ patches, i.e. the spacing of the tiles the app cuts and of the x/y in patch file
 (default: `patch_size`). Heat map, mosaic, gallery crops and tiling all read them from here.
 Patch models may declare `mpp`, the physical size of an input pixel in µm: whole-slide images are read
 at that scale (`desktop/core/inference/wsi.py`). An IDC model exported before `mpp` was in the contract
-is read at IDC_DEFAULT_MPP, the scale its data were cut at (40x scans shown at 2.5x: 0.25 µm · 16).
+is read at `contract.IDC_MPP`, the scale its data were cut at (40x scans shown at 2.5x: 0.25 µm · 16).
 A two-class patch model may also declare `slide_step` (JSON, see `desktop/core/inference/slide_step.py`):
 a step over all the patches of a slide that the core runs before the decision rule.
 """
@@ -23,6 +23,16 @@ from pathlib import Path
 
 from desktop.core.errors import ModelError
 from desktop.core.inference.colour_guard import ColourGuard, ColourGuardError, parse_colour_guard
+from desktop.core.inference.contract import (
+    BLOOD,
+    IDC,
+    IDC_MPP,
+    REQUIRED_KEYS,
+    SCHEMA_PREFIX,
+    TASKS,
+    ClassInfo,
+    SiteProvenance,
+)
 from desktop.core.inference.imaging import INTERPOLATIONS, SMALL_INPUT_RULES, InputSpec
 from desktop.core.inference.quantification import (
     FractionEstimator,
@@ -34,20 +44,8 @@ from desktop.core.inference.quantification import (
 from desktop.core.inference.slide import PatchGrid
 from desktop.core.inference.slide_step import SlideStep, SlideStepError, parse_slide_step
 
-SCHEMA_PREFIX = "slidetally/"
-BLOOD, IDC = "blood-differential", "idc-patch"  # the contract's tasks
-TASKS = (BLOOD, IDC)
-IDC_DEFAULT_MPP = 4.0  # µm per pixel of the IDC patches (see the docstring); for models without `mpp`
+__all__ = ["BLOOD", "IDC", "MPP_RANGE", "TASKS", "ClassInfo", "ModelError", "ModelInfo", "parse_metadata"]
 MPP_RANGE = (0.01, 1000.0)  # a plausible µm per pixel: a model's, a slide's own, or one a technician gives
-REQUIRED_KEYS = ("slidetally.schema", "task", "display_name", "version", "classes", "input_size")
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    key: str
-    label: str
-    group: str
-    hotkey: str
 
 
 @dataclass(frozen=True)
@@ -111,6 +109,11 @@ class ModelInfo:
 
     def group_of(self, key: str) -> str:
         return next((c.group for c in self.classes if c.key == key), "")
+
+    @property
+    def site_provenance(self) -> SiteProvenance | None:
+        """A site model's `site` metadata, typed (older files' forms read too); None for other models."""
+        return SiteProvenance.from_dict(self.site, self.display_name) if self.site else None
 
 
 
@@ -194,8 +197,7 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         raise ModelError(f"{path.name}: task {meta['task']!r} is not one this app knows ({', '.join(TASKS)})")
     raw_classes = _json(meta, "classes", path)
     try:
-        classes = tuple(ClassInfo(str(c["key"]), str(c.get("label", c["key"])), str(c.get("group", "")),
-                                  str(c.get("hotkey", ""))) for c in raw_classes)
+        classes = tuple(ClassInfo.from_dict(c) for c in raw_classes)
     except (KeyError, TypeError) as exc:
         raise ModelError(f"{path.name}: metadata 'classes' must be a list of {{key, label, group, hotkey}}") from exc
     if len(classes) < 2:
@@ -228,7 +230,7 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         decision_threshold=decision,
         ood_threshold=_finite(number("ood_threshold", None), "ood_threshold", path, 0.0, 1e9),
         patch=_patch_grid(meta, size[1], path), slide_step=_slide_step(meta, len(classes), path),
-        mpp=_finite(number("mpp", IDC_DEFAULT_MPP if meta["task"] == IDC else None), "mpp", path, *MPP_RANGE),
+        mpp=_finite(number("mpp", IDC_MPP if meta["task"] == IDC else None), "mpp", path, *MPP_RANGE),
         metrics=_json(meta, "metrics", path) if "metrics" in meta else {},
         dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
         provenance=_json(meta, "provenance", path) if "provenance" in meta else {},

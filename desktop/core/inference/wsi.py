@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from desktop.core.inference.contract import IDC_MPP
 from desktop.core.inference.imaging import MAX_PIXELS, InputSpec, prepare
 from desktop.core.inference.items import Item, Position, Sources
-from desktop.core.inference.model_info import IDC_DEFAULT_MPP, MPP_RANGE
+from desktop.core.inference.model_info import MPP_RANGE
 from desktop.core.inference.scan import SourceFile
 from desktop.core.inference.slide import MAP_CELL_PX, PatchGrid, PlacedTile
 from desktop.core.inference.slide_process import (
@@ -305,7 +306,7 @@ def slide_mosaic(path: Path, grid: PatchGrid, shape: tuple[int, int] | None, mod
                  cell_px: int = MAP_CELL_PX) -> np.ndarray:
     """The slide's own overview under its map: `shape` (rows, cols; None: the whole slide) grid steps of
     `cell_px` px from the grid's origin, glass included, so the calls lie on the slide as the technician knows it."""
-    slide = open_slide(path, model_mpp or IDC_DEFAULT_MPP)
+    slide = open_slide(path, model_mpp or IDC_MPP)
     overview = slide.overview(grid.stride / cell_px)
     width, height = slide.model_size
     rows, cols = shape or (-(-(height - grid.origin[1]) // grid.stride), -(-(width - grid.origin[0]) // grid.stride))

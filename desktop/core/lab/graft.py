@@ -4,13 +4,13 @@ statistics on the same feature extractor (same contract, no TensorFlow)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from desktop.core.inference.contract import write_props
 from desktop.core.inference.head import (  # noqa: F401 - re-exported: lab's callers import them from here
     FEATURES,
     GraftError,
@@ -92,10 +92,7 @@ def graft_site_head(base: onnx.ModelProto, site: SiteHead, metadata: dict[str, s
         helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, ["N", n_features]),
     ])
     _prune(graph)
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    write_props(model, metadata)
     model.producer_name = "slidetally-adapt"
     onnx.checker.check_model(model)
     return model

@@ -5,7 +5,6 @@ installed. A site model never replaces the shipped model; it is an assay of its 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from dataclasses import dataclass
@@ -18,6 +17,14 @@ import onnxruntime as ort
 from desktop import __version__
 from desktop.core.atomic import write_atomically
 from desktop.core.errors import ActionRefused
+from desktop.core.inference.contract import (
+    QUICK,
+    ModelMetadata,
+    SiteFit,
+    SiteProvenance,
+    site_model_metadata,
+    write_props,
+)
 from desktop.core.inference.imaging import UnreadableImage, load_prepared
 from desktop.core.inference.model import Model, ModelError, find_model_files
 from desktop.core.inference.registry import register
@@ -42,34 +49,20 @@ def next_number(folder: Path, base_key: str, site: str) -> int:
     return max(taken, default=0) + 1
 
 
-def site_metadata(base: Model, adaptation: Adaptation, site: str, number: int, approved_by: str,
-                  source: dict) -> dict[str, str]:
-    info = base.info
-    meta = dict(base.session.get_modelmeta().custom_metadata_map)
-    when = now()
-    after, before = adaptation.after, adaptation.before
-    meta.update({
-        "version": f"{info.version}+site.{site}.{number}",
-        "display_name": f"{info.display_name} — adapted to {site} #{number}",
-        "temperature": f"{adaptation.temperature:.4f}",
-        "review_threshold": f"{adaptation.review_threshold:.2f}",
-        "ood_threshold": f"{adaptation.ood_threshold:.6g}",
-        "decision_threshold": "0.5",
-        "metrics": json.dumps({"accuracy": round(after.accuracy, 4), "balanced_accuracy": round(after.balanced_accuracy, 4),
-                               "n": after.n, "cross_validated": True,
-                               **({"accuracy_interval": after.as_dict()["accuracy_interval"]}
-                                  if after.accuracy_interval else {})}),
-        "review_classes": json.dumps(adaptation.kept_from_base),
-        "site": json.dumps({
-            "name": site, "number": number, "base_model": info.key, "base_version": info.version,
-            "base_sha256": info.sha256, "cells_per_class": adaptation.cells_per_class,
-            "kept_from_base": adaptation.kept_from_base, "source": source, "approved_by": approved_by,
-            "approved_at": when, "cross_validation": adaptation.folds, "penalty_strength": adaptation.strength,
-            "before": before.as_dict(), "after": after.as_dict(), "notes": adaptation.notes,
-        }),
-        "provenance": json.dumps({"date": when, "made_by": f"slidetally {__version__} adapt", "base_sha256": info.sha256}),
-    })
-    return meta
+def site_metadata(base: Model, adaptation: Adaptation, site: str, number: int, approved_by: str, source: dict,
+                  override: str = "", parity: dict | None = None) -> dict[str, str]:
+    """The site model's metadata, written by the contract's one site writer (the deep adaptation uses it too).
+    `source` may carry the signers (`who_signed`); `parity`: the grafted graph against its numpy reference."""
+    provenance = SiteProvenance(
+        name=site, number=number, method=QUICK, cells_per_class=adaptation.cells_per_class, source=source,
+        cross_validation=adaptation.folds, before=adaptation.before.as_dict(), after=adaptation.after.as_dict(),
+        notes=tuple(adaptation.notes), approved_by=approved_by, override=override,
+        fitting={"penalty_strength": adaptation.strength, "kept_from_base": list(adaptation.kept_from_base)})
+    fit = SiteFit(adaptation.temperature, adaptation.review_threshold, adaptation.ood_threshold,
+                  tuple(adaptation.kept_from_base), made_by=f"slidetally {__version__} adapt", when=now(),
+                  software={"slidetally": __version__}, parity=parity or {})
+    base_metadata = ModelMetadata.from_props(dict(base.session.get_modelmeta().custom_metadata_map))
+    return site_model_metadata(base_metadata, base.info.key, base.info.sha256, provenance, fit).to_props()
 
 
 def build_site_model(base: Model, adaptation: Adaptation, metadata: dict[str, str]) -> onnx.ModelProto:
@@ -143,17 +136,15 @@ def write_site_model(base: Model, prepared: PreparedAdaptation, site_name: str, 
     known = find_model_files(*protected, folder) if model_files is None else model_files
     check_destination(path, [*known, base.info.path], protected)
     folder.mkdir(parents=True, exist_ok=True)
-    metadata = site_metadata(base, adaptation, site, number, approver, prepared.source)
-    if accepted:
-        site_json = json.loads(metadata["site"])
-        site_json["override"] = accepted
-        metadata["site"] = json.dumps(site_json)
-    proto = build_site_model(base, adaptation, metadata)
-    prove_graft(proto, adaptation, prepared.check_images)
+    proto = build_site_model(base, adaptation, {})  # its metadata once the graft is proved, with the proof
+    worst = prove_graft(proto, adaptation, prepared.check_images)
+    metadata = site_metadata(base, adaptation, site, number, approver, prepared.source, override=accepted or "",
+                             parity={"n": len(prepared.check_images), "max_abs_dprob": worst})
+    write_props(proto, metadata)
     data = proto.SerializeToString()
     write_atomically(path, data)
     model = Model(path)  # the contract check every model gets at load
     if model.info.sha256 != hashlib.sha256(data).hexdigest():
         raise ModelError(f"{path.name} changed while it was written; write the site model again.")
-    register(path, model.info.sha256, model.info.key, approver, json.loads(metadata["site"]).get("approved_at", now()))
+    register(path, model.info.sha256, model.info.key, approver, model.info.site_provenance.approved_at)
     return path

@@ -11,15 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from desktop import __version__
+from desktop.core.inference.contract import NRBC_GROUP, PLATELET_GROUP, WBC_GROUP
 from desktop.core.inference.model_info import BLOOD, IDC, ModelInfo
 from desktop.core.records.domain import AuditEntry, Cell, FolderChanges, SessionRecord
 from desktop.core.report.codes import ResultCode, code_for, load_codes
 from desktop.core.report.precision import precision_note, wilson
 from desktop.core.report.summary import (
     DEFAULT_TARGET_WBC,
-    NRBC_GROUP,
-    PLATELET_GROUP,
-    WBC_GROUP,
     Counts,
     ReferenceIntervals,
     SlideSummary,

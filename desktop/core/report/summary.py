@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from desktop.core.inference.contract import NRBC_GROUP, PLATELET_GROUP, WBC_GROUP
 from desktop.core.inference.items import parse_tile_name
 from desktop.core.inference.model_info import ModelInfo
 from desktop.core.inference.quantification import FractionEstimate, estimate_fraction, untested_estimator
 from desktop.core.inference.slide import PatchGrid, cell_offset, heat_map
 from desktop.core.records.domain import DEFAULT_TARGET_WBC, Cell
-
-WBC_GROUP, NRBC_GROUP, PLATELET_GROUP = "wbc", "nrbc", "platelet"  # the model contract's class groups (blood)
 
 
 @dataclass(frozen=True)
