@@ -15,19 +15,22 @@ from conftest import ROOT, shipped
 
 pytest.importorskip("tensorflow")
 
+from desktop.core.inference.contract import ModelMetadata
 from desktop.core.inference.front_end import FED
 from desktop.core.inference.model import Model
 
 CLASSES = ("a", "b", "c")
 
 
-def _metadata(size: int) -> dict:
-    return {"slidetally.schema": "slidetally/1", "task": "blood-differential", "display_name": "Tiny balanced",
-            "version": "0.0.1", "classes": [{"key": k, "label": k, "group": "wbc", "hotkey": str(i + 1)}
-                                            for i, k in enumerate(CLASSES)],
-            "input_size": [size, size], "resize": "area", "small_input": "resize", "temperature": 1.5,
-            "review_threshold": 0.0, "decision_threshold": 0.5, "ood_threshold": 10.0,
-            "metrics": {"accuracy": 0.5, "macro_f1": 0.5, "n": 10}, "provenance": {"date": "test"}}
+def _metadata(size: int) -> ModelMetadata:
+    """The contract's metadata of a tiny model (as the trainer's build_metadata makes it)."""
+    props = {"slidetally.schema": "slidetally/1", "task": "blood-differential", "display_name": "Tiny balanced",
+              "version": "0.0.1", "classes": [{"key": k, "label": k, "group": "wbc", "hotkey": str(i + 1)}
+                                             for i, k in enumerate(CLASSES)],
+             "input_size": [size, size], "resize": "area", "small_input": "resize", "temperature": 1.5,
+             "review_threshold": 0.0, "decision_threshold": 0.5, "ood_threshold": 10.0,
+             "metrics": {"accuracy": 0.5, "macro_f1": 0.5, "n": 10}, "provenance": {"date": "test"}}
+    return ModelMetadata.from_props({k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()})
 
 
 def _images(size: int) -> np.ndarray:
