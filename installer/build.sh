@@ -41,10 +41,10 @@ if [ ! -x .venv-tools/bin/cyclonedx-py ]; then
     python3 -m venv .venv-tools
     .venv-tools/bin/python -m pip install -q --require-hashes -r installer/requirements-tools.lock
 fi
-# The About box's licence list, from the same components as the copyright file.
-.venv-build/bin/python installer/copyright.py --licenses-md resources/LICENSES.md
 # OpenCV's Python module with only the parts the app uses, from the same release's source (cached in build/).
 OPENCV=$(installer/build_opencv.sh .venv-build/bin/python)
+# The About box's licence list, from the same components as the copyright file (OpenCV's parts from its build).
+.venv-build/bin/python installer/copyright.py --licenses-md resources/LICENSES.md "$(dirname "$OPENCV")/licenses"
 PYTHONPATH=$OPENCV .venv-build/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller \
     installer/slidetally.spec
 BUNDLE=dist/slidetally

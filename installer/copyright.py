@@ -3,7 +3,7 @@ distribution's folder, and write resources/LICENSES.md (the About box's list) fr
 
 Usage (with the build venv's python):
   copyright.py PACKAGE_ROOT BUNDLE_DIR OPENCV_LICENSES   (build/deb/slidetally_V_amd64 usr/lib/slidetally build/opencv-*/licenses)
-  copyright.py --licenses-md resources/LICENSES.md       the About box's list only
+  copyright.py --licenses-md resources/LICENSES.md [OPENCV_LICENSES]   the About box's list only
 The texts come from the installed wheels (installer/bundle_licences.py), the OpenCV source that
 installer/build_opencv.sh compiled, Python's own LICENSE.txt and installer/licenses/. The build stops on a bundled
 file no paragraph covers, a distribution without licence text, or two texts on one path.
@@ -252,7 +252,8 @@ def check_covered(comps: list[bl.Component], internal: Path) -> int:
 def main(argv: list[str]) -> None:
     try:
         if argv[:1] == ["--licenses-md"]:
-            Path(argv[1]).write_text(licenses_md(components(None, bootloader=False)), encoding="utf-8")
+            opencv_licenses = Path(argv[2]) if len(argv) > 2 else None
+            Path(argv[1]).write_text(licenses_md(components(opencv_licenses, bootloader=False)), encoding="utf-8")
             return
         package_root, bundle, opencv = argv
         root = Path(package_root)
