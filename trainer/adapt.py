@@ -149,7 +149,7 @@ def _turn_and_flip(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.
 
 
 class _Watch(keras.callbacks.Callback):
-    def __init__(self, cancel: threading.Event | None, tick: Callable[[], None]):
+    def __init__(self, cancel: threading.Event | None, tick: Callable[[], None]) -> None:
         super().__init__()
         self.cancel, self.tick = cancel, tick
 
