@@ -328,9 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 never stops the output
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+    _never_stop_on_encoding()
     try:
         args = build_parser().parse_args(argv)
         if argv is None:  # run as a program: the core's log goes to the app's log file, not the terminal
@@ -347,10 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     except SlideTallyError as exc:  # every refusal a technician can meet: a bad code file, a locked session …
         return _say(f"error: {exc}", ERROR)
     except BrokenPipeError:
-        # The reader went away (`| head`): what was classified is saved; stay quiet on the way out.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return PIPE_CLOSED
+        return _reader_gone()
     except Exception as exc:  # one line for the technician; the traceback on request
         if _interrupted:  # a Ctrl+C that surfaced as another error (a late import in progress)
             return _cancelled(argv)
@@ -362,6 +357,20 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None and threading.current_thread() is threading.main_thread():
             # Run as a program, the work is done and said: a late Ctrl+C has nothing left to cancel.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _never_stop_on_encoding() -> None:
+    """A file name that is not UTF-8 never stops the output: it is written with backslash escapes."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _reader_gone() -> int:
+    """The reader went away (`| head`): what was classified is saved; stay quiet on the way out."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return PIPE_CLOSED
 
 
 def _cancelled(argv: list[str] | None) -> int:
