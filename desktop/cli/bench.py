@@ -77,10 +77,7 @@ def cmd_bench(args) -> int:
         from desktop.cli.bench_compare import compare
 
         return compare(args)
-    if args.threads:
-        os.environ["SLIDETALLY_THREADS"] = str(args.threads)  # read by the model and the pipeline
-    if args.model_threads:
-        os.environ["SLIDETALLY_MODEL_THREADS"] = str(args.model_threads)
+    _set_threads(args)
     folder = Path(args.folder)
     list_s = time.perf_counter()
     files = [f for f in scan_folder(folder) if not f.problem]
@@ -91,44 +88,76 @@ def cmd_bench(args) -> int:
     items = (files * (args.images // len(files) + 1))[: args.images]
     spec = model.info.input
     workers = worker_threads()
-
-    def decode_all():
-        def one(chunk):
-            for f in chunk:
-                try:
-                    load_prepared(f.path, spec)
-                except UnreadableImage:
-                    pass
-        chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(one, chunks))
-
     batch = _model_batch(files, spec, args.batch, folder)
+    results, cpu = _measure_paths(folder, model, items, batch, args.batch, workers)
+    _print_paths(model, folder, len(items), workers, args.batch, results, cpu)
+    if not args.no_stages:
+        _print_stages(_stages(folder, model, items[:STAGE_SAMPLE], batch, args.batch, list_s / len(files),
+                              results["model"]))
+    return 0
 
-    def infer_all():
-        for _ in range(len(items) // args.batch):
-            model.predict(batch)
 
-    def end_to_end():
-        with tempfile.TemporaryDirectory() as tmp:
-            session = Session.open(folder, model, Path(tmp))
-            session.classify_items(_unique(items), set(), None, None, args.batch)
-            session.close()
+def _set_threads(args) -> None:
+    """--threads and --model-threads, read by the model and the pipeline from the environment."""
+    if args.threads:
+        os.environ["SLIDETALLY_THREADS"] = str(args.threads)
+    if args.model_threads:
+        os.environ["SLIDETALLY_MODEL_THREADS"] = str(args.model_threads)
 
+
+def _decode_all(items: list[SourceFile], spec, workers: int) -> None:
+    """D: every image read, decoded and fit to the input, on the decode threads."""
+    def one(chunk):
+        for f in chunk:
+            try:
+                load_prepared(f.path, spec)
+            except UnreadableImage:
+                pass
+    chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, chunks))
+
+
+def _infer_all(model, batch: np.ndarray, batches: int) -> None:
+    """M: the same batch through the model, `batches` times."""
+    for _ in range(batches):
+        model.predict(batch)
+
+
+def _end_to_end(folder: Path, model, items: list[SourceFile], batch_size: int) -> None:
+    """E: every image classified into a throwaway store, as `classify` does."""
+    with tempfile.TemporaryDirectory() as tmp:
+        session = Session.open(folder, model, Path(tmp))
+        session.classify_items(_unique(items), set(), None, None, batch_size)
+        session.close()
+
+
+def _measure_paths(folder: Path, model, items: list[SourceFile], batch: np.ndarray, batch_size: int,
+                   workers: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Images/s of D, M and E, and the CPU seconds per image of each."""
+    spec = model.info.input
+    batches = len(items) // batch_size
     results, cpu = {}, {}
-    for name, fn, n in (("decode+resize", decode_all, len(items)), ("model", infer_all, (len(items) // args.batch) * args.batch),
-                        ("end-to-end", end_to_end, len(items))):
+    for name, fn, n in (("decode+resize", lambda: _decode_all(items, spec, workers), len(items)),
+                        ("model", lambda: _infer_all(model, batch, batches), batches * batch_size),
+                        ("end-to-end", lambda: _end_to_end(folder, model, items, batch_size), len(items))):
         fn() if name != "end-to-end" else None  # warm-up (caches, ORT arena)
         before = _cpu_seconds()
         results[name] = n / _seconds(fn)
         cpu[name] = (_cpu_seconds() - before) / n
+    return results, cpu
+
+
+def _print_paths(model, folder: Path, images: int, workers: int, batch_size: int, results: dict[str, float],
+                 cpu: dict[str, float]) -> None:
+    """D, M and E in images/s, the limit D and M set together, peak memory and CPU per image."""
     d, m, e = results["decode+resize"], results["model"], results["end-to-end"]
     limit = 1 / (1 / d + 1 / m)
     rss = _peak_rss_mb()
-    print(f"model {model.info.key} v{model.info.version}, {len(items)} images from {folder}, {workers} decode and "
+    print(f"model {model.info.key} v{model.info.version}, {images} images from {folder}, {workers} decode and "
           f"{model_threads()} model thread(s) on {os.cpu_count()} cores")
     print(f"  D decode+resize  {d:8.0f} img/s")
-    print(f"  M model alone    {m:8.0f} img/s (batch {args.batch})")
+    print(f"  M model alone    {m:8.0f} img/s (batch {batch_size})")
     print(f"  E end-to-end     {e:8.0f} img/s (read+decode+resize+infer+store)")
     print(f"  limit 1/(1/D+1/M) {limit:7.0f} img/s; E / limit = {e / limit:.2f}")
     print(f"  peak RSS {rss:.0f} MB")
@@ -136,9 +165,6 @@ def cmd_bench(args) -> int:
     d_us, m_us, e_us = (cpu[k] * 1e6 for k in ("decode+resize", "model", "end-to-end"))
     print(f"  CPU per image: D {d_us:.0f} µs, M {m_us:.0f} µs, E {e_us:.0f} µs (E - D - M {overhead * 1e6:+.0f} µs); "
           f"cores busy in E {cpu['end-to-end'] * e:.2f} of {os.cpu_count()}")
-    if not args.no_stages:
-        _print_stages(_stages(folder, model, items[:STAGE_SAMPLE], batch, args.batch, list_s / len(files), m))
-    return 0
 
 
 def _stages(folder: Path, model, sample: list[SourceFile], batch: np.ndarray, batch_size: int, list_s: float,
