@@ -51,17 +51,7 @@ def cmd_verify(args) -> int:
 
 def cmd_adapt(args) -> int:
     """Fit a site model on verified cells (cross-validated), write it, print before/after (and --report)."""
-    import json
-
-    from desktop.core.atomic import write_atomically
     from desktop.core.lab.adaptation import AdaptationRefused
-    from desktop.core.lab.site_cells import (
-        cells_from_folder,
-        cells_from_sessions,
-        has_specimens,
-        signed_sessions,
-        who_signed,
-    )
     from desktop.core.lab.site_model import prepare_adaptation, write_site_model
 
     model = resolve_model(args.model)
@@ -72,31 +62,52 @@ def cmd_adapt(args) -> int:
 
         check_destinations({"--report": Path(args.report)}, analysed=None, data_dir=data_dir(args),
                            model_files=[model.info.path])
-    notes = []
-    if args.verified:
-        cells = cells_from_folder(Path(args.verified), model.info)
-        source = {"verified_folder": str(Path(args.verified).resolve()), "cells": len(cells)}
-        if not has_specimens(Path(args.verified), model.info):
-            notes.append("no specimens are known (DIR/<class key>/<image>): the folds are by image, cells of one "
-                         "specimen may be on both sides, and the figures are optimistic")
-    else:
-        sessions = signed_sessions(data_dir(args), model.info, args.since)
-        if sessions.altered:
-            print(f"warning: {sessions.altered_note()}", file=sys.stderr)
-        cells = cells_from_sessions(sessions, model.info)
-        source = {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": len(cells),
-                  **who_signed(sessions)}
+    cells, source, notes = _verified_cells(args, model.info)
     start = time.perf_counter()
     try:
         prepared = prepare_adaptation(model, cells, source)
     except AdaptationRefused as exc:
         raise CliError(str(exc)) from exc
-    a = prepared.adaptation
     for problem in prepared.problems[:10]:
         print(f"warning: skipped {problem}", file=sys.stderr)
     destination = Path(args.out) if args.out else user_models_dir()
     path = write_site_model(model, prepared, args.site, args.approved_by, destination, override=args.accept_loss)
     print(f"site model written: {path} ({time.perf_counter() - start:.1f} s)")
+    _print_adaptation(prepared.adaptation, notes)
+    if args.report:
+        _write_adapt_report(Path(args.report), prepared.adaptation, notes)
+    return 0
+
+
+def _verified_cells(args, info) -> tuple[list, dict, list[str]]:
+    """The cells to fit on (from --verified DIR, else the signed-off sessions), where they came from, and notes."""
+    from desktop.core.lab.site_cells import (
+        cells_from_folder,
+        cells_from_sessions,
+        has_specimens,
+        signed_sessions,
+        who_signed,
+    )
+
+    notes = []
+    if args.verified:
+        cells = cells_from_folder(Path(args.verified), info)
+        source = {"verified_folder": str(Path(args.verified).resolve()), "cells": len(cells)}
+        if not has_specimens(Path(args.verified), info):
+            notes.append("no specimens are known (DIR/<class key>/<image>): the folds are by image, cells of one "
+                         "specimen may be on both sides, and the figures are optimistic")
+    else:
+        sessions = signed_sessions(data_dir(args), info, args.since)
+        if sessions.altered:
+            print(f"warning: {sessions.altered_note()}", file=sys.stderr)
+        cells = cells_from_sessions(sessions, info)
+        source = {"sessions": [s.name for s in sessions], "since": args.since or "", "cells": len(cells),
+                  **who_signed(sessions)}
+    return cells, source, notes
+
+
+def _print_adaptation(a, notes: list[str]) -> None:
+    """The site cross-validated before/after table, the classes held close to the base model, the notes."""
     print(f"site cross-validated ({a.folds}); cells per class: "
           + ", ".join(f"{k} {n}" for k, n in a.cells_per_class.items()))
     if a.kept_from_base:
@@ -110,9 +121,15 @@ def cmd_adapt(args) -> int:
         print(f"accuracy after: {a.after.interval_text()}")
     for note in [*a.notes, *notes]:
         print(f"note: {note}")
-    if args.report:
-        report = {"before": a.before.as_dict(), "after": a.after.as_dict(), "folds": a.folds,
-                  "method": "quick: a new head on the model's features", "review_classes": a.kept_from_base,
-                  "cells_per_class": a.cells_per_class, "estimate": "site cross-validated", "notes": [*a.notes, *notes]}
-        write_atomically(Path(args.report), json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    return 0
+
+
+def _write_adapt_report(path: Path, a, notes: list[str]) -> None:
+    """`--report FILE.json`: the same figures as JSON."""
+    import json
+
+    from desktop.core.atomic import write_atomically
+
+    report = {"before": a.before.as_dict(), "after": a.after.as_dict(), "folds": a.folds,
+              "method": "quick: a new head on the model's features", "review_classes": a.kept_from_base,
+              "cells_per_class": a.cells_per_class, "estimate": "site cross-validated", "notes": [*a.notes, *notes]}
+    write_atomically(path, json.dumps(report, indent=1) + "\n", encoding="utf-8")
