@@ -46,14 +46,27 @@ def read_head(model: onnx.ModelProto) -> Head:
     node = producers.get("probabilities")
     if node is None or node.op_type != "Softmax":
         raise GraftError("the model's 'probabilities' is not a Softmax: cannot find its head")
-    tensor = node.input[0]
-    chain = []  # the constant Mul / Div / Add steps between the MatMul and the Softmax
+    node, chain = _walk_to_matmul(producers, constants, node.input[0])
+    if node.op_type == "Gemm":
+        raise GraftError("Gemm heads are not supported yet")
+    var = [i for i in node.input if i not in constants]
+    const = [i for i in node.input if i in constants]
+    if len(var) != 1 or len(const) != 1:
+        raise GraftError("the head's MatMul must multiply the features by a constant matrix")
+    weights, bias = _fold_chain(constants[const[0]].astype(np.float64), chain)
+    return Head(var[0], weights, bias)
+
+
+def _walk_to_matmul(producers: dict[str, onnx.NodeProto], constants: dict[str, np.ndarray],
+                    tensor: str) -> tuple[onnx.NodeProto, list[tuple[str, np.ndarray | None]]]:
+    """From the Softmax's input back to the MatMul (or Gemm), with the constant Mul / Div / Add steps between."""
+    chain = []
     while True:
         node = producers.get(tensor)
         if node is None:
             raise GraftError("no MatMul head before the Softmax")
         if node.op_type in ("MatMul", "Gemm"):
-            break
+            return node, chain
         if node.op_type not in ELEMENTWISE:
             raise GraftError(f"unexpected {node.op_type} between the head and the Softmax")
         const = [i for i in node.input if i in constants]
@@ -62,15 +75,12 @@ def read_head(model: onnx.ModelProto) -> Head:
             raise GraftError(f"{node.op_type} between the head and the Softmax is not by a constant")
         chain.append((node.op_type, constants[const[0]] if const else None))
         tensor = var[0]
-    if node.op_type == "Gemm":
-        raise GraftError("Gemm heads are not supported yet")
-    var = [i for i in node.input if i not in constants]
-    const = [i for i in node.input if i in constants]
-    if len(var) != 1 or len(const) != 1:
-        raise GraftError("the head's MatMul must multiply the features by a constant matrix")
-    weights = constants[const[0]].astype(np.float64)
+
+
+def _fold_chain(weights: np.ndarray, chain: list[tuple[str, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray]:
+    """The MatMul's weights with the constant steps folded in, from the MatMul outwards: (weights, bias)."""
     bias = np.zeros(weights.shape[1])
-    for op, value in reversed(chain):  # from the MatMul outwards
+    for op, value in reversed(chain):
         value = None if value is None else value.astype(np.float64)
         if op == "Add":
             bias = bias + value
@@ -78,7 +88,7 @@ def read_head(model: onnx.ModelProto) -> Head:
             weights, bias = weights * value, bias * value
         elif op == "Div":
             weights, bias = weights / value, bias / value
-    return Head(var[0], weights, bias)
+    return weights, bias
 
 
 def with_features_output(model: onnx.ModelProto) -> onnx.ModelProto:
