@@ -185,7 +185,8 @@ def _finite(value: float | None, key: str, path: Path, lo: float, hi: float) -> 
     return value
 
 
-def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelInfo:
+def _check_identity(meta: dict[str, str], path: Path) -> None:
+    """A SlideTally model of a known schema and task, with every required key."""
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if "slidetally.schema" in missing:
         raise ModelError(f"{path.name} is not a SlideTally model (no 'slidetally.schema' in its metadata)")
@@ -195,6 +196,10 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         raise ModelError(f"{path.name}: unknown schema {meta['slidetally.schema']!r}")
     if meta["task"] not in TASKS:
         raise ModelError(f"{path.name}: task {meta['task']!r} is not one this app knows ({', '.join(TASKS)})")
+
+
+def _classes(meta: dict[str, str], path: Path) -> tuple[ClassInfo, ...]:
+    """At least two classes, each key once."""
     raw_classes = _json(meta, "classes", path)
     try:
         classes = tuple(ClassInfo.from_dict(c) for c in raw_classes)
@@ -204,7 +209,11 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         raise ModelError(f"{path.name}: a model needs at least two classes")
     if len({c.key for c in classes}) != len(classes):
         raise ModelError(f"{path.name}: two classes share a key in its metadata")
-    _check_metadata_types(meta, path)
+    return classes
+
+
+def _input_spec(meta: dict[str, str], path: Path) -> InputSpec:
+    """`input_size` [height, width], the resize method and the rule for small images."""
     size = _json(meta, "input_size", path)
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 8 <= v <= 1024 for v in size)):
         raise ModelError(f"{path.name}: metadata 'input_size' must be [height, width]")
@@ -214,23 +223,33 @@ def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelI
         raise ModelError(f"{path.name}: unknown resize method {resize!r}")
     if small not in SMALL_INPUT_RULES:
         raise ModelError(f"{path.name}: unknown small_input rule {small!r}")
+    return InputSpec(size[0], size[1], resize, small)
 
-    def number(key: str, default: float | None) -> float | None:
-        try:
-            return float(meta[key]) if key in meta else default
-        except ValueError as exc:
-            raise ModelError(f"{path.name}: metadata '{key}' is not a number") from exc
 
-    decision = _finite(number("decision_threshold", 0.5), "decision_threshold", path, 0.0, 1.0)
+def _bounded(meta: dict[str, str], path: Path, key: str, default: float | None, lo: float, hi: float) -> float | None:
+    """A number in the metadata (or `default`), finite and within [lo, hi]."""
+    try:
+        value = float(meta[key]) if key in meta else default
+    except ValueError as exc:
+        raise ModelError(f"{path.name}: metadata '{key}' is not a number") from exc
+    return _finite(value, key, path, lo, hi)
+
+
+def parse_metadata(meta: dict[str, str], path: Path, sha256: str = "") -> ModelInfo:
+    _check_identity(meta, path)
+    classes = _classes(meta, path)
+    _check_metadata_types(meta, path)
+    spec = _input_spec(meta, path)
+    decision = _bounded(meta, path, "decision_threshold", 0.5, 0.0, 1.0)
     return ModelInfo(
         path=path, sha256=sha256, task=meta["task"], display_name=meta["display_name"], version=meta["version"], classes=classes,
-        input=InputSpec(size[0], size[1], resize, small),
-        temperature=_finite(number("temperature", 1.0), "temperature", path, 1e-3, 1e3),
-        review_threshold=_finite(number("review_threshold", 0.0), "review_threshold", path, 0.0, 1.0),
+        input=spec,
+        temperature=_bounded(meta, path, "temperature", 1.0, 1e-3, 1e3),
+        review_threshold=_bounded(meta, path, "review_threshold", 0.0, 0.0, 1.0),
         decision_threshold=decision,
-        ood_threshold=_finite(number("ood_threshold", None), "ood_threshold", path, 0.0, 1e9),
-        patch=_patch_grid(meta, size[1], path), slide_step=_slide_step(meta, len(classes), path),
-        mpp=_finite(number("mpp", IDC_MPP if meta["task"] == IDC else None), "mpp", path, *MPP_RANGE),
+        ood_threshold=_bounded(meta, path, "ood_threshold", None, 0.0, 1e9),
+        patch=_patch_grid(meta, spec.width, path), slide_step=_slide_step(meta, len(classes), path),
+        mpp=_bounded(meta, path, "mpp", IDC_MPP if meta["task"] == IDC else None, *MPP_RANGE),
         metrics=_json(meta, "metrics", path) if "metrics" in meta else {},
         dataset=_json(meta, "dataset", path) if "dataset" in meta else {},
         provenance=_json(meta, "provenance", path) if "provenance" in meta else {},
