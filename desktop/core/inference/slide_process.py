@@ -74,28 +74,55 @@ def _check_claims(slide) -> None:
             raise SlideError(f"the slide claims tiles of {tile:,} pixels at level {level} (at most {MAX_TILE_PIXELS:,})")
 
 
-def _serve(conn) -> None:
-    """The child's loop: one request, one answer ("ok", value) or ("error", sentence)."""
+def _cap_memory() -> None:
+    """The child's address space capped at MEMORY_CAP_BYTES: an allocation past it fails in this child only."""
     try:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_BYTES, MEMORY_CAP_BYTES))
     except (ImportError, ValueError, OSError):
         pass  # Windows: no rlimit; the time limit and the process boundary still hold
-    import openslide
 
-    slides: dict[str, object] = {}
 
-    def slide_of(path: str):
-        if path not in slides:
+class _OpenSlides:
+    """The child's slides, each opened once and checked against the limits before any pixel is read."""
+
+    def __init__(self, openslide) -> None:
+        self.openslide = openslide
+        self.slides: dict[str, object] = {}
+
+    def slide_of(self, path: str):
+        if path not in self.slides:
             try:
-                slide = openslide.OpenSlide(path)
-            except openslide.OpenSlideUnsupportedFormatError as exc:
+                slide = self.openslide.OpenSlide(path)
+            except self.openslide.OpenSlideUnsupportedFormatError as exc:
                 raise SlideError("not a whole-slide image OpenSlide can read") from exc
             _check_claims(slide)
-            slides[path] = slide
-        return slides[path]
+            self.slides[path] = slide
+        return self.slides[path]
 
+    def answer(self, kind: str, path: str, args) -> object:
+        """The value one request asks for."""
+        if kind == "detect":
+            return self.openslide.OpenSlide.detect_format(path)
+        if kind == "open":
+            s = self.slide_of(path)
+            return SlideFacts(tuple(s.dimensions), tuple(tuple(d) for d in s.level_dimensions),
+                              tuple(float(d) for d in s.level_downsamples), dict(s.properties))
+        if kind == "region":
+            location, level, size, out_size = args
+            return _rgb(self.slide_of(path).read_region(location, level, size), out_size)
+        if kind == "best_level":
+            return int(self.slide_of(path).get_best_level_for_downsample(args))
+        raise SlideError(f"unknown request {kind!r}")
+
+
+def _serve(conn) -> None:
+    """The child's loop: one request, one answer ("ok", value) or ("error", sentence)."""
+    _cap_memory()
+    import openslide
+
+    slides = _OpenSlides(openslide)
     while True:
         try:
             request = conn.recv()
@@ -103,20 +130,7 @@ def _serve(conn) -> None:
             return
         kind, path, args = request
         try:
-            if kind == "detect":
-                value = openslide.OpenSlide.detect_format(path)
-            elif kind == "open":
-                s = slide_of(path)
-                value = SlideFacts(tuple(s.dimensions), tuple(tuple(d) for d in s.level_dimensions),
-                                   tuple(float(d) for d in s.level_downsamples), dict(s.properties))
-            elif kind == "region":
-                location, level, size, out_size = args
-                value = _rgb(slide_of(path).read_region(location, level, size), out_size)
-            elif kind == "best_level":
-                value = int(slide_of(path).get_best_level_for_downsample(args))
-            else:
-                raise SlideError(f"unknown request {kind!r}")
-            conn.send(("ok", value))
+            conn.send(("ok", slides.answer(kind, path, args)))
         except SlideError as exc:
             conn.send(("error", str(exc)))
         except MemoryError:
