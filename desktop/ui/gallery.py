@@ -267,35 +267,47 @@ class GalleryModel(QAbstractListModel):
         if not index.isValid():
             return None
         cell = self.cells[index.row()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            text = self.label(cell)
-            return f"{text}\n{cell.file}" if self.show_names else text
-        if role == Qt.ItemDataRole.DecorationRole:
-            return self.thumbnails.get(cell.file)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            lines = [readable(cell.file)]
-            if cell.unreadable:
-                lines.append(f"Unreadable: {cell.unreadable}")
-            else:
-                lines.append(f"AI call: {self._label(cell.ai_class)} ({cell.confidence:.1%})")
-                if cell.final_class and cell.changed:
-                    lines.append(f"Final call: {self._label(cell.final_class)} (changed by {cell.reviewer})")
-                if cell.review_reason:
-                    lines.append(f"Review: {cell.review_reason}")
-            return "\n".join(lines)
-        if role == Qt.ItemDataRole.ForegroundRole:
-            if cell.unreadable or cell.unfamiliar or cell.missing:
-                return QColor("#b00020")
-            if cell.changed:
-                return QColor("#1d4ed8")
-            if cell.needs_review:
-                return QColor("#b45309")
-            return None
-        if role == CellRole:
-            return cell
-        if role == ConfidenceRole:
-            return cell.confidence
+        shown = self._SHOWN_AS.get(role)
+        return None if shown is None else shown(self, cell)
+
+    def _display(self, cell: Cell) -> str:
+        text = self.label(cell)
+        return f"{text}\n{cell.file}" if self.show_names else text
+
+    def _decoration(self, cell: Cell) -> QPixmap:
+        return self.thumbnails.get(cell.file)
+
+    def _tooltip(self, cell: Cell) -> str:
+        lines = [readable(cell.file)]
+        if cell.unreadable:
+            lines.append(f"Unreadable: {cell.unreadable}")
+        else:
+            lines.append(f"AI call: {self._label(cell.ai_class)} ({cell.confidence:.1%})")
+            if cell.final_class and cell.changed:
+                lines.append(f"Final call: {self._label(cell.final_class)} (changed by {cell.reviewer})")
+            if cell.review_reason:
+                lines.append(f"Review: {cell.review_reason}")
+        return "\n".join(lines)
+
+    def _foreground(self, cell: Cell) -> QColor | None:
+        if cell.unreadable or cell.unfamiliar or cell.missing:
+            return QColor("#b00020")
+        if cell.changed:
+            return QColor("#1d4ed8")
+        if cell.needs_review:
+            return QColor("#b45309")
         return None
+
+    def _cell(self, cell: Cell) -> Cell:
+        return cell
+
+    def _confidence(self, cell: Cell) -> float:
+        return cell.confidence
+
+    # data() is asked per visible cell per role per paint: one dict lookup picks what a role shows.
+    _SHOWN_AS = {int(Qt.ItemDataRole.DisplayRole): _display, int(Qt.ItemDataRole.DecorationRole): _decoration,
+                 int(Qt.ItemDataRole.ToolTipRole): _tooltip, int(Qt.ItemDataRole.ForegroundRole): _foreground,
+                 int(CellRole): _cell, int(ConfidenceRole): _confidence}
 
     def flags(self, index: QModelIndex) -> Qt.ItemFlag:
         base = super().flags(index)
