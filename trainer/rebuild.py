@@ -109,6 +109,34 @@ def rebuild(proto: onnx.ModelProto) -> Rebuilt:
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     consumers = _consumers(graph)
     uses = {name: len(consumers.get(name, [])) for name in inits}
+    head = _graph_head(graph, inits)
+    needed = _ancestors(graph, head.features)
+    first_conv = next(n for n in graph.node if n.op_type == "Conv")
+
+    height, width = _input_size(proto)
+    inputs = keras.Input((height, width, 3), name="pixels")
+    trunk = _Trunk(inits, uses, {first_conv.input[0]: _front_end(graph, inits, inputs)})
+    trunk.build(graph, needed)
+    if head.features not in trunk.tensors:
+        raise RebuildError("could not reach the head's input from the first convolution")
+    logits, head_slots = _dense_head(head, inits, trunk.tensors[head.features])
+    model = keras.Model(inputs, logits, name="rebuilt")
+    return Rebuilt(model, trunk.slots + head_slots, head.temperature_slot,
+                   _unfamiliar_slots(graph, inits, consumers, head.features), proto)
+
+
+@dataclass(frozen=True)
+class _GraphHead:
+    """The graph's MatMul + Add head, the temperature's initializer, and the tensor the head reads."""
+
+    temperature_slot: str
+    bias_add: onnx.NodeProto
+    matmul: onnx.NodeProto
+    features: str
+
+
+def _graph_head(graph: onnx.GraphProto, inits: dict[str, np.ndarray]) -> _GraphHead:
+    """Walk back from `probabilities`: Softmax ← Mul by 1 / temperature ← Add (bias) ← MatMul (weights)."""
     softmax = next((n for n in graph.node if n.op_type == "Softmax" and "probabilities" in n.output), None)
     if softmax is None:
         raise RebuildError("no softmax producing 'probabilities'")
@@ -121,80 +149,97 @@ def rebuild(proto: onnx.ModelProto) -> Rebuilt:
     matmul = producer[next(i for i in bias_add.input if i not in inits)]
     if bias_add.op_type != "Add" or matmul.op_type != "MatMul":
         raise RebuildError("the head is not MatMul + Add")
-    features = next(i for i in matmul.input if i not in inits)
-    needed = _ancestors(graph, features)
-    first_conv = next(n for n in graph.node if n.op_type == "Conv")
+    return _GraphHead(temperature_slot, bias_add, matmul, next(i for i in matmul.input if i not in inits))
 
-    height, width = _input_size(proto)
-    inputs = keras.Input((height, width, 3), name="pixels")
-    tensors = {first_conv.input[0]: _front_end(graph, inits, inputs)}
-    slots: list[WeightSlot] = []
-    counter = {"conv": 0, "dw": 0, "add": 0, "pool": 0}
 
-    def name(kind: str) -> str:
-        counter[kind] += 1
-        return f"{kind}{counter[kind]}"
+class _Trunk:
+    """The Keras layers of the trunk, node by node in the graph's order, one method per kind of op;
+    each weight it sets is recorded as a slot to write back."""
 
-    for node in graph.node:
-        if not node.output or node.output[0] not in needed or node.output[0] in tensors:
-            continue
-        data = [i for i in node.input if i not in inits]
-        if any(i not in tensors for i in data):
-            continue  # the front end: already built as Keras layers
-        x, a = tensors[data[0]], _attrs(node)
-        if node.op_type == "Conv":
-            w_name = node.input[1]
-            if uses.get(w_name, 0) != 1 or (len(node.input) > 2 and uses.get(node.input[2], 0) != 1):
-                raise RebuildError(f"initializer of {node.name} is shared")
-            w = inits[w_name]
-            kh, kw = a.get("kernel_shape", w.shape[2:])
-            top, left, bottom, right = a.get("pads", [0, 0, 0, 0])
-            if any((top, left, bottom, right)):
-                x = layers.ZeroPadding2D(((top, bottom), (left, right)))(x)
-            strides = tuple(a.get("strides", [1, 1]))
-            has_bias = len(node.input) > 2
-            group = a.get("group", 1)
-            if group == 1:
-                lname = name("conv")
-                layer = layers.Conv2D(w.shape[0], (kh, kw), strides=strides, use_bias=has_bias, name=lname)
-                x = layer(x)
-                layer.set_weights([w.transpose(2, 3, 1, 0)] + ([inits[node.input[2]]] if has_bias else []))
-                slots.append(WeightSlot(lname, 0, w_name, lambda k: k.transpose(3, 2, 0, 1)))
-            elif group == w.shape[0] and w.shape[1] == 1:
-                lname = name("dw")
-                layer = layers.DepthwiseConv2D((kh, kw), strides=strides, use_bias=has_bias, name=lname)
-                x = layer(x)
-                layer.set_weights([w.transpose(2, 3, 0, 1)] + ([inits[node.input[2]]] if has_bias else []))
-                slots.append(WeightSlot(lname, 0, w_name, lambda k: k.transpose(2, 3, 0, 1)))
-            else:
-                raise RebuildError(f"grouped convolution {node.name} (group {group}) is not supported")
-            if has_bias:
-                slots.append(WeightSlot(lname, 1, node.input[2], lambda b: b))
-            tensors[node.output[0]] = x
-        elif node.op_type == "Relu":
-            tensors[node.output[0]] = layers.ReLU()(x)
-        elif node.op_type == "MaxPool":
-            if any(a.get("pads", [0])):
-                raise RebuildError("padded max pooling is not supported")
-            tensors[node.output[0]] = layers.MaxPooling2D(tuple(a["kernel_shape"]), tuple(a["strides"]),
-                                                          name=name("pool"))(x)
-        elif node.op_type == "Add" and len(data) == 2:
-            tensors[node.output[0]] = layers.Add(name=name("add"))([tensors[data[0]], tensors[data[1]]])
-        elif node.op_type == "GlobalAveragePool":
-            tensors[node.output[0]] = layers.GlobalAveragePooling2D(name="gap")(x)
-        elif node.op_type in ("Squeeze", "Identity"):
-            tensors[node.output[0]] = x
+    def __init__(self, inits: dict[str, np.ndarray], uses: dict[str, int], tensors: dict) -> None:
+        self.inits, self.uses, self.tensors = inits, uses, tensors
+        self.slots: list[WeightSlot] = []
+        self._counter = {"conv": 0, "dw": 0, "add": 0, "pool": 0}
+        self._layer_of = {"Conv": self._conv, "Relu": self._relu, "MaxPool": self._max_pool, "Add": self._add,
+                          "GlobalAveragePool": self._global_average_pool, "Squeeze": self._same, "Identity": self._same}
+
+    def _name(self, kind: str) -> str:
+        self._counter[kind] += 1
+        return f"{kind}{self._counter[kind]}"
+
+    def build(self, graph: onnx.GraphProto, needed: set[str]) -> None:
+        """Every node the head's input depends on, after the front end."""
+        for node in graph.node:
+            if not node.output or node.output[0] not in needed or node.output[0] in self.tensors:
+                continue
+            data = [i for i in node.input if i not in self.inits]
+            if any(i not in self.tensors for i in data):
+                continue  # the front end: already built as Keras layers
+            layer = self._layer_of.get(node.op_type, self._unsupported)
+            self.tensors[node.output[0]] = layer(node, data, self.tensors[data[0]], _attrs(node))
+
+    def _conv(self, node: onnx.NodeProto, data: list[str], x, a: dict):
+        w_name = node.input[1]
+        if self.uses.get(w_name, 0) != 1 or (len(node.input) > 2 and self.uses.get(node.input[2], 0) != 1):
+            raise RebuildError(f"initializer of {node.name} is shared")
+        w = self.inits[w_name]
+        kh, kw = a.get("kernel_shape", w.shape[2:])
+        top, left, bottom, right = a.get("pads", [0, 0, 0, 0])
+        if any((top, left, bottom, right)):
+            x = layers.ZeroPadding2D(((top, bottom), (left, right)))(x)
+        strides = tuple(a.get("strides", [1, 1]))
+        has_bias = len(node.input) > 2
+        bias = [self.inits[node.input[2]]] if has_bias else []
+        group = a.get("group", 1)
+        if group == 1:
+            lname = self._name("conv")
+            layer = layers.Conv2D(w.shape[0], (kh, kw), strides=strides, use_bias=has_bias, name=lname)
+            x = layer(x)
+            layer.set_weights([w.transpose(2, 3, 1, 0)] + bias)
+            self.slots.append(WeightSlot(lname, 0, w_name, lambda k: k.transpose(3, 2, 0, 1)))
+        elif group == w.shape[0] and w.shape[1] == 1:
+            lname = self._name("dw")
+            layer = layers.DepthwiseConv2D((kh, kw), strides=strides, use_bias=has_bias, name=lname)
+            x = layer(x)
+            layer.set_weights([w.transpose(2, 3, 0, 1)] + bias)
+            self.slots.append(WeightSlot(lname, 0, w_name, lambda k: k.transpose(2, 3, 0, 1)))
         else:
-            raise RebuildError(f"op {node.op_type} ({node.name}) is not supported in the trunk")
-    if features not in tensors:
-        raise RebuildError("could not reach the head's input from the first convolution")
-    head = layers.Dense(inits[matmul.input[1]].shape[1], name="logits")
-    logits = head(tensors[features])
-    bias_name = next(i for i in bias_add.input if i in inits)
-    head.set_weights([inits[matmul.input[1]], inits[bias_name]])
-    slots += [WeightSlot("logits", 0, matmul.input[1], lambda k: k), WeightSlot("logits", 1, bias_name, lambda b: b)]
-    model = keras.Model(inputs, logits, name="rebuilt")
-    return Rebuilt(model, slots, temperature_slot, _unfamiliar_slots(graph, inits, consumers, features), proto)
+            raise RebuildError(f"grouped convolution {node.name} (group {group}) is not supported")
+        if has_bias:
+            self.slots.append(WeightSlot(lname, 1, node.input[2], lambda b: b))
+        return x
+
+    def _relu(self, node: onnx.NodeProto, data: list[str], x, a: dict):
+        return layers.ReLU()(x)
+
+    def _max_pool(self, node: onnx.NodeProto, data: list[str], x, a: dict):
+        if any(a.get("pads", [0])):
+            raise RebuildError("padded max pooling is not supported")
+        return layers.MaxPooling2D(tuple(a["kernel_shape"]), tuple(a["strides"]), name=self._name("pool"))(x)
+
+    def _add(self, node: onnx.NodeProto, data: list[str], x, a: dict):
+        if len(data) != 2:
+            return self._unsupported(node, data, x, a)
+        return layers.Add(name=self._name("add"))([self.tensors[data[0]], self.tensors[data[1]]])
+
+    def _global_average_pool(self, node: onnx.NodeProto, data: list[str], x, a: dict):
+        return layers.GlobalAveragePooling2D(name="gap")(x)
+
+    def _same(self, node: onnx.NodeProto, data: list[str], x, a: dict):
+        return x
+
+    def _unsupported(self, node: onnx.NodeProto, data: list[str], x, a: dict):
+        raise RebuildError(f"op {node.op_type} ({node.name}) is not supported in the trunk")
+
+
+def _dense_head(head: _GraphHead, inits: dict[str, np.ndarray], features) -> tuple[object, list[WeightSlot]]:
+    """The head as a Dense layer `logits` with the graph's weights, and its two slots."""
+    layer = layers.Dense(inits[head.matmul.input[1]].shape[1], name="logits")
+    logits = layer(features)
+    bias_name = next(i for i in head.bias_add.input if i in inits)
+    layer.set_weights([inits[head.matmul.input[1]], inits[bias_name]])
+    return logits, [WeightSlot("logits", 0, head.matmul.input[1], lambda k: k),
+                    WeightSlot("logits", 1, bias_name, lambda b: b)]
 
 
 def _input_size(proto: onnx.ModelProto) -> tuple[int, int]:
