@@ -60,7 +60,15 @@ class AdaptDialog(QDialog):
         self._scratch = Path(tempfile.mkdtemp(prefix="slidetally-adapt-"))
         self._trainer = trainer_command()
         self.setWindowTitle(f"Adapt to this lab — {model.info.display_name}")
+        browse = self._source_choice()
+        self._method_choice()
+        self._name_fields()
+        self._action_widgets()
+        self._lay_out(browse)
+        fit_to_screen(self, 860, 680)
 
+    def _source_choice(self) -> QPushButton:
+        """The signed-off sessions or a labelled folder; returns the folder's Browse button."""
         self.from_sessions = QRadioButton("This lab's signed-off sessions of this model")
         self.from_folder = QRadioButton("A labelled folder…")
         self.from_sessions.setChecked(True)
@@ -71,7 +79,10 @@ class AdaptDialog(QDialog):
         self.folder.setPlaceholderText("<specimen>/<class key>/ or <class key>/ sub-folders")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
+        return browse
 
+    def _method_choice(self) -> None:
+        """Whole network (when the trainer is installed, the default) or quick."""
         self.deep = QRadioButton("Whole network: every layer fine-tuned (minutes; the stronger method with many cells)")
         self.quick = QRadioButton("Quick: a new head on the base model's features (seconds; can win with few cells)")
         self.deep.setToolTip("Moves every layer to this lab's look. With many verified cells it is usually the better "
@@ -88,6 +99,8 @@ class AdaptDialog(QDialog):
         else:
             self.deep.setChecked(True)
 
+    def _name_fields(self) -> None:
+        """The site's name, the approver, and the reason to accept a loss (shown only when asked)."""
         self.site = QLineEdit()
         self.site.setPlaceholderText("the lab's short name, e.g. north-lab")
         self.approver = QLineEdit()
@@ -98,6 +111,8 @@ class AdaptDialog(QDialog):
         self.override.setVisible(False)
         self.override_label.setVisible(False)
 
+    def _action_widgets(self) -> None:
+        """Fit, Cancel, the progress bar, the figures' text and Approve and install."""
         self.fit_button = QPushButton("Fit and cross-validate")
         self.fit_button.setDefault(True)
         self.fit_button.clicked.connect(self.fit)
@@ -114,6 +129,7 @@ class AdaptDialog(QDialog):
         self.install_button.setEnabled(False)
         self.install_button.clicked.connect(self.install)
 
+    def _lay_out(self, browse: QPushButton) -> None:
         form = QFormLayout()
         form.addRow(self.from_sessions)
         row = QHBoxLayout()
@@ -135,7 +151,6 @@ class AdaptDialog(QDialog):
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.text, 1)
-        fit_to_screen(self, 860, 680)
 
     # --- choosing ---------------------------------------------------------------------------
     def _browse(self) -> None:
