@@ -40,7 +40,7 @@ from desktop.core.inference.model import Model
 from desktop.core.lab.adaptation import RuleFigures, check_enough, figures_of, rare_classes, rule_figures
 from trainer import export
 from trainer.fitting import ood_scores
-from trainer.rebuild import keras_logits, onnx_outputs, prove_rebuild, rebuild, write_back
+from trainer.rebuild import Rebuilt, keras_logits, onnx_outputs, prove_rebuild, rebuild, write_back
 from trainer.site_data import SiteArrays
 
 FOLDS = 3
@@ -272,105 +272,206 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
     n_classes = len(class_keys)
     images, labels = site.images, site.labels
     prove_rebuild(rebuild(base), images[:64])
+    before = _base_figures(base, images, labels, base_thresholds)
+    plan = _plan(site, folds, max_epochs, unlabelled, pseudo_epochs)
+    ticks = _Ticks(progress, sum(plan.steps(int((plan.fold_of != f).sum()), min_steps) for f in range(plan.k))
+                   + plan.steps(len(images), min_steps))
+    held = _cross_validate(base, images, labels, n_classes, plan, ticks, cancel, min_steps, soup)
+    rare = tuple(class_keys.index(c) for c in rare_classes(counts))  # too few verified cells: calls to Review
+    after = _out_of_fold_figures(held, plan, labels, n_classes, rare, site.groups)
+    chosen = _final_settings(held, plan, labels, n_classes)
+    ticks.say("final model")
+    final = _final_model(base, images, labels, n_classes, plan, chosen, ticks, cancel, min_steps)
+    soup_proto = _soup(final.rebuilt, held, plan, chosen, images, labels, n_classes) if soup else None
+    if progress:
+        progress("done", 1.0)
+    notes = _notes(plan.grouped, before, after, rare, class_keys)
+    folds_text = (f"{plan.k}-fold grouped by specimen ({site.specimens} specimens)" if plan.grouped
+                  else f"{plan.k}-fold by image (no specimens known)")
+    return DeepAdaptation(final.proto, before, after, chosen.epochs, chosen.temperature, chosen.review_threshold,
+                          chosen.ood_threshold, folds_text, plan.grouped, site.specimens, counts,
+                          time.perf_counter() - start, final.parity, notes, soup_proto, [class_keys[i] for i in rare],
+                          final.pseudo_labelled, plan.offered,
+                          EPOCH_RULE + (f"; the longest schedule is {plan.stage1} epochs then one round of pseudo-labels "
+                                        f"on the lab's unlabelled cells ({plan.extra} more)" if plan.extra else ""))
+
+
+def _base_figures(base: onnx.ModelProto, images: np.ndarray, labels: np.ndarray, base_thresholds: tuple) -> RuleFigures:
+    """The base model on every cell, with its own (review, ood, decision) thresholds."""
     base_out = onnx_outputs(base, images)
     review0, ood0, decision0 = base_thresholds
-    before = rule_figures(base_out["probabilities"], base_out.get("ood_score"), labels, review0, ood0, decision0)
+    return rule_figures(base_out["probabilities"], base_out.get("ood_score"), labels, review0, ood0, decision0)
 
+
+@dataclass(frozen=True)
+class _Plan:
+    """The folds, and the epochs each fine-tune runs: verified cells to `stage1`, then `extra` with pseudo-labels."""
+
+    grouped: bool  # folds by specimen (else by image)
+    fold_of: np.ndarray  # fold index per cell
+    k: int
+    checkpoints: list[int]
+    stage1: int
+    extra: int  # epochs of the pseudo-label round; 0 without unlabelled cells
+    unlabelled: np.ndarray | None  # offered to every fine-tune (None without)
+
+    @property
+    def offered(self) -> int:
+        return 0 if self.unlabelled is None else len(self.unlabelled)
+
+    def steps(self, n: int, min_steps: int) -> int:
+        """A fine-tune's batches on `n` verified cells: the verified stage, then at most every unlabelled cell."""
+        return _steps(n, min_steps) * self.stage1 + (_steps(n + self.offered, min_steps) * self.extra if self.extra else 0)
+
+
+def _plan(site: SiteArrays, folds: int, max_epochs: int, unlabelled: np.ndarray | None, pseudo_epochs: int) -> _Plan:
     grouped = site.grouped_by_specimen and site.specimens >= MIN_SPECIMENS_FOR_GROUPS
+    labels = site.labels
     fold_of = grouped_folds(labels, site.groups if grouped else np.arange(len(labels)).astype(str), folds)
-    k = int(fold_of.max()) + 1
     with_unlabelled = unlabelled is not None and len(unlabelled) > 0 and pseudo_epochs > 0
     extra = pseudo_epochs if with_unlabelled else 0
     checkpoints = schedule(max_epochs, extra)
-    stage1 = checkpoints[-2] if extra else checkpoints[-1]
-    n_unlabelled = len(unlabelled) if with_unlabelled else 0
+    return _Plan(grouped, fold_of, int(fold_of.max()) + 1, checkpoints, checkpoints[-2] if extra else checkpoints[-1],
+                 extra, unlabelled if with_unlabelled else None)
 
-    def steps_of(n: int) -> int:  # a fine-tune's batches: the verified stage, then at most every unlabelled cell
-        return _steps(n, min_steps) * stage1 + (_steps(n + n_unlabelled, min_steps) * extra if extra else 0)
 
-    total_steps = sum(steps_of(int((fold_of != f).sum())) for f in range(k)) + steps_of(len(images))
-    done = [0]
+class _Ticks:
+    """Counts the fine-tunes' batches and reports the share of the whole run done."""
 
-    def tick():
-        done[0] += 1
-        if progress and done[0] % 5 == 0:
-            progress("fine-tuning", min(done[0] / total_steps, 0.99))
+    def __init__(self, progress: Progress | None, total_steps: int) -> None:
+        self.progress, self.total_steps, self.done = progress, total_steps, 0
 
-    held_logits = {e: np.zeros((len(labels), n_classes), np.float32) for e in checkpoints}
-    held_feats: dict[int, np.ndarray] = {}
-    train_feats: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-    fold_weights: dict[tuple[int, int], list[np.ndarray]] = {}
-    for f in range(k):
-        train, test = fold_of != f, fold_of == f
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress and self.done % 5 == 0:
+            self.say("fine-tuning")
+
+    def say(self, stage: str) -> None:
+        if self.progress:
+            self.progress(stage, min(self.done / self.total_steps, 0.99))
+
+
+@dataclass
+class _HeldOut:
+    """What the fold models gave at each checkpoint: held-out logits and features per epoch; per (fold, epoch)
+    some training cells' features (for that fold's Unfamiliar statistics) and, for the soup, the weights."""
+
+    logits: dict[int, np.ndarray]
+    feats: dict[int, np.ndarray] = field(default_factory=dict)
+    train_feats: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    fold_weights: dict[tuple[int, int], list[np.ndarray]] = field(default_factory=dict)
+
+
+def _cross_validate(base: onnx.ModelProto, images: np.ndarray, labels: np.ndarray, n_classes: int, plan: _Plan,
+                    ticks: _Ticks, cancel: threading.Event | None, min_steps: int, soup: bool) -> _HeldOut:
+    """Each fold fine-tunes a fresh copy on the other folds' cells and scores its own at every checkpoint."""
+    held = _HeldOut({e: np.zeros((len(labels), n_classes), np.float32) for e in plan.checkpoints})
+    for f in range(plan.k):
+        train, test = plan.fold_of != f, plan.fold_of == f
 
         some_train = np.flatnonzero(train)
         some_train = np.random.default_rng(f).permutation(some_train)[:OOD_FIT_CELLS]
 
         def record(epoch, model, f=f, test=test, some_train=some_train):
             logits, feats = _outputs(model, images[test])
-            held_logits[epoch][test] = logits
-            held_feats.setdefault(epoch, np.zeros((len(labels), feats.shape[1]), np.float32))[test] = feats
-            train_feats[(f, epoch)] = (_outputs(model, images[some_train])[1], labels[some_train])
+            held.logits[epoch][test] = logits
+            held.feats.setdefault(epoch, np.zeros((len(labels), feats.shape[1]), np.float32))[test] = feats
+            held.train_feats[(f, epoch)] = (_outputs(model, images[some_train])[1], labels[some_train])
             if soup:
-                fold_weights[(f, epoch)] = [w.copy() for w in model.get_weights()]
+                held.fold_weights[(f, epoch)] = [w.copy() for w in model.get_weights()]
 
-        _fine_tune(base, images[train], labels[train], stage1, seed=f, on_checkpoint=record, cancel=cancel, tick=tick,
-                   min_steps=min_steps, unlabelled=unlabelled if with_unlabelled else None, pseudo_epochs=extra)
+        _fine_tune(base, images[train], labels[train], plan.stage1, seed=f, on_checkpoint=record, cancel=cancel,
+                   tick=ticks.tick, min_steps=min_steps, unlabelled=plan.unlabelled, pseudo_epochs=plan.extra)
+    return held
 
-    # Settings for fold f come from the other folds only; the final model's from all of them.
-    def best_epoch(mask: np.ndarray) -> int:
-        included = [g for g in range(k) if (mask & (fold_of == g)).any()]
-        return longest_within_one_se({e: [_accuracy(held_logits[e][fold_of == g], labels[fold_of == g])
-                                          for g in included] for e in checkpoints})
 
-    rare = tuple(class_keys.index(c) for c in rare_classes(counts))  # too few verified cells: calls to Review
+def _best_epoch(held: _HeldOut, plan: _Plan, labels: np.ndarray, mask: np.ndarray) -> int:
+    """The epochs chosen on the folds that hold cells of `mask` (settings never see the cells they score)."""
+    included = [g for g in range(plan.k) if (mask & (plan.fold_of == g)).any()]
+    return longest_within_one_se({e: [_accuracy(held.logits[e][plan.fold_of == g], labels[plan.fold_of == g])
+                                      for g in included] for e in plan.checkpoints})
+
+
+def _out_of_fold_figures(held: _HeldOut, plan: _Plan, labels: np.ndarray, n_classes: int, rare: tuple,
+                         groups: np.ndarray) -> RuleFigures:
+    """Each fold's cells called with epochs, temperature and thresholds chosen on the other folds only."""
     probs = np.zeros((len(labels), n_classes))
     ood = np.zeros(len(labels))
     accepted = np.zeros(len(labels), bool)
     top = np.zeros(len(labels), int)
-    for f in range(k):
-        others, test = fold_of != f, fold_of == f
-        e = best_epoch(others)
-        t = fit_temperature(held_logits[e][others], labels[others])
-        p_others = softmax(held_logits[e][others], t)
+    for f in range(plan.k):
+        others, test = plan.fold_of != f, plan.fold_of == f
+        e = _best_epoch(held, plan, labels, others)
+        t = fit_temperature(held.logits[e][others], labels[others])
+        p_others = softmax(held.logits[e][others], t)
         review = _review_threshold(p_others, labels[others])
-        stats = fit_unfamiliar(*train_feats[(f, e)], n_classes)
-        scores = ood_scores(held_feats[e], stats)
+        stats = fit_unfamiliar(*held.train_feats[(f, e)], n_classes)
+        scores = ood_scores(held.feats[e], stats)
         ood_threshold = unfamiliar_threshold(scores[others])
-        probs[test] = softmax(held_logits[e][test], t)
+        probs[test] = softmax(held.logits[e][test], t)
         ood[test] = scores[test]
         rule = decide(probs[test], ood[test], review, ood_threshold, review_classes=rare)
         accepted[test], top[test] = rule.accepted, rule.top
-    after = figures_of(top, accepted, labels, site.groups if grouped else np.arange(len(labels)))
+    return figures_of(top, accepted, labels, groups if plan.grouped else np.arange(len(labels)))
 
-    epochs = best_epoch(np.ones(len(labels), bool))
-    temperature = fit_temperature(held_logits[epochs], labels)
-    review_threshold = _review_threshold(softmax(held_logits[epochs], temperature), labels)
-    oof_ood = np.concatenate([ood_scores(held_feats[epochs][fold_of == f],
-                                          fit_unfamiliar(*train_feats[(f, epochs)], n_classes)) for f in range(k)])
-    ood_threshold = unfamiliar_threshold(oof_ood)
 
-    if progress:
-        progress("final model", min(done[0] / total_steps, 0.99))
+@dataclass(frozen=True)
+class _Settings:
+    """What the site model is trained and served with, chosen on every fold's held-out cells."""
+
+    epochs: int
+    temperature: float
+    review_threshold: float
+    ood_threshold: float
+
+
+def _final_settings(held: _HeldOut, plan: _Plan, labels: np.ndarray, n_classes: int) -> _Settings:
+    epochs = _best_epoch(held, plan, labels, np.ones(len(labels), bool))
+    temperature = fit_temperature(held.logits[epochs], labels)
+    review_threshold = _review_threshold(softmax(held.logits[epochs], temperature), labels)
+    oof_ood = np.concatenate([ood_scores(held.feats[epochs][plan.fold_of == f],
+                                         fit_unfamiliar(*held.train_feats[(f, epochs)], n_classes))
+                              for f in range(plan.k)])
+    return _Settings(epochs, temperature, review_threshold, unfamiliar_threshold(oof_ood))
+
+
+@dataclass(frozen=True)
+class _FinalModel:
+    rebuilt: Rebuilt  # fine-tuned on every cell
+    proto: onnx.ModelProto
+    parity: dict
+    pseudo_labelled: int
+
+
+def _final_model(base: onnx.ModelProto, images: np.ndarray, labels: np.ndarray, n_classes: int, plan: _Plan,
+                 chosen: _Settings, ticks: _Ticks, cancel: threading.Event | None, min_steps: int) -> _FinalModel:
+    """A fresh copy fine-tuned on every cell for the chosen epochs, its Unfamiliar statistics refitted, written
+    back into the base graph and proved against Keras."""
     pseudo: list[int] = []
-    final_pseudo = extra if epochs > stage1 else 0  # the rule chose the pseudo-label round
-    rebuilt = _fine_tune(base, images, labels, stage1 if final_pseudo else epochs, seed=k, on_checkpoint=None,
-                         cancel=cancel, tick=tick, min_steps=min_steps,
-                         unlabelled=unlabelled if final_pseudo else None, pseudo_epochs=final_pseudo, pseudo=pseudo)
+    final_pseudo = plan.extra if chosen.epochs > plan.stage1 else 0  # the rule chose the pseudo-label round
+    rebuilt = _fine_tune(base, images, labels, plan.stage1 if final_pseudo else chosen.epochs, seed=plan.k,
+                         on_checkpoint=None, cancel=cancel, tick=ticks.tick, min_steps=min_steps,
+                         unlabelled=plan.unlabelled if final_pseudo else None, pseudo_epochs=final_pseudo, pseudo=pseudo)
     _, feats = _outputs(rebuilt.model, images)
     stats = fit_unfamiliar(feats, labels, n_classes)
-    proto = write_back(rebuilt, temperature, stats)
+    proto = write_back(rebuilt, chosen.temperature, stats)
     height, width = images.shape[1:3]
-    serve = export.serving_function(rebuilt.model, temperature, stats, height, width)
+    serve = export.serving_function(rebuilt.model, chosen.temperature, stats, height, width)
     parity = export.prove_parity(serve, proto, images[:256])
-    soup_proto = None
-    if soup:
-        members = [rebuilt.model.get_weights()] + [fold_weights[(f, epochs)] for f in range(k)]
-        rebuilt.model.set_weights([np.mean(ws, axis=0) for ws in zip(*members)])
-        soup_stats = fit_unfamiliar(_outputs(rebuilt.model, images)[1], labels, n_classes)
-        soup_proto = write_back(rebuilt, temperature, soup_stats)
-    if progress:
-        progress("done", 1.0)
+    return _FinalModel(rebuilt, proto, parity, sum(pseudo))
+
+
+def _soup(rebuilt: Rebuilt, held: _HeldOut, plan: _Plan, chosen: _Settings, images: np.ndarray, labels: np.ndarray,
+          n_classes: int) -> onnx.ModelProto:
+    """Experiment: the final and fold models' weights at the chosen epoch averaged (overwrites `rebuilt`'s)."""
+    members = [rebuilt.model.get_weights()] + [held.fold_weights[(f, chosen.epochs)] for f in range(plan.k)]
+    rebuilt.model.set_weights([np.mean(ws, axis=0) for ws in zip(*members)])
+    soup_stats = fit_unfamiliar(_outputs(rebuilt.model, images)[1], labels, n_classes)
+    return write_back(rebuilt, chosen.temperature, soup_stats)
+
+
+def _notes(grouped: bool, before: RuleFigures, after: RuleFigures, rare: tuple, class_keys: list[str]) -> list[str]:
+    """What the technician should know before trusting the figures."""
     notes = []
     if not grouped:
         notes.append("No specimens were known (or fewer than 3): folds are by image, and cells of one specimen may be "
@@ -378,16 +479,10 @@ def deep_adapt(base: onnx.ModelProto, site: SiteArrays, class_keys: list[str], b
     if after.accuracy < before.accuracy or after.balanced_accuracy < before.balanced_accuracy:
         notes.append(f"Worse than the base model on this lab's cells (accuracy {before.accuracy:.1%} → "
                      f"{after.accuracy:.1%}, balanced {before.balanced_accuracy:.1%} → {after.balanced_accuracy:.1%}).")
-    folds_text = (f"{k}-fold grouped by specimen ({site.specimens} specimens)" if grouped
-                  else f"{k}-fold by image (no specimens known)")
     if rare:
         notes.append(f"Fewer than 10 verified cells of {', '.join(class_keys[i] for i in rare)}: the site model's "
                      "calls of these go to Review. Verify more of them before trusting its calls.")
-    return DeepAdaptation(proto, before, after, epochs, temperature, review_threshold, ood_threshold, folds_text,
-                          grouped, site.specimens, counts, time.perf_counter() - start, parity, notes, soup_proto,
-                          [class_keys[i] for i in rare], sum(pseudo), len(unlabelled) if with_unlabelled else 0,
-                          EPOCH_RULE + (f"; the longest schedule is {stage1} epochs then one round of pseudo-labels "
-                                        f"on the lab's unlabelled cells ({extra} more)" if extra else ""))
+    return notes
 
 
 def site_metadata(base: Model, result: DeepAdaptation, site: str, number: int, approved_by: str, source: dict,
