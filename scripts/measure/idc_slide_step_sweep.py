@@ -21,6 +21,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from desktop.core.inference.model import Model
 from desktop.core.inference.slide_step import SlideStep
+from scripts.measure.tables import emit
 from trainer.calibration import balanced_accuracy_threshold
 from trainer.data import load_arrays, split_idc
 from trainer.slides import COMPLETE_SLIDE_PATCHES, slide_level
@@ -51,11 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         ba = balanced_accuracy_score(val.y, calls.astype(int))
         fractions = " | ".join(f"{calls[patients == q].mean():.1%}" for q in complete)
         lines.append(f"| {radius if weight else '-'} | {weight} | {threshold} | {ba:.4f} | {fractions} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text, encoding="utf-8")
-    return 0
+    return emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

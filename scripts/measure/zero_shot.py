@@ -19,6 +19,7 @@ os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 from desktop.core.inference.model import Model
 from desktop.core.lab.adaptation import rule_figures
 from desktop.core.lab.site_cells import cells_from_folder, extract
+from scripts.measure.tables import emit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             f = site_figures(model, folder)
             lines.append(f"| {site} | {f.n} | {name} | {f.accuracy:.3f} | {f.balanced_accuracy:.3f} | "
                          f"{f.accepted_share:.3f} | {f.accepted_accuracy:.3f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text, encoding="utf-8")
-    return 0
+    return emit(lines, args.markdown)
 
 
 if __name__ == "__main__":
