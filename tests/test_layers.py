@@ -30,3 +30,16 @@ def test_core_layers_run_one_way():
                         and LAYERS.index(parts[2]) > rank:
                     upward.append(f"{path.relative_to(CORE)}:{line} imports {module}")
     assert upward == [], "\n".join(upward)
+
+
+def test_no_core_module_reaches_into_another_modules_objects_privates():
+    """Lifecycle works on the session's store and a public actor, not on Session's private methods (issue 41 item 3):
+    no core module calls `<name>._something` on an object other than itself or a module."""
+    import re
+
+    offenders = []
+    for path in CORE.rglob("*.py"):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for match in re.finditer(r"\b(session|store|record|cell|model)\._[a-z]\w*\(", line):
+                offenders.append(f"{path.relative_to(CORE)}:{number}: {match.group(0)}")
+    assert offenders == []

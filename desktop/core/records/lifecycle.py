@@ -60,7 +60,7 @@ def set_target(session: Session, value: int, operator: str) -> None:
     before = session.record().target
     if value == before and session.store.meta("target") is not None:
         return
-    with session.store.write(session._actor(operator)) as w:
+    with session.store.write(session.actor(operator)) as w:
         w.set_meta("target", str(value))
         w.audit("target count", None, str(before), str(value))
     session.events.state.emit(session.record())
@@ -75,7 +75,7 @@ def set_identity(session: Session, specimen_id: str, patient_id: str, operator: 
     before = session.record()
     if (before.specimen_id, before.patient_id) == (specimen_id, patient_id):
         return
-    with session.store.write(session._actor(operator)) as w:
+    with session.store.write(session.actor(operator)) as w:
         w.set_meta("specimen_id", specimen_id)
         w.set_meta("patient_id", patient_id)
         w.audit("specimen", None, f"{before.specimen_id} / {before.patient_id}".strip(" /"),
@@ -141,7 +141,7 @@ def sign_off(session: Session, operator: str, specimen_id: str | None = None) ->
     if changes.any:
         raise SignOffRefused(f"The folder has changed since it was classified ({changes.summary()}). "
                              "Classify it again before signing off.")
-    with session.store.write(session._actor(operator)) as w:
+    with session.store.write(session.actor(operator)) as w:
         # again inside the transaction: nothing changes between check and seal
         cells = session.store.cells()  # read once, inside the transaction that seals them
         left = review_left(session, cells) or nothing_counted(session, cells)
@@ -172,7 +172,7 @@ def signer_account(session: Session) -> str:
 def verify(session: Session, operator: str, *, allow_same_account: bool = False) -> None:
     """A second person's check of a signed-off session: another name, and another OS account
     unless the lab's setting allows the same one (then the audit row says so)."""
-    actor = session._actor(operator)
+    actor = session.actor(operator)
     record = session.record()
     if not record.signed:
         raise SignOffRefused("Only a signed-off session can be verified.")
@@ -194,7 +194,7 @@ def verify(session: Session, operator: str, *, allow_same_account: bool = False)
 
 
 def reopen(session: Session, operator: str, reason: str) -> None:
-    actor = session._actor(operator)
+    actor = session.actor(operator)
     if not reason.strip():
         raise ActionRefused("A reason is needed to reopen a signed-off session.")
     if not session.signed:

@@ -340,7 +340,9 @@ class Session:
             self.events.cells_changed.emit(self.store.cells(writer.touched))
 
     # --- the technician's actions (each one state-checked and audited in one transaction) ----
-    def _actor(self, operator: str) -> Actor:
+    def actor(self, operator: str) -> Actor:
+        """Who acts: the named operator under this computer login (the audit trail records both). Refused for an
+        empty name, or when the record was altered outside SlideTally."""
         operator = (operator or "").strip()
         if not operator:
             raise ActionRefused("Enter the operator's name first.")
@@ -364,7 +366,7 @@ class Session:
     def _finalise(self, files: Iterable[str], operator: str, action: str, final_of) -> list[Previous]:
         """Give cells a confirmed final call, each with its audit row; unreadable and missing cells are left."""
         previous = []
-        with self.store.write(self._actor(operator)) as w:
+        with self.store.write(self.actor(operator)) as w:
             for file in files:
                 cell = w.cell(file)
                 if cell is None or cell.unreadable or cell.missing:
@@ -379,7 +381,7 @@ class Session:
 
     def restore(self, previous: list[Previous], operator: str, action: str = "undo") -> None:
         """Put final calls back as they were (undo / redo), audited like any change."""
-        with self.store.write(self._actor(operator)) as w:
+        with self.store.write(self.actor(operator)) as w:
             for p in previous:
                 cell = w.cell(p.file)
                 if cell is None:
