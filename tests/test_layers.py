@@ -41,5 +41,7 @@ def test_no_core_module_reaches_into_another_modules_objects_privates():
     for path in CORE.rglob("*.py"):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             for match in re.finditer(r"\b(session|store|record|cell|model)\._[a-z]\w*\(", line):
+                if path.stem == match.group(1):  # a class's own module may use its instances' privates
+                    continue
                 offenders.append(f"{path.relative_to(CORE)}:{number}: {match.group(0)}")
     assert offenders == []
