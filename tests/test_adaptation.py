@@ -114,3 +114,24 @@ def test_cli_verify_and_adapt_from_signed_sessions(tmp_path, base):
     assert out.returncode == 0, out.stderr
     assert "site cross-validated (3-fold; no session" in out.stdout
     assert Model(tmp_path / "site.onnx").info.version.endswith("+site.north.1")
+
+
+def test_folds_keep_each_specimen_whole_and_balance_cells_and_classes():
+    """fold_ids, pinned (issue 41: a mutation of its class balance survived): with specimens, none is split over two
+    folds and the folds' cell counts stay within one specimen of each other; without, every class is spread evenly."""
+    import numpy as np
+
+    from desktop.core.lab.adaptation import fold_ids
+
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(10), [30, 25, 20, 18, 15, 12, 10, 8, 5, 3])
+    labels = rng.integers(0, 3, len(groups))
+    ids, _ = fold_ids(labels, groups, folds=5)
+    assert all(len(set(ids[groups == g])) == 1 for g in np.unique(groups))
+    loads = np.bincount(ids, minlength=5)
+    assert loads.max() - loads.min() <= 5  # largest specimens first, each to the lightest fold: 30 30 28 28 30
+    labels = np.repeat([0, 1, 2], [23, 17, 9])
+    ids, _ = fold_ids(labels, np.zeros(len(labels)), folds=5)
+    for k in range(3):
+        per_fold = np.bincount(ids[labels == k], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 1, (k, per_fold)
