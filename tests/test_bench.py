@@ -41,7 +41,11 @@ def test_the_bench_prints_each_stage_of_the_end_to_end_path(tiny_model, good_fol
     for stage in ("list", "read+hash", "decode", "model", "decide", "store"):
         assert re.search(rf"^\s+{re.escape(stage)}\s+[\d.]+ µs", out.stdout, re.M), out.stdout
     assert "CPU per image" in out.stdout
-    assert parse_bench(out.stdout)["E img/s"] > 0
+    figures = parse_bench(out.stdout)
+    assert figures["E img/s"] > 0
+    # the figures are each other's, not only in the right format: the limit of decode and model in series, and E's share
+    assert abs(figures["limit img/s"] - 1 / (1 / figures["D img/s"] + 1 / figures["M img/s"])) <= 1
+    assert abs(figures["E / limit"] - figures["E img/s"] / figures["limit img/s"]) <= 0.01
 
 
 def test_compare_with_a_checkout_alternates_a_b_a_b_and_prints_the_ratios(tiny_model, good_folder):
@@ -53,6 +57,7 @@ def test_compare_with_a_checkout_alternates_a_b_a_b_and_prints_the_ratios(tiny_m
     for name, values in rows.items():
         assert len(values) == 3, (name, values)  # two rounds and their median
         assert all(v > 0 for v in values), (name, values)
+        assert abs(values[2] - (values[0] + values[1]) / 2) <= 0.011, (name, values)  # the median of two rounds
 
 
 def test_compare_with_a_model_file_runs_both_models_in_turn(tmp_path, tiny_model, good_folder):
