@@ -23,6 +23,9 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "installer"))
 import sbom
+import sbom_bundle
+import sbom_native
+import sbom_probes
 
 SITE = Path(sysconfig.get_paths()["purelib"])
 # Where the bundle has what the probes read (under _internal/), and where the dev venv has it.
@@ -68,7 +71,7 @@ NUMBER = re.compile(r"^\d+(\.\d+)+$")
 
 
 def _program(path: Path, modules: tuple[str, ...]) -> None:
-    """A PyInstaller program as sbom.pyz_modules reads it: a CArchive after the bootloader, whose 'z' entry is a PYZ
+    """A PyInstaller program as sbom_bundle.pyz_modules reads it: a CArchive after the bootloader, whose 'z' entry is a PYZ
     archive listing the modules (the layout PyInstaller 6 writes)."""
     toc = marshal.dumps([(f"{m}.core", (0, 0, 0)) for m in modules])
     pyz = b"PYZ\0" + bytes(4) + struct.pack("!i", 12) + toc
@@ -105,11 +108,11 @@ def _base() -> dict:
 @pytest.fixture(scope="module")
 def bom(bundle) -> dict:
     with pytest.MonkeyPatch.context() as patch:  # the bootloader's version is PyInstaller's, in the build venv
-        patch.setattr(sbom, "version_of", lambda name: VERSION_OF(name) or ("6.0" if name == "pyinstaller" else None))
+        patch.setattr(sbom_probes, "version_of", lambda name: VERSION_OF(name) or ("6.0" if name == "pyinstaller" else None))
         return sbom.complete(_base(), None, "0.1.0", bundle)
 
 
-VERSION_OF = sbom.version_of
+VERSION_OF = sbom_probes.version_of
 
 
 def _parts(bom: dict) -> dict[str, dict]:
@@ -199,9 +202,9 @@ def test_the_check_names_an_unknown_library_and_a_missing_version(bom, bundle, t
 
 
 def test_a_version_not_found_stops_the_build_naming_the_part(bundle, monkeypatch):
-    monkeypatch.setattr(sbom, "version_of", lambda name: None if name == "pyinstaller" else VERSION_OF(name))
-    with pytest.raises(sbom.ProbeError, match=r"native:pyinstaller-bootloader \(slidetally\)"):
-        sbom.native_parts(sbom.bundle_files(bundle), None)
+    monkeypatch.setattr(sbom_probes, "version_of", lambda name: None if name == "pyinstaller" else VERSION_OF(name))
+    with pytest.raises(sbom_probes.ProbeError, match=r"native:pyinstaller-bootloader \(slidetally\)"):
+        sbom_native.native_parts(sbom_bundle.bundle_files(bundle), None)
 
 
 def test_opencv_summary_is_read_from_cmakes_log_too():
@@ -210,9 +213,9 @@ def test_opencv_summary_is_read_from_cmakes_log_too():
            "--     PNG:                         build (ver 1.6.50)\n"
            "--     TIFF:                        build (ver 42 - 4.7.1)\n"
            "--     HarfBuzz:                    build (ver 14.2.1)\n")
-    assert sbom.codec_versions(log) == {"libjpeg-turbo": "3.1.2", "libpng": "1.6.50", "libtiff": "4.7.1",
-                                        "harfbuzz": "14.2.1", "softfloat": None, "dlpack": None}
-    system = sbom.codec_versions("    PNG:                         /usr/lib/x86_64-linux-gnu/libpng.so (ver 1.6.39)\n")
+    assert sbom_native.codec_versions(log) == {"libjpeg-turbo": "3.1.2", "libpng": "1.6.50", "libtiff": "4.7.1",
+                                               "harfbuzz": "14.2.1", "softfloat": None, "dlpack": None}
+    system = sbom_native.codec_versions("    PNG:                         /usr/lib/x86_64-linux-gnu/libpng.so (ver 1.6.39)\n")
     assert system["libpng"] is None  # the system's library: not compiled in
 
 
@@ -224,11 +227,11 @@ def test_a_part_the_sbom_does_not_know_stops_the_build(tmp_path):
                  "libpng-LICENSE", "libpng-README", "libjpeg-turbo-README.md", "libjpeg-turbo-LICENSE.md",
                  "libjpeg-turbo-README.ijg"):
         (licences / name).touch()
-    assert sbom.licensed_parts(tmp_path) == {"libjpeg-turbo", "libpng", "libtiff", "harfbuzz", "softfloat", "dlpack",
-                                             "fonts"}
+    assert sbom_native.licensed_parts(tmp_path) == {"libjpeg-turbo", "libpng", "libtiff", "harfbuzz", "softfloat",
+                                                    "dlpack", "fonts"}
     (licences / "quirc-LICENSE").touch()
-    with pytest.raises(sbom.ProbeError, match="quirc-LICENSE"):
-        sbom.licensed_parts(tmp_path)
+    with pytest.raises(sbom_probes.ProbeError, match="quirc-LICENSE"):
+        sbom_native.licensed_parts(tmp_path)
 
 
 def test_qt_links_the_systems_zlib_and_freetype(bundle):
