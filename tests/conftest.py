@@ -167,3 +167,15 @@ def record_dialogs(monkeypatch, answers: dict) -> None:
     monkeypatch.setattr(QMessageBox, "warning", said)
     monkeypatch.setattr(QMessageBox, "information", said)
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ana Ruiz", True))
+
+
+def served_background(model, timeout: float = 30):
+    """The model's white-balance Background once its split front end serves (a condition wait, bounded by
+    `timeout`); None if it never does (a model served whole)."""
+    import time
+
+    model.start_front_end()
+    end = time.monotonic() + timeout
+    while model._background is None and time.monotonic() < end:
+        time.sleep(0.05)
+    return model._background

@@ -3,28 +3,17 @@ decoding): the same numbers as the model file, bit for bit; other models are ser
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-from conftest import SAMPLES, shipped
+from conftest import SAMPLES, served_background, shipped
 
 from desktop.core.inference.front_end import FED, split
 from desktop.core.inference.imaging import load_prepared
 from desktop.core.inference.model import Model
 
 
-def _served(model: Model, timeout: float = 30):
-    """The model's Background once its split front end serves (None if it never does)."""
-    model.start_front_end()
-    end = time.monotonic() + timeout
-    while model._background is None and time.monotonic() < end:
-        time.sleep(0.05)
-    return model._background
-
-
 def test_the_split_front_end_gives_exactly_the_model_files_numbers():
     model = Model(shipped("blood-pbc8.onnx"))
-    assert _served(model) is not None, "the shipped blood model should be served split"
+    assert served_background(model) is not None, "the shipped blood model should be served split"
     real = [load_prepared(p, model.info.input) for p in sorted((SAMPLES / "blood").rglob("*.jpg"))]
     rng = np.random.default_rng(7)
     shape = (8, model.info.input.height, model.info.input.width, 3)
@@ -54,7 +43,7 @@ def test_the_split_starts_by_itself_once_it_pays_for_itself(monkeypatch):
 def test_a_model_without_the_front_end_is_served_whole(tiny_model):
     model = Model(tiny_model)
     assert split(tiny_model.read_bytes()) is None
-    assert _served(model, timeout=3) is None
+    assert served_background(model, timeout=3) is None
     assert set(model.feed(np.zeros((2, 16, 16, 3), np.uint8))) == {"image"}
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, shipped
+from conftest import ROOT, served_background, shipped
 
 pytest.importorskip("tensorflow")
 
@@ -73,13 +72,6 @@ def _export(tmp_path, monkeypatch, size: int):
     return exported, images
 
 
-def _served(model: Model, timeout: float = 60):
-    model.start_front_end()
-    end = time.monotonic() + timeout
-    while model._background is None and time.monotonic() < end:
-        time.sleep(0.05)
-    return model._background
-
 
 @pytest.mark.parametrize("size", [32, 30])  # 30: not a multiple of the 4x4 cells, the graph crops
 def test_a_newly_exported_white_balance_model_is_served_split_with_the_files_numbers(tmp_path, monkeypatch, size):
@@ -92,7 +84,7 @@ def test_a_newly_exported_white_balance_model_is_served_split_with_the_files_num
     exported, images = _export(tmp_path, monkeypatch, size)
     assert exported.parity["max_abs_dprob"] <= 1e-4  # the export is proved against Keras, layer included
     model = Model(exported.path)
-    assert _served(model) is not None, "the exported white balance should be served split"
+    assert served_background(model, timeout=60) is not None, "the exported white balance should be served split"
     feed = model.feed(images)
     assert set(feed) == {"image", FED}
     # the app measures the background beside decoding exactly as the trainer's layer does
