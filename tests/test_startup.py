@@ -66,3 +66,27 @@ def test_a_window_closed_while_starting_closes_cleanly(qtbot, tmp_path):
     qtbot.addWidget(window)
     window.show()
     assert window.close()
+
+
+def test_keys_typed_before_the_window_is_complete_act_once_it_is(qtbot, tmp_path, monkeypatch):
+    """The window is painted before its shortcuts exist: a key pressed in between is held and replayed, never lost
+    (Ctrl+O opens the folder dialog; Ctrl+Q then closes the window)."""
+    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtWidgets import QFileDialog
+
+    from desktop.ui.main_window import MainWindow
+
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: asked.append(a) or ""))
+    window = MainWindow(data_root=tmp_path / "data", complete_later=True,
+                        settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.keyClick(window, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)  # the frame: no shortcut yet
+    qtbot.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    assert asked == [] and window.isVisible()
+    window.complete()
+    window.replay_early_keys()
+    assert len(asked) == 1  # Ctrl+O: the folder dialog
+    qtbot.waitUntil(lambda: not window.isVisible())  # Ctrl+Q: closed

@@ -41,6 +41,8 @@ SHORTCUTS = (
     Keys("Ctrl+Shift+U", "Change user (who is working; shown at the bottom right)", {"change_user": ("Ctrl+Shift+U",)}),
     Keys("Esc", "Cancel classification (closes the large view when it is open)", {"cancel": ("Esc",)}),
     Keys("F1", "This list", {"shortcuts": ("F1",)}),
+    # Qt's standard Quit key is empty on Windows and on the offscreen platform: Ctrl+Q is bound everywhere.
+    Keys("Ctrl+Q", "Quit (everything done is already saved)", {"quit": ("Ctrl+Q",)}),
 )
 
 
@@ -95,7 +97,6 @@ class Actions:
         action("undo", "&Undo", review.undo)
         action("redo", "&Redo", review.redo)
         action("quit", "&Quit", w.close)
-        self.quit.setShortcut(QKeySequence.StandardKey.Quit)
         action("shortcuts", "&Keyboard shortcuts", w.show_shortcuts)
         action("card", "&Model card…", lambda: about.show_model_card(w))
         action("about", "&About SlideTally", lambda: about.show_about(w))

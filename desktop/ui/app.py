@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         window.sessions.load_models()
         if folder is not None:
             window.sessions.open_folder(folder)
+        window.replay_early_keys()  # a key typed during the start acts now, as it would have on a complete window
         QTimer.singleShot(500, preload_outlets)
 
     window.when_painted(after_paint)

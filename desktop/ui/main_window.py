@@ -14,6 +14,7 @@ from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 
 from desktop.core.resources import user_data_dir, user_models_dir
+from desktop.ui.early_keys import EarlyKeys
 from desktop.ui.settings import THUMB_SIZES, WindowSettings
 
 if TYPE_CHECKING:  # imported when the window is completed, after its first paint (see MainWindow.complete)
@@ -44,8 +45,15 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Starting…")
         self.completed = False
         self._painted: list = []  # callbacks waiting for the first paint (when_painted)
+        self.early_keys = EarlyKeys(self) if complete_later else None  # keys typed before complete(): replayed
         if not complete_later:
             self.complete()
+
+    def replay_early_keys(self) -> None:
+        """The keys pressed while the window was completing, now that it is (and its models are loaded)."""
+        if self.early_keys is not None:
+            self.early_keys.replay()
+            self.early_keys = None
 
     def when_painted(self, callback) -> None:
         """Run callback once the window has been painted (at once if it has): the app completes the window then."""

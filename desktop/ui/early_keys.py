@@ -1,0 +1,59 @@
+"""Keys pressed before the window is complete: held, then replayed once it is.
+
+The window is painted before the core loads (MainWindow's two steps), so for a fraction of a second it is on
+screen without its shortcuts. A technician who types at once (a class key, Ctrl+O, Ctrl+Q) must not lose the key:
+the frame holds every key meant for it and, when the window is complete and the models are loaded, replays each
+through the same shortcut or widget it would have reached."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QKeyCombination, QObject, Qt
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QShortcut, QWindow
+from PySide6.QtWidgets import QApplication, QWidget
+
+HELD = (QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.ShortcutOverride)
+
+
+class EarlyKeys(QObject):
+    """An application event filter for one window, from its frame's creation until `replay()`."""
+
+    def __init__(self, window: QWidget) -> None:
+        super().__init__(window)
+        self.window = window
+        self.keys: list[tuple[int, Qt.KeyboardModifier, str]] = []
+        QApplication.instance().installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() not in HELD or not self._for_window(obj):
+            return False
+        if event.type() == QEvent.Type.KeyPress:
+            self.keys.append((event.key(), event.modifiers(), event.text()))
+        return True  # held: the frame has no shortcut or widget for it yet
+
+    def _for_window(self, obj: QObject) -> bool:
+        if isinstance(obj, QWindow):
+            return obj is self.window.windowHandle()
+        return isinstance(obj, QWidget) and obj.window() is self.window
+
+    def replay(self) -> None:
+        """Stop holding, and press each held key again, in order, on the completed window."""
+        QApplication.instance().removeEventFilter(self)
+        keys, self.keys = self.keys, []
+        for key, modifiers, text in keys:
+            press(self.window, key, modifiers, text)
+
+
+def press(window: QWidget, key: int, modifiers: Qt.KeyboardModifier, text: str) -> None:
+    """What the key does in the window: its shortcut (a class key, an action's keys), else the focused widget's."""
+    sequence = QKeySequence(QKeyCombination(modifiers, Qt.Key(key)))
+    for shortcut in window.findChildren(QShortcut):
+        if shortcut.isEnabled() and shortcut.key() == sequence:
+            shortcut.activated.emit()
+            return
+    for action in window.findChildren(QAction):
+        if action.isEnabled() and sequence in action.shortcuts():
+            action.trigger()
+            return
+    target = QApplication.focusWidget() or window
+    for kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+        QApplication.sendEvent(target, QKeyEvent(kind, key, modifiers, text))
