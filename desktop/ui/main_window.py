@@ -31,7 +31,7 @@ class MainWindow(QMainWindow):
     """Built in two steps, so the window is on screen before the core loads: the frame (title, size, the
     status line) needs only Qt; `complete()` imports the core (NumPy, OpenCV, ONNX Runtime...) and builds the
     rest. The app calls complete() after the first paint; MainWindow(...) without complete_later does both.
-    Keys pressed in between wait in the event queue and reach the completed window."""
+    Keys pressed in between are held and replayed on the completed window (early_keys.py)."""
 
     def __init__(self, data_root: Path | None = None, settings: QSettings | None = None,
                  complete_later: bool = False) -> None:
