@@ -82,7 +82,7 @@ def test_keys_typed_before_the_window_is_complete_act_once_it_is(qtbot, tmp_path
                         settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(window)
     window.show()
-    qtbot.waitExposed(window)
+    qtbot.waitUntil(lambda: window.early_keys is not None)  # held from the first paint on
     qtbot.keyClick(window, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)  # the frame: no shortcut yet
     qtbot.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
     assert asked == [] and window.isVisible()

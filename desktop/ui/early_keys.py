@@ -7,21 +7,25 @@ through the same shortcut or widget it would have reached."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QKeyCombination, QObject, Qt
-from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QShortcut, QWindow
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtWidgets import QApplication, QWidget
 
 HELD = (QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.ShortcutOverride)
 
 
 class EarlyKeys(QObject):
-    """An application event filter for one window, from its frame's creation until `replay()`."""
+    """An event filter on one window (the widget and its native window, where the window system's keys arrive
+    first), from its frame's creation until `replay()`. Not on the whole application: a Python filter there would
+    be called for every event of the first paint."""
 
     def __init__(self, window: QWidget) -> None:
         super().__init__(window)
         self.window = window
         self.keys: list[tuple[int, Qt.KeyboardModifier, str]] = []
-        QApplication.instance().installEventFilter(self)
+        window.winId()  # its native window now, so the filter is on it before the first key can arrive
+        self.watched = (window, window.windowHandle())
+        for watched in self.watched:
+            watched.installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
         if event.type() not in HELD or not self._for_window(obj):
@@ -31,13 +35,14 @@ class EarlyKeys(QObject):
         return True  # held: the frame has no shortcut or widget for it yet
 
     def _for_window(self, obj: QObject) -> bool:
-        if isinstance(obj, QWindow):
+        if obj.isWindowType():  # the QWindow Qt delivers the key to first
             return obj is self.window.windowHandle()
-        return isinstance(obj, QWidget) and obj.window() is self.window
+        return obj.isWidgetType() and obj.window() is self.window
 
     def replay(self) -> None:
         """Stop holding, and press each held key again, in order, on the completed window."""
-        QApplication.instance().removeEventFilter(self)
+        for watched in self.watched:
+            watched.removeEventFilter(self)
         keys, self.keys = self.keys, []
         for key, modifiers, text in keys:
             press(self.window, key, modifiers, text)
@@ -45,6 +50,10 @@ class EarlyKeys(QObject):
 
 def press(window: QWidget, key: int, modifiers: Qt.KeyboardModifier, text: str) -> None:
     """What the key does in the window: its shortcut (a class key, an action's keys), else the focused widget's."""
+    # imported here, not at the top: the frame's first paint does not wait for these types (35 ms)
+    from PySide6.QtCore import QKeyCombination
+    from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QShortcut
+
     sequence = QKeySequence(QKeyCombination(modifiers, Qt.Key(key)))
     for shortcut in window.findChildren(QShortcut):
         if shortcut.isEnabled() and shortcut.key() == sequence:

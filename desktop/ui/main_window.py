@@ -14,11 +14,11 @@ from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
 
 from desktop.core.resources import user_data_dir, user_models_dir
-from desktop.ui.early_keys import EarlyKeys
 from desktop.ui.settings import THUMB_SIZES, WindowSettings
 
 if TYPE_CHECKING:  # imported when the window is completed, after its first paint (see MainWindow.complete)
     from desktop.ui.actions import Actions
+    from desktop.ui.early_keys import EarlyKeys
     from desktop.ui.record_controller import RecordController
     from desktop.ui.review_actions import ReviewActions
     from desktop.ui.session_controller import SessionController
@@ -45,9 +45,19 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Starting…")
         self.completed = False
         self._painted: list = []  # callbacks waiting for the first paint (when_painted)
-        self.early_keys = EarlyKeys(self) if complete_later else None  # keys typed before complete(): replayed
-        if not complete_later:
+        self.early_keys: EarlyKeys | None = None  # keys typed before complete(): held, then replayed
+        if complete_later:
+            self.when_painted(self._hold_early_keys)  # first in line: before the app's complete()
+        else:
             self.complete()
+
+    def _hold_early_keys(self) -> None:
+        """From the first paint on (the window cannot be typed into before it is on screen). Not earlier: the key
+        filter's Qt event types cost the first paint 30 ms to load."""
+        from desktop.ui import early_keys
+
+        if not self.completed:
+            self.early_keys = early_keys.EarlyKeys(self)
 
     def replay_early_keys(self) -> None:
         """The keys pressed while the window was completing, now that it is (and its models are loaded)."""
