@@ -95,12 +95,20 @@ OPENCV_PARTS = {"libjpeg-turbo": "IJG AND BSD-3-Clause AND Zlib", "libpng": "Lib
 
 
 def opencv_licence(texts: dict[str, Path]) -> str:
-    parts = sorted({name.split("/")[-1].split("-")[0] if not name.split("/")[-1].startswith("libjpeg-turbo")
-                    else "libjpeg-turbo" for name in texts if name.startswith("3rdparty/")})
-    unknown = [part for part in parts if part not in OPENCV_PARTS]
+    """OpenCV's licence line from the texts its build installed (3rdparty/<part>-<file>), parts in order."""
+    parts, unknown = set(), set()
+    for name in texts:
+        if name.startswith("3rdparty/"):
+            file = name.removeprefix("3rdparty/")
+            part = next((p for p in OPENCV_PARTS if file.startswith(p + "-")), None)
+            if part:
+                parts.add(part)
+            else:
+                unknown.add(file)
     if unknown:
-        raise bl.LicenceError(f"OpenCV compiles in {', '.join(unknown)}: add its licence to OPENCV_PARTS")
-    return " AND ".join(["Apache-2.0"] + [f"{OPENCV_PARTS[part]} ({part})" for part in parts])
+        raise bl.LicenceError(f"OpenCV compiles in {', '.join(sorted(unknown))}: add its part to OPENCV_PARTS")
+    return " AND ".join(["Apache-2.0"] + [f"{OPENCV_PARTS[part]} ({part})" for part in sorted(parts)])
+
 
 # Libraries compiled into the Qt of the PySide6 wheel, whose texts the wheel does not carry: Debian's copyright
 # files of the same projects (other versions, same licences), where the build machine has them installed.

@@ -78,3 +78,18 @@ def test_licenses_md_lists_what_the_bundle_carries(comps):
     for name in ("hl7apy", "fhir.resources", "pydantic", "onnx", "openslide-bin", "Pillow", "LGPL-2.1-only", "CC BY 4.0"):
         assert name in md, name
     assert "FFmpeg" not in md
+
+
+def test_opencvs_licence_line_is_made_from_the_texts_of_what_it_compiles_in(tmp_path):
+    """Issue 42: the line named only some parts; now each part with a text is named, and a text of a part the build
+    does not know stops it (a new codec must get its licence before it ships)."""
+    text = tmp_path / "t"
+    text.write_text("x")
+    texts = {"LICENSE": text, "3rdparty/libjpeg-turbo-README.ijg": text, "3rdparty/libpng-LICENSE": text,
+             "3rdparty/dlpack-LICENSE": text, "3rdparty/SoftFloat-COPYING.txt": text}
+    line = dep5.opencv_licence(texts)
+    assert line.startswith("Apache-2.0 AND ")
+    for part in ("(libjpeg-turbo)", "(libpng)", "Apache-2.0 (dlpack)", "BSD-3-Clause (SoftFloat)"):
+        assert part in line
+    with pytest.raises(bl.LicenceError, match="openjpeg-LICENSE"):
+        dep5.opencv_licence({**texts, "3rdparty/openjpeg-LICENSE": text})
