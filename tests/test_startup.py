@@ -90,3 +90,21 @@ def test_keys_typed_before_the_window_is_complete_act_once_it_is(qtbot, tmp_path
     window.replay_early_keys()
     assert len(asked) == 1  # Ctrl+O: the folder dialog
     qtbot.waitUntil(lambda: not window.isVisible())  # Ctrl+Q: closed
+
+
+def test_a_window_saved_tiny_opens_at_a_usable_size(qtbot, tmp_path):
+    """Found on a fresh-clone run: a geometry saved on a 640x480 virtual screen (552x238) opened that small on a
+    large screen. A saved window now opens at least 900x560, or the screen's size where it is smaller."""
+    from PySide6.QtCore import QSettings
+
+    from desktop.ui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    first = MainWindow(data_root=tmp_path / "data", settings=settings)
+    qtbot.addWidget(first)
+    first.resize(552, 238)
+    first.close()  # saves its geometry
+    again = MainWindow(data_root=tmp_path / "data", settings=settings)
+    qtbot.addWidget(again)
+    available = again.screen().availableGeometry()
+    assert again.width() >= min(900, available.width()) and again.height() >= min(560, available.height() - 30)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # imported when the window is completed, after its first pain
 
 
 log = logging.getLogger(__name__)
+MIN_WIDTH, MIN_HEIGHT = 900, 560  # the smallest window restored: the three panes usable (see _clamp_to_screen)
 
 
 class MainWindow(QMainWindow):
@@ -148,12 +149,14 @@ class MainWindow(QMainWindow):
         self.rebuild_recent()
 
     def _clamp_to_screen(self) -> None:
-        """A geometry saved on a larger screen (or at another scale) is fitted to this one."""
+        """A geometry saved on a larger screen (or at another scale) is fitted to this one; one saved tiny (on a
+        small virtual screen, or shrunk by accident) opens at least 900x560 where the screen has the room."""
         screen = self.screen() or QApplication.primaryScreen()
         if screen is None:
             return
         available = screen.availableGeometry()
-        width, height = min(self.width(), available.width()), min(self.height(), available.height() - 30)
+        width = min(max(self.width(), MIN_WIDTH), available.width())
+        height = min(max(self.height(), MIN_HEIGHT), available.height() - 30)
         if (width, height) != (self.width(), self.height()):
             self.resize(width, height)
         frame = self.frameGeometry()
