@@ -91,7 +91,7 @@ def main() -> None:
     pump(app, 0.5)
     dialog.grab().save(str(OUT / "preview.png"))
     dialog.close()
-    window.records.write_pdf(tmp / "report.pdf")
+    window.exports.write_pdf(tmp / "report.pdf")
     if shutil.which("pdftoppm"):
         subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", str(tmp / "report.pdf"),
                         str(OUT / "report-page")], check=False)

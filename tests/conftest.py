@@ -105,13 +105,14 @@ def shipped(name: str) -> Path:
     return path
 
 
-def open_window(qtbot, tmp_path: Path, models: Path, settings_file: str = "settings.ini"):
-    """The real main window, shown, with its own data folder and settings file, the models in `models` loaded."""
+def open_window(qtbot, tmp_path: Path, models: Path, settings_file: str = "settings.ini", data_root: Path | None = None):
+    """The real main window, shown, with its own data folder (tmp_path/data unless given) and settings file, the
+    models in `models` loaded."""
     from PySide6.QtCore import QSettings
 
     from desktop.ui.main_window import MainWindow
 
-    window = MainWindow(data_root=tmp_path / "data",
+    window = MainWindow(data_root=data_root or tmp_path / "data",
                         settings=QSettings(str(tmp_path / settings_file), QSettings.Format.IniFormat))
     qtbot.addWidget(window)
     window.show()

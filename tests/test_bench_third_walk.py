@@ -129,14 +129,13 @@ def test_verification_under_the_signers_login_follows_the_policy_and_no_checkbox
     folder, data = s.folder, s.store.path.parent.parent
     model_dir = s.info.path.parent
     s.close()
-    window = open_window(qtbot, tmp_path, model_dir)
+    window = open_window(qtbot, tmp_path, model_dir, data_root=data)
     assert not hasattr(window.menu, "same_login")  # nobody can tick the lab's rule away
-    window.data_root = data
     window.sessions.open_folder(folder)
     qtbot.waitUntil(lambda: window.sessions.session is not None and window.sessions.session.signed)
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Ben", True))
     errors = []
-    monkeypatch.setattr(window, "error", lambda title, text: errors.append(text))
+    monkeypatch.setattr(window.feedback, "error", lambda title, text: errors.append(text))
     window.records.verify()
     assert errors and "policy file" in errors[0] and not window.sessions.session.record().verified_by
     policy.write_text("[verification]\nallow_signer_login = true\n", encoding="utf-8")
@@ -174,7 +173,7 @@ def test_every_error_the_technician_reads_starts_with_a_capital(qtbot, tmp_path,
     shown = []
     monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: shown.append(text))
     window = open_window(qtbot, tmp_path, tmp_path)
-    window.error("Not verified", "no signed-off sessions of blood-pbc8 here")
+    window.feedback.error("Not verified", "no signed-off sessions of blood-pbc8 here")
     assert shown[-1] == "No signed-off sessions of blood-pbc8 here"
 
 
@@ -205,13 +204,12 @@ def test_exports_are_named_by_the_specimen_and_accuracy_reads_the_same_everywher
     assert f"{sha[:32]}<br>{sha[32:]}" in html  # never one character wrapped onto its own line
     folder, data, models = s.folder, s.store.path.parent.parent, s.info.path.parent
     s.close()
-    window = open_window(qtbot, tmp_path, models)
-    window.data_root = data
+    window = open_window(qtbot, tmp_path, models, data_root=data)
     window.sessions.open_folder(folder, guess=False)
     qtbot.waitUntil(lambda: window.sessions.session is not None and not window.sessions.is_classifying())
     asked = []
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda parent, title, default, kind: (asked.append(default), ("", ""))[1])
-    window.records._ask_save_path("Export", ".pdf", "PDF (*.pdf)")
+    window.exports._ask_save_path("Export", ".pdf", "PDF (*.pdf)")
     assert asked and Path(asked[0]).name == "B-2026_0412.pdf"
     window.sessions.close_session()
 

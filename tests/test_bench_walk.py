@@ -166,10 +166,10 @@ def test_the_target_count_belongs_to_the_session_and_is_frozen_at_sign_off(qtbot
     assert session.record().target == 150 and session.audit()[-1].action == "target count"
     review_all_with_keys(qtbot, window)
     window.records.sign_off()
-    exported = window.records.report().target
+    exported = window.exports.report().target
     window.summary.target.setValue(200)  # on a signed session: refused, nothing moves
     assert session.record().target == 150 and window.summary.target.value() == 150
-    assert window.records.report().target == exported == 150
+    assert window.exports.report().target == exported == 150
     assert not window.summary.target.isEnabled()
     assert not session.store.integrity_problems()
 
@@ -201,9 +201,9 @@ def test_an_export_names_who_exported_it(qtbot, desk, monkeypatch):
     opened(qtbot, window, first)
     import getpass
 
-    assert window.records.report().generated_by == f"computer login {getpass.getuser()} (no name given)"
+    assert window.exports.report().generated_by == f"computer login {getpass.getuser()} (no name given)"
     press(qtbot, Qt.Key.Key_1)  # the first change asks the name
-    assert window.records.report().generated_by == "Ana Ruiz"
+    assert window.exports.report().generated_by == "Ana Ruiz"
 
 
 def test_the_whole_day_with_keys_only(qtbot, desk, tmp_path, monkeypatch):

@@ -67,7 +67,7 @@ def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     assert window.gallery_model.cells[window.gallery_model.row_of(cell.id)].final_class == "lymphocyte"
 
     # export CSV: one row per image
-    paths = window.records.write_csv(tmp / "export-cells.csv")
+    paths = window.exports.write_csv(tmp / "export-cells.csv")
     text = paths[0].read_text(encoding="utf-8-sig")
     rows = list(csv.reader(io.StringIO(text)))
     header = next(i for i, r in enumerate(rows) if r and r[0] == "file")
@@ -87,7 +87,7 @@ def test_technician_loop(qtbot, setup, tmp_path, monkeypatch):
     assert record.signed and record.signed_by == "Ana Ruiz" and record.specimen_id == "S-17"
     assert "S-17" in window.windowTitle()
     # a PDF report is written
-    assert window.records.write_pdf(tmp / "report.pdf")
+    assert window.exports.write_pdf(tmp / "report.pdf")
     assert (tmp / "report.pdf").read_bytes().startswith(b"%PDF")
     window.close()
 
@@ -185,10 +185,10 @@ def test_closing_while_scanning_or_classifying_stops_quickly_and_keeps_every_cal
     window = open_window(qtbot, tmp, models)
     window.sessions.open_folder(big, guess=False)
     qtbot.waitUntil(lambda: window.gallery_model.rowCount() > 100, timeout=30_000)
+    shown = window.gallery_model.rowCount()  # (closing empties the gallery: its session is no longer open)
     start = time.monotonic()
     window.close()  # Ctrl+Q while classifying
     assert time.monotonic() - start < 2.0
-    shown = window.gallery_model.rowCount()
     session = Session.open(big, Model(models / "tiny-blood.onnx"), tmp / "data")
     assert len(session.cells()) >= shown > 0
     session.close()
@@ -237,5 +237,5 @@ def test_signed_session_banner_and_audit_view(qtbot, setup, monkeypatch):
     assert dialog.proxy.rowCount() >= n + 1
     dialog.filter.setText("sign-off")
     assert dialog.proxy.rowCount() == 1
-    assert again.records.write_audit_csv(tmp / "audit.csv")
+    assert again.exports.write_audit_csv(tmp / "audit.csv")
     again.close()

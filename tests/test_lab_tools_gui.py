@@ -29,8 +29,8 @@ def test_verification_and_adapt_dialogs(qtbot, tmp_path, monkeypatch):
     s.sign_off("Ana")
     s.close()
 
-    window = MainWindow(data_root=data, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    window.user_models = tmp_path / "user-models"
+    window = MainWindow(data_root=data, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        user_models=tmp_path / "user-models")
     qtbot.addWidget(window)
     window.sessions.load_models((models,))
 
@@ -41,7 +41,7 @@ def test_verification_and_adapt_dialogs(qtbot, tmp_path, monkeypatch):
 
     installed = []
     dialog = AdaptDialog(window, base, data, window.user_models,
-                         lambda p: (installed.append(p), window.records.site_installed(p)))
+                         lambda p: (installed.append(p), window.lab.site_installed(p)))
     qtbot.addWidget(dialog)
     dialog.quick.setChecked(True)  # the tiny model has no network to fine-tune
     dialog.site.setText("North lab")
@@ -97,15 +97,15 @@ def _deep_dialog(qtbot, tmp_path, monkeypatch, extra: list[str]):
     base = Model(shipped("blood-pbc8.onnx"))
     data = tmp_path / "data"
     _signed_bccd_sessions(tmp_path, base, data)
-    window = MainWindow(data_root=data, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    window.user_models = tmp_path / "user-models"
+    window = MainWindow(data_root=data, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        user_models=tmp_path / "user-models")
     qtbot.addWidget(window)
     window.sessions.load_models((base.info.path.parent,))
     arguments = adapt_dialog.deep_adapt_arguments
     monkeypatch.setattr(adapt_dialog, "deep_adapt_arguments", lambda *a, **k: arguments(*a, **k) + extra)
     installed = []
     dialog = AdaptDialog(window, base, data, window.user_models,
-                         lambda p: (installed.append(p), window.records.site_installed(p)))
+                         lambda p: (installed.append(p), window.lab.site_installed(p)))
     qtbot.addWidget(dialog)
     assert dialog.deep.isEnabled() and dialog.deep.isChecked()  # the trainer is here: whole network is the default
     dialog.site.setText("North lab")

@@ -283,8 +283,7 @@ def test_the_operator_is_shown_and_a_verifier_never_becomes_the_operator(qtbot, 
     s.os_user = "ana-login"
     s.sign_off("Ana")
     s.close()
-    window = open_window(qtbot, tmp_path, model.parent)
-    window.data_root = data
+    window = open_window(qtbot, tmp_path, model.parent, data_root=data)
     assert "Working: not named yet" in window.operator_label.text()
     names = iter(["Ana", "Ben Ode", "Cleo"])
     monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: (next(names), True))
@@ -295,7 +294,7 @@ def test_the_operator_is_shown_and_a_verifier_never_becomes_the_operator(qtbot, 
     window.records.verify()  # "Ben Ode", for this act alone
     qtbot.waitUntil(lambda: window.sessions.session.record().verified_by == "Ben Ode")
     assert window.records.operator() == "Ana" and "Ana" in window.operator_label.text()
-    window.records.change_user()  # the one explicit way: "Cleo"
+    window.who.change()  # the one explicit way: "Cleo"
     assert window.records.operator() == "Cleo" and "Working: Cleo" in window.operator_label.text()
     window.sessions.close_session()
 

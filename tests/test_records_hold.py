@@ -205,8 +205,7 @@ def test_the_window_shows_an_altered_record_read_only_with_a_red_banner(qtbot, s
 
     model, data, path = signed
     _edit(path, "UPDATE meta SET value='Mallory' WHERE key='signed_by'")
-    window = open_window(qtbot, tmp_path, model.parent)
-    window.data_root = data
+    window = open_window(qtbot, tmp_path, model.parent, data_root=data)
     window.sessions.open_folder(good_folder)
     assert window.banner.isVisible() and "altered outside SlideTally" in window.banner.text()
     assert "#dc2626" in window.banner.styleSheet()
@@ -336,22 +335,21 @@ def test_the_window_refuses_to_export_into_the_analysed_or_data_folder(qtbot, si
     from conftest import open_window
 
     model, data, _ = signed
-    window = open_window(qtbot, tmp_path, model.parent)
-    window.data_root = data
+    window = open_window(qtbot, tmp_path, model.parent, data_root=data)
     window.sessions.open_folder(good_folder)
     qtbot.waitUntil(lambda: not window.sessions.is_classifying(), timeout=30_000)
     refused = []
-    window.error = lambda title, message: refused.append(message)
-    assert window.records.write_pdf(good_folder / "r.pdf") is False
-    assert window.records.write_csv(data / "r-cells.csv") is None
+    window.feedback.error = lambda title, message: refused.append(message)
+    assert window.exports.write_pdf(good_folder / "r.pdf") is False
+    assert window.exports.write_csv(data / "r-cells.csv") is None
     assert len(refused) == 2 and "analysed folder" in refused[0] and "data folder" in refused[1]
     assert not (good_folder / "r.pdf").exists() and not list(data.glob("r-*"))
-    assert window.records.write_pdf(tmp_path / "r.pdf") is True and (tmp_path / "r.pdf").exists()  # elsewhere: written
+    assert window.exports.write_pdf(tmp_path / "r.pdf") is True and (tmp_path / "r.pdf").exists()  # elsewhere: written
     out = tmp_path / "out"
     out.mkdir()
     (out / "audit.json").hardlink_to(model)  # the audit trail's sidecar would land on the model file
     before = model.read_bytes()
-    assert window.records.write_audit_csv(out / "audit.csv") is False
+    assert window.exports.write_audit_csv(out / "audit.csv") is False
     assert "model" in refused[-1] and not (out / "audit.csv").exists() and model.read_bytes() == before
     window.sessions.close_session()
 

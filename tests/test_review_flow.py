@@ -314,11 +314,11 @@ def test_reports_before_sign_off_are_preliminary_and_an_empty_review_says_so(qtb
     classified(qtbot, window, folder)
     written = []
     monkeypatch.setattr(report, "write_pdf", lambda path, document: written.append(document.html))
-    window.records.write_pdf(tmp / "r.pdf")
+    window.exports.write_pdf(tmp / "r.pdf")
     assert "PRELIMINARY" in written[-1]
     window.sessions.session.confirm([c.file for c in window.sessions.session.cells()], "Ana Ruiz")
     window.records.sign_off()
-    window.records.write_pdf(tmp / "r.pdf")
+    window.exports.write_pdf(tmp / "r.pdf")
     assert "PRELIMINARY" not in written[-1] and "Signed off" in written[-1]
     make_tiny_model(models / "calm.onnx", classes=("basophil", "eosinophil", "lymphocyte"), size=(32, 32),
                     metadata_overrides={"provenance": '{"date": "calm"}'})  # review threshold 0: nothing to review

@@ -31,7 +31,7 @@ def about_html(models: list[ModelInfo]) -> str:
 def show_about(window) -> None:
     from PySide6.QtWidgets import QMessageBox
 
-    QMessageBox.about(window, "About SlideTally", about_html(window.sessions.models))
+    QMessageBox.about(window, "About SlideTally", about_html(window.state.models))
 
 
 def show_model_card(window) -> None:
@@ -40,7 +40,7 @@ def show_model_card(window) -> None:
 
     from desktop.ui.dialogs import fit_to_screen, reading_view
 
-    info = window.sessions.info
+    info = window.state.info
     if info is None:
         return
     card = info.path.with_suffix("").with_suffix(".card.md")

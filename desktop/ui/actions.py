@@ -62,6 +62,7 @@ class Actions:
     def __init__(self, window: QMainWindow) -> None:
         self.window = window
         w, sessions, review, records = window, window.sessions, window.review, window.records
+        exports, lab, state = window.exports, window.lab, window.state
 
         def action(name: str, text: str, slot: Callable, tip: str = "") -> QAction:
             made = QAction(text, w)
@@ -73,13 +74,13 @@ class Actions:
 
         action("open", "&Open folder…", sessions.choose_folder, "Open a folder (Ctrl+O)")
         action("open_slide", "Open &slide…", sessions.choose_slide, "Open a whole-slide image (.svs, .ndpi, tiled TIFF …)")
-        action("export", "&Export CSV…", records.export_csv)
-        action("report", "&PDF report…", records.export_pdf)
-        action("hl7", "&HL7 v2 message (ORU^R01)…", records.export_hl7)
-        action("fhir", "&FHIR Bundle…", records.export_fhir)
-        action("change_user", "Change &user…", records.change_user, "Who is working: every change is recorded "
+        action("export", "&Export CSV…", exports.export_csv)
+        action("report", "&PDF report…", exports.export_pdf)
+        action("hl7", "&HL7 v2 message (ORU^R01)…", exports.export_hl7)
+        action("fhir", "&FHIR Bundle…", exports.export_fhir)
+        action("change_user", "Change &user…", window.who.change, "Who is working: every change is recorded "
                "under this name")
-        action("lis_folder", "&LIS export folder…", records.choose_lis_folder,
+        action("lis_folder", "&LIS export folder…", exports.choose_lis_folder,
                "Where the HL7 and FHIR files are written after each sign-off")
         action("signoff", "&Sign off…", records.sign_off)
         action("reopen", "&Reopen signed-off session…", records.reopen)
@@ -100,11 +101,14 @@ class Actions:
         action("shortcuts", "&Keyboard shortcuts", w.show_shortcuts)
         action("card", "&Model card…", lambda: about.show_model_card(w))
         action("about", "&About SlideTally", lambda: about.show_about(w))
-        action("verification", "&Verification…", records.show_verification,
+        action("verification", "&Verification…", lab.show_verification,
                "This model's calls against this lab's signed-off final calls")
-        action("adapt", "&Adapt to this lab…", records.show_adapt, "Fit a site model on this lab's verified cells "
+        action("adapt", "&Adapt to this lab…", lab.show_adapt, "Fit a site model on this lab's verified cells "
                "(lab director)")
         self.cancel.setEnabled(False)
+        state.classifying_changed.connect(self.cancel.setEnabled)
+        state.record_changed.connect(lambda record: self.show_record_state(record, altered=state.altered))
+        self.show_record_state(None)
         w.addAction(self.cancel)  # Esc works wherever the focus is in the window
         for a in (self.undo, self.redo):
             a.setEnabled(False)

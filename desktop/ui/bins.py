@@ -4,9 +4,8 @@ with counts; cells dropped on a class are reclassified to it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QListWidget, QListWidgetItem
 
 from desktop.core.inference.model_info import ModelInfo
@@ -17,9 +16,10 @@ KEY, LABEL = Qt.ItemDataRole.UserRole, Qt.ItemDataRole.UserRole + 1
 
 
 class BinList(QListWidget):
-    def __init__(self, on_drop: Callable[[list[int], str], None]) -> None:
+    dropped = Signal(object, str)  # the ids of the cells dropped (list[int]), the bin's key
+
+    def __init__(self) -> None:
         super().__init__()
-        self.on_drop = on_drop
         self.setAcceptDrops(True)
         self.setDropIndicatorShown(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # long names are elided instead
@@ -39,7 +39,7 @@ class BinList(QListWidget):
         if item is None:
             return
         ids = json.loads(bytes(event.mimeData().data(MIME_IDS)).decode())
-        self.on_drop(ids, item.data(KEY))
+        self.dropped.emit(ids, str(item.data(KEY)))
         event.acceptProposedAction()
 
     def fill(self, info: ModelInfo | None, wanted: str) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from bisect import bisect_left
-from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from collections import OrderedDict
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -24,8 +22,9 @@ from PySide6.QtGui import QColor, QImage, QPixmap
 
 from desktop.core.inference.model_info import ModelInfo
 from desktop.core.names import readable
+from desktop.core.records.cell_list import CellList, SortedCells
 from desktop.core.records.domain import Cell
-from desktop.core.records.review import ALL, cell_bin, in_bin
+from desktop.core.records.review import ALL, in_bin
 from desktop.core.report.summary import decided_p_positive
 from desktop.core.thumbnails import thumbnail
 from desktop.outlets.qimage import to_qimage
@@ -127,30 +126,6 @@ class ThumbnailCache(QObject):
         return self._pool.waitForDone(ms)
 
 
-def sort_key(cell: Cell) -> tuple[float, int]:
-    """Least confident first (unreadable files have confidence 0), then in arrival order."""
-    return (cell.confidence, cell.id)
-
-
-@dataclass
-class GalleryRows:
-    """The gallery's rows sorted, with their keys, index and per-bin tally: made off the GUI thread
-    when a session opens (sorting and indexing 20,000 cells took the GUI thread ~50 ms)."""
-
-    cells: list[Cell]
-    keys: list[tuple[float, int]]
-    key_of_id: dict[int, tuple[float, int]]
-    key_of_relative: dict[str, tuple[float, int]]
-    tally: Counter
-
-    @classmethod
-    def of(cls, cells: list[Cell]) -> GalleryRows:
-        ordered = sorted(cells, key=sort_key)
-        keys = [sort_key(c) for c in ordered]
-        return cls(ordered, keys, {c.id: k for c, k in zip(ordered, keys)},
-                   {c.file: k for c, k in zip(ordered, keys)}, Counter(cell_bin(c) for c in ordered))
-
-
 def percent_on_its_side(p: float, threshold: float, positive_call: bool) -> str:
     """P as a percentage with just enough decimals to stay on the side of the threshold the
     call was made on: "No IDC 63.99%" at a 64% threshold, never "No IDC 64%"."""
@@ -162,77 +137,48 @@ def percent_on_its_side(p: float, threshold: float, positive_call: bool) -> str:
 
 
 class GalleryModel(QAbstractListModel):
-    """All cells of the session, one row each, least confident first; the proxy picks a bin.
+    """The Qt face of a CellList (all cells of the session, one row each, least confident first): it follows the
+    list's events with Qt's row notifications; the proxy picks a bin."""
 
-    Rows are kept sorted here, in Python, rather than by a sorting proxy: a proxy sorts by
-    calling `data()` n·log n times, which froze the window for seconds at 20,000 cells."""
-
-    def __init__(self, thumbnails: ThumbnailCache) -> None:
+    def __init__(self, thumbnails: ThumbnailCache, cells: CellList | None = None) -> None:
         super().__init__()
         self.show_names = False
-        self.cells: list[Cell] = []
         self.info: ModelInfo | None = None
-        self._keys: list[tuple[float, int]] = []
-        self._key_of_id: dict[int, tuple[float, int]] = {}
-        self._key_of_relative: dict[str, tuple[float, int]] = {}
-        self._tally: Counter = Counter()  # cells per bin, kept up to date by reset and upsert
+        self.list = cells if cells is not None else CellList()
+        events = self.list.events
+        events.resetting.connect(self.beginResetModel)
+        events.reset.connect(self.endResetModel)
+        events.inserting.connect(lambda position, n: self.beginInsertRows(QModelIndex(), position, position + n - 1))
+        events.inserted.connect(self.endInsertRows)
+        events.removing.connect(lambda row: self.beginRemoveRows(QModelIndex(), row, row))
+        events.removed.connect(self.endRemoveRows)
+        events.changed.connect(lambda row: self.dataChanged.emit(self.index(row), self.index(row)))
         self.thumbnails = thumbnails
         thumbnails.changed.connect(self._thumbnail_ready)
 
-    def reset(self, cells: list[Cell] | GalleryRows, info: ModelInfo | None) -> None:
-        """All rows anew: from cells, or from rows already made off the GUI thread."""
-        rows = cells if isinstance(cells, GalleryRows) else GalleryRows.of(cells)
-        self.beginResetModel()
-        self.cells, self._keys, self._key_of_id, self._key_of_relative, self._tally = (
-            rows.cells, rows.keys, rows.key_of_id, rows.key_of_relative, rows.tally)
+    @property
+    def cells(self) -> list[Cell]:
+        return self.list.cells
+
+    def set_info(self, info: ModelInfo | None) -> None:
+        """The model whose labels the rows show."""
         self.info = info
-        self.endResetModel()
+        if self.list.cells:
+            self.dataChanged.emit(self.index(0), self.index(len(self.list) - 1))
+
+    def reset(self, cells: list[Cell] | SortedCells, info: ModelInfo | None) -> None:
+        """All rows anew (a test's or a standalone gallery's; the window's come through its AppState)."""
+        self.info = info
+        self.list.replace(cells)
 
     def counts(self) -> dict[str, int]:
-        """Cells per bin (`cell_bin`), every bin with at least one."""
-        return {key: n for key, n in self._tally.items() if n}
+        return self.list.counts()
 
     def row_of(self, cell_id: int) -> int | None:
-        key = self._key_of_id.get(cell_id)
-        if key is None:
-            return None
-        row = bisect_left(self._keys, key)
-        return row if row < len(self._keys) and self._keys[row] == key else None
+        return self.list.row_of(cell_id)
 
     def upsert(self, cells: list[Cell]) -> None:
-        """Add new cells at their sorted places and replace changed ones, without a reset."""
-        new = []
-        for c in cells:
-            row = self.row_of(c.id)
-            if row is None:
-                new.append(c)
-            elif sort_key(c) == self._keys[row]:
-                self._tally[cell_bin(self.cells[row])] -= 1
-                self._tally[cell_bin(c)] += 1
-                self.cells[row] = c
-                index = self.index(row)
-                self.dataChanged.emit(index, index)
-            else:  # its confidence changed (not expected): move it
-                self.beginRemoveRows(QModelIndex(), row, row)
-                self._tally[cell_bin(self.cells[row])] -= 1
-                del self.cells[row], self._keys[row]
-                self.endRemoveRows()
-                new.append(c)
-        if not new:
-            return
-        new.sort(key=sort_key)
-        groups: dict[int, list[Cell]] = {}
-        for c in new:  # cells that land between the same two existing rows go in as one block
-            groups.setdefault(bisect_left(self._keys, sort_key(c)), []).append(c)
-        for position in sorted(groups, reverse=True):  # back to front: earlier positions stay valid
-            block = groups[position]
-            self.beginInsertRows(QModelIndex(), position, position + len(block) - 1)
-            self.cells[position:position] = block
-            self._keys[position:position] = [sort_key(c) for c in block]
-            self.endInsertRows()
-        for c in new:
-            self._key_of_id[c.id] = self._key_of_relative[c.file] = sort_key(c)
-            self._tally[cell_bin(c)] += 1
+        self.list.upsert(cells)
 
     def label(self, cell: Cell) -> str:
         """Two lines under a thumbnail: the current call with its mark, then what the model said.
@@ -323,9 +269,8 @@ class GalleryModel(QAbstractListModel):
         return mime
 
     def _thumbnail_ready(self, relative: str) -> None:
-        key = self._key_of_relative.get(relative)
-        row = bisect_left(self._keys, key) if key is not None else len(self._keys)
-        if row < len(self._keys) and self._keys[row] == key:
+        row = self.list.row_of_file(relative)
+        if row is not None:
             index = self.index(row)
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 

@@ -3,6 +3,7 @@ brings in the gallery, bins and summary, and through them the core, so the windo
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
@@ -19,7 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.ui.app_state import AppState
 from desktop.ui.bins import BinList
+from desktop.ui.feedback import BANNER_STYLE, Feedback
 from desktop.ui.gallery import BinFilter, GalleryModel, ThumbnailCache
 from desktop.ui.gallery_view import FindBox, GalleryView, zoom_step
 from desktop.ui.settings import THUMB_SIZES
@@ -28,8 +31,6 @@ from desktop.ui.summary_panel import SummaryPanel
 if TYPE_CHECKING:
     from desktop.ui.main_window import MainWindow
 
-BANNER_STYLE = "background:#fef3c7; color:#78350f; padding:6px; border:1px solid #f59e0b;"
-ALARM_STYLE = "background:#fee2e2; color:#7f1d1d; padding:6px; border:2px solid #dc2626; font-weight:bold;"
 HINT = "Open a folder of images (Ctrl+O), or drop one on this window."
 
 LEGEND = ("<span style='color:#1d4ed8'>✎ changed by you</span> · ✓ confirmed · "
@@ -45,21 +46,37 @@ def _box(*widgets, stretch: QWidget | None = None) -> QWidget:
     return box
 
 
-def build_panes(w: MainWindow) -> None:
-    """The assay box, the bins with the legend, the gallery with its tools, the summary, and the banner."""
+@dataclass
+class Panes:
+    """The window's widgets the controllers are given (each takes the ones it shows or listens to)."""
+
+    assay: QComboBox
+    thumbnails: ThumbnailCache
+    gallery_model: GalleryModel
+    proxy: BinFilter
+    gallery: GalleryView
+    find: FindBox
+    thumb_slider: QSlider
+    names_box: QCheckBox
+    bins: BinList
+    summary: SummaryPanel
+    splitter: QSplitter
+    banner: QLabel
+
+
+def build_panes(w: MainWindow, state: AppState) -> Panes:
+    """The assay box, the bins with the legend, the gallery (showing the state's cells) with its tools, the
+    summary, and the banner; set on the window under the same names. The controllers connect their own slots."""
     w.assay = QComboBox()
     w.assay.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     w.assay.setMinimumContentsLength(22)
     w.assay.setToolTip("The assay: one per model found")
-    w.assay.currentIndexChanged.connect(w.sessions.assay_changed)
     w.thumbnails = ThumbnailCache()
-    w.gallery_model = GalleryModel(w.thumbnails)
+    w.gallery_model = GalleryModel(w.thumbnails, state.cells)
     w.proxy = BinFilter()
     w.proxy.setSourceModel(w.gallery_model)
     w.gallery = GalleryView()
     w.gallery.setModel(w.proxy)
-    w.gallery.customContextMenuRequested.connect(w.review.context_menu)
-    w.gallery.doubleClicked.connect(lambda _: w.review.preview())
     w.gallery.zoom_requested.connect(lambda step: w.thumb_slider.setValue(
         THUMB_SIZES.index(zoom_step(THUMB_SIZES[w.thumb_slider.value()], step))))
     w.find = FindBox()
@@ -80,8 +97,7 @@ def build_panes(w: MainWindow) -> None:
     tools.addWidget(QLabel("Size"))
     tools.addWidget(w.thumb_slider)
     tools.addWidget(w.names_box)
-    w.bins = BinList(w.review.dropped_on_bin)
-    w.bins.currentItemChanged.connect(w.review.bin_changed)
+    w.bins = BinList()
     legend = QLabel(LEGEND)
     legend.setWordWrap(True)
     legend.setStyleSheet("font-size: 8pt;")
@@ -90,9 +106,6 @@ def build_panes(w: MainWindow) -> None:
     bins_box.setMaximumWidth(280)
     w.summary = SummaryPanel()
     w.summary.setMinimumWidth(240)
-    w.summary.target_changed.connect(w._target_changed)
-    w.summary.heat.tile_clicked.connect(w.review.tile_clicked)
-    w.summary.heat.tile_opened.connect(w.review.tile_opened)
     w.splitter = splitter = QSplitter()
     for widget in (bins_box, _box(tools, w.gallery, stretch=w.gallery), w.summary):
         splitter.addWidget(widget)
@@ -105,18 +118,20 @@ def build_panes(w: MainWindow) -> None:
     w.banner.setStyleSheet(BANNER_STYLE)
     w.banner.setVisible(False)
     w.setCentralWidget(_box(w.banner, splitter, stretch=splitter))
+    return Panes(**{field.name: getattr(w, field.name) for field in fields(Panes)})
 
 
-def build_status(w: MainWindow) -> None:
-    """The status bar's permanent parts: rate, progress, Cancel and who is working."""
+def build_status(w: MainWindow) -> Feedback:
+    """The status bar's permanent parts (rate, progress, Cancel and who is working), and the Feedback that shows
+    messages in it, in the banner and in message boxes."""
     w.progress = QProgressBar()
     w.progress.setMaximumWidth(280)
     w.progress.setVisible(False)
     w.rate = QLabel()
     w.cancel_button = QPushButton("Cancel")
-    w.cancel_button.clicked.connect(w.sessions.cancel)
     w.cancel_button.setVisible(False)
     w.operator_label = QLabel()  # who is working: always shown, changed only by File → Change user
     for widget in (w.rate, w.progress, w.cancel_button, w.operator_label):
         w.statusBar().addPermanentWidget(widget)
     w.statusBar().showMessage(HINT)
+    return Feedback(w, w.statusBar(), w.banner, w.progress, w.rate, w.cancel_button)

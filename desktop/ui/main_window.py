@@ -1,7 +1,10 @@
 """The main window: the layout of assay, bins, gallery and summary, and the window's own events.
-What happens in it belongs to the controllers it owns: `sessions` (the open session and its
-classification), `review` (the gallery's review actions), `records` (sign-off, exports, LIS) and
-`menu` (menus, toolbar and the shortcut table)."""
+Its one state is `state` (AppState: the models, the open session and its cells, who is working);
+what happens in it belongs to the controllers it builds, each given what it works with:
+`sessions` (opening a folder's session and its classification), `review` (the gallery's review
+actions), `records` (the specimen, sign-off, verification, reopen and the summary), `exports`
+(CSV, PDF, HL7/FHIR and the LIS), `lab` (the lab tools), `who` (who is working) and `menu`
+(menus, toolbar and the shortcut table). They talk through the state's signals, not the window."""
 
 from __future__ import annotations
 
@@ -11,14 +14,20 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QSettings, QTimer
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QApplication, QMainWindow
 
 from desktop.core.resources import user_data_dir, user_models_dir
 from desktop.ui.settings import THUMB_SIZES, WindowSettings
 
 if TYPE_CHECKING:  # imported when the window is completed, after its first paint (see MainWindow.complete)
+    from desktop.core.records.domain import SessionRecord
     from desktop.ui.actions import Actions
+    from desktop.ui.app_state import AppState
     from desktop.ui.early_keys import EarlyKeys
+    from desktop.ui.export_controller import Exports
+    from desktop.ui.feedback import Feedback
+    from desktop.ui.lab_actions import LabActions
+    from desktop.ui.operator import WhoIsWorking
     from desktop.ui.record_controller import RecordController
     from desktop.ui.review_actions import ReviewActions
     from desktop.ui.session_controller import SessionController
@@ -35,11 +44,11 @@ class MainWindow(QMainWindow):
     Keys pressed in between are held and replayed on the completed window (early_keys.py)."""
 
     def __init__(self, data_root: Path | None = None, settings: QSettings | None = None,
-                 complete_later: bool = False) -> None:
+                 complete_later: bool = False, user_models: Path | None = None) -> None:
         super().__init__()
         self.data_root = data_root or user_data_dir()
         self.settings = WindowSettings(settings or QSettings("SlideTally", "SlideTally"))
-        self.user_models = user_models_dir()  # where site models are installed
+        self.user_models = user_models or user_models_dir()  # where site models are installed
         self.setWindowTitle("SlideTally")
         self.setAcceptDrops(True)
         self._restore_geometry()
@@ -83,18 +92,33 @@ class MainWindow(QMainWindow):
     def complete(self) -> None:
         from desktop.ui import layout
         from desktop.ui.actions import Actions
+        from desktop.ui.app_state import AppState
+        from desktop.ui.export_controller import Exports
+        from desktop.ui.lab_actions import LabActions
+        from desktop.ui.operator import WhoIsWorking
         from desktop.ui.record_controller import RecordController
         from desktop.ui.review_actions import ReviewActions
         from desktop.ui.session_controller import SessionController
 
         self.undo_stack = QUndoStack(self)
-        self.sessions: SessionController = SessionController(self)
-        self.review: ReviewActions = ReviewActions(self)
-        self.records: RecordController = RecordController(self)
-        layout.build_panes(self)
+        self.state: AppState = AppState()
+        panes = layout.build_panes(self, self.state)
+        self.feedback: Feedback = layout.build_status(self)
+        state, feedback, settings = self.state, self.feedback, self.settings
+        self.who: WhoIsWorking = WhoIsWorking(state, feedback, settings, self.operator_label)
+        self.sessions: SessionController = SessionController(state, panes, feedback, settings, self.data_root)
+        self.exports: Exports = Exports(state, feedback, settings, self.who, panes.summary, self.data_root,
+                                        self.user_models)
+        self.records: RecordController = RecordController(state, feedback, self.who, self.exports, panes.summary,
+                                                          panes.bins, self.undo_stack, self.sessions.rescan)
+        self.review: ReviewActions = ReviewActions(state, panes, feedback, self.who, settings, self.undo_stack)
+        self.lab: LabActions = LabActions(state, feedback, self.sessions, self.data_root, self.user_models)
         self.menu: Actions = Actions(self)
-        layout.build_status(self)
-        self.records.show_operator()
+        self.cancel_button.clicked.connect(self.sessions.cancel)
+        state.model_changed.connect(self.gallery_model.set_info)
+        state.record_changed.connect(self._show_title)
+        state.session_changed.connect(self.rebuild_recent)
+        self.records.refresh()
         self._restore_layout()
         self.completed = True
 
@@ -104,29 +128,16 @@ class MainWindow(QMainWindow):
             self.sessions.catch_up()  # another process may have written to the open session
         super().changeEvent(event)
 
-    def show_banner(self, text: str, alarm: bool = False) -> None:
-        """The banner above the gallery: yellow for a notice, red for a record that must not be trusted."""
-        from desktop.ui.layout import ALARM_STYLE, BANNER_STYLE
+    def _show_title(self, record: SessionRecord | None) -> None:
+        """The title bar, from the open session's own record."""
+        from desktop.core.records.domain import SessionState
 
-        self.banner.setStyleSheet(ALARM_STYLE if alarm else BANNER_STYLE)
-        self.banner.setText(text)
-        self.banner.setVisible(True)
-
-    def show_progress(self, running: bool) -> None:
-        """The progress bar and Cancel while classifying (busy until the first count arrives)."""
-        self.progress.setVisible(running)
-        self.cancel_button.setVisible(running)
-        self.menu.cancel.setEnabled(running)
-        if running:
-            self.progress.setRange(0, 0)
-        else:
-            self.rate.clear()
-
-    def show_rate(self, p) -> None:
-        self.progress.setRange(0, p.total)
-        self.progress.setValue(p.done)
-        eta_text = f", {p.eta_s:.0f} s left" if p.eta_s != float("inf") else ""
-        self.rate.setText(f"{p.done}/{p.total} · {p.images_per_s:.0f} images/s{eta_text}")
+        if record is None:
+            self.setWindowTitle("SlideTally")
+            return
+        folder = self.state.folder.name if self.state.folder else ""
+        status = "signed off" if record.signed else ("reopened" if record.state == SessionState.REOPENED else "")
+        self.setWindowTitle(" — ".join(p for p in ("SlideTally", record.specimen_id or folder, folder, status) if p))
 
     # --- settings ----------------------------------------------------------------------------
     def _restore_geometry(self) -> None:
@@ -170,9 +181,6 @@ class MainWindow(QMainWindow):
         if self.bins.current_key() is not None:
             self.settings.bin = self.bins.current_key()
 
-    def _target_changed(self, value: int) -> None:
-        self.records.set_target(value)
-
     def _thumb_size_changed(self, *_) -> None:
         size, names = THUMB_SIZES[self.thumb_slider.value()], self.names_box.isChecked()
         self.thumbnails.set_size(size)
@@ -181,7 +189,7 @@ class MainWindow(QMainWindow):
         self.gallery_model.layoutChanged.emit()
         self.settings.thumb_size, self.settings.file_names = size, names
 
-    def rebuild_recent(self) -> None:
+    def rebuild_recent(self, *_) -> None:
         self.menu.rebuild_recent(self.settings.recent, self.sessions.open_folder)
 
     # --- help and messages -------------------------------------------------------------------
@@ -190,20 +198,6 @@ class MainWindow(QMainWindow):
         from desktop.ui.dialogs import show_text
 
         show_text(self, "Keyboard shortcuts", shortcuts_html())
-
-    def ask(self, title: str, question: str) -> bool:
-        """A yes/no question whose safe answer, No, is the default (Enter does not say yes by accident)."""
-        answer = QMessageBox.question(self, title, question, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
-
-    def error(self, title: str, message: str) -> None:
-        message = message[:1].upper() + message[1:]  # every sentence the technician reads starts as one
-        log.warning("%s: %s", title, message)
-        if self.isVisible():
-            QMessageBox.warning(self, title, message)
-        else:
-            self.statusBar().showMessage(f"{title}: {message}")
 
     # --- window events --------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API

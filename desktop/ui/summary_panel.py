@@ -48,6 +48,7 @@ class BarChart(QWidget):
 
 class SummaryPanel(QWidget):
     target_changed = Signal(int)
+    mosaic_changed = Signal()  # the slide's picture under the map: the report is shown again over it
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,6 +89,7 @@ class SummaryPanel(QWidget):
 
     def set_mosaic(self, mosaic: np.ndarray | None) -> None:
         self._mosaic = mosaic
+        self.mosaic_changed.emit()
 
     def show_report(self, report: AssayReport | None) -> None:
         """Lay out the session's report; every figure is the report's own."""
