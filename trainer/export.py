@@ -57,6 +57,21 @@ def feature_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, [model.get_layer("logits").output, features, head_input(model)])
 
 
+def model_outputs(model: keras.Model, images: np.ndarray, batch: int = 256,
+                  graph: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, the Unfamiliar features and the head's input (the served `features`) of a uint8 array, in batches;
+    graph=True runs them as one tf.function (3x eager's speed over many batches of one shape)."""
+    extractor = feature_model(model)
+    if graph:
+        extractor = tf.function(extractor, reduce_retracing=True)
+    parts: tuple[list, list, list] = ([], [], [])
+    for start in range(0, len(images), batch):
+        outputs = extractor(tf.cast(images[start:start + batch], tf.float32), training=False)
+        for part, output in zip(parts, outputs):
+            part.append(output.numpy())
+    return tuple(np.concatenate(part) for part in parts)
+
+
 @dataclass(frozen=True)
 class Unfamiliar:
     """The Unfamiliar detector: class means and whitening fitted on train, threshold on val."""

@@ -143,13 +143,8 @@ def recalibrate_batch_norm(model: keras.Model, x: np.ndarray, batches: int = 200
 
 def predict(model: keras.Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Logits and Unfamiliar features for a uint8 array, in batches."""
-    extractor = export.feature_model(model)
-    logits, feats = [], []
-    for start in range(0, len(x), 256):
-        lo, fe, _ = extractor(tf.cast(x[start:start + 256], tf.float32), training=False)
-        logits.append(lo.numpy())
-        feats.append(fe.numpy())
-    return np.concatenate(logits), np.concatenate(feats)
+    logits, features, _ = export.model_outputs(model, x)
+    return logits, features
 
 
 def ood_scores(features: np.ndarray, ood: dict) -> np.ndarray:

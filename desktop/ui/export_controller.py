@@ -82,16 +82,20 @@ class Exports:
             return False
         return True
 
+    def _ask_and_write(self, title: str, suffix: str, kind: str, write) -> None:
+        """A menu's export: where to (the save dialog), then `write(path)`; nothing without an open session."""
+        if self.state.session is not None:
+            path = self._ask_save_path(title, suffix, kind)
+            if path:
+                write(path)
+
     def _written(self, path: Path, message: str) -> None:
         self.settings.export_dir = path.parent
         self.feedback.status(message, 6000)
 
     # --- the audit trail, CSV and PDF ----------------------------------------------------------------
     def export_audit(self) -> None:
-        if self.state.session is not None:
-            path = self._ask_save_path("Export the audit trail", "-audit.csv", "CSV files (*.csv)")
-            if path:
-                self.write_audit_csv(path)
+        self._ask_and_write("Export the audit trail", "-audit.csv", "CSV files (*.csv)", self.write_audit_csv)
 
     def write_audit_csv(self, path: Path) -> bool:
         from desktop.outlets.csv import export_audit_csv, sidecar_path
@@ -108,11 +112,8 @@ class Exports:
         return True
 
     def export_csv(self) -> None:
-        if self.state.session is not None:
-            path = self._ask_save_path("Export CSV (per image; the summary is written beside it)", "-cells.csv",
-                                       "CSV files (*.csv)")
-            if path:
-                self.write_csv(path)
+        self._ask_and_write("Export CSV (per image; the summary is written beside it)", "-cells.csv",
+                            "CSV files (*.csv)", self.write_csv)
 
     def write_csv(self, path: Path) -> tuple[Path, Path] | None:
         """Per-cell table + JSON sidecar + summary; separator and decimal mark follow the system locale."""
@@ -131,10 +132,7 @@ class Exports:
         return path, summary
 
     def export_pdf(self) -> None:
-        if self.state.session is not None:
-            path = self._ask_save_path("PDF report", "-report.pdf", "PDF files (*.pdf)")
-            if path:
-                self.write_pdf(path)
+        self._ask_and_write("PDF report", "-report.pdf", "PDF files (*.pdf)", self.write_pdf)
 
     def write_pdf(self, path: Path) -> bool:
         from desktop.outlets import pdf
@@ -155,18 +153,14 @@ class Exports:
     def export_hl7(self) -> None:
         from desktop.outlets.lis import write_hl7
 
-        if self.state.session is not None:
-            path = self._ask_save_path("Export HL7 v2 message (ORU^R01)", ".hl7", "HL7 messages (*.hl7)")
-            if path:
-                self._write_lis(lambda: write_hl7(self.report(), path), path)
+        self._ask_and_write("Export HL7 v2 message (ORU^R01)", ".hl7", "HL7 messages (*.hl7)",
+                            lambda path: self._write_lis(lambda: write_hl7(self.report(), path), path))
 
     def export_fhir(self) -> None:
         from desktop.outlets.lis import write_fhir
 
-        if self.state.session is not None:
-            path = self._ask_save_path("Export FHIR Bundle", ".fhir.json", "FHIR JSON (*.json)")
-            if path:
-                self._write_lis(lambda: write_fhir(self.report(), path), path)
+        self._ask_and_write("Export FHIR Bundle", ".fhir.json", "FHIR JSON (*.json)",
+                            lambda path: self._write_lis(lambda: write_fhir(self.report(), path), path))
 
     def _write_lis(self, write, path: Path) -> bool:
         if not self._allowed({"The export": path}):
