@@ -20,6 +20,7 @@ class BinList(QListWidget):
 
     def __init__(self) -> None:
         super().__init__()
+        self._counts: tuple[dict[str, int], int] = ({}, 0)  # the last counts shown: kept when the bins are refilled
         self.setAcceptDrops(True)
         self.setDropIndicatorShown(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # long names are elided instead
@@ -55,11 +56,13 @@ class BinList(QListWidget):
             item.setData(LABEL, text)
             self.addItem(item)
         self.setCurrentRow(max(0, self.row_of(wanted)))
+        self.show_counts(*self._counts)
 
     def row_of(self, key: str) -> int:
         return next((r for r in range(self.count()) if self.item(r).data(KEY) == key), -1)
 
     def show_counts(self, tally: dict[str, int], total: int) -> None:
+        self._counts = (tally, total)
         for row in range(self.count()):
             item = self.item(row)
             key = item.data(KEY)
