@@ -45,3 +45,58 @@ def test_no_core_module_reaches_into_another_modules_objects_privates():
                     continue
                 offenders.append(f"{path.relative_to(CORE)}:{number}: {match.group(0)}")
     assert offenders == []
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(CORE.parents[1]).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _desktop_imports(path: Path, known: set[str]) -> set[str]:
+    """The desktop modules a file imports anywhere in it (at the top, in a function, for type checking alike):
+    `from desktop.ui import layout` names the module desktop.ui.layout."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("desktop"):
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names} & known
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("desktop")}
+    return found & known
+
+
+def test_no_import_circles_in_the_app():
+    """Issue 41's target: no two desktop modules import each other, directly or round a loop (a package's
+    __init__ that only hands names on aside). A circle names its files."""
+    files = {_module_name(p): p for p in CORE.parent.rglob("*.py")}
+    known = set(files)
+    graph = {name: _desktop_imports(path, known) - {name} for name, path in files.items()
+             if not name.endswith(("desktop", "__main__"))}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for name in sorted(graph):
+        if name not in index:
+            visit(name)
+    assert circles == [], circles

@@ -19,8 +19,9 @@ from desktop.core.inference.catalog import resolve_model
 from desktop.core.inference.decision import make_calls
 from desktop.core.inference.files import content_hash
 from desktop.core.inference.imaging import UnreadableImage, decode_prepared, load_prepared, read_bytes
-from desktop.core.inference.model import model_threads, worker_threads
+from desktop.core.inference.model import model_threads
 from desktop.core.inference.scan import SourceFile, scan_folder
+from desktop.core.inference.threads import worker_threads
 from desktop.core.names import readable
 from desktop.core.records.session import Session
 

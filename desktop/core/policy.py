@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from desktop.core.records.domain import DEFAULT_TARGET_WBC
+DEFAULT_TARGET_WBC = 100  # white cells a blood differential counts unless the lab or the session says otherwise
+
 
 log = logging.getLogger(__name__)
 TARGET_RANGE = (10, 10_000)

@@ -3,8 +3,7 @@ brings in the gallery, bins and summary, and through them the core, so the windo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from dataclasses import fields
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -12,6 +11,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
+    QMainWindow,
     QProgressBar,
     QPushButton,
     QSlider,
@@ -25,11 +25,9 @@ from desktop.ui.bins import BinList
 from desktop.ui.feedback import BANNER_STYLE, Feedback
 from desktop.ui.gallery import BinFilter, GalleryModel, ThumbnailCache
 from desktop.ui.gallery_view import FindBox, GalleryView, zoom_step
+from desktop.ui.panes import Panes
 from desktop.ui.settings import THUMB_SIZES
 from desktop.ui.summary_panel import SummaryPanel
-
-if TYPE_CHECKING:
-    from desktop.ui.main_window import MainWindow
 
 HINT = "Open a folder of images (Ctrl+O), or drop one on this window."
 
@@ -46,25 +44,7 @@ def _box(*widgets, stretch: QWidget | None = None) -> QWidget:
     return box
 
 
-@dataclass
-class Panes:
-    """The window's widgets the controllers are given (each takes the ones it shows or listens to)."""
-
-    assay: QComboBox
-    thumbnails: ThumbnailCache
-    gallery_model: GalleryModel
-    proxy: BinFilter
-    gallery: GalleryView
-    find: FindBox
-    thumb_slider: QSlider
-    names_box: QCheckBox
-    bins: BinList
-    summary: SummaryPanel
-    splitter: QSplitter
-    banner: QLabel
-
-
-def build_panes(w: MainWindow, state: AppState) -> Panes:
+def build_panes(w: QMainWindow, state: AppState) -> Panes:
     """The assay box, the bins with the legend, the gallery (showing the state's cells) with its tools, the
     summary, and the banner; set on the window under the same names. The controllers connect their own slots."""
     w.assay = QComboBox()
@@ -88,9 +68,7 @@ def build_panes(w: MainWindow, state: AppState) -> Panes:
     w.thumb_slider.setRange(0, len(THUMB_SIZES) - 1)
     w.thumb_slider.setMaximumWidth(140)
     w.thumb_slider.setToolTip("Thumbnail size (Ctrl+wheel on the gallery)")
-    w.thumb_slider.valueChanged.connect(w._thumb_size_changed)
     w.names_box = QCheckBox("File names")
-    w.names_box.toggled.connect(w._thumb_size_changed)
     tools = QHBoxLayout()
     tools.setContentsMargins(0, 0, 0, 0)
     tools.addWidget(w.find, 1)
@@ -121,7 +99,7 @@ def build_panes(w: MainWindow, state: AppState) -> Panes:
     return Panes(**{field.name: getattr(w, field.name) for field in fields(Panes)})
 
 
-def build_status(w: MainWindow) -> Feedback:
+def build_status(w: QMainWindow) -> Feedback:
     """The status bar's permanent parts (rate, progress, Cancel and who is working), and the Feedback that shows
     messages in it, in the banner and in message boxes."""
     w.progress = QProgressBar()

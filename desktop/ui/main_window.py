@@ -115,6 +115,8 @@ class MainWindow(QMainWindow):
         self.lab: LabActions = LabActions(state, feedback, self.sessions, self.data_root, self.user_models)
         self.menu: Actions = Actions(self)
         self.cancel_button.clicked.connect(self.sessions.cancel)
+        self.thumb_slider.valueChanged.connect(self._thumb_size_changed)
+        self.names_box.toggled.connect(self._thumb_size_changed)
         state.model_changed.connect(self.gallery_model.set_info)
         state.record_changed.connect(self._show_title)
         state.session_changed.connect(self.rebuild_recent)

@@ -21,8 +21,8 @@ from desktop.ui import commands
 from desktop.ui.app_state import AppState
 from desktop.ui.feedback import Feedback
 from desktop.ui.gallery import CellRole
-from desktop.ui.layout import Panes
 from desktop.ui.operator import WhoIsWorking
+from desktop.ui.panes import Panes
 from desktop.ui.preview import CellViewer
 from desktop.ui.settings import WindowSettings
 

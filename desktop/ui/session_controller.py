@@ -22,7 +22,7 @@ from desktop.core.report.assay_report import percent_text
 from desktop.core.report.summary import slide_grid
 from desktop.ui.app_state import AppState
 from desktop.ui.feedback import Feedback
-from desktop.ui.layout import Panes
+from desktop.ui.panes import Panes
 from desktop.ui.session_adapter import SessionAdapter
 from desktop.ui.settings import WindowSettings
 from desktop.ui.worker import ClassifyWorker, start_worker

@@ -8,19 +8,41 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from desktop.core.inference.files import UnreadableFile, content_hash, hash_large_file
 from desktop.core.inference.imaging import InputSpec, UnreadableImage, decode_image, read_bytes
 
-if TYPE_CHECKING:
-    from desktop.core.inference.wsi import SlideScale
-
 TILE_NAME = re.compile(r"#x(\d+)_y(\d+)$")
 
+
+@dataclass(frozen=True)
+class SlideScale:
+    """How a slide's pixels map to the model's: µm per level-0 pixel, where that came from, and the
+    pyramid level read (its downsample) with the resize that gives the model `model_mpp`."""
+
+    mpp: float
+    source: str  # "the file (openslide.mpp-x)", "given by the technician", ...
+    model_mpp: float
+    level: int
+    downsample: float
+
+    @property
+    def level0_per_model_px(self) -> float:
+        return self.model_mpp / self.mpp
+
+    @property
+    def factor(self) -> float:
+        """Level pixels per model pixel (1.0: the level is read as it is, no resize)."""
+        return self.model_mpp / (self.mpp * self.downsample)
+
+    def describe(self, name: str) -> str:
+        return (f"{name}: {self.mpp:.4g} µm/px from {self.source}; read at pyramid level {self.level} "
+                f"(×{self.downsample:.4g}) resized ×{1 / self.factor:.3g} to the model's {self.model_mpp:.4g} µm/px")
 
 class Position(NamedTuple):
     """A tile's top-left pixel on its source (on a whole slide, in model pixels)."""

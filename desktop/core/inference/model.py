@@ -18,22 +18,13 @@ import numpy as np
 
 from desktop.core.errors import ModelError
 from desktop.core.inference.model_info import ModelInfo, parse_metadata
+from desktop.core.inference.threads import MAX_THREADS, worker_threads
 
 if TYPE_CHECKING:  # loaded only when a model is (telemetry is switched off first)
     import onnxruntime as ort
 
 log = logging.getLogger(__name__)
-MAX_THREADS = 8  # beyond this ONNX Runtime and the decoders gain nothing on a workstation
 OUTPUT_RANKS = {"probabilities": 2, "ood_score": 1, "features": 2}  # the contract's outputs: [N, C], [N], [N, F]
-
-def worker_threads() -> int:
-    """Threads for inference and for decoding: one per core, at most MAX_THREADS, unless the
-    environment's SLIDETALLY_THREADS says otherwise (a shared machine, a thread curve)."""
-    wanted = os.environ.get("SLIDETALLY_THREADS", "")
-    if wanted.isdigit() and int(wanted) > 0:
-        return min(MAX_THREADS, int(wanted))
-    return max(1, min(MAX_THREADS, os.cpu_count() or 1))
-
 
 def model_threads() -> int:
     """ONNX Runtime's threads: as many as `worker_threads`, unless SLIDETALLY_MODEL_THREADS gives a

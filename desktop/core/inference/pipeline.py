@@ -23,8 +23,8 @@ import numpy as np
 from desktop.core.inference.decision import Call, make_calls
 from desktop.core.inference.imaging import UnreadableImage
 from desktop.core.inference.items import Item, Sources
-from desktop.core.inference.model import Model, worker_threads
-from desktop.core.inference.threads import ThreadChoice
+from desktop.core.inference.model import Model
+from desktop.core.inference.threads import ThreadChoice, worker_threads
 
 log = logging.getLogger(__name__)
 

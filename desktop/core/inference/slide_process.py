@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from desktop.core.inference.imaging import UnreadableImage
+from desktop.core.inference.threads import worker_threads
 
 MAX_SIDE_PX = 500_000  # level 0, a side: more than any scanner makes (a whole 25 x 75 mm slide at 0.25 µm/px: 300,000)
 MAX_TILE_PIXELS = 64 * 2**20  # one stored tile of the file, in pixels: scanners store 256-1024 px tiles
@@ -224,8 +225,6 @@ def pool(size_of: Callable[[], int] | None = None) -> SlidePool:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            from desktop.core.inference.model import worker_threads
-
             _POOL = SlidePool(max(1, min(4, (size_of or worker_threads)())))
         return _POOL
 

@@ -13,10 +13,21 @@ included)."""
 
 from __future__ import annotations
 
+import os
 import statistics
 
 TIMED = 2  # batches timed at the end of each stretch
 STRETCHES = 4  # all threads, one, all threads, one
+MAX_THREADS = 8  # beyond this ONNX Runtime and the decoders gain nothing on a workstation
+
+
+def worker_threads() -> int:
+    """Threads for inference and for decoding: one per core, at most MAX_THREADS, unless the
+    environment's SLIDETALLY_THREADS says otherwise (a shared machine, a thread curve)."""
+    wanted = os.environ.get("SLIDETALLY_THREADS", "")
+    if wanted.isdigit() and int(wanted) > 0:
+        return min(MAX_THREADS, int(wanted))
+    return max(1, min(MAX_THREADS, os.cpu_count() or 1))
 
 
 class ThreadChoice:

@@ -19,7 +19,7 @@ import numpy as np
 
 from desktop.core.inference.contract import IDC_MPP
 from desktop.core.inference.imaging import MAX_PIXELS, InputSpec, prepare
-from desktop.core.inference.items import Item, Position, Sources
+from desktop.core.inference.items import Item, Position, SlideScale, Sources
 from desktop.core.inference.model_info import MPP_RANGE
 from desktop.core.inference.scan import SourceFile
 from desktop.core.inference.slide import MAP_CELL_PX, PatchGrid, PlacedTile
@@ -54,31 +54,6 @@ DETECT_SECONDS = 10.0
 
 class ScaleUnknown(SlideError):
     """The slide does not say how large its pixels are, and none was given."""
-
-
-@dataclass(frozen=True)
-class SlideScale:
-    """How a slide's pixels map to the model's: µm per level-0 pixel, where that came from, and the
-    pyramid level read (its downsample) with the resize that gives the model `model_mpp`."""
-
-    mpp: float
-    source: str  # "the file (openslide.mpp-x)", "given by the technician", ...
-    model_mpp: float
-    level: int
-    downsample: float
-
-    @property
-    def level0_per_model_px(self) -> float:
-        return self.model_mpp / self.mpp
-
-    @property
-    def factor(self) -> float:
-        """Level pixels per model pixel (1.0: the level is read as it is, no resize)."""
-        return self.model_mpp / (self.mpp * self.downsample)
-
-    def describe(self, name: str) -> str:
-        return (f"{name}: {self.mpp:.4g} µm/px from {self.source}; read at pyramid level {self.level} "
-                f"(×{self.downsample:.4g}) resized ×{1 / self.factor:.3g} to the model's {self.model_mpp:.4g} µm/px")
 
 
 def _openslide():

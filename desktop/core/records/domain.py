@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from desktop.core.names import readable
+from desktop.core.policy import DEFAULT_TARGET_WBC
 
 
 class SessionState(StrEnum):
@@ -25,7 +26,6 @@ def now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-DEFAULT_TARGET_WBC = 100  # white cells a blood differential counts unless the session says otherwise
 
 @dataclass(frozen=True)
 class Cell:

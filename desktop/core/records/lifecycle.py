@@ -1,27 +1,64 @@
 """The record's life: its identity, its target count, sign-off, second-person verification and
 reopen. Each step is state-checked and audited in one transaction of the session's store; the
-Session's methods of the same names call these.
+Session's methods of the same names call these. They work on what `OpenSession` names of a session
+(its store, model, events and acting person), not on the Session class, which imports this module.
 
 Everything a report shows is frozen at sign-off: the specimen, the calls, and the target count,
 which belongs to the session (an audited action, refused once signed like any other edit)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from desktop.core.errors import ActionRefused, SessionLocked, SignOffRefused
 from desktop.core.inference.decision import review_by_rule
-from desktop.core.records.domain import Cell, SessionRecord, SessionState, check_identifier, now
+from desktop.core.inference.model_info import ModelInfo
+from desktop.core.policy import lab_policy
+from desktop.core.records.domain import (
+    Actor,
+    AuditEntry,
+    Cell,
+    FolderChanges,
+    SessionRecord,
+    SessionState,
+    check_identifier,
+    now,
+)
 from desktop.core.records.integrity import ALTERED, RecordAltered, unexplained_cells
+from desktop.core.records.session_events import SessionEvents
+from desktop.core.records.store import SessionStore
 
-if TYPE_CHECKING:
-    from desktop.core.records.session import Session
+
+class OpenSession(Protocol):
+    """What the record's life needs of an open session (records.session.Session is one)."""
+
+    folder: Path
+    info: ModelInfo
+    store: SessionStore
+    events: SessionEvents
+    os_user: str
+
+    @property
+    def classifying(self) -> bool: ...
+
+    @property
+    def signed(self) -> bool: ...
+
+    def record(self) -> SessionRecord: ...
+
+    def actor(self, operator: str) -> Actor: ...
+
+    def changes(self) -> FolderChanges: ...
+
+    def audit(self) -> list[AuditEntry]: ...
+
 
 TARGET_RANGE = (10, 10_000)
 SAME_ACCOUNT_ALLOWED = "the lab allows the signer's OS account to verify (setting)"
 
 
-def record_of(session: Session) -> SessionRecord:
+def record_of(session: OpenSession) -> SessionRecord:
     meta = session.store.all_meta()
     info = session.info
     return SessionRecord(
@@ -39,8 +76,6 @@ def record_of(session: Session) -> SessionRecord:
 
 def _stored_target(value: str | None) -> int:
     """The session's target, or the lab's default (its policy) where the session has none yet."""
-    from desktop.core.policy import lab_policy
-
     try:
         return int(value) if value else lab_policy().default_target_wbc
     except ValueError:
@@ -54,7 +89,7 @@ def check_target(value: int) -> int:
     return value
 
 
-def set_target(session: Session, value: int, operator: str) -> None:
+def set_target(session: OpenSession, value: int, operator: str) -> None:
     """The number of white cells this specimen is to be counted to (blood); audited, refused once signed."""
     value = check_target(value)
     before = session.record().target
@@ -66,7 +101,7 @@ def set_target(session: Session, value: int, operator: str) -> None:
     session.events.state.emit(session.record())
 
 
-def set_identity(session: Session, specimen_id: str, patient_id: str, operator: str) -> None:
+def set_identity(session: OpenSession, specimen_id: str, patient_id: str, operator: str) -> None:
     """The specimen / accession ID (and optional patient ID) the results belong to."""
     specimen_id = check_identifier(specimen_id, "specimen ID")
     patient_id = check_identifier(patient_id, "patient ID")
@@ -86,14 +121,14 @@ def set_identity(session: Session, specimen_id: str, patient_id: str, operator: 
 STILL_CLASSIFYING = "Wait until classification has finished before signing off."
 
 
-def review_left(session: Session, cells: list[Cell] | None = None) -> str:
+def review_left(session: OpenSession, cells: list[Cell] | None = None) -> str:
     """Why Review stops a sign-off now (empty when nothing is left to confirm)."""
     left = sum(1 for c in (session.store.cells() if cells is None else cells) if c.needs_review)
     return f"{left} {session.info.item_noun} in Review are not confirmed yet. Confirm or reclassify them first." \
         if left else ""
 
 
-def nothing_counted(session: Session, cells: list[Cell] | None = None) -> str:
+def nothing_counted(session: OpenSession, cells: list[Cell] | None = None) -> str:
     """Why there is nothing to sign (empty when at least one image is counted): an empty folder, a folder
     of files that are not images, or one whose every image was unreadable."""
     if any(not c.unreadable and not c.missing  # counted, or once reviewed
@@ -103,7 +138,7 @@ def nothing_counted(session: Session, cells: list[Cell] | None = None) -> str:
             "of this folder was counted (it is empty, holds no images, or none could be read).")
 
 
-def sign_off_blockers(session: Session) -> str:
+def sign_off_blockers(session: OpenSession) -> str:
     """Why the session cannot be signed off as it stands (empty when it can): asked before any
     question about counts or names, so the technician is not asked twice."""
     if session.classifying:
@@ -113,7 +148,7 @@ def sign_off_blockers(session: Session) -> str:
     return review_left(session) or nothing_counted(session)
 
 
-def unexplained(session: Session, cells: list[Cell]) -> str:
+def unexplained(session: OpenSession, cells: list[Cell]) -> str:
     """Why the cells cannot be sealed: a final call, a confirmation or a Review flag the AI calls and the
     audit trail do not explain (set outside SlideTally). Empty when every cell follows."""
     info = session.info
@@ -125,7 +160,7 @@ def unexplained(session: Session, cells: list[Cell]) -> str:
             f"audit trail (first: {wrong[0]}). It cannot be signed off.")
 
 
-def sign_off(session: Session, operator: str, specimen_id: str | None = None) -> None:
+def sign_off(session: OpenSession, operator: str, specimen_id: str | None = None) -> None:
     operator = (operator or "").strip()
     if not operator:
         raise SignOffRefused("Enter the operator's name to sign off.")
@@ -160,7 +195,7 @@ def sign_off(session: Session, operator: str, specimen_id: str | None = None) ->
     session.events.state.emit(session.record())
 
 
-def signer_account(session: Session) -> str:
+def signer_account(session: OpenSession) -> str:
     """The OS account the sign-off was made under: the sealed `signed_login` (what `who_signed` reads
     too), or, for a session signed before that key existed, its sign-off audit row."""
     sealed = session.store.meta("signed_login")
@@ -169,7 +204,7 @@ def signer_account(session: Session) -> str:
     return next((e.os_user for e in reversed(session.audit()) if e.action == "sign-off"), "")
 
 
-def verify(session: Session, operator: str, *, allow_same_account: bool = False) -> None:
+def verify(session: OpenSession, operator: str, *, allow_same_account: bool = False) -> None:
     """A second person's check of a signed-off session: another name, and another OS account
     unless the lab's setting allows the same one (then the audit row says so)."""
     actor = session.actor(operator)
@@ -193,7 +228,7 @@ def verify(session: Session, operator: str, *, allow_same_account: bool = False)
     session.events.state.emit(session.record())
 
 
-def reopen(session: Session, operator: str, reason: str) -> None:
+def reopen(session: OpenSession, operator: str, reason: str) -> None:
     actor = session.actor(operator)
     if not reason.strip():
         raise ActionRefused("A reason is needed to reopen a signed-off session.")

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop.core.errors import ActionRefused, FolderError, SlideTallyError
-from desktop.core.events import Event
 from desktop.core.inference.catalog import resolve_model
 from desktop.core.inference.decision import Call
 from desktop.core.inference.folder import expand_tissue_images
@@ -41,6 +40,7 @@ from desktop.core.records.domain import (
 )
 from desktop.core.records.integrity import ALTERED, RecordAltered
 from desktop.core.records.rescan import compare
+from desktop.core.records.session_events import SessionEvents
 from desktop.core.records.slide_scale import check_slide, declare_mpp, declared_mpp, note_slide_scales
 from desktop.core.records.store import SessionStore, session_path, store_error
 from desktop.core.records.writer import Writer
@@ -75,21 +75,6 @@ def why_not_openable(folder: Path) -> str | None:
     missing = openslide_missing() if is_slide_name(folder) else None
     return (f"{readable(str(folder))} cannot be read: {missing}." if missing else
             f"{readable(str(folder))} is neither a folder nor a whole-slide image.")
-
-
-class SessionEvents:
-    """What a session announces. Callbacks run in the thread that made the change."""
-
-    def __init__(self) -> None:
-        self.cells_added = Event("cells_added")  # list[Cell]
-        self.cells_changed = Event("cells_changed")  # list[Cell]
-        self.state = Event("state")  # SessionRecord
-        self.progress = Event("progress")  # Progress
-        self.notice = Event("notice")  # str: something the technician must know (folder changes, empty folder)
-
-    def disconnect_all(self) -> None:
-        for event in (self.cells_added, self.cells_changed, self.state, self.progress, self.notice):
-            event.disconnect()
 
 
 class Session:
