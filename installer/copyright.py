@@ -59,9 +59,9 @@ SlideTally is distributed with the libraries it runs on, each under its own lice
 library ships is in /usr/share/doc/slidetally/licenses/<library>/, at the path it has in that library's wheel
 or source, and the bill of materials is /usr/share/doc/slidetally/slidetally.cdx.json.
 
-Relinking (LGPL): Qt, Qt for Python, OpenSlide (with the glib, cairo and other LGPL libraries compiled into it)
-and the GCC runtime libquadmath (in NumPy) are shared libraries loaded at run time from
-/usr/lib/slidetally/_internal (PySide6/Qt/lib, PySide6, shiboken6, openslide_bin, numpy.libs).
+Relinking (LGPL): Qt, Qt for Python and OpenSlide (with the glib, cairo and other LGPL libraries compiled into it)
+are shared libraries loaded at run time from /usr/lib/slidetally/_internal (PySide6/Qt/lib, PySide6, shiboken6,
+openslide_bin).
 You may replace any of them with your own build of the same version, modified or not, and
 reverse-engineer SlideTally for debugging such changes. Their complete corresponding source is offered in
 writing for three years in /usr/share/doc/slidetally/SOURCE-OFFER, which names each version; upstream
@@ -212,8 +212,7 @@ LGPL_PARTS = {"pyside6-essentials": "Qt {v} (the Qt 6 libraries in PySide6/Qt/li
               "shiboken6": "Shiboken {v} (Qt for Python's bindings)",
               "openslide-bin": "OpenSlide as built by openslide-bin {v}, with the LGPL libraries it compiles in "
                                "(glib, cairo, pixman, gdk-pixbuf, libxml2's neighbours; listed in "
-                               "licenses/openslide-bin/licenses/)",
-              "numpy": "libquadmath, the GCC runtime library in NumPy {v}'s numpy.libs"}
+                               "licenses/openslide-bin/licenses/)"}
 
 
 def source_offer(comps: list[bl.Component]) -> str:
