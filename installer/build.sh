@@ -46,8 +46,6 @@ if [ ! -x .venv-tools/bin/cyclonedx-py ]; then
 fi
 # OpenCV's Python module with only the parts the app uses, from the same release's source (cached in build/).
 OPENCV=$(installer/build_opencv.sh .venv-build/bin/python)
-# The About box's licence list, from the same components as the copyright file (OpenCV's parts from its build).
-.venv-build/bin/python installer/copyright.py --licenses-md resources/LICENSES.md "$(dirname "$OPENCV")/licenses"
 PYTHONPATH=$OPENCV .venv-build/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller \
     installer/slidetally.spec
 BUNDLE=dist/slidetally
@@ -55,6 +53,11 @@ BUNDLE=dist/slidetally
 ln -sfn slidetally "$BUNDLE/slidetally-cli"
 # PyInstaller still links the left-out Qt libraries into _internal/; drop those dangling links.
 find "$BUNDLE" -xtype l -delete
+# The About box's licence list: the components the copyright file lists, i.e. what the bundle carries (OpenCV's parts
+# from its build; not flatbuffers). Written once the bundle exists, into it and into resources/ (the development
+# install's About box); copyright.py stops the package if the two lists differ.
+.venv-build/bin/python installer/copyright.py --licenses-md resources/LICENSES.md "$(dirname "$OPENCV")/licenses" "$BUNDLE"
+install -m 644 resources/LICENSES.md "$BUNDLE/_internal/resources/LICENSES.md"
 
 # Shared objects: not executable, no symbols or debug info (Debian policy 10.1, 10.2), and no RUNPATH into the
 # tree the Python runtime was compiled in (it would make the loader search e.g. /root/.pyenv on the target).

@@ -23,7 +23,8 @@ WORDS = ("LICEN", "COPYING", "NOTICE")
 # Built from source by installer/build_opencv.sh instead of taken from its wheel (texts from that build).
 REPLACED = {"opencv-python-headless"}
 # Bundled from the build venv though the app does not depend on them: PyInstaller's bootloader starts both programs,
-# and PyInstaller collects setuptools (its runtime hook pyi_rth_setuptools; seen in a bundle built from the lock).
+# and PyInstaller collects setuptools (its runtime hook pyi_rth_setuptools) where the spec does not leave it out, as
+# it now does; given the bundle, copyright.py lists each only where the bundle has its files.
 BUILD_BUNDLED = ("pyinstaller", "setuptools")
 # Left out of the bundle by installer/slidetally.spec (EXCLUDES), though a dependency names it (none now: Pillow
 # went in with whole-slide images, openslide-python returns its regions as Pillow images).
