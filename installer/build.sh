@@ -31,8 +31,8 @@ fi
 .venv-build/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 # Pillow with only what openslide-python uses (its core and the system's Little CMS), from the locked source.
 installer/build_pillow.sh .venv-build/bin/python
-# NumPy without OpenBLAS, its Fortran runtime and libquadmath (the app multiplies small matrices only), from the
-# locked source with the same flags (cached in build/).
+# NumPy linked to Debian's OpenBLAS (libopenblas0, a Depends) instead of the wheel's copy with its Fortran runtime
+# and libquadmath, from the locked source with the same flags (cached in build/).
 installer/build_numpy.sh .venv-build/bin/python
 # PyInstaller's bootloader (the executable that starts both programs) compiled here from the locked release's
 # source, not the prebuilt one: Debian's gcc makes it position-independent (lintian hardening-no-pie), and it gets
