@@ -49,8 +49,8 @@ LICENCE = {
 }
 # Libraries vendored into the wheel whose licences its text carries but its License-Expression omits.
 # Pillow: the libraries of its wheel that the spec keeps (PIL/_imaging's codecs, ImageCms's lcms2). NumPy has none:
-# build_numpy.sh compiles it without the wheel's OpenBLAS, libgfortran and libquadmath, and its License-Expression
-# names what the source compiles in.
+# build_numpy.sh compiles it against Debian's OpenBLAS (a Depends, not bundled) instead of the wheel's copy with
+# libgfortran and libquadmath, and its License-Expression names what the source compiles in.
 VENDORED = {"pillow": "IJG AND BSD-3-Clause (libjpeg-turbo) AND libtiff AND BSD-2-Clause (OpenJPEG) AND "
                       "MIT (lcms2, libxcb, libXau) AND 0BSD (xz) AND BSD-3-Clause (zstd)"}
 # Where PyInstaller puts a distribution's shared libraries outside its own folders (relative to _internal/).

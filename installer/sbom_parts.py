@@ -98,8 +98,9 @@ NATIVE = (
            description="pytorch/cpuinfo"),
     Native("openslide", "LGPL-2.1-only", SLIDE, call("openslide_get_version"),
            description="libopenslide.so.1 of the openslide-bin wheel, with the libraries it links in statically"),
-    # No NumPy part: NumPy is built from source without BLAS or LAPACK (build_numpy.sh), so the wheel's numpy.libs
-    # (OpenBLAS, libgfortran, libquadmath) is not bundled, and a bundle that carried it again fails --check.
+    # No NumPy part: NumPy is built from source against Debian's OpenBLAS (build_numpy.sh), a system library and a
+    # Depends like libc, not listed here; the wheel's numpy.libs (OpenBLAS, libgfortran, libquadmath) is not bundled,
+    # and a bundle that carried it again fails --check.
     # Pillow's wheel (the bundle keeps the libraries of PIL._imaging and ImageCms; the others if a spec change
     # brings them).
     Native("libjpeg-turbo", "IJG AND BSD-3-Clause AND Zlib", (IN + "*libjpeg-*.so*",),

@@ -84,6 +84,9 @@ def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
     depends = control(deb, "Depends")
     assert re.search(r"libc6 \(>= 2\.\d+\)", depends), depends  # computed by dpkg-shlibdeps from the bundle
     assert "libxcb-cursor0" in depends and "libdbus-1-3" in depends
+    # NumPy links Debian's OpenBLAS (build_numpy.sh): its package is a Depends (libopenblas0, which pulls in one of
+    # the pthread, openmp or serial builds), the library is not bundled.
+    assert re.search(r"(^|, )libopenblas0( \(|,|$)", depends), depends
     size_mb = int(control(deb, "Installed-Size")) / 1024
     print(f"Installed-Size {size_mb:.0f} MB; Depends: {depends}")
     # 358 MB with the opencv-python-headless wheel's cv2 (FFmpeg, OpenBLAS: 152 MB); IT's limit is 250 MB, issue 42's
@@ -104,7 +107,8 @@ def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
                  "onnxruntime/onnxruntime/ThirdPartyNotices.txt", "numpy/LICENSE.txt", "fhir.resources/LICENSE",
                  "python/LICENSE", "python/license.rst", "psutil/LICENSE", "qt-third-party/libicu72/copyright"):
         assert (doc / "licenses" / text).exists(), text
-    # NumPy built without BLAS (installer/build_numpy.sh): its own texts, none of the wheel's OpenBLAS or GCC runtime
+    # NumPy built from source against Debian's OpenBLAS (installer/build_numpy.sh): its own texts, none of the wheel's
+    # OpenBLAS or GCC runtime (the system's OpenBLAS is a Depends, with its own copyright file in /usr/share/doc)
     assert "OpenBLAS" not in (doc / "licenses/numpy/LICENSE.txt").read_text()
     assert (doc / "licenses/numpy/numpy/_core/src/highway/LICENSE").exists()
     for gone in ("OpenBLAS", "libgfortran", "libquadmath", "numpy.libs"):
@@ -158,7 +162,10 @@ def test_installed_programs_are_hardened(installed):
                              text=True, check=True).stdout
     assert "GNU_RELRO" in dynamic and "BIND_NOW" in dynamic and "__stack_chk_fail" in dynamic
     assert "_chk@" in dynamic  # FORTIFY_SOURCE's checked libc calls
-    assert "libscipy_openblas" not in dynamic and "NEEDED" in dynamic
+    # It needs the system's libopenblas.so.0 (Debian's, a Depends), not the wheel's libscipy_openblas, and has no
+    # RUNPATH: the loader finds the library where Debian's alternatives put it.
+    assert "libscipy_openblas" not in dynamic and "[libopenblas.so.0]" in dynamic
+    assert "RUNPATH" not in dynamic and "RPATH" not in dynamic
 
 
 def test_the_bundled_python_is_debians_source_hardened(installed):
@@ -191,11 +198,13 @@ def test_the_bill_of_materials_names_every_bundled_library_with_its_version(inst
     assert "flatbuffers" not in names and "setuptools" not in names
     parts = names | {sub["name"].lower() for c in sbom["components"] for sub in c.get("components", [])}
     assert "libmpdec" in parts
-    assert not {"openblas", "libquadmath", "libgfortran"} & parts  # NumPy from source, without BLAS (issue 42)
+    # NumPy from source against Debian's OpenBLAS (issue 42): a system library and a Depends, so not listed, like libc
+    assert not {"openblas", "libquadmath", "libgfortran"} & parts
     internal = installed / BUNDLE / "_internal"
     assert not (internal / "pillow.libs").exists()  # Pillow from source links the system's zlib and Little CMS
-    assert not (internal / "numpy.libs").exists()  # NumPy from source: no OpenBLAS, libgfortran, libquadmath
-    assert not [p for p in internal.rglob("*") if p.name.startswith(("libscipy_openblas", "libgfortran", "libquadmath"))]
+    assert not (internal / "numpy.libs").exists()  # NumPy from source: no bundled OpenBLAS, libgfortran, libquadmath
+    assert not [p for p in internal.rglob("*") if p.name.startswith(("libscipy_openblas", "libopenblas", "libblas",
+                                                                     "liblapack", "libgfortran", "libquadmath"))]
     assert not list(internal.glob("setuptools*")) and not list(internal.glob("pkg_resources*"))
     licences = doc / "licenses"
     assert "libmpdec" in (licences / "python" / "license.rst").read_text()
@@ -262,7 +271,8 @@ def test_installed_app_opens_from_its_desktop_entry_offline(installed, tmp_path)
     internal = installed / BUNDLE / "_internal"
     assert not list(internal.rglob("*tensorflow*"))
     for left_out in ("libQt6Network*", "libqwayland*", "libqgtk3*", "libqeglfs*", "libqvnc*", "libX11*", "libgtk*",
-                     "libavcodec*", "libopenblas*", "libscipy_openblas*", "numpy.libs", "opencv_python_headless.libs",
+                     "libavcodec*", "libopenblas*", "libscipy_openblas*", "libgfortran*", "libquadmath*", "numpy.libs",
+                     "opencv_python_headless.libs",
                      "Cython", "mesonpy"):  # NumPy's build requirements stay in the build venv
         assert not list(internal.rglob(left_out)), left_out
 

@@ -31,7 +31,7 @@ SITE = Path(sysconfig.get_paths()["purelib"])
 # Where the bundle has what the probes read (under _internal/), and where the dev venv has it.
 STAND_IN = {
     "PySide6/Qt/lib": SITE / "PySide6/Qt/lib",
-    "numpy/_core": SITE / "numpy/_core",  # NumPy built without BLAS (build_numpy.sh): no numpy.libs beside it
+    "numpy/_core": SITE / "numpy/_core",  # NumPy built against Debian's OpenBLAS (build_numpy.sh): no numpy.libs
     "pillow.libs": SITE / "pillow.libs",
     "onnxruntime/capi": SITE / "onnxruntime/capi",
     "openslide_bin": SITE / "openslide_bin",
@@ -198,11 +198,12 @@ def test_the_check_names_an_unknown_library_and_a_missing_version(bom, bundle, t
 
 
 def test_the_numpy_wheels_openblas_in_the_bundle_stops_the_check(bom, bundle, tmp_path):
-    """Issue 42: the bundle's NumPy is built without BLAS, and the SBOM knows no OpenBLAS, libgfortran or libquadmath;
-    a bundle that carried the wheel's numpy.libs again fails --check, naming each library."""
+    """Issue 42: the bundle's NumPy is built against Debian's OpenBLAS (a Depends, not bundled), and the SBOM knows no
+    OpenBLAS, libgfortran or libquadmath; a bundle that carried the wheel's numpy.libs again fails --check, naming each
+    library."""
     wheel_libs = SITE / "numpy.libs"
     if not wheel_libs.is_dir():
-        pytest.skip("this venv's NumPy has no numpy.libs (built without BLAS)")
+        pytest.skip("this venv's NumPy has no numpy.libs (not the wheel)")
     copy = tmp_path / "slidetally"
     shutil.copytree(bundle, copy, symlinks=True)
     (copy / "_internal" / "numpy.libs").symlink_to(wheel_libs)
