@@ -1,6 +1,8 @@
-"""Does the bundle's NumPy, built without BLAS (installer/build_numpy.sh), give the development install's results?
+"""Does the bundle's NumPy, built against Debian's OpenBLAS (installer/build_numpy.sh), give the development install's
+results?
 
-Classifies the same folders with the bundled CLI and with the development install (the NumPy wheel with OpenBLAS),
+Classifies the same folders with the bundled CLI and with the development install (the NumPy wheel with its own
+OpenBLAS, scipy-openblas),
 each with its own data folder, and compares every stored call and probability; then adapts the blood model to
 the same verified cells with both and compares the fitted site heads and the time each took.
 
@@ -147,7 +149,8 @@ def fit_child(site_file: Path, out: Path) -> None:
 
 def compare_fit(tmp: Path, build_python: str, verified: Path, rounds: int = 3) -> bool:
     """The fit alone in float64, on the same features: the build venv's python (the bundle's NumPy, built by
-    build_numpy.sh) against the development install's (the wheel's OpenBLAS), alternated `rounds` times."""
+    build_numpy.sh against Debian's OpenBLAS) against the development install's (the wheel's OpenBLAS), alternated
+    `rounds` times."""
     from desktop.core.inference.catalog import resolve_model
     from desktop.core.lab.site_cells import cells_from_folder, extract
 
