@@ -31,6 +31,9 @@ fi
 .venv-build/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 # Pillow with only what openslide-python uses (its core and the system's Little CMS), from the locked source.
 installer/build_pillow.sh .venv-build/bin/python
+# NumPy linked to Debian's OpenBLAS (libopenblas0, a Depends) instead of the wheel's copy with its Fortran runtime
+# and libquadmath, from the locked source with the same flags (cached in build/).
+installer/build_numpy.sh .venv-build/bin/python
 # PyInstaller's bootloader (the executable that starts both programs) compiled here from the locked release's
 # source, not the prebuilt one: Debian's gcc makes it position-independent (lintian hardening-no-pie), and it gets
 # the flags OpenCV gets (installer/build_opencv.sh). Done once per build venv (installer/build_bootloader.sh).
@@ -43,8 +46,6 @@ if [ ! -x .venv-tools/bin/cyclonedx-py ]; then
 fi
 # OpenCV's Python module with only the parts the app uses, from the same release's source (cached in build/).
 OPENCV=$(installer/build_opencv.sh .venv-build/bin/python)
-# The About box's licence list, from the same components as the copyright file (OpenCV's parts from its build).
-.venv-build/bin/python installer/copyright.py --licenses-md resources/LICENSES.md "$(dirname "$OPENCV")/licenses"
 PYTHONPATH=$OPENCV .venv-build/bin/pyinstaller --noconfirm --clean --log-level ERROR --distpath dist --workpath build/pyinstaller \
     installer/slidetally.spec
 BUNDLE=dist/slidetally
@@ -52,6 +53,11 @@ BUNDLE=dist/slidetally
 ln -sfn slidetally "$BUNDLE/slidetally-cli"
 # PyInstaller still links the left-out Qt libraries into _internal/; drop those dangling links.
 find "$BUNDLE" -xtype l -delete
+# The About box's licence list: the components the copyright file lists, i.e. what the bundle carries (OpenCV's parts
+# from its build; not flatbuffers). Written once the bundle exists, into it and into resources/ (the development
+# install's About box); copyright.py stops the package if the two lists differ.
+.venv-build/bin/python installer/copyright.py --licenses-md resources/LICENSES.md "$(dirname "$OPENCV")/licenses" "$BUNDLE"
+install -m 644 resources/LICENSES.md "$BUNDLE/_internal/resources/LICENSES.md"
 
 # Shared objects: not executable, no symbols or debug info (Debian policy 10.1, 10.2), and no RUNPATH into the
 # tree the Python runtime was compiled in (it would make the loader search e.g. /root/.pyenv on the target).

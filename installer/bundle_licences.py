@@ -23,7 +23,8 @@ WORDS = ("LICEN", "COPYING", "NOTICE")
 # Built from source by installer/build_opencv.sh instead of taken from its wheel (texts from that build).
 REPLACED = {"opencv-python-headless"}
 # Bundled from the build venv though the app does not depend on them: PyInstaller's bootloader starts both programs,
-# and PyInstaller collects setuptools (its runtime hook pyi_rth_setuptools; seen in a bundle built from the lock).
+# and PyInstaller collects setuptools (its runtime hook pyi_rth_setuptools) where the spec does not leave it out, as
+# it now does; given the bundle, copyright.py lists each only where the bundle has its files.
 BUILD_BUNDLED = ("pyinstaller", "setuptools")
 # Left out of the bundle by installer/slidetally.spec (EXCLUDES), though a dependency names it (none now: Pillow
 # went in with whole-slide images, openslide-python returns its regions as Pillow images).
@@ -47,14 +48,14 @@ LICENCE = {
     "opencv-python-headless": "Apache-2.0 AND LGPL-2.1-or-later (FFmpeg) AND the licences in LICENSE-3RD-PARTY.txt",
 }
 # Libraries vendored into the wheel whose licences its text carries but its License-Expression omits.
-# Pillow: the libraries of its wheel that the spec keeps (PIL/_imaging's codecs, ImageCms's lcms2).
+# Pillow: the libraries of its wheel that the spec keeps (PIL/_imaging's codecs, ImageCms's lcms2). NumPy has none:
+# build_numpy.sh compiles it against Debian's OpenBLAS (a Depends, not bundled) instead of the wheel's copy with
+# libgfortran and libquadmath, and its License-Expression names what the source compiles in.
 VENDORED = {"pillow": "IJG AND BSD-3-Clause (libjpeg-turbo) AND libtiff AND BSD-2-Clause (OpenJPEG) AND "
-                      "MIT (lcms2, libxcb, libXau) AND 0BSD (xz) AND BSD-3-Clause (zstd)",
-            "numpy": "BSD-3-Clause (OpenBLAS) AND BSD-3-Clause-Open-MPI (LAPACK) AND "
-                     "GPL-3.0-or-later WITH GCC-exception-3.1 (libgfortran) AND LGPL-2.1-or-later (libquadmath)"}
+                      "MIT (lcms2, libxcb, libXau) AND 0BSD (xz) AND BSD-3-Clause (zstd)"}
 # Where PyInstaller puts a distribution's shared libraries outside its own folders (relative to _internal/).
+# None for NumPy: a numpy.libs/ in the bundle is a file no paragraph covers, and the build stops.
 EXTRA_GLOBS = {
-    "numpy": ("libscipy_openblas*", "libgfortran*", "libquadmath*"),
     # links PyInstaller puts beside pillow.libs/ (the libraries auditwheel named with a hash)
     "pillow": tuple(f"{lib}-*" for lib in ("libXau", "libjpeg", "liblcms2", "liblzma", "libopenjp2", "libtiff", "libxcb",
                                            "libzstd")),

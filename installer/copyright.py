@@ -3,10 +3,14 @@ distribution's folder, and write resources/LICENSES.md (the About box's list) fr
 
 Usage (with the build venv's python):
   copyright.py PACKAGE_ROOT BUNDLE_DIR OPENCV_LICENSES   (build/deb/slidetally_V_amd64 usr/lib/slidetally build/opencv-*/licenses)
-  copyright.py --licenses-md resources/LICENSES.md [OPENCV_LICENSES]   the About box's list only
+  copyright.py --licenses-md resources/LICENSES.md [OPENCV_LICENSES [BUNDLE]]   the About box's list only
+Given the bundle (dist/slidetally), the About box's list has the components the copyright file has: the
+distributions the bundle carries (not flatbuffers). Without it (the Windows build, before PyInstaller), every
+distribution the app's dependencies pull in.
 The texts come from the installed wheels (installer/bundle_licences.py), the OpenCV source that
 installer/build_opencv.sh compiled, Python's own LICENSE.txt and installer/licenses/. The build stops on a bundled
-file no paragraph covers, a distribution without licence text, or two texts on one path.
+file no paragraph covers, a distribution without licence text, two texts on one path, or a bundled LICENSES.md that
+lists other components than the copyright file.
 """
 
 from __future__ import annotations
@@ -59,9 +63,9 @@ SlideTally is distributed with the libraries it runs on, each under its own lice
 library ships is in /usr/share/doc/slidetally/licenses/<library>/, at the path it has in that library's wheel
 or source, and the bill of materials is /usr/share/doc/slidetally/slidetally.cdx.json.
 
-Relinking (LGPL): Qt, Qt for Python, OpenSlide (with the glib, cairo and other LGPL libraries compiled into it)
-and the GCC runtime libquadmath (in NumPy) are shared libraries loaded at run time from
-/usr/lib/slidetally/_internal (PySide6/Qt/lib, PySide6, shiboken6, openslide_bin, numpy.libs).
+Relinking (LGPL): Qt, Qt for Python and OpenSlide (with the glib, cairo and other LGPL libraries compiled into it)
+are shared libraries loaded at run time from /usr/lib/slidetally/_internal (PySide6/Qt/lib, PySide6, shiboken6,
+openslide_bin).
 You may replace any of them with your own build of the same version, modified or not, and
 reverse-engineer SlideTally for debugging such changes. Their complete corresponding source is offered in
 writing for three years in /usr/share/doc/slidetally/SOURCE-OFFER, which names each version; upstream
@@ -128,15 +132,25 @@ def qt_third_party(doc_root: Path = Path("/usr/share/doc")) -> bl.Component:
                                                                  "the HarfBuzz, libpng, FreeType, PCRE2, md4c authors"))
 
 
+def has_files(globs: tuple[str, ...], bundle: Path) -> bool:
+    """Whether the bundle has a file of these globs (relative to its _internal/; '../' for the bundle's root)."""
+    from sbom_bundle import bundle_files, matching
+
+    return bool(matching(bundle_files(bundle), tuple(g[3:] if g.startswith("../") else "_internal/" + g for g in globs)))
+
+
 def components(opencv_licenses: Path | None, bootloader: bool, bundle: Path | None = None) -> list[bl.Component]:
     """Every component with its texts; given the bundle, only the distributions it carries (e.g. not flatbuffers,
-    which ONNX Runtime's metadata requires and the app never imports), as the bill of materials lists them."""
+    which ONNX Runtime's metadata requires and the app never imports), as the bill of materials lists them, and of
+    the build's own only those it has files of (the bootloader; not setuptools, which the spec leaves out)."""
     names = bl.runtime_distributions(ROOT / "pyproject.toml")
+    build = list(bl.BUILD_BUNDLED) if bootloader else []
     if bundle is not None:
         from sbom import carried
 
         names = carried(names, bundle)
-    names += list(bl.BUILD_BUNDLED) if bootloader else []
+        build = [name for name in build if has_files(bl.globs_of(name), bundle)]
+    names += build
     comps = [bl.python_component(name) for name in names] + [bl.cpython_component(), qt_third_party()]
     texts = {}
     if opencv_licenses is not None:
@@ -212,8 +226,7 @@ LGPL_PARTS = {"pyside6-essentials": "Qt {v} (the Qt 6 libraries in PySide6/Qt/li
               "shiboken6": "Shiboken {v} (Qt for Python's bindings)",
               "openslide-bin": "OpenSlide as built by openslide-bin {v}, with the LGPL libraries it compiles in "
                                "(glib, cairo, pixman, gdk-pixbuf, libxml2's neighbours; listed in "
-                               "licenses/openslide-bin/licenses/)",
-              "numpy": "libquadmath, the GCC runtime library in NumPy {v}'s numpy.libs"}
+                               "licenses/openslide-bin/licenses/)"}
 
 
 def source_offer(comps: list[bl.Component]) -> str:
@@ -257,15 +270,31 @@ def check_covered(comps: list[bl.Component], internal: Path) -> int:
     return covered
 
 
+def shipped(opencv_licenses: Path | None, bundle: Path) -> list[bl.Component]:
+    """What the copyright file, SOURCE-OFFER and the bundle's LICENSES.md list: the components the bundle carries."""
+    return components(opencv_licenses, bootloader=True, bundle=bundle)
+
+
+def check_about_box(comps: list[bl.Component], internal: Path) -> None:
+    """The bundle's LICENSES.md (the About box) is the list of these components, or the build stops."""
+    bundled = internal / "resources" / "LICENSES.md"
+    if not bundled.exists() or bundled.read_text(encoding="utf-8") != licenses_md(comps):
+        raise bl.LicenceError(f"{bundled} does not list what the bundle carries: write it with --licenses-md after "
+                              "PyInstaller, given the bundle (installer/build.sh)")
+
+
 def main(argv: list[str]) -> None:
     try:
         if argv[:1] == ["--licenses-md"]:
             opencv_licenses = Path(argv[2]) if len(argv) > 2 else None
-            Path(argv[1]).write_text(licenses_md(components(opencv_licenses, bootloader=False)), encoding="utf-8")
+            comps = (shipped(opencv_licenses, Path(argv[3])) if len(argv) > 3
+                     else components(opencv_licenses, bootloader=False))
+            Path(argv[1]).write_text(licenses_md(comps), encoding="utf-8")
             return
         package_root, bundle, opencv = argv
         root = Path(package_root)
-        comps = components(Path(opencv), bootloader=True, bundle=root / bundle)
+        comps = shipped(Path(opencv), root / bundle)
+        check_about_box(comps, root / bundle / "_internal")
         covered = check_covered(comps, root / bundle / "_internal")
         doc = root / "usr/share/doc/slidetally"
         copied = install_texts(comps, doc)

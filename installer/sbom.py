@@ -1,6 +1,7 @@
 """Complete the CycloneDX bill of materials of the bundle: the Python packages as cyclonedx-py wrote them from the
 build venv (kept only where the bundle carries them), plus the parts no Python metadata describes: CPython, Qt, OpenCV,
-ONNX Runtime, OpenSlide, the libraries of the NumPy and Pillow wheels, and what each of them compiles in.
+ONNX Runtime, OpenSlide, the libraries of the Pillow wheel if a spec change brings them back, and what each of them
+compiles in.
 
 Every native part is read from the bundle itself. Its version comes from its own files (a version string, a source
 path or a compiler note in the binary, a version function called through ctypes, its file name) or from its wheel's

@@ -14,7 +14,6 @@ from sbom_probes import (
     dotted,
     file_name,
     first,
-    gcc_comment,
     hb_version,
     icu_version,
     in_wheel_sbom,
@@ -99,13 +98,9 @@ NATIVE = (
            description="pytorch/cpuinfo"),
     Native("openslide", "LGPL-2.1-only", SLIDE, call("openslide_get_version"),
            description="libopenslide.so.1 of the openslide-bin wheel, with the libraries it links in statically"),
-    # NumPy's wheel: OpenBLAS and the Fortran runtime it needs.
-    Native("openblas", "BSD-3-Clause", (IN + "*libscipy_openblas*",), text(rb"OpenBLAS (\d+(?:\.\d+)+)"), origin="numpy",
-           description="numpy.libs/ of the NumPy wheel (scipy-openblas build)"),
-    Native("libgfortran", "GPL-3.0-or-later WITH GCC-exception-3.1", (IN + "*libgfortran*",),
-           first(gcc_comment(), container("numpy")), origin="numpy", description="numpy.libs/ of the NumPy wheel"),
-    Native("libquadmath", "LGPL-2.1-or-later", (IN + "*libquadmath*",), first(gcc_comment(), container("numpy")),
-           origin="numpy", description="numpy.libs/ of the NumPy wheel"),
+    # No NumPy part: NumPy is built from source against Debian's OpenBLAS (build_numpy.sh), a system library and a
+    # Depends like libc, not listed here; the wheel's numpy.libs (OpenBLAS, libgfortran, libquadmath) is not bundled,
+    # and a bundle that carried it again fails --check.
     # Pillow's wheel (the bundle keeps the libraries of PIL._imaging and ImageCms; the others if a spec change
     # brings them).
     Native("libjpeg-turbo", "IJG AND BSD-3-Clause AND Zlib", (IN + "*libjpeg-*.so*",),

@@ -134,19 +134,6 @@ def file_name(pattern: str) -> Probe:
     return probe
 
 
-def gcc_comment(where: str = "*") -> Probe:
-    """The GCC named in the library's .comment section ('GCC: (GNU) 10.2.1'); the newest where several built it."""
-    def probe(files: list[Path], known: dict[str, str]) -> Found | None:
-        for path in pick(files, where):
-            comment = elf_sections(path).get(".comment", b"")
-            versions = re.findall(rb"GCC: \([^)]*\) (\d+\.\d+\.\d+)", comment)
-            if versions:
-                best = max(versions, key=lambda v: tuple(map(int, v.split(b"."))))
-                return Found(best.decode(), "binary-analysis", f".comment of {path.name}")
-        return None
-    return probe
-
-
 def hb_version(where: str) -> Probe:
     """HarfBuzz compiled into a library that exports none of its functions: hb_version()'s code (three stores of
     major, minor, micro, then ret, as GCC compiles it for x86-64), checked against the version string it carries."""

@@ -93,3 +93,17 @@ def test_opencvs_licence_line_is_made_from_the_texts_of_what_it_compiles_in(tmp_
         assert part in line
     with pytest.raises(bl.LicenceError, match="openjpeg-LICENSE"):
         dep5.opencv_licence({**texts, "3rdparty/openjpeg-LICENSE": text})
+
+
+def test_a_bundled_about_box_list_other_than_the_copyright_files_stops_the_build(comps, tmp_path):
+    """Issue 42: the About box listed flatbuffers, which the bundle does not carry. The package step checks that the
+    bundle's LICENSES.md lists exactly the components of the copyright file."""
+    carried = [c for c in comps if c.name != "flatbuffers"]  # as copyright.shipped() reads them from a bundle
+    assert len(carried) < len(comps)
+    resources = tmp_path / "_internal" / "resources"
+    resources.mkdir(parents=True)
+    (resources / "LICENSES.md").write_text(dep5.licenses_md(carried), encoding="utf-8")
+    dep5.check_about_box(carried, tmp_path / "_internal")
+    (resources / "LICENSES.md").write_text(dep5.licenses_md(comps), encoding="utf-8")  # every dependency's
+    with pytest.raises(bl.LicenceError, match="does not list what the bundle carries"):
+        dep5.check_about_box(carried, tmp_path / "_internal")
