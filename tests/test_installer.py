@@ -142,6 +142,16 @@ def test_deb_passes_lintian_and_declares_what_it_needs(deb, tmp_path):
     subprocess.run(["desktop-file-validate", str(root / "usr/share/applications/slidetally.desktop")], check=True)
 
 
+def _wait_for_log(data_home: Path, text: str, timeout: float) -> None:
+    """Until the installed app's log file (under its XDG data folder) says `text`: a condition wait, no sleep."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if any(text in log.read_text(encoding="utf-8", errors="replace") for log in data_home.rglob("slidetally.log")):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the app's log never said {text!r} within {timeout:.0f} s")
+
+
 def test_installed_programs_are_hardened(installed):
     """The bootloader built from source (installer/build_bootloader.sh): position-independent, stack-protected,
     read-only relocations bound at load; so are the modules compiled here (cv2, NumPy's core: build_opencv.sh,
@@ -295,7 +305,7 @@ def test_installed_app_opens_from_its_desktop_entry_offline(installed, tmp_path)
             time.sleep(0.05)
         assert window, "the installed app's window did not appear"
         print(f"window visible after {time.monotonic() - start:.2f} s")
-        time.sleep(8)
+        _wait_for_log(tmp_path / "data", "item(s) classified with", timeout=60)  # the samples are classified
         # Offline: after classifying, the app holds no internet socket (only its X11 connection).
         assert psutil.Process(app.pid).net_connections(kind="inet") == []
         mapped = {Path(m.path).name for m in psutil.Process(app.pid).memory_maps()}
