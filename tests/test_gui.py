@@ -132,8 +132,9 @@ def test_gallery_stays_sorted_as_batches_arrive_and_filters_by_bin(qtbot):
     from desktop.core.records.review import cell_bin
 
     model.upsert([replace(cells[7], confidence=0.999), replace(cells[8], confirmed=True)])  # moved; confirmed
-    assert proxy.counts() == dict(Counter(cell_bin(c) for c in model.cells))
-    assert sum(proxy.counts().values()) == 2000 and proxy.counts()["monocyte"] == 1
+    counts = model.list.counts()  # the gallery's CellList (the state's cells in the window)
+    assert counts == dict(Counter(cell_bin(c) for c in model.cells))
+    assert sum(counts.values()) == 2000 and counts["monocyte"] == 1
     proxy.set_bin("monocyte")
     assert proxy.rowCount() == 1
     proxy.set_bin(REVIEW)

@@ -171,9 +171,6 @@ class GalleryModel(QAbstractListModel):
         self.info = info
         self.list.replace(cells)
 
-    def counts(self) -> dict[str, int]:
-        return self.list.counts()
-
     def row_of(self, cell_id: int) -> int | None:
         return self.list.row_of(cell_id)
 
@@ -296,10 +293,6 @@ class BinFilter(QSortFilterProxyModel):
     def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802 - Qt API
         cell = self.sourceModel().cells[row]
         return in_bin(cell, self.bin_key) and (not self.name_filter or self.name_filter in cell.file.casefold())
-
-    def counts(self) -> dict[str, int]:
-        """Cells per bin over the whole session, whatever bin or name filter is shown."""
-        return self.sourceModel().counts()
 
     @staticmethod
     def thumb_size() -> QSize:

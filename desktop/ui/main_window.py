@@ -8,7 +8,6 @@ actions), `records` (the specimen, sign-off, verification, reopen and the summar
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +32,6 @@ if TYPE_CHECKING:  # imported when the window is completed, after its first pain
     from desktop.ui.session_controller import SessionController
 
 
-log = logging.getLogger(__name__)
 MIN_WIDTH, MIN_HEIGHT = 900, 560  # the smallest window restored: the three panes usable (see _clamp_to_screen)
 
 
