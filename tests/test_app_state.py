@@ -140,3 +140,16 @@ def test_the_summary_and_the_bins_follow_the_state_without_a_window(qtbot, blood
         assert "Open a folder" in summary.text.toPlainText() and records.session is None
     finally:
         session.close()
+
+
+def test_a_folder_that_does_not_open_leaves_no_opening_title(qtbot, blood, monkeypatch):
+    """The slide-scale question answered Cancel (open_session gives None): the title says no folder is open."""
+    from conftest import open_window
+
+    from desktop.ui import session_controller
+
+    model_path, folder, data = blood
+    window = open_window(qtbot, data.parent, model_path.parent)
+    monkeypatch.setattr(session_controller, "open_session", lambda *a, **k: None)
+    window.sessions.open_folder(folder, guess=False)
+    assert window.windowTitle() == "SlideTally" and window.sessions.session is None

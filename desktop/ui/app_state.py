@@ -75,7 +75,9 @@ class AppState(QObject):
             self.record_changed.emit(self.session.record())
 
     def close(self) -> None:
-        """No session open: the gallery and the summary empty."""
+        """No session open: the gallery and the summary empty (said once: closing what is closed says nothing)."""
+        if self.session is None and self.folder is None and not len(self.cells):
+            return
         self.session = self.folder = None
         self.cells.replace([])
         self.session_changed.emit(None)

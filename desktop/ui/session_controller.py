@@ -163,8 +163,8 @@ class SessionController(QObject):
         except SlideTallyError as exc:
             opened = None
             self.feedback.error("Cannot open the folder", str(exc))
-        if opened is None:
-            self.state.close()
+        if opened is None:  # nothing opened: the "opening…" title goes (the state is already closed)
+            self.feedback.parent.setWindowTitle("SlideTally")
             return
         session, cells = opened
         if self._shut:  # closed while it opened
